@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# deps.sh: installs the Debian 12 packages p2psip needs to build, test and benchmark.
+# Usage: scripts/deps.sh [build|test|bench]   (default: test, which includes build)
+# Runs apt-get only when something is missing, so a second run costs nothing.
+set -euo pipefail
+
+build=(build-essential cmake pkg-config libuv1-dev libsodium-dev libsqlite3-dev sqlite3
+       nettle-dev libgtk-3-dev libcmocka-dev)
+test=(clang libclang-rt-14-dev clang-format iproute2 procps python3 sip-tester baresip
+      linphone-cli xvfb)
+bench=(libosip2-dev kamailio kamailio-sqlite-modules dhtnode)
+
+case "${1:-test}" in
+build) want=("${build[@]}") ;;
+test) want=("${build[@]}" "${test[@]}") ;;
+bench) want=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
+*) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+        missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "deps: installing ${missing[*]}" >&2
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
