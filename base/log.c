@@ -13,12 +13,11 @@
 #include <time.h>
 
 static const char *const level_names[] = {
-    [P2P_LOG_ERR] = "err",     [P2P_LOG_WARN] = "warn",   [P2P_LOG_NOTICE] = "notice",
-    [P2P_LOG_INFO] = "info",   [P2P_LOG_DEBUG] = "debug",
+    [P2P_LOG_ERR] = "err",   [P2P_LOG_WARN] = "warn",   [P2P_LOG_NOTICE] = "notice",
+    [P2P_LOG_INFO] = "info", [P2P_LOG_DEBUG] = "debug",
 };
 
-void p2p_log_init(struct p2p_log *log, const char *ident, enum p2p_log_level level,
-                  bool use_syslog)
+void p2p_log_init(struct p2p_log *log, const char *ident, enum p2p_log_level level, bool use_syslog)
 {
     log->ident = ident;
     log->level = level;
@@ -50,8 +49,7 @@ bool p2p_log_enabled(const struct p2p_log *log, enum p2p_log_level level)
     return log != NULL && level <= log->level;
 }
 
-void p2p_vlogf(const struct p2p_log *log, enum p2p_log_level level, const char *fmt,
-               va_list ap)
+void p2p_vlogf(const struct p2p_log *log, enum p2p_log_level level, const char *fmt, va_list ap)
 {
     struct timespec ts;
     struct tm tm;

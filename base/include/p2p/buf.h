@@ -27,8 +27,7 @@ void p2p_buf_free(struct p2p_buf *b);
 int p2p_buf_append(struct p2p_buf *b, const void *p, size_t n);
 
 /* printf-style append, same errors; -EINVAL on an encoding error. */
-int p2p_buf_printf(struct p2p_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int p2p_buf_printf(struct p2p_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Drops the first n bytes (n <= len), moving the rest to the front. */
 void p2p_buf_consume(struct p2p_buf *b, size_t n);

@@ -37,8 +37,8 @@ bool p2p_log_enabled(const struct p2p_log *log, enum p2p_log_level level);
 /* log may be NULL: the message is dropped. */
 void p2p_logf(const struct p2p_log *log, enum p2p_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void p2p_vlogf(const struct p2p_log *log, enum p2p_log_level level, const char *fmt,
-               va_list ap) __attribute__((format(printf, 3, 0)));
+void p2p_vlogf(const struct p2p_log *log, enum p2p_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define p2p_err(log, ...) p2p_logf((log), P2P_LOG_ERR, __VA_ARGS__)
 #define p2p_warn(log, ...) p2p_logf((log), P2P_LOG_WARN, __VA_ARGS__)
