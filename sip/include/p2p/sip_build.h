@@ -1,0 +1,101 @@
+/*
+ * sip_build.h: building SIP messages from parsed ones.
+ *
+ * A proxy forwards by splicing: the bytes of the received request are copied as
+ * they are, except for the places RFC 3261 16.6 changes (Request-URI, a new top
+ * Via, Record-Route, Max-Forwards, the top Route).  Responses, CANCEL and ACK are
+ * built from the request's own header lines (copied verbatim).  Output is
+ * appended to a caller's struct p2p_buf, whose cap bounds the result; on any error
+ * the buffer is restored to its length before the call.
+ */
+#ifndef P2P_SIP_BUILD_H
+#define P2P_SIP_BUILD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p2p/buf.h"
+#include "p2p/sip_msg.h"
+#include "p2p/slice.h"
+
+/*
+ * Where the request came from, for the server transport's Via rules: RFC 3261
+ * 18.2.1 (received= when the sent-by host differs from host) and RFC 3581 4
+ * (with rport in the top Via: received= always, rport=port).  host empty: leave
+ * the top Via as it is.
+ */
+struct sip_src {
+    struct p2p_slice host; /* source address as text, IPv6 without brackets */
+    uint16_t port;
+};
+
+struct sip_fwd {
+    struct p2p_slice ruri;         /* new Request-URI, empty: keep (RFC 3261 16.6 step 2) */
+    struct p2p_slice via;          /* value of the new top Via, empty: none (16.6 step 8) */
+    struct p2p_slice record_route; /* value of a Record-Route to add on top, e.g.
+                                      "<sip:192.0.2.1:5062;lr>", empty: none (step 4) */
+    bool pop_route;                /* drop the first Route value (16.4 / step 6) */
+    struct sip_src src;            /* received/rport on the previous top Via */
+};
+
+/*
+ * Appends req forwarded as f says (RFC 3261 16.6): Max-Forwards decremented,
+ * or "Max-Forwards: 70" added when absent (step 3); every other byte of the
+ * original kept.  Content-Length is written when the request had none (stream
+ * transports need it).  Returns 0, -EINVAL when req is not a request or its
+ * Max-Forwards is 0 or malformed (the proxy answers 483 first, 16.3 step 3),
+ * -EBADMSG for a malformed top Via/Route, -EMSGSIZE/-ENOMEM from the buffer.
+ */
+int sip_build_forward(const struct sip_msg *req, const struct sip_fwd *f, struct p2p_buf *out);
+
+struct sip_resp {
+    unsigned status;               /* 100..699 */
+    struct p2p_slice reason;       /* empty: sip_reason_phrase(status) */
+    struct p2p_slice to_tag;       /* added to To when it has no tag and status > 100 */
+    struct sip_src src;            /* received/rport on the top Via, see struct sip_src */
+    struct p2p_slice extra;        /* extra header lines, each ending in CRLF, copied as is
+                                      (Contact, WWW-Authenticate, Min-Expires, Retry-After...) */
+    struct p2p_slice content_type; /* with a body */
+    struct p2p_slice body;
+};
+
+/*
+ * Appends a response to req (RFC 3261 8.2.6.2, 16.7): status line, every Via
+ * header line in order, From, To (plus ";tag=" as above), Call-ID, CSeq, then
+ * extra, Content-Type and Content-Length, an empty line and the body.  Works on a
+ * request that failed validation as long as sip_msg_answerable() says so.
+ * Returns 0, -EINVAL (bad status, not a request, header missing), -EBADMSG
+ * (top Via unparseable while src asks to change it), -EMSGSIZE/-ENOMEM.
+ */
+int sip_build_response(const struct sip_msg *req, const struct sip_resp *r, struct p2p_buf *out);
+
+/*
+ * Appends the CANCEL for the client request req (RFC 3261 9.1): same
+ * Request-URI, top Via only, Route headers, From, To, Call-ID, CSeq number with
+ * method CANCEL, Max-Forwards 70, Content-Length 0.  Returns 0, -EINVAL when req
+ * is not a request or lacks one of these, or a buffer error.
+ */
+int sip_build_cancel(const struct sip_msg *req, struct p2p_buf *out);
+
+/*
+ * Appends the ACK for a non-2xx final response resp to the INVITE req (RFC 3261
+ * 17.1.1.3): Request-URI, top Via, Route, From, Call-ID and CSeq number from req,
+ * To from resp (with its tag), method ACK, Max-Forwards 70, Content-Length 0.
+ * Returns 0, -EINVAL (not an INVITE / not a final non-2xx / header missing), or
+ * a buffer error.
+ */
+int sip_build_ack(const struct sip_msg *req, const struct sip_msg *resp, struct p2p_buf *out);
+
+/*
+ * Writes a new RFC 3261 8.1.1.7 branch, "z9hG4bK" + 22 characters (128 random
+ * bits from libsodium, base64url without padding), NUL-terminated.  Returns the
+ * length (29) or -ENOSPC when size < 30.
+ */
+#define SIP_BRANCH_LEN 29
+int sip_branch_new(char *dst, size_t size);
+
+/* Default reason phrase for a status code (RFC 3261 21), "Unknown" otherwise. */
+const char *sip_reason_phrase(unsigned status);
+
+#endif
