@@ -184,7 +184,7 @@ struct unquoted {
         b_nonce[SIP_DIGEST_PARAM_MAX], b_uri[SIP_DIGEST_PARAM_MAX], b_cnonce[SIP_DIGEST_PARAM_MAX];
 };
 
-static int unquote_all(const struct sip_digest_credentials *cr, struct unquoted *u)
+static int unquote_all(const struct sip_auth *cr, struct unquoted *u)
 {
     if (unquote(cr->username, u->b_username, &u->username) < 0 ||
         unquote(cr->realm, u->b_realm, &u->realm) < 0 ||
@@ -195,7 +195,7 @@ static int unquote_all(const struct sip_digest_credentials *cr, struct unquoted 
 }
 
 /* RFC 7616 3.4.1: qop is "auth" or absent (RFC 2069 form); nc and cnonce go with it. */
-static int check_qop(const struct sip_digest_credentials *cr, enum sip_digest_alg alg)
+static int check_qop(const struct sip_auth *cr, enum sip_digest_alg alg)
 {
     if (cr->qop.len == 0) {
         if (cr->nc.len != 0)
@@ -212,9 +212,9 @@ static int check_qop(const struct sip_digest_credentials *cr, enum sip_digest_al
     return 0;
 }
 
-static int compute(const struct sip_digest_credentials *cr, const struct unquoted *u,
-                   enum sip_digest_alg alg, const struct sip_digest_secret *secret,
-                   struct p2p_slice method, char out[SIP_DIGEST_HEX_MAX + 1])
+static int compute(const struct sip_auth *cr, const struct unquoted *u, enum sip_digest_alg alg,
+                   const struct sip_digest_secret *secret, struct p2p_slice method,
+                   char out[SIP_DIGEST_HEX_MAX + 1])
 {
     char ha1[SIP_DIGEST_HEX_MAX + 1], ha2[SIP_DIGEST_HEX_MAX + 1];
     size_t ha1_len, ha2_len;
@@ -276,9 +276,8 @@ static int compute(const struct sip_digest_credentials *cr, const struct unquote
     return 0;
 }
 
-int sip_digest_compute(const struct sip_digest_credentials *cr,
-                       const struct sip_digest_secret *secret, struct p2p_slice method,
-                       char out[SIP_DIGEST_HEX_MAX + 1])
+int sip_digest_compute(const struct sip_auth *cr, const struct sip_digest_secret *secret,
+                       struct p2p_slice method, char out[SIP_DIGEST_HEX_MAX + 1])
 {
     struct unquoted u;
     enum sip_digest_alg alg;
@@ -507,8 +506,8 @@ static bool response_matches(struct p2p_slice got, const char *want)
     return sodium_memcmp(low, want, n) == 0;
 }
 
-int sip_digest_verify(struct sip_digest *d, const struct sip_digest_credentials *cr,
-                      struct p2p_slice method, struct p2p_slice request_uri, struct p2p_slice realm,
+int sip_digest_verify(struct sip_digest *d, const struct sip_auth *cr, struct p2p_slice method,
+                      struct p2p_slice request_uri, struct p2p_slice realm,
                       sip_digest_lookup_cb lookup, void *lookup_arg, uint64_t now_ms)
 {
     char want[SIP_DIGEST_HEX_MAX + 1];
@@ -519,6 +518,11 @@ int sip_digest_verify(struct sip_digest *d, const struct sip_digest_credentials 
     uint64_t issued_ms, id, nc = 1;
     int rc;
 
+    if (!p2p_slice_caseeq_cstr(cr->scheme, "Digest"))
+        return -EBADMSG;
+    /* RFC 7616 3.4.4: userhash is not offered, so it may not be used. */
+    if (cr->userhash.len != 0 && !p2p_slice_caseeq_cstr(cr->userhash, "false"))
+        return -EBADMSG;
     if (cr->username.len == 0 || cr->realm.len == 0 || cr->nonce.len == 0 || cr->uri.len == 0 ||
         cr->response.len == 0)
         return -EBADMSG;

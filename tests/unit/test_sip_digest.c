@@ -28,7 +28,7 @@ static struct p2p_slice cs(const char *s)
 /* RFC 2617 3.5 */
 static void test_rfc2617_example(void **state)
 {
-    struct sip_digest_credentials cr = {
+    struct sip_auth cr = {
         .username = S("Mufasa"),
         .realm = S("testrealm@host.com"),
         .nonce = S("dcd98b7102dd2f0e8b11d0f600bfb0c093"),
@@ -79,7 +79,7 @@ static void test_rfc2617_example(void **state)
 /* RFC 7616 3.9.1 */
 static void test_rfc7616_examples(void **state)
 {
-    struct sip_digest_credentials cr = {
+    struct sip_auth cr = {
         .username = S("Mufasa"),
         .realm = S("http-auth@example.org"),
         .nonce = S("7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"),
@@ -160,7 +160,7 @@ static void nonce_of(const struct p2p_buf *b, int line, char out[SIP_DIGEST_NONC
 }
 
 struct client {
-    struct sip_digest_credentials cr;
+    struct sip_auth cr;
     char nonce[SIP_DIGEST_NONCE_LEN + 1];
     char nc[9];
     char response[SIP_DIGEST_HEX_MAX + 1];
@@ -172,7 +172,8 @@ static void client_answer(struct client *c, const char *alg, const char *nonce, 
 {
     snprintf(c->nonce, sizeof(c->nonce), "%s", nonce);
     snprintf(c->nc, sizeof(c->nc), "%08x", nc);
-    c->cr = (struct sip_digest_credentials){
+    c->cr = (struct sip_auth){
+        .scheme = S("Digest"),
         .username = S("alice"),
         .realm = S("p2psip"),
         .nonce = cs(c->nonce),
@@ -340,6 +341,13 @@ static void test_wrong_credentials(void **state)
     assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
     client_answer(&c, "SHA-256", nonce, 2, "s3cret");
     c.cr.nc = S("00000000");
+    assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
+
+    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    c.cr.scheme = S("Basic");
+    assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
+    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    c.cr.userhash = S("true");
     assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
 
     /* Still usable with the right answer after all that. */

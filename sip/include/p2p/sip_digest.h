@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "p2p/buf.h"
+#include "p2p/sip_msg.h"
 #include "p2p/slice.h"
 
 enum sip_digest_alg {
@@ -50,23 +51,11 @@ enum sip_digest_alg {
 #define SIP_DIGEST_PARAM_MAX 512
 
 /*
- * The parameters of one Authorization or Proxy-Authorization "Digest" header, as
- * slices into the message: quoted values without their quotes (quoted-pairs such as
- * \" may remain; they are resolved here), tokens as they are.  A missing parameter
- * is an empty slice.
+ * Credentials are a struct sip_auth from sip_auth_parse() (sip_msg.h): slices into
+ * the message, quoted values without quotes and with quoted-pairs (\") still in
+ * place; they are resolved here before hashing.  A missing parameter is an empty
+ * slice; for the required ones, an empty value counts as missing.
  */
-struct sip_digest_credentials {
-    struct p2p_slice username;
-    struct p2p_slice realm;
-    struct p2p_slice nonce;
-    struct p2p_slice uri;
-    struct p2p_slice response;
-    struct p2p_slice algorithm; /* empty means MD5 (RFC 2617 3.2.2) */
-    struct p2p_slice cnonce;
-    struct p2p_slice qop;
-    struct p2p_slice nc;
-    struct p2p_slice opaque;
-};
 
 enum sip_digest_secret_kind {
     SIP_DIGEST_SECRET_PASSWORD, /* value is the clear-text password */
@@ -139,8 +128,8 @@ int sip_digest_challenge(struct sip_digest *d, struct p2p_buf *out, const char *
  *   -EBADMSG a required parameter is missing or malformed, or qop/algorithm unknown;
  *   or another negative errno returned by lookup.
  */
-int sip_digest_verify(struct sip_digest *d, const struct sip_digest_credentials *cr,
-                      struct p2p_slice method, struct p2p_slice request_uri, struct p2p_slice realm,
+int sip_digest_verify(struct sip_digest *d, const struct sip_auth *cr, struct p2p_slice method,
+                      struct p2p_slice request_uri, struct p2p_slice realm,
                       sip_digest_lookup_cb lookup, void *lookup_arg, uint64_t now_ms);
 
 /*
@@ -150,9 +139,8 @@ int sip_digest_verify(struct sip_digest *d, const struct sip_digest_credentials 
  * -EBADMSG for an unknown algorithm or qop or missing cnonce/nc, or -EACCES when the
  * secret is an HA1 of another hash or not valid hex.
  */
-int sip_digest_compute(const struct sip_digest_credentials *cr,
-                       const struct sip_digest_secret *secret, struct p2p_slice method,
-                       char out[SIP_DIGEST_HEX_MAX + 1]);
+int sip_digest_compute(const struct sip_auth *cr, const struct sip_digest_secret *secret,
+                       struct p2p_slice method, char out[SIP_DIGEST_HEX_MAX + 1]);
 
 /* Parses an algorithm token (case-insensitive; empty means MD5).  0 or -EBADMSG. */
 int sip_digest_alg_parse(struct p2p_slice s, enum sip_digest_alg *out);
