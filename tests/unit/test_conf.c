@@ -1,0 +1,486 @@
+/*
+ * test_conf.c: the configuration: defaults, file format, strict errors with
+ * "file:line: reason", command line parsing and precedence over the file.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "p2p/buf.h"
+#include "p2p/conf.h"
+
+static int load(struct conf *c, const char *text, char *err)
+{
+    return conf_load_buf(c, "t.conf", text, strlen(text), err, CONF_ERR_MAX);
+}
+
+/* conf_format output as a NUL-terminated string (caller frees). */
+static char *format(const struct conf *c)
+{
+    struct p2p_buf b;
+    char *s;
+
+    p2p_buf_init(&b, 1 << 16);
+    assert_int_equal(conf_format(c, &b), 0);
+    assert_int_equal(p2p_buf_append(&b, "", 1), 0);
+    s = strdup(b.data);
+    p2p_buf_free(&b);
+    return s;
+}
+
+static void test_defaults(void **state)
+{
+    struct conf c;
+    char err[CONF_ERR_MAX];
+    (void)state;
+
+    conf_defaults(&c);
+    assert_int_equal(c.sip.port, 5062);
+    assert_int_equal(c.sip.listen_count, 1);
+    assert_string_equal(c.sip.listen[0].host, "127.0.0.1");
+    assert_int_equal(c.sip.listen[0].family, AF_INET);
+    assert_int_equal(c.sip.transports, CONF_TRANSPORT_UDP | CONF_TRANSPORT_TCP);
+    assert_true(c.sip.domain_any);
+    assert_int_equal(c.registrar.min_expires, 60);
+    assert_int_equal(c.registrar.max_expires, 7200);
+    assert_int_equal(c.registrar.default_expires, 3600);
+    assert_int_equal(c.registrar.options_keepalive, 0);
+    assert_false(c.proxy.forward_foreign);
+    assert_int_equal(c.proxy.foreign_reply, 404);
+    assert_int_equal(c.timers.t1_ms, 500);
+    assert_int_equal(c.timers.t2_ms, 4000);
+    assert_int_equal(c.timers.t4_ms, 5000);
+    assert_string_equal(c.auth.accounts, "");
+    assert_string_equal(c.auth.realm, "p2psip");
+    assert_int_equal(c.log.level, P2P_LOG_NOTICE);
+    assert_false(c.log.syslog);
+    assert_false(c.log.trace);
+    assert_int_equal(c.p2p.port, 0);
+    assert_int_equal(c.p2p.server_count, 0);
+    assert_false(c.p2p.server);
+    assert_int_equal(conf_check(&c, err, sizeof(err)), 0);
+}
+
+/* The commented default file shipped in conf/ must say exactly the built-in defaults. */
+static void test_shipped_file_is_defaults(void **state)
+{
+    struct conf def, file;
+    char err[CONF_ERR_MAX] = "";
+    char path[1024];
+    char *a, *b;
+    (void)state;
+
+    snprintf(path, sizeof(path), "%s/../../conf/p2psipd.conf", getenv("P2P_TEST_DATA"));
+    conf_defaults(&def);
+    conf_defaults(&file);
+    /* Start from different values so that a key missing from the file shows. */
+    assert_int_equal(load(&file, "sip.port = 9\nregistrar.max_aors = 7\nlog.level = err\n", err),
+                     0);
+    assert_int_equal(conf_load_file(&file, path, err, sizeof(err)), 0);
+    a = format(&def);
+    b = format(&file);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
+static void test_sections_dotted_and_comments(void **state)
+{
+    struct conf c;
+    char err[CONF_ERR_MAX] = "";
+    (void)state;
+
+    conf_defaults(&c);
+    assert_int_equal(load(&c,
+                          "# comment\r\n"
+                          "data_dir = /tmp/x y # not part of the value\n"
+                          "registrar.max_contacts = 3\n"
+                          "\n"
+                          "  [sip]  # the SIP side\n"
+                          "port=5070\n"
+                          "listen = 0.0.0.0, [::1] ,fe80::1\n"
+                          "transports = TCP\n"
+                          "domain = Example.ORG, 10.0.0.1, [2001:DB8::1]\n"
+                          "[auth]\n"
+                          "accounts = /etc/p2psip/accounts#1\n"
+                          "[registrar]\n"
+                          "options_keepalive = 30\n"
+                          "[log]\n"
+                          "level = info\n"
+                          "trace = On\n"
+                          "[p2p]\n"
+                          "port = 4000\n"
+                          "servers = node1.example.org:4000, 10.1.2.3:4001,[::1]:4002\n"
+                          "server = true",
+                          err),
+                     0);
+    assert_string_equal(err, "");
+    assert_string_equal(c.data_dir, "/tmp/x y");
+    assert_int_equal(c.registrar.max_contacts, 3);
+    assert_int_equal(c.sip.port, 5070);
+    assert_int_equal(c.sip.listen_count, 3);
+    assert_string_equal(c.sip.listen[0].host, "0.0.0.0");
+    assert_int_equal(c.sip.listen[1].family, AF_INET6);
+    assert_string_equal(c.sip.listen[1].host, "::1");
+    assert_string_equal(c.sip.listen[2].host, "fe80::1");
+    assert_int_equal(c.sip.transports, CONF_TRANSPORT_TCP);
+    assert_false(c.sip.domain_any);
+    assert_int_equal(c.sip.domain_count, 3);
+    assert_string_equal(c.sip.domain[0], "example.org");
+    assert_string_equal(c.sip.domain[1], "10.0.0.1");
+    assert_string_equal(c.sip.domain[2], "2001:db8::1");
+    /* '#' not preceded by a blank belongs to the value. */
+    assert_string_equal(c.auth.accounts, "/etc/p2psip/accounts#1");
+    assert_int_equal(c.registrar.options_keepalive, 30);
+    assert_int_equal(c.log.level, P2P_LOG_INFO);
+    assert_true(c.log.trace);
+    assert_int_equal(c.p2p.port, 4000);
+    assert_int_equal(c.p2p.server_count, 3);
+    assert_string_equal(c.p2p.servers[0].host, "node1.example.org");
+    assert_int_equal(c.p2p.servers[0].port, 4000);
+    assert_string_equal(c.p2p.servers[2].host, "::1");
+    assert_int_equal(c.p2p.servers[2].port, 4002);
+    assert_true(c.p2p.server);
+    /* Untouched keys keep their earlier values. */
+    assert_int_equal(c.registrar.min_expires, 60);
+
+    /* Formatting and loading again gives the same configuration. */
+    char *a = format(&c);
+    struct conf d;
+    conf_defaults(&d);
+    assert_int_equal(load(&d, a, err), 0);
+    char *b = format(&d);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
+struct bad_case {
+    const char *text;
+    const char *err;
+};
+
+static void test_bad_lines(void **state)
+{
+    static const struct bad_case cases[] = {
+        {"sip.port = 5062\nfoo", "t.conf:2: expected 'key = value' or '[section]'"},
+        {"[sip\n", "t.conf:1: missing ']' in section header"},
+        {"[sip] port = 1\n", "t.conf:1: text after section header"},
+        {"\n\n[nosuch]\n", "t.conf:3: unknown section [nosuch]"},
+        {"[]\n", "t.conf:1: unknown section []"},
+        {"= 5\n", "t.conf:1: missing key before '='"},
+        {"Sip.Port = 5\n", "t.conf:1: invalid key 'Sip.Port'"},
+        {"sip.nosuch = 1\n", "t.conf:1: unknown key 'sip.nosuch'"},
+        {"[sip]\nregistrar.min_expires = 1\n", "t.conf:2: unknown key 'sip.registrar.min_expires'"},
+        {"[sip]\nport = 1\n# x\nport = 2\n",
+         "t.conf:4: duplicate key 'sip.port' (first set on line 2)"},
+        {"sip.port =\n", "t.conf:1: sip.port: missing value"},
+        {"sip.port = 0\n", "t.conf:1: sip.port: '0' is not a port number (1-65535)"},
+        {"sip.port = 65536\n", "t.conf:1: sip.port: '65536' is not a port number (1-65535)"},
+        {"sip.port = 50x\n", "t.conf:1: sip.port: '50x' is not a port number (1-65535)"},
+        {"p2p.port = -1\n", "t.conf:1: p2p.port: '-1' is not a port number (0-65535)"},
+        {"registrar.min_expires = 0\n",
+         "t.conf:1: registrar.min_expires: 0 is out of range (1-86400)"},
+        {"registrar.max_contacts = 99999999999999999999\n",
+         "t.conf:1: registrar.max_contacts: 99999999999999999999 is out of range (1-1024)"},
+        {"registrar.max_aors = ten\n", "t.conf:1: registrar.max_aors: 'ten' is not a number"},
+        {"registrar.options_keepalive = sometimes\n",
+         "t.conf:1: registrar.options_keepalive: 'sometimes' is not a number or 'off'"},
+        {"registrar.options_keepalive = 1\n",
+         "t.conf:1: registrar.options_keepalive: 1 is out of range (5-3600)"},
+        {"log.syslog = maybe\n",
+         "t.conf:1: log.syslog: 'maybe' is not a boolean (yes/no, on/off, true/false, 1/0)"},
+        {"log.level = loud\n",
+         "t.conf:1: log.level: 'loud' is not a log level (err, warn, notice, info, debug)"},
+        {"proxy.foreign_reply = 480\n", "t.conf:1: proxy.foreign_reply: '480' is not 403 or 404"},
+        {"sip.listen = localhost\n",
+         "t.conf:1: sip.listen: 'localhost' is not an IPv4 or IPv6 address"},
+        {"sip.listen = 127.0.0.1,,::1\n", "t.conf:1: sip.listen: empty list element"},
+        {"sip.listen = ::1, 0:0::1\n", "t.conf:1: sip.listen: duplicate address ::1"},
+        {"sip.listen = 127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,"
+         "127.0.0.8,127.0.0.9\n",
+         "t.conf:1: sip.listen: more than 8 addresses"},
+        {"sip.transports = udp, tls\n",
+         "t.conf:1: sip.transports: unsupported transport 'tls' (udp, tcp)"},
+        {"sip.transports = udp,UDP\n", "t.conf:1: sip.transports: duplicate transport 'UDP'"},
+        {"sip.domain = example.org, *\n",
+         "t.conf:1: sip.domain: '*' (any domain) cannot be combined with names"},
+        {"sip.domain = exa_mple.org\n",
+         "t.conf:1: sip.domain: 'exa_mple.org' is not a host name or address"},
+        {"sip.domain = a..b\n", "t.conf:1: sip.domain: 'a..b' is not a host name or address"},
+        {"sip.domain = -a.org\n", "t.conf:1: sip.domain: '-a.org' is not a host name or address"},
+        {"sip.domain = a.org, A.org\n", "t.conf:1: sip.domain: duplicate domain a.org"},
+        {"p2p.servers = node1\n", "t.conf:1: p2p.servers: 'node1': expected host:port"},
+        {"p2p.servers = ::1:4000\n",
+         "t.conf:1: p2p.servers: '::1:4000': an IPv6 address needs brackets: [addr]:port"},
+        {"p2p.servers = [::1]4000\n", "t.conf:1: p2p.servers: '[::1]4000': expected [ipv6]:port"},
+        {"p2p.servers = a:1, b:0\n",
+         "t.conf:1: p2p.servers: 'b:0': '0' is not a port number (1-65535)"},
+        {"p2p.servers = a b:1\n",
+         "t.conf:1: p2p.servers: 'a b:1': 'a b' is not a host name or address"},
+        {"auth.realm = say \"hi\"\n",
+         "t.conf:1: auth.realm: '\"' and '\\' are not allowed in a realm"},
+        {"auth.accounts = a\x01"
+         "b\n",
+         "t.conf:1: auth.accounts: control character in value"},
+    };
+    char err[CONF_ERR_MAX];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct conf c, before;
+        conf_defaults(&c);
+        before = c;
+        memset(err, 0, sizeof(err));
+        int rc = load(&c, cases[i].text, err);
+        if (rc != -EINVAL || strcmp(err, cases[i].err) != 0)
+            fail_msg("case %zu: rc %d, got \"%s\", want \"%s\"", i, rc, err, cases[i].err);
+        /* A failed load leaves the configuration as it was. */
+        assert_memory_equal(&c, &before, sizeof(c));
+    }
+}
+
+static void test_bad_bytes_and_sizes(void **state)
+{
+    struct conf c, before;
+    char err[CONF_ERR_MAX];
+    char *big;
+    (void)state;
+
+    conf_defaults(&c);
+    before = c;
+    /* A NUL byte inside a line. */
+    assert_int_equal(
+        conf_load_buf(&c, "t.conf", "sip.port = 5\n[sip]\npo\0rt = 1\n", 24, err, sizeof(err)),
+        -EINVAL);
+    assert_string_equal(err, "t.conf:3: NUL byte in line");
+    /* A line over CONF_LINE_MAX is refused, not truncated. */
+    big = malloc(CONF_FILE_MAX + 2);
+    assert_non_null(big);
+    memset(big, ' ', CONF_LINE_MAX + 1);
+    memcpy(big, "# x", 3);
+    big[CONF_LINE_MAX + 1] = '\n';
+    assert_int_equal(conf_load_buf(&c, "t.conf", big, CONF_LINE_MAX + 2, err, sizeof(err)),
+                     -EINVAL);
+    assert_string_equal(err, "t.conf:1: line too long (max 1024 bytes)");
+    /* Exactly CONF_LINE_MAX bytes is fine. */
+    assert_int_equal(conf_load_buf(&c, "t.conf", big, CONF_LINE_MAX, err, sizeof(err)), 0);
+    /* A file over CONF_FILE_MAX. */
+    memset(big, '\n', CONF_FILE_MAX + 1);
+    assert_int_equal(conf_load_buf(&c, "t.conf", big, CONF_FILE_MAX + 1, err, sizeof(err)), -EFBIG);
+    assert_string_equal(err, "t.conf: file too large (max 65536 bytes)");
+    free(big);
+    assert_memory_equal(&c, &before, sizeof(c));
+    /* A missing file names the file and the system's reason. */
+    assert_int_equal(conf_load_file(&c, "/nonexistent/p2psipd.conf", err, sizeof(err)), -ENOENT);
+    assert_string_equal(err, "/nonexistent/p2psipd.conf: No such file or directory");
+}
+
+static void test_check(void **state)
+{
+    struct conf c;
+    char err[CONF_ERR_MAX];
+    (void)state;
+
+    conf_defaults(&c);
+    assert_int_equal(load(&c, "registrar.min_expires = 4000\n", err), 0);
+    assert_int_equal(conf_check(&c, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "registrar.default_expires (3600) is outside "
+                             "registrar.min_expires..max_expires (4000-7200)");
+    conf_defaults(&c);
+    assert_int_equal(load(&c, "registrar.max_expires = 30\n", err), 0);
+    assert_int_equal(conf_check(&c, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "registrar.min_expires (60) is above registrar.max_expires (30)");
+    conf_defaults(&c);
+    assert_int_equal(load(&c, "timers.t1 = 5000\n", err), 0);
+    assert_int_equal(conf_check(&c, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "timers.t1 (5000 ms) is above timers.t2 (4000 ms)");
+    conf_defaults(&c);
+    assert_int_equal(load(&c, "p2p.port = 5062\n", err), 0);
+    assert_int_equal(conf_check(&c, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "p2p.port (5062) must differ from sip.port");
+}
+
+static void test_default_data_dir(void **state)
+{
+    char out[64] = "x";
+    (void)state;
+
+    assert_int_equal(conf_default_data_dir(out, sizeof(out), true, "/x", "/home/a"), 0);
+    assert_string_equal(out, "/var/lib/p2psip");
+    assert_int_equal(conf_default_data_dir(out, sizeof(out), false, "/xdg", "/home/a"), 0);
+    assert_string_equal(out, "/xdg/p2psip");
+    /* A relative XDG_DATA_HOME is invalid per the XDG spec and ignored. */
+    assert_int_equal(conf_default_data_dir(out, sizeof(out), false, "rel", "/home/a"), 0);
+    assert_string_equal(out, "/home/a/.local/share/p2psip");
+    assert_int_equal(conf_default_data_dir(out, sizeof(out), false, NULL, "/home/a"), 0);
+    assert_string_equal(out, "/home/a/.local/share/p2psip");
+    assert_int_equal(conf_default_data_dir(out, sizeof(out), false, NULL, NULL), -ENOENT);
+    assert_int_equal(conf_default_data_dir(out, 10, false, NULL, "/home/a"), -ENAMETOOLONG);
+}
+
+static int parse(struct conf_args *a, char *err, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    va_list ap;
+
+    argv[argc++] = "p2psipd";
+    va_start(ap, err);
+    for (char *s; (s = va_arg(ap, char *)) != NULL && argc < 31;)
+        argv[argc++] = s;
+    va_end(ap);
+    argv[argc] = NULL;
+    return conf_args_parse(a, argc, argv, err, CONF_ERR_MAX);
+}
+
+static void test_args(void **state)
+{
+    struct conf_args a;
+    struct conf c;
+    char err[CONF_ERR_MAX];
+    (void)state;
+
+    assert_int_equal(parse(&a, err, "-sd", "-p", "5070", "-P4000", "--servers",
+                           "10.0.0.1:4000,[2001:db8::7]:4001,boot.example.org:4002",
+                           "--listen=::1,127.0.0.1", "--data-dir", "/tmp/d", "--config",
+                           "/etc/p.conf", "--accounts=/etc/acc", NULL),
+                     0);
+    assert_string_equal(a.config_path, "/etc/p.conf");
+    assert_false(a.help);
+    assert_false(a.version);
+    conf_defaults(&c);
+    assert_int_equal(conf_args_apply(&c, &a, err, sizeof(err)), 0);
+    assert_true(c.p2p.server);
+    assert_true(c.log.trace);
+    assert_int_equal(c.log.level, P2P_LOG_DEBUG);
+    assert_int_equal(c.sip.port, 5070);
+    assert_int_equal(c.p2p.port, 4000);
+    assert_int_equal(c.p2p.server_count, 3);
+    assert_string_equal(c.p2p.servers[0].host, "10.0.0.1");
+    assert_int_equal(c.p2p.servers[0].port, 4000);
+    assert_string_equal(c.p2p.servers[1].host, "2001:db8::7");
+    assert_int_equal(c.p2p.servers[1].port, 4001);
+    assert_string_equal(c.p2p.servers[2].host, "boot.example.org");
+    assert_int_equal(c.sip.listen_count, 2);
+    assert_int_equal(c.sip.listen[0].family, AF_INET6);
+    assert_string_equal(c.sip.listen[0].host, "::1");
+    assert_string_equal(c.sip.listen[1].host, "127.0.0.1");
+    assert_string_equal(c.data_dir, "/tmp/d");
+    assert_string_equal(c.auth.accounts, "/etc/acc");
+
+    assert_int_equal(parse(&a, err, "--help", NULL), 0);
+    assert_true(a.help);
+    assert_int_equal(parse(&a, err, "-V", NULL), 0);
+    assert_true(a.version);
+    assert_int_equal(parse(&a, err, "--print-config", "--", NULL), 0);
+    assert_true(a.print_config);
+    assert_int_equal(a.set_count, 0);
+
+    /* The later of two settings of one key wins, as in "-p 1 -p 2". */
+    assert_int_equal(parse(&a, err, "-p", "1", "--sip-port", "2", NULL), 0);
+    conf_defaults(&c);
+    assert_int_equal(conf_args_apply(&c, &a, err, sizeof(err)), 0);
+    assert_int_equal(c.sip.port, 2);
+}
+
+static void test_args_errors(void **state)
+{
+    struct conf_args a;
+    struct conf c, before;
+    char err[CONF_ERR_MAX];
+    (void)state;
+
+    a.help = true; /* untouched on failure */
+    assert_int_equal(parse(&a, err, "-x", NULL), -EINVAL);
+    assert_string_equal(err, "unknown option '-x'");
+    assert_true(a.help);
+    assert_int_equal(parse(&a, err, "--sip-prot", "5", NULL), -EINVAL);
+    assert_string_equal(err, "unknown option '--sip-prot'");
+    assert_int_equal(parse(&a, err, "-p", NULL), -EINVAL);
+    assert_string_equal(err, "option '-p' needs a value");
+    assert_int_equal(parse(&a, err, "--listen", NULL), -EINVAL);
+    assert_string_equal(err, "option '--listen' needs a value");
+    assert_int_equal(parse(&a, err, "--server=yes", NULL), -EINVAL);
+    assert_string_equal(err, "option '--server' takes no value");
+    assert_int_equal(parse(&a, err, "-s", "extra", NULL), -EINVAL);
+    assert_string_equal(err, "unexpected argument 'extra'");
+
+    /* Values are checked by the key's own parser and reported with the option. */
+    conf_defaults(&c);
+    before = c;
+    assert_int_equal(parse(&a, err, "-s", "--sip-port", "99999", NULL), 0);
+    assert_int_equal(conf_args_apply(&c, &a, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "--sip-port: sip.port: '99999' is not a port number (1-65535)");
+    assert_memory_equal(&c, &before, sizeof(c));
+    assert_int_equal(parse(&a, err, "--listen", "::1,localhost", NULL), 0);
+    assert_int_equal(conf_args_apply(&c, &a, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "--listen: sip.listen: 'localhost' is not an IPv4 or IPv6 address");
+    assert_int_equal(parse(&a, err, "-S", "1.2.3.4", NULL), 0);
+    assert_int_equal(conf_args_apply(&c, &a, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "--servers: p2p.servers: '1.2.3.4': expected host:port");
+}
+
+/* conf_build: file over defaults, command line over file. */
+static void test_build_precedence(void **state)
+{
+    char dir[] = "/tmp/test_conf.XXXXXX";
+    char path[64], err[CONF_ERR_MAX];
+    struct conf_args a;
+    struct conf c;
+    FILE *f;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/p.conf", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("data_dir = /tmp/from-file\n[sip]\nport = 5080\n[log]\nlevel = info\n", f);
+    assert_int_equal(fclose(f), 0);
+
+    assert_int_equal(parse(&a, err, "--config", path, "-p", "5090", NULL), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), 0);
+    assert_int_equal(c.sip.port, 5090);          /* command line wins */
+    assert_int_equal(c.log.level, P2P_LOG_INFO); /* from the file */
+    assert_string_equal(c.data_dir, "/tmp/from-file");
+    assert_int_equal(c.registrar.max_expires, 7200); /* default */
+
+    /* A bad line fails the build with file:line. */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[sip]\nport = 5080\nlisten = nowhere\n", f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), -EINVAL);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:3: sip.listen: 'nowhere' is not an IPv4 or IPv6 address",
+             path);
+    assert_string_equal(err, want);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_shipped_file_is_defaults),
+        cmocka_unit_test(test_sections_dotted_and_comments),
+        cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_bad_bytes_and_sizes),
+        cmocka_unit_test(test_check),
+        cmocka_unit_test(test_default_data_dir),
+        cmocka_unit_test(test_args),
+        cmocka_unit_test(test_args_errors),
+        cmocka_unit_test(test_build_precedence),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
