@@ -1,0 +1,800 @@
+/*
+ * store.c: the record store's rules, range walks, anti-entropy summaries and group
+ * commit (see dht_store.h for the contract and the numbered rules).
+ *
+ * Design.  All reads are answered from the sorted in-memory index (store_mem.c).  A
+ * store with a durable copy (store_sqlite.c) notes every changed (key, value id) in
+ * a pending list; dht_store_flush() writes the current state of each listed pair
+ * (an upsert if it is still held, else a delete) in one transaction.  An entry's
+ * dirty flag keeps a pair from being listed twice.  The pending list is bounded by
+ * max_pending: a full list triggers a flush, and if that flush fails the list is
+ * dropped and the next successful flush rewrites the whole table instead (resync),
+ * so memory stays bounded while sqlite is unavailable.
+ *
+ * Invariants: every entry in the index has a verified signature; all present
+ * entries under one key share one owner; stats.records == idx.n.
+ */
+#include "p2p/dht_store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "store_int.h"
+
+#define DEFAULT_MAX_RECORDS 100000
+#define DEFAULT_MAX_VALUES_PER_KEY 64
+#define DEFAULT_MAX_TTL_MS (24ull * 3600 * 1000)
+#define DEFAULT_MAX_PENDING 4096
+
+struct pending {
+    struct dht_id key;
+    struct dht_id value_id;
+};
+
+struct dht_store {
+    struct dht_store_config cfg;
+    struct dht__index idx;
+    struct dht__sql *sql; /* NULL: in-memory only */
+    struct pending *pending;
+    size_t n_pending;
+    bool resync; /* the pending list overflowed: rewrite the whole table */
+    struct dht_store_stats st;
+};
+
+void dht_store_config_init(struct dht_store_config *cfg)
+{
+    cfg->max_records = DEFAULT_MAX_RECORDS;
+    cfg->max_values_per_key = DEFAULT_MAX_VALUES_PER_KEY;
+    cfg->max_ttl_ms = DEFAULT_MAX_TTL_MS;
+    cfg->max_pending = DEFAULT_MAX_PENDING;
+}
+
+static bool present(const struct dht__entry *e, uint64_t now_ms)
+{
+    return e->keep_until > now_ms;
+}
+
+static bool live_value(const struct dht__entry *e, uint64_t now_ms)
+{
+    return !e->tombstone && e->expiry_ms > now_ms;
+}
+
+/* ---- 160-bit helpers for ranges ---------------------------------------------- */
+
+static void id_add(struct dht_id *out, const struct dht_id *a, const struct dht_id *b)
+{
+    unsigned carry = 0;
+    for (int i = DHT_ID_LEN - 1; i >= 0; i--) {
+        unsigned s = (unsigned)a->b[i] + b->b[i] + carry;
+        out->b[i] = (uint8_t)s;
+        carry = s >> 8;
+    }
+}
+
+/* Number of significant bits, 0..160. */
+static unsigned id_bitlen(const struct dht_id *a)
+{
+    for (unsigned i = 0; i < DHT_ID_LEN; i++) {
+        if (a->b[i] != 0) {
+            unsigned bits = 8;
+            while (!(a->b[i] & (1u << (bits - 1))))
+                bits--;
+            return (DHT_ID_LEN - 1 - i) * 8 + bits;
+        }
+    }
+    return 0;
+}
+
+/* Bit k of a (0 = least significant). */
+static unsigned id_bit(const struct dht_id *a, unsigned k)
+{
+    return (a->b[DHT_ID_LEN - 1 - k / 8] >> (k % 8)) & 1u;
+}
+
+static void id_set_bit(struct dht_id *a, unsigned k)
+{
+    a->b[DHT_ID_LEN - 1 - k / 8] |= (uint8_t)(1u << (k % 8));
+}
+
+/* The 4 bits of a at [shift, shift + 4) (bits past 160 read as 0). */
+static unsigned id_nibble_at(const struct dht_id *a, unsigned shift)
+{
+    unsigned v = 0;
+    for (unsigned j = 0; j < 4; j++)
+        if (shift + j < 8 * DHT_ID_LEN && id_bit(a, shift + j))
+            v |= 1u << j;
+    return v;
+}
+
+static unsigned subrange_shift(const struct dht_id *low, const struct dht_id *high)
+{
+    struct dht_id span;
+    unsigned len;
+
+    dht_id_sub(&span, high, low);
+    len = id_bitlen(&span);
+    return len > 4 ? len - 4 : 0;
+}
+
+int dht_store_subrange(const struct dht_id *low, const struct dht_id *high, unsigned i,
+                       struct dht_id *sub_low, struct dht_id *sub_high)
+{
+    struct dht_id span, off_lo, off_hi;
+    unsigned shift;
+
+    if (i >= DHT_STORE_SUBRANGES)
+        return -ENOENT;
+    dht_id_sub(&span, high, low);
+    shift = subrange_shift(low, high);
+
+    /* off_lo = i << shift */
+    memset(&off_lo, 0, sizeof(off_lo));
+    for (unsigned j = 0; j < 4; j++)
+        if (i & (1u << j))
+            id_set_bit(&off_lo, shift + j);
+    if (dht_id_cmp(&off_lo, &span) > 0)
+        return -ENOENT;
+
+    /* off_hi = min(((i + 1) << shift) - 1, span): the last sub-range always ends at
+     * span, since span < 16 << shift. */
+    if (i + 1 == DHT_STORE_SUBRANGES) {
+        off_hi = span;
+    } else {
+        struct dht_id next, one;
+        memset(&next, 0, sizeof(next));
+        for (unsigned j = 0; j < 5; j++)
+            if ((i + 1) & (1u << j))
+                id_set_bit(&next, shift + j);
+        memset(&one, 0, sizeof(one));
+        one.b[DHT_ID_LEN - 1] = 1;
+        dht_id_sub(&off_hi, &next, &one);
+        if (dht_id_cmp(&off_hi, &span) > 0)
+            off_hi = span;
+    }
+    id_add(sub_low, low, &off_lo);
+    id_add(sub_high, low, &off_hi);
+    return 0;
+}
+
+/* ---- walking a range in ring order ------------------------------------------- */
+
+/* Index positions of [low, high]: seg[0] then seg[1] (empty unless it wraps). */
+struct range_walk {
+    size_t a[2], b[2];
+    int seg;
+    size_t i;
+};
+
+static bool in_range(const struct dht_id *low, const struct dht_id *high, const struct dht_id *x)
+{
+    struct dht_id span, off;
+    dht_id_sub(&span, high, low);
+    dht_id_sub(&off, x, low);
+    return dht_id_cmp(&off, &span) <= 0;
+}
+
+static void walk_init(struct range_walk *w, const struct dht__index *idx, const struct dht_id *low,
+                      const struct dht_id *high)
+{
+    static const struct dht_id zero;
+
+    if (dht_id_cmp(low, high) <= 0) {
+        w->a[0] = dht__index_lower_bound(idx, low, &zero);
+        w->b[0] = dht__index_upper_key(idx, high);
+        w->a[1] = w->b[1] = 0;
+    } else {
+        /* Wraps: low..2^160-1, then 0..high. */
+        w->a[0] = dht__index_lower_bound(idx, low, &zero);
+        w->b[0] = idx->n;
+        w->a[1] = 0;
+        w->b[1] = dht__index_upper_key(idx, high);
+    }
+    w->seg = 0;
+    w->i = w->a[0];
+}
+
+/* Positions the walk strictly after (key, value_id), which lies in the range. */
+static void walk_after(struct range_walk *w, const struct dht__index *idx, const struct dht_id *low,
+                       const struct dht_id *high, const struct dht_id *key,
+                       const struct dht_id *value_id)
+{
+    size_t p = dht__index_lower_bound(idx, key, value_id);
+
+    if (p < idx->n && dht_id_eq(&idx->v[p]->key, key) && dht_id_eq(&idx->v[p]->value_id, value_id))
+        p++;
+    if (dht_id_cmp(low, high) > 0 && dht_id_cmp(key, low) < 0) {
+        w->seg = 1; /* in the part after the wrap */
+        w->i = p;
+    } else {
+        w->seg = 0;
+        w->i = p;
+    }
+}
+
+static struct dht__entry *walk_next(struct range_walk *w, const struct dht__index *idx,
+                                    uint64_t now_ms)
+{
+    while (w->seg < 2) {
+        if (w->i < w->b[w->seg]) {
+            struct dht__entry *e = idx->v[w->i++];
+            if (present(e, now_ms))
+                return e;
+            continue;
+        }
+        w->seg++;
+        if (w->seg < 2)
+            w->i = w->a[1];
+    }
+    return NULL;
+}
+
+/* ---- pending changes and flush ------------------------------------------------ */
+
+static int flush_now(struct dht_store *s)
+{
+    int rc;
+
+    if (s->sql == NULL || (s->n_pending == 0 && !s->resync))
+        return 0;
+    rc = dht__sql_begin(s->sql);
+    if (rc < 0)
+        goto fail;
+    if (s->resync) {
+        rc = dht__sql_delete_all(s->sql);
+        for (size_t i = 0; rc == 0 && i < s->idx.n; i++)
+            rc = dht__sql_upsert(s->sql, s->idx.v[i]);
+    } else {
+        for (size_t i = 0; i < s->n_pending; i++) {
+            const struct pending *p = &s->pending[i];
+            size_t pos = dht__index_lower_bound(&s->idx, &p->key, &p->value_id);
+            if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &p->key) &&
+                dht_id_eq(&s->idx.v[pos]->value_id, &p->value_id))
+                rc = dht__sql_upsert(s->sql, s->idx.v[pos]);
+            else
+                rc = dht__sql_delete(s->sql, &p->key, &p->value_id);
+            if (rc < 0)
+                break;
+        }
+    }
+    if (rc == 0)
+        rc = dht__sql_commit(s->sql);
+    if (rc < 0) {
+        dht__sql_rollback(s->sql);
+        goto fail;
+    }
+    if (s->resync) {
+        for (size_t i = 0; i < s->idx.n; i++)
+            s->idx.v[i]->dirty = 0;
+    } else {
+        for (size_t i = 0; i < s->n_pending; i++) {
+            const struct pending *p = &s->pending[i];
+            size_t pos = dht__index_lower_bound(&s->idx, &p->key, &p->value_id);
+            if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &p->key) &&
+                dht_id_eq(&s->idx.v[pos]->value_id, &p->value_id))
+                s->idx.v[pos]->dirty = 0;
+        }
+    }
+    s->n_pending = 0;
+    s->resync = false;
+    s->st.flushes++;
+    return 0;
+fail:
+    s->st.flush_errors++;
+    return rc;
+}
+
+/*
+ * Records that (key, value_id) changed.  e is the entry now held for it (NULL when
+ * none is); was_dirty says whether the pair is already listed.  may_flush is false
+ * while the index or a sqlite read is mid-walk (expire, load): a full list then
+ * turns into a resync instead of a flush.
+ */
+static void note_change(struct dht_store *s, struct dht__entry *e, const struct dht_id *key,
+                        const struct dht_id *value_id, bool was_dirty, bool may_flush)
+{
+    if (s->sql == NULL)
+        return;
+    if (e != NULL)
+        e->dirty = 1;
+    if (was_dirty || s->resync)
+        return;
+    if (s->n_pending == s->cfg.max_pending && (!may_flush || flush_now(s) < 0)) {
+        /* Forget the list (bounded memory); the next flush rewrites the table. */
+        s->n_pending = 0;
+        s->resync = true;
+        return;
+    }
+    /* A flush above cleared every dirty flag, e's included: it is listed again. */
+    if (e != NULL)
+        e->dirty = 1;
+    s->pending[s->n_pending].key = *key;
+    s->pending[s->n_pending].value_id = *value_id;
+    s->n_pending++;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+static int store_alloc(struct dht_store **out, const struct dht_store_config *cfg, bool durable)
+{
+    struct dht_store *s;
+    struct dht_store_config def;
+
+    dht_store_config_init(&def);
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->cfg = def;
+    if (cfg != NULL) {
+        if (cfg->max_records != 0)
+            s->cfg.max_records = cfg->max_records;
+        if (cfg->max_values_per_key != 0)
+            s->cfg.max_values_per_key = cfg->max_values_per_key;
+        if (cfg->max_ttl_ms != 0)
+            s->cfg.max_ttl_ms = cfg->max_ttl_ms;
+        if (cfg->max_pending != 0)
+            s->cfg.max_pending = cfg->max_pending;
+    }
+    if (durable) {
+        s->pending = calloc(s->cfg.max_pending, sizeof(*s->pending));
+        if (s->pending == NULL) {
+            free(s);
+            return -ENOMEM;
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+int dht_store_new(struct dht_store **out, const struct dht_store_config *cfg)
+{
+    return store_alloc(out, cfg, false);
+}
+
+static void account_add(struct dht_store *s, const struct dht__entry *e)
+{
+    s->st.records++;
+    s->st.tombstones += e->tombstone;
+    s->st.value_bytes += e->value_len;
+}
+
+static void account_remove(struct dht_store *s, const struct dht__entry *e)
+{
+    s->st.records--;
+    s->st.tombstones -= e->tombstone;
+    s->st.value_bytes -= e->value_len;
+}
+
+struct load_ctx {
+    struct dht_store *s;
+    uint64_t now_ms;
+};
+
+static bool load_row_ok(struct load_ctx *c, const uint8_t *key, size_t key_len, const uint8_t *vid,
+                        size_t vid_len, uint64_t keep_until, const uint8_t *blob, size_t blob_len)
+{
+    struct dht_store *s = c->s;
+    struct dht_record rec;
+    struct dht__entry *e;
+    size_t pos, first;
+    unsigned n_key = 0;
+
+    if (blob == NULL || dht_record_decode(&rec, blob, blob_len) != (int)blob_len)
+        return false;
+    if (memcmp(rec.key.b, key, DHT_ID_LEN) != 0 || memcmp(rec.value_id.b, vid, DHT_ID_LEN) != 0)
+        return false;
+    (void)key_len;
+    (void)vid_len;
+    if (keep_until <= c->now_ms || keep_until < rec.expiry_ms)
+        return false;
+    if (!rec.tombstone && keep_until != rec.expiry_ms)
+        return false;
+    if (dht_record_verify(&rec) < 0)
+        return false;
+    /* The same owner and caps as a put: rows were written by this code, but the file
+     * is not trusted more than the network. */
+    if (s->idx.n >= s->cfg.max_records)
+        return false;
+    pos = dht__index_lower_bound(&s->idx, &rec.key, &rec.value_id);
+    first = pos;
+    while (first > 0 && dht_id_eq(&s->idx.v[first - 1]->key, &rec.key)) {
+        first--;
+        if (memcmp(s->idx.v[first]->owner, rec.owner, DHT_RECORD_OWNER_LEN) != 0)
+            return false;
+        n_key++;
+    }
+    if (n_key >= s->cfg.max_values_per_key)
+        return false;
+    if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec.key))
+        return false; /* rows come in key order: a later one here means a duplicate */
+    e = dht__entry_new(&rec, keep_until);
+    if (e == NULL || dht__index_insert_at(&s->idx, pos, e) < 0) {
+        free(e);
+        return false;
+    }
+    account_add(s, e);
+    return true;
+}
+
+static int load_row(const uint8_t *key, size_t key_len, const uint8_t *vid, size_t vid_len,
+                    uint64_t keep_until, const uint8_t *blob, size_t blob_len, void *arg)
+{
+    struct load_ctx *c = arg;
+
+    if (key == NULL || vid == NULL || key_len != DHT_ID_LEN || vid_len != DHT_ID_LEN) {
+        /* Not a pair we can name: the next flush rewrites the table. */
+        c->s->st.load_skipped++;
+        c->s->resync = true;
+        return 0;
+    }
+    if (!load_row_ok(c, key, key_len, vid, vid_len, keep_until, blob, blob_len)) {
+        struct dht_id k, v;
+        c->s->st.load_skipped++;
+        memcpy(k.b, key, DHT_ID_LEN);
+        memcpy(v.b, vid, DHT_ID_LEN);
+        /* Listed as a change with no entry: the next flush deletes the row. */
+        note_change(c->s, NULL, &k, &v, false, false);
+    }
+    return 0;
+}
+
+static int store_load(struct dht_store **out, const struct dht_store_config *cfg,
+                      struct dht__sql *q, uint64_t now_ms)
+{
+    struct dht_store *s;
+    struct load_ctx c;
+    int rc;
+
+    rc = store_alloc(&s, cfg, true);
+    if (rc < 0) {
+        dht__sql_free(q);
+        return rc;
+    }
+    s->sql = q;
+    c.s = s;
+    c.now_ms = now_ms;
+    rc = dht__sql_load(q, load_row, &c);
+    if (rc < 0) {
+        dht_store_free(s);
+        return rc;
+    }
+    /* Drop skipped rows now; if the connection is busy they go at the next flush. */
+    (void)flush_now(s);
+    *out = s;
+    return 0;
+}
+
+int dht_store_open(struct dht_store **out, const struct dht_store_config *cfg, const char *path,
+                   uint64_t now_ms)
+{
+    struct dht__sql *q;
+    int rc = dht__sql_open(&q, path);
+
+    if (rc < 0)
+        return rc;
+    return store_load(out, cfg, q, now_ms);
+}
+
+int dht_store_attach(struct dht_store **out, const struct dht_store_config *cfg, struct sqlite3 *db,
+                     uint64_t now_ms)
+{
+    struct dht__sql *q;
+    int rc = dht__sql_attach(&q, db);
+
+    if (rc < 0)
+        return rc;
+    return store_load(out, cfg, q, now_ms);
+}
+
+void dht_store_free(struct dht_store *s)
+{
+    if (s == NULL)
+        return;
+    (void)flush_now(s);
+    dht__sql_free(s->sql);
+    dht__index_free(&s->idx);
+    free(s->pending);
+    free(s);
+}
+
+/* ---- put / get ------------------------------------------------------------------ */
+
+static bool entry_equals_record(const struct dht__entry *e, const struct dht_record *rec)
+{
+    struct dht_record cur;
+    dht__entry_to_record(e, &cur);
+    return dht_record_equal(&cur, rec);
+}
+
+static int refuse(uint64_t *counter, int rc)
+{
+    (*counter)++;
+    return rc;
+}
+
+int dht_store_put(struct dht_store *s, const struct dht_record *rec, uint64_t now_ms)
+{
+    struct dht__entry *old = NULL, *e;
+    size_t pos, i;
+    unsigned n_key = 0;
+    uint64_t keep_until, ttl_limit;
+    bool was_dirty = false;
+    int rc;
+
+    /* Rule 1: well-formed. */
+    if (dht_record_check(rec) < 0)
+        return refuse(&s->st.refused_invalid, -EINVAL);
+
+    pos = dht__index_lower_bound(&s->idx, &rec->key, &rec->value_id);
+    if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec->key) &&
+        dht_id_eq(&s->idx.v[pos]->value_id, &rec->value_id) && present(s->idx.v[pos], now_ms))
+        old = s->idx.v[pos];
+
+    /* Rule 2: an identical replay is acknowledged without another verification (the
+     * stored copy was verified when it came in). */
+    if (old != NULL && entry_equals_record(old, rec))
+        return refuse(&s->st.refused_replay, -EALREADY);
+
+    /* Rule 3: the signature covers every field. */
+    if (dht_record_verify(rec) < 0)
+        return refuse(&s->st.refused_badsig, -EBADMSG);
+
+    /* Rule 4: expired.  A tombstone lives as long as what it replaces. */
+    keep_until = rec->expiry_ms;
+    if (rec->tombstone && old != NULL && old->keep_until > keep_until)
+        keep_until = old->keep_until;
+    if (keep_until <= now_ms)
+        return refuse(&s->st.refused_expired, -ETIMEDOUT);
+
+    /* Rule 5: a record may not claim a key for longer than max_ttl_ms. */
+    ttl_limit = now_ms > UINT64_MAX - s->cfg.max_ttl_ms ? UINT64_MAX : now_ms + s->cfg.max_ttl_ms;
+    if (rec->expiry_ms > ttl_limit)
+        return refuse(&s->st.refused_ttl, -ERANGE);
+
+    /* Rule 6: owner claim, over every present record under the key. */
+    for (i = pos; i > 0 && dht_id_eq(&s->idx.v[i - 1]->key, &rec->key); i--) {
+        const struct dht__entry *x = s->idx.v[i - 1];
+        if (!present(x, now_ms))
+            continue;
+        if (memcmp(x->owner, rec->owner, DHT_RECORD_OWNER_LEN) != 0)
+            return refuse(&s->st.refused_owner, -EPERM);
+        n_key++;
+    }
+    for (i = pos; i < s->idx.n && dht_id_eq(&s->idx.v[i]->key, &rec->key); i++) {
+        const struct dht__entry *x = s->idx.v[i];
+        if (!present(x, now_ms))
+            continue;
+        if (memcmp(x->owner, rec->owner, DHT_RECORD_OWNER_LEN) != 0)
+            return refuse(&s->st.refused_owner, -EPERM);
+        n_key++;
+    }
+
+    /* Rule 7: only a newer version replaces. */
+    if (old != NULL && old->seq >= rec->seq)
+        return refuse(&s->st.refused_stale, -ESTALE);
+
+    /* Rule 8: caps, for a value id not present under the key. */
+    if (old == NULL) {
+        if (n_key >= s->cfg.max_values_per_key)
+            return refuse(&s->st.refused_full, -ENOSPC);
+        bool reuse = pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec->key) &&
+                     dht_id_eq(&s->idx.v[pos]->value_id, &rec->value_id);
+        if (!reuse && s->idx.n >= s->cfg.max_records)
+            return refuse(&s->st.refused_full, -ENOSPC);
+    }
+
+    /* Rule 9: store, replacing whatever entry (present or dead) holds the pair. */
+    e = dht__entry_new(rec, keep_until);
+    if (e == NULL)
+        return -ENOMEM;
+    if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec->key) &&
+        dht_id_eq(&s->idx.v[pos]->value_id, &rec->value_id)) {
+        struct dht__entry *prev = s->idx.v[pos];
+        was_dirty = prev->dirty != 0;
+        account_remove(s, prev);
+        free(prev);
+        s->idx.v[pos] = e;
+        s->st.replaced++;
+    } else {
+        rc = dht__index_insert_at(&s->idx, pos, e);
+        if (rc < 0) {
+            free(e);
+            return rc;
+        }
+    }
+    account_add(s, e);
+    s->st.stored++;
+    note_change(s, e, &rec->key, &rec->value_id, was_dirty, true);
+    return 0;
+}
+
+int dht_store_get(struct dht_store *s, const struct dht_id *key, uint64_t now_ms,
+                  struct dht_record *out, size_t max, size_t *n_out)
+{
+    static const struct dht_id zero;
+    size_t n = 0;
+
+    if (max > 0 && out == NULL)
+        return -EINVAL;
+    for (size_t i = dht__index_lower_bound(&s->idx, key, &zero);
+         i < s->idx.n && n < max && dht_id_eq(&s->idx.v[i]->key, key); i++) {
+        const struct dht__entry *e = s->idx.v[i];
+        if (live_value(e, now_ms))
+            dht__entry_to_record(e, &out[n++]);
+    }
+    *n_out = n;
+    return 0;
+}
+
+int dht_store_find(struct dht_store *s, const struct dht_id *key, const struct dht_id *value_id,
+                   uint64_t now_ms, struct dht_record *out)
+{
+    size_t pos = dht__index_lower_bound(&s->idx, key, value_id);
+
+    if (pos >= s->idx.n || !dht_id_eq(&s->idx.v[pos]->key, key) ||
+        !dht_id_eq(&s->idx.v[pos]->value_id, value_id) || !present(s->idx.v[pos], now_ms))
+        return -ENOENT;
+    dht__entry_to_record(s->idx.v[pos], out);
+    return 0;
+}
+
+struct expire_ctx {
+    struct dht_store *s;
+    uint64_t now_ms;
+};
+
+static bool expire_keep(const struct dht__entry *e, void *arg)
+{
+    const struct expire_ctx *c = arg;
+    return present(e, c->now_ms);
+}
+
+static void expire_gone(struct dht__entry *e, void *arg)
+{
+    struct expire_ctx *c = arg;
+
+    account_remove(c->s, e);
+    c->s->st.expired++;
+    note_change(c->s, NULL, &e->key, &e->value_id, e->dirty != 0, false);
+}
+
+int dht_store_expire(struct dht_store *s, uint64_t now_ms)
+{
+    struct expire_ctx c = {s, now_ms};
+    size_t n, dead = 0;
+
+    /* The removals are listed while the index is being compacted, when a flush
+     * cannot run; make room first so that a big sweep does not force a resync. */
+    if (s->sql != NULL) {
+        for (size_t i = 0; i < s->idx.n; i++)
+            dead += !present(s->idx.v[i], now_ms);
+        if (dead > 0 && s->n_pending + dead > s->cfg.max_pending)
+            (void)flush_now(s);
+    }
+    n = dht__index_filter(&s->idx, expire_keep, expire_gone, &c);
+    return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+int dht_store_flush(struct dht_store *s)
+{
+    return flush_now(s);
+}
+
+size_t dht_store_pending(const struct dht_store *s)
+{
+    return s->resync ? s->idx.n : s->n_pending;
+}
+
+void dht_store_get_stats(const struct dht_store *s, struct dht_store_stats *out)
+{
+    *out = s->st;
+    out->pending = dht_store_pending(s);
+}
+
+/* ---- ranges -------------------------------------------------------------------- */
+
+int dht_store_visit_range(struct dht_store *s, const struct dht_id *low, const struct dht_id *high,
+                          uint64_t now_ms, dht_store_visit_cb cb, void *arg)
+{
+    struct range_walk w;
+    struct dht__entry *e;
+
+    walk_init(&w, &s->idx, low, high);
+    while ((e = walk_next(&w, &s->idx, now_ms)) != NULL) {
+        struct dht_record rec;
+        int rc;
+        dht__entry_to_record(e, &rec);
+        rc = cb(&rec, arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int dht_store_list(struct dht_store *s, const struct dht_id *low, const struct dht_id *high,
+                   const struct dht_record_ident *after, uint64_t now_ms,
+                   struct dht_record_ident *out, size_t max, size_t *n_out, bool *more)
+{
+    struct range_walk w;
+    struct dht__entry *e;
+    size_t n = 0;
+
+    if (max > 0 && out == NULL)
+        return -EINVAL;
+    if (after != NULL && !in_range(low, high, &after->key))
+        return -EINVAL;
+    walk_init(&w, &s->idx, low, high);
+    if (after != NULL)
+        walk_after(&w, &s->idx, low, high, &after->key, &after->value_id);
+    while (n < max && (e = walk_next(&w, &s->idx, now_ms)) != NULL) {
+        out[n].key = e->key;
+        out[n].value_id = e->value_id;
+        out[n].seq = e->seq;
+        out[n].tombstone = e->tombstone != 0;
+        n++;
+    }
+    *more = walk_next(&w, &s->idx, now_ms) != NULL;
+    *n_out = n;
+    return 0;
+}
+
+static void digest_entry(crypto_generichash_state *h, const struct dht__entry *e)
+{
+    uint8_t buf[2 * DHT_ID_LEN + 8 + 1];
+
+    memcpy(buf, e->key.b, DHT_ID_LEN);
+    memcpy(buf + DHT_ID_LEN, e->value_id.b, DHT_ID_LEN);
+    for (int i = 0; i < 8; i++)
+        buf[2 * DHT_ID_LEN + i] = (uint8_t)(e->seq >> (56 - 8 * i));
+    buf[2 * DHT_ID_LEN + 8] = e->tombstone ? 1 : 0;
+    crypto_generichash_update(h, buf, sizeof(buf));
+}
+
+int dht_store_summarize(struct dht_store *s, const struct dht_id *low, const struct dht_id *high,
+                        uint64_t now_ms, struct dht_store_summary *out)
+{
+    crypto_generichash_state h;
+    struct range_walk w;
+    struct dht__entry *e;
+    uint32_t count = 0;
+
+    crypto_generichash_init(&h, NULL, 0, DHT_STORE_DIGEST_LEN);
+    walk_init(&w, &s->idx, low, high);
+    while ((e = walk_next(&w, &s->idx, now_ms)) != NULL) {
+        digest_entry(&h, e);
+        count++;
+    }
+    crypto_generichash_final(&h, out->digest, DHT_STORE_DIGEST_LEN);
+    out->count = count;
+    return 0;
+}
+
+int dht_store_summarize16(struct dht_store *s, const struct dht_id *low, const struct dht_id *high,
+                          uint64_t now_ms, struct dht_store_summary out[DHT_STORE_SUBRANGES])
+{
+    crypto_generichash_state h[DHT_STORE_SUBRANGES];
+    struct range_walk w;
+    struct dht__entry *e;
+    unsigned shift = subrange_shift(low, high);
+
+    for (unsigned i = 0; i < DHT_STORE_SUBRANGES; i++) {
+        crypto_generichash_init(&h[i], NULL, 0, DHT_STORE_DIGEST_LEN);
+        out[i].count = 0;
+    }
+    walk_init(&w, &s->idx, low, high);
+    while ((e = walk_next(&w, &s->idx, now_ms)) != NULL) {
+        struct dht_id off;
+        unsigned b;
+        dht_id_sub(&off, &e->key, low);
+        b = id_nibble_at(&off, shift);
+        assert(b < DHT_STORE_SUBRANGES);
+        digest_entry(&h[b], e);
+        out[b].count++;
+    }
+    for (unsigned i = 0; i < DHT_STORE_SUBRANGES; i++)
+        crypto_generichash_final(&h[i], out[i].digest, DHT_STORE_DIGEST_LEN);
+    return 0;
+}
