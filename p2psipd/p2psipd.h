@@ -1,0 +1,69 @@
+/*
+ * p2psipd.h: the daemon object, private to p2psipd/.
+ *
+ * A struct p2psipd owns everything one node runs on its libuv loop: the signal
+ * handlers, the configuration in force, the log, the data directory lock and the
+ * bindings database.  main() builds the configuration, creates the daemon and runs the
+ * loop; the daemon stops itself on SIGTERM/SIGINT by closing every handle it owns, so
+ * uv_run() returns and uv_loop_close() succeeds.
+ *
+ * Invariants: one loop thread; no global state (two daemons could share a process);
+ * after p2psipd_stop() no new work is accepted and every handle is closing.
+ */
+#ifndef P2PSIPD_H
+#define P2PSIPD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "p2p/conf.h"
+#include "p2p/log.h"
+
+struct bindings_db;
+
+struct p2psipd {
+    uv_loop_t *loop;
+    struct p2p_log *log;    /* owned by main(); level/syslog follow the conf on reload */
+    struct conf conf;       /* the configuration in force */
+    struct conf_args args;  /* the command line, re-applied on every reload */
+    struct bindings_db *db; /* owned */
+    int lock_fd;            /* data directory lock (fcntl), -1 when not held */
+    uv_signal_t sig_term, sig_int, sig_hup;
+    bool started, stopping;
+    uint64_t reloads; /* successful SIGHUP reloads */
+};
+
+/*
+ * Opens the data directory (created 0700 if missing, then locked so that two daemons
+ * never share it) and the bindings database in it, and starts the signal handlers
+ * on loop.  conf and args are copied.  Returns 0, or a negative errno (-EBUSY when
+ * another p2psipd holds the data directory) after logging why; on failure nothing is
+ * left on the loop and p2psipd_free() must still be called.
+ */
+int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const struct conf *conf,
+                  const struct conf_args *args);
+
+/*
+ * Stops accepting work and closes every handle; uv_run() returns once they are
+ * closed.  Bindings stay in the database.  Idempotent.
+ */
+void p2psipd_stop(struct p2psipd *d);
+
+/*
+ * Re-reads the configuration (defaults, --config file, command line) and applies
+ * what can change at run time: log level, syslog and trace, registrar limits, proxy
+ * policy, accounts and realm.  Settings that need a restart (SIP port, addresses and
+ * transports, data directory, timers, P2P) keep their value and are reported.  A bad
+ * configuration is logged and changes nothing.  Returns 0 or -EINVAL.
+ */
+int p2psipd_reload(struct p2psipd *d);
+
+/* Releases what p2psipd_start acquired (database, lock); call after uv_run returns. */
+void p2psipd_free(struct p2psipd *d);
+
+/* Creates dir and its missing parents with mode 0700 (like mkdir -p).  0 or -errno. */
+int p2psipd_mkdirs(const char *dir);
+
+#endif
