@@ -174,9 +174,11 @@ size_t sip_msg_leading_crlf(const char *buf, size_t len);
 int sip_msg_validate(const struct sip_msg *msg, struct sip_parse_err *err);
 
 /*
- * After a failed parse or validate: true when the message is a request and has a
- * request line, a well-formed top Via, From, To, Call-ID and CSeq headers, so a
- * 400 can be sent back (RFC 3261 8.2, 16.3).  Otherwise the message is dropped.
+ * After a failed parse or validate: true when the message is a request with a
+ * request line, a well-formed top Via and a CSeq header, so that a 400 can be
+ * sent back and matched by the client (RFC 3261 8.2, 16.3, 17.1.3; RFC 4475
+ * 3.3.1 asks for a 400 even without From, To and Call-ID, which the response then
+ * copies only when present).  Otherwise the message is dropped.
  */
 bool sip_msg_answerable(const struct sip_msg *msg);
 
@@ -246,7 +248,8 @@ bool sip_param_find(struct p2p_slice params, const char *name, struct p2p_slice 
 /* ---- Via (RFC 3261 20.42, RFC 3581) ---- */
 
 struct sip_via {
-    struct p2p_slice protocol;  /* "SIP/2.0" */
+    struct p2p_slice protocol;  /* "SIP" (SWS may surround the '/', RFC 3261 25.1) */
+    struct p2p_slice version;   /* "2.0" */
     struct p2p_slice transport; /* "UDP", "TCP", ... */
     struct p2p_slice host;      /* IPv6 references keep their brackets */
     uint16_t port;              /* 0 when absent */
