@@ -170,12 +170,11 @@ static const struct sip_locator_ops local_ops = {
     .publish = local_publish,
 };
 
-int sip_locator_local_new(struct sip_locator_local **out, struct sip_registrar *reg,
-                          size_t max_pending)
+int sip_locator_local_new(struct sip_locator_local **out, size_t max_pending)
 {
     struct sip_locator_local *loc;
 
-    if (!reg || max_pending == 0)
+    if (max_pending == 0)
         return -EINVAL;
     loc = calloc(1, sizeof(*loc));
     if (!loc)
@@ -185,7 +184,6 @@ int sip_locator_local_new(struct sip_locator_local **out, struct sip_registrar *
         free(loc);
         return -ENOMEM;
     }
-    loc->reg = reg;
     loc->max = max_pending;
     *out = loc;
     return 0;
@@ -202,7 +200,8 @@ static void op_complete(struct sip_locator_local *loc, int status, uint64_t now_
         struct sip_binding b[SIP_LOOKUP_MAX];
         int n = status;
         if (status == 0)
-            n = sip_registrar_lookup(loc->reg, op.aor, now_ms, b, SIP_LOOKUP_MAX);
+            n = loc->reg ? sip_registrar_lookup(loc->reg, op.aor, now_ms, b, SIP_LOOKUP_MAX)
+                         : -ENOENT;
         op.lookup_cb(n < 0 ? n : 0, b, n < 0 ? 0 : (size_t)n, op.arg);
     } else {
         op.publish_cb(status, op.arg);
@@ -217,6 +216,11 @@ void sip_locator_local_free(struct sip_locator_local *loc)
         op_complete(loc, -ECANCELED, 0);
     free(loc->ring);
     free(loc);
+}
+
+void sip_locator_local_attach(struct sip_locator_local *loc, struct sip_registrar *reg)
+{
+    loc->reg = reg;
 }
 
 struct sip_locator sip_locator_local_get(struct sip_locator_local *loc)

@@ -152,13 +152,16 @@ struct sip_registrar;
 struct sip_locator_local;
 
 /*
- * Creates a locator that answers lookups from reg's bindings (RFC 3261 10.3:
- * the location service of this registrar) and accepts every publish.  At most
- * max_pending operations may wait for sip_locator_local_run(); beyond, ops fail
- * with -EAGAIN.  Returns 0, -EINVAL or -ENOMEM.
+ * Creates a locator that answers lookups from a registrar's bindings (RFC 3261
+ * 10.3: the location service of this registrar) and accepts every publish.  At
+ * most max_pending operations may wait for sip_locator_local_run(); beyond, ops
+ * fail with -EAGAIN.  The registrar is attached afterwards, since it is created
+ * with this locator.  Returns 0, -EINVAL or -ENOMEM.
  */
-int sip_locator_local_new(struct sip_locator_local **out, struct sip_registrar *reg,
-                          size_t max_pending);
+int sip_locator_local_new(struct sip_locator_local **out, size_t max_pending);
+
+/* Sets the registrar whose bindings lookups return (none: every AoR is unknown). */
+void sip_locator_local_attach(struct sip_locator_local *loc, struct sip_registrar *reg);
 
 /* Runs every pending op with -ECANCELED, then frees.  NULL is a no-op. */
 void sip_locator_local_free(struct sip_locator_local *loc);
