@@ -43,7 +43,6 @@ struct overlay__sip_conn {
     uint32_t slot;
     enum overlay__sip_conn_state state;
     bool outgoing;
-    bool error_reported; /* on_send_error already said this connection failed */
     int listener;
     unsigned refs;           /* overlay_sip_conn_ref holds */
     unsigned open_handles;   /* tcp + timer until both close callbacks ran */

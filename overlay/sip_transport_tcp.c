@@ -185,17 +185,21 @@ void overlay__sip_tcp_close_all(struct overlay_sip_transport *t)
             overlay__sip_conn_close(t->slots[i]);
 }
 
-/* Tells the SIP core (once per connection) that what was sent on c is lost. */
+/*
+ * Tells the SIP core that what was sent on c is lost, and closes c.  Called only
+ * from loop callbacks for a connection not yet closing, so once per connection:
+ * every later callback of c sees state CLOSING and stays silent.
+ */
 static void conn_fail(struct overlay__sip_conn *c, int err)
 {
     struct overlay_sip_transport *t = c->t;
     char a[64];
 
+    assert(c->state != OVERLAY__CONN_CLOSING);
     p2p_debug(t->log, "sip tcp: connection %s failed: %s",
               overlay__sip_addr_str(&c->remote, a, sizeof(a)), uv_strerror(err));
-    if (!c->error_reported && !t->closing) {
+    if (!t->closing) {
         struct overlay_sip_dest d;
-        c->error_reported = true;
         t->ctr.send_errors++;
         d.proto = OVERLAY_SIP_TCP;
         d.addr = c->remote;
@@ -281,7 +285,6 @@ int overlay__sip_conn_write(struct overlay__sip_conn *c, const char *buf, size_t
         if (r < 0 && r != UV_EAGAIN) {
             /* The connection is broken; the caller learns it from the return
              * value, so no on_send_error for this one. */
-            c->error_reported = true;
             overlay__sip_conn_close(c);
             return r;
         }
@@ -294,7 +297,6 @@ int overlay__sip_conn_write(struct overlay__sip_conn *c, const char *buf, size_t
         if (w == NULL) {
             if (off > 0) {
                 /* Half a message is on the wire: the stream is torn. */
-                c->error_reported = true;
                 overlay__sip_conn_close(c);
             }
             return -ENOMEM;
@@ -305,7 +307,6 @@ int overlay__sip_conn_write(struct overlay__sip_conn *c, const char *buf, size_t
         r = uv_write(&w->req, s, &b, 1, write_cb);
         if (r < 0) {
             free(w);
-            c->error_reported = true;
             overlay__sip_conn_close(c);
             return r;
         }
@@ -434,6 +435,7 @@ static void conn_feed(struct overlay__sip_conn *c, const char *p, size_t n)
 {
     size_t cap = c->t->cfg.max_msg_size;
     ssize_t used;
+    int r;
 
     if (c->rbuf.len == 0) {
         /* Fast path: parse where the bytes landed. */
@@ -448,8 +450,9 @@ static void conn_feed(struct overlay__sip_conn *c, const char *p, size_t n)
             conn_bad_stream(c, -EMSGSIZE, "message too large");
             return;
         }
-        if (p2p_buf_append(&c->rbuf, p, n) < 0) {
-            conn_bad_stream(c, -ENOMEM, "out of memory");
+        r = p2p_buf_append(&c->rbuf, p, n);
+        if (r < 0) {
+            conn_bad_stream(c, r, "cannot buffer");
             return;
         }
         conn_tail_reset(c);
@@ -457,8 +460,9 @@ static void conn_feed(struct overlay__sip_conn *c, const char *p, size_t n)
     }
     while (n > 0) {
         size_t take = cap - c->rbuf.len < n ? cap - c->rbuf.len : n;
-        if (p2p_buf_append(&c->rbuf, p, take) < 0) {
-            conn_bad_stream(c, -ENOMEM, "out of memory");
+        r = p2p_buf_append(&c->rbuf, p, take);
+        if (r < 0) {
+            conn_bad_stream(c, r, "cannot buffer");
             return;
         }
         p += take;
@@ -611,7 +615,6 @@ void overlay__sip_tcp_on_connection(uv_stream_t *server, int status)
         r = conn_established(c);
     if (r < 0) {
         p2p_warn(t->log, "sip tcp: accept on listener %d: %s", l->index, uv_strerror(r));
-        c->error_reported = true;
         overlay__sip_conn_close(c);
         return;
     }
@@ -654,7 +657,6 @@ int overlay__sip_tcp_send(struct overlay_sip_transport *t, const struct sockaddr
     if (r == 0)
         r = overlay__sip_conn_write(c, buf, len);
     if (r < 0) {
-        c->error_reported = true; /* the caller gets r; no on_send_error */
         overlay__sip_conn_close(c);
         return r;
     }
@@ -691,7 +693,6 @@ int overlay_sip_conn_close(struct overlay_sip_transport *t, uint64_t conn_id)
 
     if (c == NULL)
         return -ENOTCONN;
-    c->error_reported = true;
     overlay__sip_conn_close(c);
     return 0;
 }
