@@ -63,7 +63,7 @@ static const struct key keys[] = {
     {"registrar.min_expires", K_U32, OFF(registrar.min_expires), 1, 86400},
     {"registrar.max_expires", K_U32, OFF(registrar.max_expires), 1, 86400 * 7},
     {"registrar.default_expires", K_U32, OFF(registrar.default_expires), 1, 86400 * 7},
-    {"registrar.max_contacts", K_U32, OFF(registrar.max_contacts), 1, 1024},
+    {"registrar.max_contacts", K_U32, OFF(registrar.max_contacts), 1, 16},
     {"registrar.max_aors", K_U32, OFF(registrar.max_aors), 1, 10000000},
     {"registrar.options_keepalive", K_SECONDS_OFF, OFF(registrar.options_keepalive), 5, 3600},
     {"proxy.forward_foreign", K_BOOL, OFF(proxy.forward_foreign), 0, 0},

@@ -35,7 +35,7 @@
 #include "p2p/log.h"
 
 #define CONF_LISTEN_MAX 8   /* sip.listen addresses */
-#define CONF_DOMAIN_MAX 16  /* sip.domain entries */
+#define CONF_DOMAIN_MAX 8   /* sip.domain entries (SIP_SELF_DOMAINS_MAX) */
 #define CONF_SERVER_MAX 16  /* p2p.servers entries */
 #define CONF_HOST_MAX 256   /* a DNS name (253) or an address, with its NUL */
 #define CONF_ADDR_MAX 46    /* INET6_ADDRSTRLEN */
