@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+#
+# test_daemon_basics.sh: p2psipd's life cycle, run as a real process in a private
+# network namespace (lib.sh) on a data directory under a mktemp directory.
+#
+# Checks: --help and --version print what they should and exit 0; a bad option exits
+# 2; a bad configuration line stops the start with "file:line: reason" and status 1;
+# the command line overrides the file (--print-config); a second daemon on the same
+# data directory refuses to start; SIGHUP reloads (log line, a new log level takes
+# effect, a bad file keeps the daemon running); SIGTERM exits 0 within 2 s.
+#
+# Fails when any of those outputs, statuses or log lines is missing or different.
+set -u
+. "$(dirname "$0")/lib.sh"
+it_begin "$@"
+
+bin=$(it_p2psipd_bin)
+[ -x "$bin" ] || it_fail "p2psipd not built: $bin"
+data=$IT_TMP/data
+conf=$IT_TMP/p2psipd.conf
+
+# 1. --help, --version, a bad option.
+out=$("$bin" --help) || it_fail "--help exited with $?"
+for want in -- '--sip-port PORT' '--p2p-port PORT' '--servers LIST' '--listen ADDRS' \
+    '--config FILE' '--data-dir DIR' '--accounts FILE' 'default 5062' 'not used yet' \
+    'SIGHUP'; do
+    grep -qF -- "$want" <<<"$out" || it_fail "--help does not mention '$want'"
+done
+out=$("$bin" --version) || it_fail "--version exited with $?"
+[[ $out =~ ^p2psipd\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || it_fail "--version printed '$out'"
+"$bin" --no-such-option >"$IT_TMP/badopt.out" 2>&1
+st=$?
+[ "$st" -eq 2 ] || it_fail "a bad option exited with $st, want 2"
+grep -qF "unknown option '--no-such-option'" "$IT_TMP/badopt.out" ||
+    it_fail "a bad option is not named: $(cat "$IT_TMP/badopt.out")"
+
+# 2. A bad configuration line: file:line: reason, status 1, nothing created.
+printf '[sip]\nport = 5062\nlisten = 127.0.0.1, not-an-address\n' >"$conf"
+it_run 10 "$bin" --config "$conf" --data-dir "$data" >"$IT_TMP/badconf.out" 2>&1
+st=$?
+[ "$st" -eq 1 ] || it_fail "a bad configuration exited with $st, want 1"
+grep -qF "$conf:3: sip.listen: 'not-an-address' is not an IPv4 or IPv6 address" \
+    "$IT_TMP/badconf.out" || it_fail "bad configuration message: $(cat "$IT_TMP/badconf.out")"
+[ ! -e "$data" ] || it_fail "a failed start created the data directory"
+printf '[sip]\nport = 5062\n[nosuch]\n' >"$conf"
+it_run 10 "$bin" --config "$conf" --data-dir "$data" >"$IT_TMP/badconf.out" 2>&1
+grep -qF "$conf:3: unknown section [nosuch]" "$IT_TMP/badconf.out" ||
+    it_fail "unknown section message: $(cat "$IT_TMP/badconf.out")"
+
+# 3. The command line overrides the file.
+printf '[sip]\nport = 5070\nlisten = 127.0.0.1\n[log]\nlevel = info\n' >"$conf"
+out=$("$bin" --config "$conf" -p 5072 --listen ::1,127.0.0.1 -S '[::1]:4000,10.0.0.1:4001' \
+    --data-dir "$data" --print-config) || it_fail "--print-config exited with $?"
+for want in 'port = 5072' 'listen = ::1, 127.0.0.1' 'level = info' \
+    'servers = [::1]:4000, 10.0.0.1:4001' "data_dir = $data"; do
+    grep -qxF -- "$want" <<<"$out" || it_fail "--print-config lacks '$want': $out"
+done
+
+# 4. Start; a second daemon on the same data directory is refused.
+printf '[sip]\nport = 5062\n[log]\nlevel = notice\n' >"$conf"
+it_start node "$bin" --config "$conf" --data-dir "$data"
+it_wait_log node 'running: data directory' 10
+it_run 10 "$bin" --config "$conf" --data-dir "$data" -p 5064 >"$IT_TMP/second.out" 2>&1
+st=$?
+[ "$st" -eq 1 ] || it_fail "a second daemon on the same data directory exited with $st"
+grep -qE "data directory .* is in use by another p2psipd \(pid $(it_pid node)\)" \
+    "$IT_TMP/second.out" || it_fail "second daemon message: $(cat "$IT_TMP/second.out")"
+[ -d "$data" ] && [ "$(stat -c %a "$data")" = 700 ] || it_fail "data directory not mode 0700"
+
+# 5. SIGHUP reloads: a new log level takes effect; a broken file changes nothing.
+printf '[sip]\nport = 5062\n[log]\nlevel = debug\n' >"$conf"
+kill -HUP "$(it_pid node)"
+it_wait_log node 'configuration reloaded from' 10
+printf '[sip]\nport = 5066\n[log]\nlevel = warn\n' >"$conf"
+kill -HUP "$(it_pid node)"
+it_wait_log node 'sip.port, sip.listen and sip.transports need a restart' 10
+[ "$(it_log_count node 'configuration reloaded from')" -eq 2 ] ||
+    it_fail "the second reload was not logged"
+printf '[log]\nlevel = loud\n' >"$conf"
+kill -HUP "$(it_pid node)"
+it_wait_log node "reload failed, configuration unchanged: $conf:2: log.level" 10
+it_alive node || it_fail "p2psipd exited after a bad reload"
+# The level "warn" of the second reload is in force: the third SIGHUP's notice is not
+# logged, the first two are.
+[ "$(it_log_count node 'notice: SIGHUP: reloading')" -eq 2 ] ||
+    it_fail "log.level = warn did not take effect on reload"
+
+# 6. SIGTERM: exit status 0 (which main() gives only when uv_loop_close() found no
+# handle left open), within 2 seconds.
+start=$(date +%s%N)
+IT_STOP_WAIT=2 it_stop node TERM
+ms=$((($(date +%s%N) - start) / 1000000))
+[ "${IT_EXIT_OF[node]}" -eq 0 ] || it_fail "SIGTERM: exit status ${IT_EXIT_OF[node]}, want 0"
+[ "$ms" -lt 2000 ] || it_fail "SIGTERM took $ms ms"
+
+it_pass "help/version, bad config file:line, overrides, data dir lock, SIGHUP, SIGTERM in $ms ms"
