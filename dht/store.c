@@ -458,6 +458,9 @@ static int store_load(struct dht_store **out, const struct dht_store_config *cfg
     c.now_ms = now_ms;
     rc = dht__sql_load(q, load_row, &c);
     if (rc < 0) {
+        /* A half-read table must not be "flushed" back over the file. */
+        s->n_pending = 0;
+        s->resync = false;
         dht_store_free(s);
         return rc;
     }
@@ -641,41 +644,69 @@ int dht_store_find(struct dht_store *s, const struct dht_id *key, const struct d
     return 0;
 }
 
-struct expire_ctx {
+/* Removal of every entry for which doomed() holds, listing each for the flush. */
+struct sweep {
     struct dht_store *s;
+    bool (*doomed)(const struct dht__entry *e, const struct sweep *w);
     uint64_t now_ms;
+    const struct dht_id *low, *high;
+    uint64_t *counter;
 };
 
-static bool expire_keep(const struct dht__entry *e, void *arg)
+static bool sweep_keep(const struct dht__entry *e, void *arg)
 {
-    const struct expire_ctx *c = arg;
-    return present(e, c->now_ms);
+    const struct sweep *w = arg;
+    return !w->doomed(e, w);
 }
 
-static void expire_gone(struct dht__entry *e, void *arg)
+static void sweep_gone(struct dht__entry *e, void *arg)
 {
-    struct expire_ctx *c = arg;
+    struct sweep *w = arg;
 
-    account_remove(c->s, e);
-    c->s->st.expired++;
-    note_change(c->s, NULL, &e->key, &e->value_id, e->dirty != 0, false);
+    account_remove(w->s, e);
+    (*w->counter)++;
+    note_change(w->s, NULL, &e->key, &e->value_id, e->dirty != 0, false);
 }
 
-int dht_store_expire(struct dht_store *s, uint64_t now_ms)
+static int sweep_run(struct sweep *w)
 {
-    struct expire_ctx c = {s, now_ms};
-    size_t n, dead = 0;
+    struct dht_store *s = w->s;
+    size_t n, doomed = 0;
 
     /* The removals are listed while the index is being compacted, when a flush
      * cannot run; make room first so that a big sweep does not force a resync. */
     if (s->sql != NULL) {
         for (size_t i = 0; i < s->idx.n; i++)
-            dead += !present(s->idx.v[i], now_ms);
-        if (dead > 0 && s->n_pending + dead > s->cfg.max_pending)
+            doomed += w->doomed(s->idx.v[i], w);
+        if (doomed > 0 && s->n_pending + doomed > s->cfg.max_pending)
             (void)flush_now(s);
     }
-    n = dht__index_filter(&s->idx, expire_keep, expire_gone, &c);
+    n = dht__index_filter(&s->idx, sweep_keep, sweep_gone, w);
     return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+static bool doomed_expired(const struct dht__entry *e, const struct sweep *w)
+{
+    return !present(e, w->now_ms);
+}
+
+int dht_store_expire(struct dht_store *s, uint64_t now_ms)
+{
+    struct sweep w = {
+        .s = s, .doomed = doomed_expired, .now_ms = now_ms, .counter = &s->st.expired};
+    return sweep_run(&w);
+}
+
+static bool doomed_in_range(const struct dht__entry *e, const struct sweep *w)
+{
+    return in_range(w->low, w->high, &e->key);
+}
+
+int dht_store_drop_range(struct dht_store *s, const struct dht_id *low, const struct dht_id *high)
+{
+    struct sweep w = {
+        .s = s, .doomed = doomed_in_range, .low = low, .high = high, .counter = &s->st.dropped};
+    return sweep_run(&w);
 }
 
 int dht_store_flush(struct dht_store *s)

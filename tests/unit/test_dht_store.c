@@ -568,6 +568,32 @@ static void test_list_pages_with_continuation(void **state)
     dht_store_free(s);
 }
 
+static void test_drop_range(void **state)
+{
+    (void)state;
+    struct dht_store *s = ring_store(); /* keys 00 10 50 90 e0 ff */
+    struct dht_id lo = id_top(0xe0, 0), hi = id_top(0x10, 0), all_lo = id_top(0, 0);
+    struct dht_id all_hi = id_hex("ffffffffffffffffffffffffffffffffffffffff");
+    struct dht_store_stats st;
+    struct collect c;
+
+    /* A tombstone in the range goes too. */
+    struct dht_record t = rec_make(&alice, id_top(0xff, 0), 2, 1, T0 + MIN, NULL);
+    assert_int_equal(dht_store_put(s, &t, T0), 0);
+    assert_int_equal(dht_store_drop_range(s, &lo, &hi), 5); /* e0 ff ff/2 00 10 */
+    c.n = 0;
+    assert_int_equal(dht_store_visit_range(s, &all_lo, &all_hi, T0, collect_cb, &c), 0);
+    assert_tops(&c, (const uint8_t[]){0x50, 0x90}, 2);
+    dht_store_get_stats(s, &st);
+    assert_int_equal(st.records, 2);
+    assert_int_equal(st.tombstones, 0);
+    assert_int_equal(st.dropped, 5);
+    /* The key is no longer claimed here. */
+    struct dht_record m = rec_make(&mallory, id_top(0xe0, 0), 1, 1, T0 + MIN, "m");
+    assert_int_equal(dht_store_put(s, &m, T0), 0);
+    dht_store_free(s);
+}
+
 /* ---- summaries ------------------------------------------------------------------ */
 
 #define SUM_N 40
@@ -859,8 +885,15 @@ static void test_sqlite_group_commit(void **state)
     dht_store_get_stats(s, &st);
     assert_int_equal(st.flushes, 1);
 
+    /* Dropping a range reaches the file at the next flush. */
+    struct dht_id lo = id_top(0, 0), hi = id_top(0x7f, 0xff);
+    int dropped = dht_store_drop_range(s, &lo, &hi);
+    assert_true(dropped > N / 4 && dropped < 3 * N / 4);
+    assert_int_equal(dht_store_flush(s), 0);
+    assert_int_equal(count_rows(path), N - dropped);
+
     /* Expiry sweeps reach the file at the next flush too. */
-    assert_int_equal(dht_store_expire(s, T0 + MIN), N);
+    assert_int_equal(dht_store_expire(s, T0 + MIN), N - dropped);
     assert_int_equal(dht_store_flush(s), 0);
     assert_int_equal(count_rows(path), 0);
     dht_store_free(s);
@@ -1114,6 +1147,7 @@ int main(void)
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_range_walk_wraps),
         cmocka_unit_test(test_list_pages_with_continuation),
+        cmocka_unit_test(test_drop_range),
         cmocka_unit_test(test_summaries_canonical),
         cmocka_unit_test(test_subrange_small_and_full),
         cmocka_unit_test(test_sqlite_reopen),

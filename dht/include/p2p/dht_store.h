@@ -81,7 +81,7 @@ struct dht_store_stats {
     size_t tombstones; /* of those */
     size_t value_bytes;
     size_t pending; /* changes not yet flushed to sqlite */
-    uint64_t stored, replaced, expired;
+    uint64_t stored, replaced, expired, dropped;
     uint64_t refused_invalid, refused_replay, refused_badsig, refused_expired, refused_ttl,
         refused_owner, refused_stale, refused_full;
     uint64_t flushes, flush_errors;
@@ -157,6 +157,14 @@ int dht_store_find(struct dht_store *s, const struct dht_id *key, const struct d
  * releases the claim on keys left empty.  Returns the number of records removed.
  */
 int dht_store_expire(struct dht_store *s, uint64_t now_ms);
+
+/*
+ * Removes every record (values and tombstones, live or not) whose key is in
+ * [low, high], for a node that has handed a range to its new replicas and is no
+ * longer responsible for it.  Dropping tombstones there is safe only because the
+ * node stops answering for the range.  Returns the number of records removed.
+ */
+int dht_store_drop_range(struct dht_store *s, const struct dht_id *low, const struct dht_id *high);
 
 /*
  * Writes every pending change to sqlite in one transaction.  Returns 0 (also for an
