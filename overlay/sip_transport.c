@@ -221,6 +221,7 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     addr_copy(&src.remote, addr);
 
     /* RFC 3261 18.3: one message per datagram, Content-Length may truncate the body. */
+    perr.phrase = NULL;
     r = sip_msg_parse(&t->msg, buf->base, n, SIP_MSG_DGRAM, &perr);
     if (r < 0) {
         char a[64];

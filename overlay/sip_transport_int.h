@@ -42,7 +42,6 @@ struct overlay__sip_conn {
     uint64_t id;
     uint32_t slot;
     enum overlay__sip_conn_state state;
-    bool outgoing;
     int listener;
     unsigned refs;           /* overlay_sip_conn_ref holds */
     unsigned open_handles;   /* tcp + timer until both close callbacks ran */

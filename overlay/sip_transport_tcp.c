@@ -15,7 +15,9 @@
  * capped at max_msg_size.  While a tail waits, it is parsed again only when the end
  * of its head has arrived, or when it has doubled in size (so a malformed head is
  * still caught early), or when the buffer is full: a peer dribbling bytes cannot
- * make us parse 64 KiB once per byte.  A stream that does not parse (-EBADMSG), or
+ * make us parse 64 KiB once per byte.  (Once the head is in, each read parses the
+ * head again: the parser does not say how many body bytes it still waits for.)
+ * A stream that does not parse (-EBADMSG), or
  * a message over the cap, closes that connection only, and is counted and logged:
  * there is no way to find the next message in a stream that lost its framing.
  *
@@ -212,8 +214,7 @@ static void conn_fail(struct overlay__sip_conn *c, int err)
 static void timer_cb(uv_timer_t *timer);
 
 /* Takes a free slot and initialises both handles.  NULL at max_tcp_conns. */
-static struct overlay__sip_conn *conn_new(struct overlay_sip_transport *t, bool outgoing,
-                                          int listener)
+static struct overlay__sip_conn *conn_new(struct overlay_sip_transport *t, int listener)
 {
     struct overlay__sip_conn *c;
     int r;
@@ -235,7 +236,6 @@ static struct overlay__sip_conn *conn_new(struct overlay_sip_transport *t, bool 
     if (++t->conn_seq == 0)
         t->conn_seq = 1;
     c->id = (uint64_t)t->conn_seq << 32 | c->slot;
-    c->outgoing = outgoing;
     c->listener = listener;
     c->state = OVERLAY__CONN_CONNECTING;
     c->open_handles = 2;
@@ -381,6 +381,7 @@ static ssize_t conn_frame(struct overlay__sip_conn *c, const char *p, size_t n)
             continue;
         }
         /* RFC 3261 18.3: streams are framed by Content-Length. */
+        perr.phrase = NULL;
         r = sip_msg_parse(&t->msg, p + off, n - off, SIP_MSG_STREAM, &perr);
         if (r == -EAGAIN)
             break;
@@ -591,7 +592,7 @@ void overlay__sip_tcp_on_connection(uv_stream_t *server, int status)
     }
     if (t->closing)
         return;
-    c = conn_new(t, false, l->index);
+    c = conn_new(t, l->index);
     if (c == NULL) {
         /* At the cap: accept and close at once, or libuv stops accepting. */
         uv_tcp_t *tmp = malloc(sizeof(*tmp));
@@ -641,7 +642,7 @@ int overlay__sip_tcp_send(struct overlay_sip_transport *t, const struct sockaddr
     /* RFC 3261 18.1.1 / 18.2.2: reuse a connection to that address, either way. */
     if (c != NULL)
         return overlay__sip_conn_write(c, buf, len);
-    c = conn_new(t, true, overlay__sip_listener_index(t, OVERLAY_SIP_TCP, addr->ss_family));
+    c = conn_new(t, overlay__sip_listener_index(t, OVERLAY_SIP_TCP, addr->ss_family));
     if (c == NULL) {
         t->ctr.dropped++;
         return t->free_count == 0 ? -EMFILE : -ENOMEM;

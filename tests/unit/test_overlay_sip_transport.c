@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "p2p/log.h"
@@ -321,8 +323,7 @@ static void fixture_free(struct fixture *f, struct tcp_peer *tcp, size_t ntcp, s
     }
     uv_close((uv_handle_t *)&f->failsafe, NULL);
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-    if (f->t)
-        assert_true(f->t_closed);
+    assert_true(f->t_closed);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     p2p_log_close(&f->log);
     free(f);
@@ -817,6 +818,46 @@ static void test_tcp_connect_refused(void **state)
     fixture_free(f, NULL, 0, NULL, 0);
 }
 
+/* An outgoing connect that gets no answer times out after tcp_connect_ms and is
+ * reported; closing the transport while a connect is pending reports nothing.  The
+ * peer is a listening socket with a full accept queue (backlog 0, one connection
+ * queued, never accepted): Linux drops further SYNs, so the connect hangs. */
+static void test_tcp_connect_timeout(void **state)
+{
+    struct fixture *f = fixture_new();
+    struct overlay_sip_config cfg = {.tcp_connect_ms = 50};
+    struct overlay_sip_dest d = {OVERLAY_SIP_TCP, ip_port("127.0.0.1", 0)};
+    socklen_t len = sizeof(d.addr);
+    int lfd, cfd;
+
+    (void)state;
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (const struct sockaddr *)&d.addr, sizeof(struct sockaddr_in)), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&d.addr, &len), 0);
+    cfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(cfd >= 0);
+    assert_int_equal(connect(cfd, (const struct sockaddr *)&d.addr, sizeof(struct sockaddr_in)), 0);
+
+    start_simple(f, "127.0.0.1", false, true, &cfg);
+    assert_int_equal(overlay_sip_send(f->t, &d, RESPONSE, strlen(RESPONSE)), 0);
+    RUN_UNTIL(f, f->send_errors == 1);
+    assert_int_equal(f->last_send_err, UV_ETIMEDOUT);
+    assert_true(same_addr(&f->last_send_dest.addr, &d.addr));
+    RUN_UNTIL(f, counters(f).conns_open == 0);
+
+    assert_int_equal(overlay_sip_send(f->t, &d, RESPONSE, strlen(RESPONSE)), 0);
+    assert_int_equal(counters(f).conns_open, 1);
+    overlay_sip_transport_close(f->t, transport_closed, f);
+    f->t = NULL;
+    RUN_UNTIL(f, f->t_closed);
+    assert_int_equal(f->send_errors, 1);
+    close(cfd);
+    close(lfd);
+    fixture_free(f, NULL, 0, NULL, 0);
+}
+
 /* max_tcp_conns: a connection past it is refused (closed at once) and counted; an
  * outgoing one fails synchronously with -EMFILE.  The write queue is capped too. */
 static void test_tcp_connection_cap(void **state)
@@ -1005,6 +1046,7 @@ int main(void)
         cmocka_unit_test(test_tcp_response_reconnects),
         cmocka_unit_test(test_tcp_idle_timeout),
         cmocka_unit_test(test_tcp_connect_refused),
+        cmocka_unit_test(test_tcp_connect_timeout),
         cmocka_unit_test(test_tcp_connection_cap),
         cmocka_unit_test(test_tcp_oversized),
         cmocka_unit_test(test_via_fix),
