@@ -1,0 +1,196 @@
+/*
+ * dht_node.h: one Bamboo-style DHT node as a pure library.
+ *
+ * The node owns its routing state (dht_route.h) and speaks the wire format of
+ * dht_msg.h; it stores records in a dht_store it is given.  It has no sockets and
+ * no clock: messages leave through ops->send, arrive through dht_node_recv, and
+ * time is the now_ms argument.  The caller sleeps until dht_node_next_deadline()
+ * and then calls dht_node_advance(); the simulator runs 1000 nodes this way on a
+ * virtual clock, the daemon on a libuv timer.
+ *
+ * Protocol (docs/DHT-WIRE.md): recursive routing with a per-hop ACK; a hop that
+ * does not acknowledge within its RTO (RFC 6298 per neighbour) is suspected, the
+ * message is rerouted at once to the next best hop, and the suspect is probed with
+ * backed-off PINGs and removed after cfg.suspect_probes failures.  Responses go
+ * straight to the origin, which retries a request every request_retry_ms until
+ * request_timeout_ms.  Join: routed to the joiner's own ID; every hop sends its
+ * routing rows, the root its leaf set; the joiner then announces itself to its
+ * leaf set.  Maintenance (all periods jittered +-50%): leaf-set push/pull with a
+ * random leaf, pings of leaves and table entries not heard from, local tuning
+ * (ROW_REQ to a table entry), global tuning (lookups for empty cells), anti-entropy
+ * with a replica neighbour.  Optional maintenance draws on a byte budget; reactive
+ * leaf-set repair is rate-limited.
+ *
+ * Storage: the root stores a put, replicates it to its cfg.replicas closest leaves
+ * and answers after cfg.quorum acknowledgements.  When the leaf set changes,
+ * records are handed to members that joined their replica set.  Gets are answered
+ * by the root or by a replica on the path that holds the key.
+ *
+ * Callbacks never run inside the call that armed them: completions are delivered
+ * from dht_node_recv or dht_node_advance.
+ */
+#ifndef P2P_DHT_NODE_H
+#define P2P_DHT_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p2p/dht_id.h"
+#include "p2p/dht_msg.h"
+#include "p2p/dht_record.h"
+#include "p2p/dht_route.h"
+#include "p2p/dht_store.h"
+
+struct dht_node;
+
+struct dht_config {
+    unsigned leaf_half;          /* L: leaves per side, default 8 */
+    unsigned replicas;           /* R: replicas besides the root, default 4 */
+    unsigned quorum;             /* replica acks before a put succeeds, default 2 */
+    struct dht_rto_config rto;   /* initial 1000, floor 200, cap 10000 ms */
+    uint32_t leaf_ping_ms;       /* ping a leaf not heard from for this long: 6000 */
+    uint32_t rt_ping_ms;         /* same for table entries: 60000 */
+    uint32_t leafset_ms;         /* leaf-set push/pull with a random leaf: 15000 */
+    uint32_t local_tune_ms;      /* ROW_REQ to a table entry: 60000 */
+    uint32_t global_tune_ms;     /* lookup for an empty cell: 120000 */
+    uint32_t sync_ms;            /* anti-entropy round: 30000 */
+    uint32_t expire_ms;          /* store sweep: 10000 */
+    uint32_t repair_min_ms;      /* reactive leaf-set repair at most this often: 500 */
+    uint32_t handoff_delay_ms;   /* wait after a leaf-set change before handing off: 200 */
+    unsigned suspect_probes;     /* failed probes before removal: 3 */
+    unsigned direct_retries;     /* retransmissions of a direct message: 2 */
+    uint32_t cutoff_ms;          /* "cut off" after no leaf answered this long: 30000 */
+    uint32_t request_retry_ms;   /* origin resends a request: 2000 */
+    uint32_t request_timeout_ms; /* and gives up: 8000 */
+    uint32_t join_timeout_ms;    /* a join gives up: 30000 */
+    uint32_t put_timeout_ms;     /* root waits for the quorum: 4000 */
+    uint32_t byte_budget;        /* optional maintenance bytes per second: 200 */
+    unsigned max_pending;        /* unacknowledged messages in flight: 256 */
+    unsigned max_requests;       /* client requests in flight: 256 */
+    uint64_t seed;               /* PRNG seed for jitter and random choices */
+};
+
+/* Fills cfg with the defaults above (seed 1). */
+void dht_config_init(struct dht_config *cfg);
+
+enum dht_obs_event {
+    DHT_OBS_SENT,
+    DHT_OBS_RECV,
+    DHT_OBS_DROPPED, /* received but refused: see reason (-errno) */
+};
+
+struct dht_node_ops {
+    /*
+     * Sends buf to peer `to` (its address; `to->id` may be all-zero for a bootstrap
+     * whose ID is unknown).  The buffer is only valid during the call.  A negative
+     * return counts as a loss (the retransmission logic still applies).
+     */
+    int (*send)(void *arg, const struct dht_peer *to, const uint8_t *buf, size_t len);
+    /*
+     * Optional: every message sent, received or dropped (for -d traces and the
+     * viewer).  peer is the destination or the sender as far as known; reason is 0
+     * or the -errno that caused a drop.  Must not call back into the node.
+     */
+    void (*observe)(void *arg, enum dht_obs_event ev, const struct dht_peer *peer,
+                    const uint8_t *buf, size_t len, int reason);
+    void *arg;
+};
+
+/* Per-type and overall counters (read-only view). */
+struct dht_counters {
+    uint64_t msgs_sent[DHT_MSG_TYPE_MAX + 1], bytes_sent[DHT_MSG_TYPE_MAX + 1];
+    uint64_t msgs_recv[DHT_MSG_TYPE_MAX + 1], bytes_recv[DHT_MSG_TYPE_MAX + 1];
+    uint64_t maint_bytes_sent;  /* everything not flagged CLIENT */
+    uint64_t client_bytes_sent; /* lookups/puts/gets, their replies, replication of puts */
+    uint64_t dropped_malformed, dropped_oversize, dropped_unknown, dropped_badkey,
+        dropped_badrecord, dropped_loop, dropped_nopending;
+    uint64_t acks_unmatched;
+    uint64_t timeouts, reroutes, retransmits, suspects, removed;
+    uint64_t records_refused, records_stored, handoff_records, sync_rounds, sync_fetched;
+    uint64_t budget_skipped, repairs;
+};
+
+typedef void (*dht_join_cb)(int status, void *arg);
+/* root is the node the key maps to; hops the number of routing hops taken. */
+typedef void (*dht_lookup_cb)(int status, const struct dht_peer *root, unsigned hops, void *arg);
+/* status 0: stored at the root and acked by `acks` replicas (>= quorum or all there are). */
+typedef void (*dht_put_cb)(int status, unsigned acks, void *arg);
+/* recs valid only during the call; n == 0 with status 0 means "no such key". */
+typedef void (*dht_get_cb)(int status, const struct dht_record *recs, size_t n, void *arg);
+
+/*
+ * Creates a node whose ID is BLAKE2b-160(pubkey), reachable at self_addr.  The
+ * store is borrowed (must outlive the node); ops is copied.  cfg NULL = defaults.
+ * Returns 0, -EINVAL (bad config), -ENOMEM.  The node is not part of a ring until
+ * dht_node_join.
+ */
+int dht_node_new(struct dht_node **out, const uint8_t pubkey[DHT_PUBKEY_LEN],
+                 const struct dht_addr *self_addr, const struct dht_config *cfg,
+                 struct dht_store *store, const struct dht_node_ops *ops, uint64_t now_ms);
+
+/* Frees the node (pending callbacks are not called).  NULL is a no-op. */
+void dht_node_free(struct dht_node *node);
+
+const struct dht_id *dht_node_id(const struct dht_node *node);
+const struct dht_peer *dht_node_self(const struct dht_node *node);
+
+/*
+ * Joins the ring through bootstrap, or starts a new ring when bootstrap is NULL
+ * (the node is then a ring of one, joined at once).  cb(0) once the root's leaf
+ * set arrived; cb(-ETIMEDOUT) after join_timeout_ms.  Returns 0, -EALREADY (joined
+ * or joining), -ENOMEM.
+ */
+int dht_node_join(struct dht_node *node, const struct dht_peer *bootstrap, dht_join_cb cb,
+                  void *arg, uint64_t now_ms);
+
+/*
+ * Routes to the root of key.  cb(0, root, hops) or cb(-ETIMEDOUT, NULL, 0, ...).
+ * Returns 0, -ENOTCONN (not joined), -EBUSY (max_requests in flight).
+ */
+int dht_node_lookup(struct dht_node *node, const struct dht_id *key, dht_lookup_cb cb, void *arg,
+                    uint64_t now_ms);
+
+/*
+ * Stores a signed record (copied) at the root of rec->key and its replicas.
+ * cb(0, acks) on quorum; cb(-errno of the store rule) when the root refused it;
+ * cb(-ETIMEDOUT) when no quorum in time.  Returns 0, -EINVAL (malformed record,
+ * too large), -ENOTCONN, -EBUSY, -ENOMEM.
+ */
+int dht_node_put(struct dht_node *node, const struct dht_record *rec, dht_put_cb cb, void *arg,
+                 uint64_t now_ms);
+
+/* Fetches the live values under key.  Errors as for lookup. */
+int dht_node_get(struct dht_node *node, const struct dht_id *key, dht_get_cb cb, void *arg,
+                 uint64_t now_ms);
+
+/*
+ * Handles one received message from address `from`.  Malformed, oversized,
+ * wrong-key or bad-record messages are dropped and counted without touching the
+ * routing state.  Returns 0, or the negative errno of the drop.
+ */
+int dht_node_recv(struct dht_node *node, const struct dht_addr *from, const uint8_t *buf,
+                  size_t len, uint64_t now_ms);
+
+/* The earliest time dht_node_advance has work to do (UINT64_MAX: none). */
+uint64_t dht_node_next_deadline(const struct dht_node *node);
+
+/* Runs timers due at now_ms: retransmissions, reroutes, maintenance, timeouts. */
+void dht_node_advance(struct dht_node *node, uint64_t now_ms);
+
+/* Read-only views. */
+bool dht_node_joined(const struct dht_node *node);
+const struct dht_route *dht_node_route(const struct dht_node *node);
+const struct dht_counters *dht_node_counters(const struct dht_node *node);
+struct dht_store *dht_node_store(const struct dht_node *node);
+
+/*
+ * True when the node has had peers and no leaf-set member has been heard from for
+ * cfg.cutoff_ms (a node that started a ring and never had peers is not cut off).
+ */
+bool dht_node_cut_off(const struct dht_node *node, uint64_t now_ms);
+
+/* Bytes of heap and struct the node uses (not counting the store's records). */
+size_t dht_node_memory(const struct dht_node *node);
+
+#endif

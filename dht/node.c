@@ -1,0 +1,1449 @@
+/*
+ * node.c: the DHT node: message handling, recursive routing with per-hop
+ * acknowledgement, join, failure detection and maintenance (see dht_node.h).
+ *
+ * Design.  Everything the node does is a reaction to dht_node_recv or to a deadline
+ * in dht_node_advance; there is no other entry point and no clock.  Unacknowledged
+ * messages live in a capped pending table with a copy of their bytes, so a routed
+ * message can be re-sent to another hop after a timeout without re-encoding (the
+ * header's sender, hop count and txid are patched in place, so attributes this
+ * version does not know are forwarded untouched).  Requests the node's own client
+ * makes, and messages it sends itself (when it is its own root), go through a
+ * loopback queue drained by dht_node_advance, so no callback runs inside the call
+ * that armed it.  Storage handling (root put, replication, handoff, anti-entropy)
+ * is in node_store.c.
+ *
+ * Invariants: routing state changes only for messages that decoded, whose sender
+ * key (if any) hashes to the sender ID and whose records all verify; a node not yet
+ * joined neither routes nor acknowledges routed messages, so it is never taken for
+ * a root before it has its leaf set.
+ *
+ * Timers follow RFC 6298 per neighbour (route.c); Karn's rule: RTT samples only
+ * from messages acknowledged on their first transmission.
+ */
+#include "node_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+void dht_config_init(struct dht_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->leaf_half = 8;
+    cfg->replicas = 4;
+    cfg->quorum = 2;
+    cfg->rto.initial_ms = 1000;
+    cfg->rto.floor_ms = 200;
+    cfg->rto.cap_ms = 10000;
+    cfg->leaf_ping_ms = 5000;
+    cfg->rt_ping_ms = 60000;
+    cfg->leafset_ms = 15000;
+    cfg->local_tune_ms = 60000;
+    cfg->global_tune_ms = 120000;
+    cfg->sync_ms = 30000;
+    cfg->expire_ms = 10000;
+    cfg->repair_min_ms = 500;
+    cfg->handoff_delay_ms = 200;
+    cfg->suspect_probes = 3;
+    cfg->direct_retries = 2;
+    cfg->cutoff_ms = 30000;
+    cfg->request_retry_ms = 2000;
+    cfg->request_timeout_ms = 8000;
+    cfg->join_timeout_ms = 30000;
+    cfg->put_timeout_ms = 4000;
+    cfg->byte_budget = 200;
+    cfg->max_pending = 256;
+    cfg->max_requests = 256;
+    cfg->seed = 1;
+}
+
+/* splitmix64: the node's own PRNG, seeded from the config (never rand()). */
+uint64_t dht__rand(struct dht_node *n)
+{
+    uint64_t z = (n->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A period jittered uniformly in [0.5 P, 1.5 P). */
+static uint64_t jitter(struct dht_node *n, uint32_t period)
+{
+    if (period == 0)
+        return UINT64_MAX / 2;
+    return period / 2 + dht__rand(n) % (period == 0 ? 1 : period);
+}
+
+static bool is_self(const struct dht_node *n, const struct dht_id *id)
+{
+    return dht_id_eq(id, &n->self.id);
+}
+
+static bool id_zero(const struct dht_id *id)
+{
+    static const struct dht_id zero;
+    return dht_id_eq(id, &zero);
+}
+
+static uint32_t rto_for(const struct dht_node *n, const struct dht_id *id)
+{
+    const struct dht_nbr *e = dht_route_find(&n->route, id);
+    struct dht_rto fresh = {0, 0, 0};
+    return dht_rto_value(e ? &e->rto : &fresh, &n->cfg.rto);
+}
+
+/* ---- sending ---------------------------------------------------------------- */
+
+static void loop_push(struct dht_node *n, const uint8_t *buf, size_t len)
+{
+    uint8_t *copy;
+
+    if (n->n_loop >= DHT_LOOP_MAX || (copy = malloc(len)) == NULL) {
+        n->ctr.dropped_nopending++;
+        return;
+    }
+    memcpy(copy, buf, len);
+    n->loop[n->n_loop].buf = copy;
+    n->loop[n->n_loop].len = len;
+    n->n_loop++;
+}
+
+static void refill(struct dht_node *n, uint64_t now)
+{
+    double cap = 5.0 * n->cfg.byte_budget;
+    if (now > n->t_tokens) {
+        n->tokens += (double)(now - n->t_tokens) * n->cfg.byte_budget / 1000.0;
+        if (n->tokens > cap)
+            n->tokens = cap;
+    }
+    n->t_tokens = now;
+}
+
+/* Puts bytes on the wire (or the loopback queue) and counts them. */
+static void xmit(struct dht_node *n, const struct dht_peer *to, const uint8_t *buf, size_t len)
+{
+    unsigned t = buf[1] <= DHT_MSG_TYPE_MAX ? buf[1] : 0;
+
+    if (is_self(n, &to->id)) {
+        loop_push(n, buf, len);
+        return;
+    }
+    n->ctr.msgs_sent[t]++;
+    n->ctr.bytes_sent[t] += len;
+    if (buf[DHT_MSG_OFF_FLAGS] & DHT_FLAG_CLIENT) {
+        n->ctr.client_bytes_sent += len;
+    } else {
+        n->ctr.maint_bytes_sent += len;
+        n->tokens -= (double)len;
+    }
+    if (n->ops.observe != NULL)
+        n->ops.observe(n->ops.arg, DHT_OBS_SENT, to, buf, len, 0);
+    (void)n->ops.send(n->ops.arg, to, buf, len);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Pending entries are allocated one by one so that a pointer to one stays valid
+ * while others are added (a timeout handler sends probes). */
+static struct pend *pend_alloc(struct dht_node *n)
+{
+    unsigned slot = n->n_pend_alloc;
+    struct pend *p;
+
+    for (unsigned i = 0; i < n->n_pend_alloc; i++) {
+        if (n->pend[i] == NULL) {
+            slot = i;
+            break;
+        }
+    }
+    if (slot == n->n_pend_alloc) {
+        unsigned want = n->n_pend_alloc ? n->n_pend_alloc * 2 : 8;
+        struct pend **arr;
+        if (n->n_pend_alloc >= n->cfg.max_pending)
+            return NULL;
+        if (want > n->cfg.max_pending)
+            want = n->cfg.max_pending;
+        arr = realloc(n->pend, want * sizeof(*arr));
+        if (arr == NULL)
+            return NULL;
+        memset(arr + n->n_pend_alloc, 0, (want - n->n_pend_alloc) * sizeof(*arr));
+        n->pend = arr;
+        n->n_pend_alloc = want;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->slot = slot;
+    n->pend[slot] = p;
+    return p;
+}
+
+static void pend_free(struct dht_node *n, struct pend *p)
+{
+    n->pend[p->slot] = NULL;
+    free(p->buf);
+    free(p);
+}
+
+/* Sends a copy of buf reliably: a new txid, ACK_REQ, and a pending entry. */
+static struct pend *send_reliable(struct dht_node *n, const struct dht_peer *to, const uint8_t *buf,
+                                  size_t len, enum pend_kind kind, uint64_t now)
+{
+    struct pend *p = pend_alloc(n);
+
+    if (p == NULL) {
+        n->ctr.dropped_nopending++;
+        return NULL;
+    }
+    if ((p->buf = malloc(len)) == NULL) {
+        pend_free(n, p);
+        n->ctr.dropped_nopending++;
+        return NULL;
+    }
+    memcpy(p->buf, buf, len);
+    p->len = len;
+    p->kind = (uint8_t)kind;
+    p->to = *to;
+    p->txid = n->next_txid++;
+    p->buf[DHT_MSG_OFF_FLAGS] |= DHT_FLAG_ACK_REQ;
+    memcpy(p->buf + DHT_MSG_OFF_SENDER, n->self.id.b, DHT_ID_LEN);
+    put_u32(p->buf + DHT_MSG_OFF_TXID, p->txid);
+    p->tries = 1;
+    p->sent_ms = now;
+    p->deadline = now + rto_for(n, &to->id);
+    xmit(n, to, p->buf, p->len);
+    return p;
+}
+
+/* (Re)sends a pending entry's bytes to p->to with a fresh txid. */
+static void pend_resend(struct dht_node *n, struct pend *p, uint64_t now)
+{
+    p->txid = n->next_txid++;
+    put_u32(p->buf + DHT_MSG_OFF_TXID, p->txid);
+    p->sent_ms = now;
+    p->deadline = now + rto_for(n, &p->to.id);
+    xmit(n, &p->to, p->buf, p->len);
+}
+
+int dht__send_msg(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m,
+                  enum pend_kind kind, uint32_t collect, uint64_t now)
+{
+    uint8_t buf[DHT_MSG_MAX];
+    struct pend *p;
+    int len;
+
+    m->sender = n->self.id;
+    len = dht_msg_encode(m, buf, sizeof(buf));
+    if (len < 0)
+        return len;
+    if (kind == 0 || is_self(n, &to->id)) {
+        xmit(n, to, buf, (size_t)len);
+        return 0;
+    }
+    p = send_reliable(n, to, buf, (size_t)len, kind, now);
+    if (p == NULL)
+        return -ENOBUFS;
+    p->collect = collect;
+    return 0;
+}
+
+void dht__reply(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m, uint64_t now)
+{
+    (void)dht__send_msg(n, to, m, 0, 0, now);
+}
+
+static void send_ack(struct dht_node *n, const struct dht_peer *to, const struct dht_msg *in,
+                     bool with_status, int status, uint64_t now)
+{
+    struct dht_msg m;
+
+    dht_msg_init(&m, DHT_MSG_ACK, &n->self.id);
+    m.txid = in->txid;
+    m.flags = in->flags & DHT_FLAG_CLIENT;
+    if (with_status) {
+        m.have |= DHT_HAVE(DHT_ATTR_STATUS);
+        m.status = (int16_t)status;
+    }
+    dht__reply(n, to, &m, now);
+}
+
+static bool probing(const struct dht_node *n, const struct dht_id *id)
+{
+    for (unsigned i = 0; i < n->n_pend_alloc; i++) {
+        const struct pend *p = n->pend[i];
+        if (p != NULL && (p->kind == PK_PROBE || p->kind == PK_CAND) && dht_id_eq(&p->to.id, id))
+            return true;
+    }
+    return false;
+}
+
+static void send_ping(struct dht_node *n, const struct dht_peer *to, enum pend_kind kind,
+                      uint64_t now)
+{
+    struct dht_msg m;
+    struct dht_nbr *e;
+
+    dht_msg_init(&m, DHT_MSG_PING, &n->self.id);
+    (void)dht__send_msg(n, to, &m, kind, 0, now);
+    if ((e = dht_route_find(&n->route, &to->id)) != NULL)
+        e->last_ping_ms = now;
+}
+
+/* ---- neighbours ------------------------------------------------------------- */
+
+static bool recently_dead(const struct dht_node *n, const struct dht_id *id, uint64_t now)
+{
+    for (unsigned i = 0; i < DHT_DEAD_MAX; i++)
+        if (n->dead[i].until > now && dht_id_eq(&n->dead[i].id, id))
+            return true;
+    return false;
+}
+
+static void forget_dead(struct dht_node *n, const struct dht_id *id)
+{
+    for (unsigned i = 0; i < DHT_DEAD_MAX; i++)
+        if (dht_id_eq(&n->dead[i].id, id))
+            n->dead[i].until = 0;
+}
+
+static void leaf_changed(struct dht_node *n, uint64_t now)
+{
+    if (n->t_handoff == 0)
+        n->t_handoff = now + n->cfg.handoff_delay_ms;
+}
+
+static void add_peer(struct dht_node *n, const struct dht_peer *p, uint64_t now)
+{
+    bool changed = false;
+    struct dht_nbr *e = dht_route_add(&n->route, p, &changed);
+
+    if (e != NULL && e->last_heard_ms == 0)
+        e->last_heard_ms = now;
+    if (changed) {
+        n->had_peers = true;
+        leaf_changed(n, now);
+    }
+}
+
+/* Asks a leaf for its leaf set (push ours, want a reply). */
+static void leafset_exchange(struct dht_node *n, const struct dht_peer *to, uint8_t flags,
+                             uint64_t now)
+{
+    struct dht_msg m;
+
+    dht_msg_init(&m, DHT_MSG_LEAFSET, &n->self.id);
+    m.flags = flags;
+    m.n_peers = dht_route_leafset(&n->route, m.peers, DHT_MSG_PEERS_MAX);
+    m.have |= DHT_HAVE(DHT_ATTR_PEERS);
+    if (flags & DHT_FLAG_ANNOUNCE) {
+        memcpy(m.sender_key, n->pubkey, DHT_PUBKEY_LEN);
+        m.have |= DHT_HAVE(DHT_ATTR_SENDER_KEY);
+    }
+    (void)dht__send_msg(n, to, &m, PK_DIRECT, 0, now);
+}
+
+/* Reactive repair after a leaf was removed: pull the leaf set of the farthest leaf
+ * left on that side, at most once per repair_min_ms. */
+static void repair(struct dht_node *n, uint64_t now)
+{
+    const struct dht_route *rt = &n->route;
+    struct dht_peer to;
+    unsigned k;
+
+    if (now < n->t_repair) {
+        n->t_tick = n->t_repair < n->t_tick ? n->t_repair : n->t_tick;
+        return;
+    }
+    for (unsigned s = 0; s < 2; s++) {
+        const uint16_t *arr = s ? rt->succs : rt->preds;
+        unsigned cnt = s ? rt->n_succs : rt->n_preds;
+        if (cnt == 0 || cnt >= rt->leaf_half)
+            continue;
+        k = cnt - 1;
+        to = rt->pool[arr[k]].peer;
+        leafset_exchange(n, &to, DHT_FLAG_WANT_REPLY, now);
+        n->ctr.repairs++;
+    }
+    n->t_repair = now + n->cfg.repair_min_ms;
+}
+
+static bool leaf_short(const struct dht_node *n)
+{
+    const struct dht_route *rt = &n->route;
+    /* a side is short when it holds fewer than L and the sides do not overlap */
+    if (rt->n_preds == 0 && rt->n_succs == 0)
+        return false;
+    if (dht_route_in_leaf_range(rt, &n->self.id) && rt->n_preds > 0 && rt->n_succs > 0) {
+        for (unsigned k = 0; k < rt->n_succs; k++)
+            if (rt->pool[rt->succs[k]].flags & DHT_NBR_PRED)
+                return false;
+    }
+    return rt->n_preds < rt->leaf_half || rt->n_succs < rt->leaf_half;
+}
+
+static void remove_nbr(struct dht_node *n, const struct dht_id *id, uint64_t now)
+{
+    unsigned was = dht_route_remove(&n->route, id);
+
+    n->dead[n->dead_next].id = *id;
+    n->dead[n->dead_next].until = now + 4 * (uint64_t)n->cfg.leafset_ms;
+    n->dead_next = (n->dead_next + 1) % DHT_DEAD_MAX;
+    n->ctr.removed++;
+    if (was & DHT_NBR_LEAF) {
+        leaf_changed(n, now);
+        repair(n, now);
+    }
+}
+
+static void suspect(struct dht_node *n, const struct dht_id *id, uint64_t now)
+{
+    struct dht_nbr *e = dht_route_find(&n->route, id);
+    struct dht_peer to;
+
+    if (e == NULL)
+        return;
+    if (!(e->flags & DHT_NBR_SUSPECT)) {
+        e->flags |= DHT_NBR_SUSPECT;
+        n->ctr.suspects++;
+    }
+    dht_rto_backoff(&e->rto);
+    if (!probing(n, id)) {
+        to = e->peer;
+        send_ping(n, &to, PK_PROBE, now);
+    }
+}
+
+/* A message arrived from peer: it is alive. */
+static void mark_heard(struct dht_node *n, const struct dht_peer *p, uint64_t now)
+{
+    struct dht_nbr *e = dht_route_find(&n->route, &p->id);
+
+    if (e == NULL) {
+        forget_dead(n, &p->id);
+        add_peer(n, p, now);
+        e = dht_route_find(&n->route, &p->id);
+        if (e == NULL)
+            return;
+    }
+    e->last_heard_ms = now;
+    e->probes = 0;
+    e->flags &= (uint8_t)~DHT_NBR_SUSPECT;
+    if (p->addr.len > 0)
+        e->peer.addr = p->addr;
+    if (e->flags & DHT_NBR_LEAF)
+        n->last_leaf_heard = now;
+}
+
+/* A node learned second-hand: table entries from ROWS go straight into the routing
+ * table; would-be leaves are probed first (a stale leaf costs consistency). */
+static void learn(struct dht_node *n, const struct dht_peer *p, bool from_rows, uint64_t now)
+{
+    if (is_self(n, &p->id) || dht_route_find(&n->route, &p->id) != NULL ||
+        recently_dead(n, &p->id, now) || !dht_route_useful(&n->route, &p->id))
+        return;
+    if (from_rows && !dht_route_leaf_promising(&n->route, &p->id)) {
+        add_peer(n, p, now);
+        return;
+    }
+    for (unsigned i = 0; i < n->n_cand; i++)
+        if (dht_id_eq(&n->cand[i].id, &p->id))
+            return;
+    if (n->n_cand < DHT_CAND_MAX)
+        n->cand[n->n_cand++] = *p;
+}
+
+static void flush_cands(struct dht_node *n, uint64_t now)
+{
+    if (!n->joined)
+        return;
+    for (unsigned i = 0; i < n->n_cand; i++) {
+        const struct dht_peer *p = &n->cand[i];
+        if (dht_route_find(&n->route, &p->id) == NULL && !probing(n, &p->id) &&
+            dht_route_useful(&n->route, &p->id))
+            send_ping(n, p, PK_CAND, now);
+    }
+    n->n_cand = 0;
+}
+
+/* ---- routing ---------------------------------------------------------------- */
+
+static void send_rows(struct dht_node *n, const struct dht_peer *to, unsigned from_row,
+                      unsigned to_row, bool with_self, uint64_t now)
+{
+    struct dht_msg m;
+
+    dht_msg_init(&m, DHT_MSG_ROWS, &n->self.id);
+    if (with_self)
+        m.peers[m.n_peers++] = n->self;
+    for (unsigned r = to_row + 1; r-- > from_row;) {
+        if (m.n_peers >= DHT_MSG_PEERS_MAX - DHT_ROUTE_COLS)
+            break;
+        m.n_peers +=
+            dht_route_row(&n->route, r, m.peers + m.n_peers, DHT_MSG_PEERS_MAX - m.n_peers);
+    }
+    m.have |= DHT_HAVE(DHT_ATTR_PEERS);
+    dht__reply(n, to, &m, now);
+}
+
+static void deliver_local(struct dht_node *n, const struct dht_msg *in, uint64_t now)
+{
+    struct dht_msg m;
+
+    switch (in->type) {
+    case DHT_MSG_JOIN:
+        dht_msg_init(&m, DHT_MSG_JOIN_REPLY, &n->self.id);
+        m.root = n->self;
+        m.key = in->key;
+        m.req_id = in->req_id;
+        m.have |= DHT_HAVE(DHT_ATTR_ROOT) | DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_REQ_ID) |
+                  DHT_HAVE(DHT_ATTR_PEERS);
+        m.n_peers = dht_route_leafset(&n->route, m.peers, DHT_MSG_PEERS_MAX);
+        dht__reply(n, &in->origin, &m, now);
+        break;
+    case DHT_MSG_LOOKUP:
+        dht_msg_init(&m, DHT_MSG_LOOKUP_REPLY, &n->self.id);
+        m.flags = in->flags & (DHT_FLAG_CLIENT | DHT_FLAG_MAINT);
+        m.root = n->self;
+        m.key = in->key;
+        m.req_id = in->req_id;
+        m.count = in->hops;
+        m.have |= DHT_HAVE(DHT_ATTR_ROOT) | DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_REQ_ID) |
+                  DHT_HAVE(DHT_ATTR_COUNT);
+        dht__reply(n, &in->origin, &m, now);
+        break;
+    case DHT_MSG_PUT:
+        dht__root_put(n, in, now);
+        break;
+    case DHT_MSG_GET:
+        dht__answer_get(n, in, now);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Forwards a routed message's bytes to the next hop, excluding tried hops. */
+static void forward(struct dht_node *n, const uint8_t *buf, size_t len, const struct dht_msg *m,
+                    const struct dht_peer *to, uint64_t now)
+{
+    uint8_t copy[DHT_MSG_MAX];
+    struct pend *p;
+
+    memcpy(copy, buf, len);
+    copy[DHT_MSG_OFF_HOPS] = (uint8_t)(m->hops + 1);
+    p = send_reliable(n, to, copy, len, PK_HOP, now);
+    if (p != NULL)
+        p->key = m->key;
+}
+
+static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t *buf, size_t len,
+                      uint64_t now)
+{
+    struct dht_nbr *e;
+    struct dht_id excl[1];
+    size_t n_excl = 0;
+    struct dht_peer to;
+    unsigned p;
+
+    if ((m->have &
+         (DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_ORIGIN) | DHT_HAVE(DHT_ATTR_REQ_ID))) !=
+        (DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_ORIGIN) | DHT_HAVE(DHT_ATTR_REQ_ID))) {
+        n->ctr.dropped_malformed++;
+        return;
+    }
+    if (m->hops >= DHT_MAX_HOPS) {
+        n->ctr.dropped_loop++;
+        return;
+    }
+    if (m->type == DHT_MSG_GET && dht_route_is_replica(&n->route, &m->key, n->cfg.replicas) &&
+        dht__holds_key(n, &m->key, now)) {
+        dht__answer_get(n, m, now);
+        return;
+    }
+    if (m->type == DHT_MSG_JOIN) {
+        excl[n_excl++] = m->origin.id;
+        if (!is_self(n, &m->origin.id)) {
+            p = dht_id_shared_prefix(&n->self.id, &m->origin.id);
+            if (p >= DHT_ROUTE_ROWS)
+                p = DHT_ROUTE_ROWS - 1;
+            send_rows(n, &m->origin, p >= 2 ? p - 2 : 0, p, true, now);
+        }
+    }
+    e = dht_route_next_hop(&n->route, &m->key, excl, n_excl);
+    if (e == NULL) {
+        deliver_local(n, m, now);
+        return;
+    }
+    to = e->peer;
+    forward(n, buf, len, m, &to, now);
+}
+
+/* ---- receiving ------------------------------------------------------------------- */
+
+static struct request *req_find(struct dht_node *n, uint32_t id)
+{
+    for (unsigned i = 0; i < n->n_req_alloc; i++)
+        if (n->req[i].used && n->req[i].id == id)
+            return &n->req[i];
+    return NULL;
+}
+
+static void req_free(struct request *r)
+{
+    free(r->buf);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Frees the slot and returns what the callback needs, so that a callback that
+ * starts a new request (and so may move the request array) is safe. */
+static struct request req_take(struct request *r)
+{
+    struct request c = *r;
+    c.buf = NULL;
+    req_free(r);
+    return c;
+}
+
+static void start_maintenance(struct dht_node *n, uint64_t now)
+{
+    n->t_tick = now + 1000;
+    n->t_leafset = now + jitter(n, n->cfg.leafset_ms);
+    n->t_local = now + jitter(n, n->cfg.local_tune_ms);
+    n->t_global = now + jitter(n, n->cfg.global_tune_ms);
+    n->t_sync = now + jitter(n, n->cfg.sync_ms);
+    n->t_expire = now + jitter(n, n->cfg.expire_ms);
+    n->t_tokens = now;
+    n->last_leaf_heard = now;
+}
+
+static void on_join_reply(struct dht_node *n, const struct dht_msg *m, uint64_t now)
+{
+    struct request *r = req_find(n, m->req_id);
+    struct dht_peer leaves[2 * DHT_LEAF_HALF_MAX];
+    size_t nl;
+
+    if (r == NULL || r->kind != RQ_JOIN || n->joined)
+        return;
+    for (size_t i = 0; i < m->n_peers; i++)
+        if (!recently_dead(n, &m->peers[i].id, now))
+            add_peer(n, &m->peers[i], now);
+    if (m->have & DHT_HAVE(DHT_ATTR_ROOT))
+        add_peer(n, &m->root, now);
+    n->joined = true;
+    n->joining = false;
+    n->had_peers = true;
+    start_maintenance(n, now);
+    /* Announce ourselves to the leaf set; the nearest on each side also answers
+     * with its own leaf set, which fills ours around our own ID. */
+    nl = dht_route_leafset(&n->route, leaves, 2 * DHT_LEAF_HALF_MAX);
+    for (size_t i = 0; i < nl; i++) {
+        const struct dht_nbr *e = dht_route_find(&n->route, &leaves[i].id);
+        bool nearest =
+            e != NULL &&
+            ((e->flags & DHT_NBR_PRED && n->route.preds[0] == (uint16_t)(e - n->route.pool)) ||
+             (e->flags & DHT_NBR_SUCC && n->route.succs[0] == (uint16_t)(e - n->route.pool)));
+        leafset_exchange(n, &leaves[i], DHT_FLAG_ANNOUNCE | (nearest ? DHT_FLAG_WANT_REPLY : 0),
+                         now);
+    }
+    n->n_hview = 0;
+    for (size_t i = 0; i < nl; i++)
+        n->hview[n->n_hview++] = leaves[i].id;
+    n->t_handoff = 0;
+    struct request c = req_take(r);
+    c.cb.join(0, c.arg);
+}
+
+static void on_reply(struct dht_node *n, const struct dht_msg *m)
+{
+    struct request *r = req_find(n, m->req_id);
+    struct request c;
+
+    if (r == NULL)
+        return;
+    switch (m->type) {
+    case DHT_MSG_LOOKUP_REPLY:
+        if (r->kind == RQ_TUNE) {
+            req_free(r);
+            return;
+        }
+        if (r->kind != RQ_LOOKUP || !(m->have & DHT_HAVE(DHT_ATTR_ROOT)))
+            return;
+        c = req_take(r);
+        c.cb.lookup(0, &m->root, m->count, c.arg);
+        break;
+    case DHT_MSG_PUT_REPLY:
+        if (r->kind != RQ_PUT)
+            return;
+        c = req_take(r);
+        c.cb.put(m->status, m->count, c.arg);
+        break;
+    case DHT_MSG_GET_REPLY:
+        if (r->kind != RQ_GET)
+            return;
+        c = req_take(r);
+        c.cb.get(m->status, m->records, m->n_records, c.arg);
+        break;
+    default:
+        return;
+    }
+}
+
+static void on_ack(struct dht_node *n, const struct dht_peer *from, const struct dht_msg *m,
+                   uint64_t now)
+{
+    struct pend *p = NULL;
+    struct dht_nbr *e;
+
+    for (unsigned i = 0; i < n->n_pend_alloc; i++) {
+        struct pend *q = n->pend[i];
+        if (q != NULL && q->txid == m->txid &&
+            (id_zero(&q->to.id) || dht_id_eq(&q->to.id, &from->id))) {
+            p = q;
+            break;
+        }
+    }
+    if (p == NULL) {
+        n->ctr.acks_unmatched++;
+        return;
+    }
+    /* Karn: only a first transmission gives an unambiguous sample. */
+    if (p->tries == 1 && (e = dht_route_find(&n->route, &from->id)) != NULL)
+        dht_rto_sample(&e->rto, (uint32_t)(now - p->sent_ms));
+    if (p->collect != 0)
+        dht__collect_ack(n, p->collect, (m->have & DHT_HAVE(DHT_ATTR_STATUS)) ? m->status : 0, now);
+    pend_free(n, p);
+}
+
+static void on_leafset(struct dht_node *n, const struct dht_peer *from, const struct dht_msg *m,
+                       uint64_t now)
+{
+    struct dht_msg r;
+
+    for (size_t i = 0; i < m->n_peers; i++)
+        learn(n, &m->peers[i], false, now);
+    if (m->flags & DHT_FLAG_WANT_REPLY) {
+        dht_msg_init(&r, DHT_MSG_LEAFSET, &n->self.id);
+        r.n_peers = dht_route_leafset(&n->route, r.peers, DHT_MSG_PEERS_MAX);
+        r.have |= DHT_HAVE(DHT_ATTR_PEERS);
+        dht__reply(n, from, &r, now);
+    }
+}
+
+static int handle(struct dht_node *n, const struct dht_peer *from, const struct dht_msg *m,
+                  const uint8_t *buf, size_t len, bool local, uint64_t now)
+{
+    int rc;
+
+    if (!local)
+        mark_heard(n, from, now);
+    if (!n->joined && m->type != DHT_MSG_ACK && m->type != DHT_MSG_JOIN_REPLY &&
+        m->type != DHT_MSG_ROWS && !local)
+        return 0; /* not part of a ring yet: neither route nor answer */
+
+    switch (m->type) {
+    case DHT_MSG_PING:
+        send_ack(n, from, m, false, 0, now);
+        break;
+    case DHT_MSG_ACK:
+        on_ack(n, from, m, now);
+        break;
+    case DHT_MSG_JOIN:
+    case DHT_MSG_LOOKUP:
+    case DHT_MSG_PUT:
+    case DHT_MSG_GET:
+        if (m->flags & DHT_FLAG_ACK_REQ)
+            send_ack(n, from, m, false, 0, now);
+        route_msg(n, m, buf, len, now);
+        break;
+    case DHT_MSG_JOIN_REPLY:
+        on_join_reply(n, m, now);
+        break;
+    case DHT_MSG_ROWS:
+        for (size_t i = 0; i < m->n_peers; i++)
+            learn(n, &m->peers[i], true, now);
+        break;
+    case DHT_MSG_ROW_REQ:
+        if (m->have & DHT_HAVE(DHT_ATTR_LEVEL))
+            send_rows(n, from, m->level, m->level, false, now);
+        break;
+    case DHT_MSG_LEAFSET:
+        if (m->flags & DHT_FLAG_ACK_REQ)
+            send_ack(n, from, m, false, 0, now);
+        on_leafset(n, from, m, now);
+        break;
+    case DHT_MSG_LOOKUP_REPLY:
+    case DHT_MSG_PUT_REPLY:
+    case DHT_MSG_GET_REPLY:
+        on_reply(n, m);
+        break;
+    case DHT_MSG_REPLICATE:
+        rc = dht__on_replicate(n, m, now);
+        if (m->flags & DHT_FLAG_ACK_REQ)
+            send_ack(n, from, m, true, rc, now);
+        break;
+    case DHT_MSG_SYNC:
+        dht__on_sync(n, from, m, now);
+        break;
+    case DHT_MSG_SYNC_REPLY:
+        dht__on_sync_reply(n, from, m, now);
+        break;
+    case DHT_MSG_FETCH:
+        dht__on_fetch(n, from, m, now);
+        break;
+    default:
+        break;
+    }
+    flush_cands(n, now);
+    return 0;
+}
+
+static void drop(struct dht_node *n, const struct dht_peer *from, const uint8_t *buf, size_t len,
+                 int reason, uint64_t *ctr)
+{
+    (*ctr)++;
+    if (n->ops.observe != NULL)
+        n->ops.observe(n->ops.arg, DHT_OBS_DROPPED, from, buf, len, reason);
+}
+
+int dht_node_recv(struct dht_node *n, const struct dht_addr *from, const uint8_t *buf, size_t len,
+                  uint64_t now)
+{
+    struct dht_msg m;
+    struct dht_peer peer;
+    struct dht_id h;
+    int rc;
+
+    memset(&peer, 0, sizeof(peer));
+    if (from != NULL)
+        peer.addr = *from;
+    if (len > DHT_MSG_MAX) {
+        drop(n, &peer, buf, len, -EMSGSIZE, &n->ctr.dropped_oversize);
+        return -EMSGSIZE;
+    }
+    rc = dht_msg_decode(&m, buf, len);
+    if (rc < 0) {
+        drop(n, &peer, buf, len, rc, &n->ctr.dropped_malformed);
+        return rc;
+    }
+    peer.id = m.sender;
+    if (m.type == 0 || m.type > DHT_MSG_TYPE_MAX) {
+        drop(n, &peer, buf, len, -EPROTO, &n->ctr.dropped_unknown);
+        return -EPROTO;
+    }
+    if (is_self(n, &m.sender) || id_zero(&m.sender)) {
+        drop(n, &peer, buf, len, -EINVAL, &n->ctr.dropped_badkey);
+        return -EINVAL;
+    }
+    if (m.have & DHT_HAVE(DHT_ATTR_SENDER_KEY)) {
+        dht_id_hash(&h, m.sender_key, DHT_PUBKEY_LEN);
+        if (!dht_id_eq(&h, &m.sender)) {
+            drop(n, &peer, buf, len, -EACCES, &n->ctr.dropped_badkey);
+            return -EACCES;
+        }
+    }
+    for (size_t i = 0; i < m.n_records; i++) {
+        if (dht_record_verify(&m.records[i]) != 0) {
+            drop(n, &peer, buf, len, -EBADMSG, &n->ctr.dropped_badrecord);
+            return -EBADMSG;
+        }
+    }
+    n->ctr.msgs_recv[m.type]++;
+    n->ctr.bytes_recv[m.type] += len;
+    if (n->ops.observe != NULL)
+        n->ops.observe(n->ops.arg, DHT_OBS_RECV, &peer, buf, len, 0);
+    return handle(n, &peer, &m, buf, len, false, now);
+}
+
+/* ---- client API ---------------------------------------------------------------- */
+
+static struct request *req_alloc(struct dht_node *n)
+{
+    for (unsigned i = 0; i < n->n_req_alloc; i++)
+        if (!n->req[i].used)
+            return &n->req[i];
+    if (n->n_req_alloc < n->cfg.max_requests) {
+        unsigned want = n->n_req_alloc ? n->n_req_alloc * 2 : 4;
+        struct request *p;
+        if (want > n->cfg.max_requests)
+            want = n->cfg.max_requests;
+        p = realloc(n->req, want * sizeof(*p));
+        if (p == NULL)
+            return NULL;
+        memset(p + n->n_req_alloc, 0, (want - n->n_req_alloc) * sizeof(*p));
+        n->req = p;
+        n->n_req_alloc = want;
+        return req_alloc(n);
+    }
+    return NULL;
+}
+
+/* Builds a routed request and queues it to ourselves; advance() routes it. */
+static int start_routed(struct dht_node *n, enum req_kind kind, enum dht_msg_type type,
+                        const struct dht_id *key, const struct dht_record *rec, uint8_t flags,
+                        uint64_t now, struct request **out)
+{
+    struct request *r;
+    uint8_t buf[DHT_MSG_MAX];
+    struct dht_msg m;
+    int len;
+
+    if (!n->joined)
+        return -ENOTCONN;
+    r = req_alloc(n);
+    if (r == NULL)
+        return -EBUSY;
+    dht_msg_init(&m, type, &n->self.id);
+    m.flags = flags;
+    m.key = *key;
+    m.origin = n->self;
+    m.req_id = n->next_req++;
+    m.have |= DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_ORIGIN) | DHT_HAVE(DHT_ATTR_REQ_ID);
+    if (rec != NULL) {
+        m.records[0] = *rec;
+        m.n_records = 1;
+    }
+    len = dht_msg_encode(&m, buf, sizeof(buf));
+    if (len < 0)
+        return -EINVAL;
+    r->buf = malloc((size_t)len);
+    if (r->buf == NULL)
+        return -ENOMEM;
+    memcpy(r->buf, buf, (size_t)len);
+    r->len = (size_t)len;
+    r->used = true;
+    r->kind = (uint8_t)kind;
+    r->id = m.req_id;
+    r->key = *key;
+    r->deadline = now + n->cfg.request_timeout_ms;
+    r->next_try = now + n->cfg.request_retry_ms;
+    loop_push(n, r->buf, r->len);
+    *out = r;
+    return 0;
+}
+
+int dht_node_lookup(struct dht_node *n, const struct dht_id *key, dht_lookup_cb cb, void *arg,
+                    uint64_t now)
+{
+    struct request *r;
+    int rc = start_routed(n, RQ_LOOKUP, DHT_MSG_LOOKUP, key, NULL, DHT_FLAG_CLIENT, now, &r);
+    if (rc == 0) {
+        r->cb.lookup = cb;
+        r->arg = arg;
+    }
+    return rc;
+}
+
+int dht_node_put(struct dht_node *n, const struct dht_record *rec, dht_put_cb cb, void *arg,
+                 uint64_t now)
+{
+    struct request *r;
+    int rc;
+
+    if (dht_record_check(rec) != 0)
+        return -EINVAL;
+    rc = start_routed(n, RQ_PUT, DHT_MSG_PUT, &rec->key, rec, DHT_FLAG_CLIENT, now, &r);
+    if (rc == 0) {
+        r->cb.put = cb;
+        r->arg = arg;
+    }
+    return rc;
+}
+
+int dht_node_get(struct dht_node *n, const struct dht_id *key, dht_get_cb cb, void *arg,
+                 uint64_t now)
+{
+    struct request *r;
+    int rc = start_routed(n, RQ_GET, DHT_MSG_GET, key, NULL, DHT_FLAG_CLIENT, now, &r);
+    if (rc == 0) {
+        r->cb.get = cb;
+        r->arg = arg;
+    }
+    return rc;
+}
+
+static void send_join(struct dht_node *n, struct request *r, uint64_t now)
+{
+    struct pend *p = send_reliable(n, &r->bootstrap, r->buf, r->len, PK_HOP, now);
+    if (p != NULL)
+        p->key = n->self.id;
+}
+
+int dht_node_join(struct dht_node *n, const struct dht_peer *bootstrap, dht_join_cb cb, void *arg,
+                  uint64_t now)
+{
+    struct request *r;
+    struct dht_msg m;
+    uint8_t buf[512];
+    int len;
+
+    if (n->joined || n->joining)
+        return -EALREADY;
+    r = req_alloc(n);
+    if (r == NULL)
+        return -ENOMEM;
+    r->used = true;
+    r->kind = RQ_JOIN;
+    r->id = n->next_req++;
+    r->cb.join = cb;
+    r->arg = arg;
+    if (bootstrap == NULL) {
+        /* A ring of one: joined now, told from advance(). */
+        n->joined = true;
+        start_maintenance(n, now);
+        r->ready = true;
+        r->status = 0;
+        r->deadline = now;
+        return 0;
+    }
+    dht_msg_init(&m, DHT_MSG_JOIN, &n->self.id);
+    m.key = n->self.id;
+    m.origin = n->self;
+    m.req_id = r->id;
+    memcpy(m.sender_key, n->pubkey, DHT_PUBKEY_LEN);
+    m.have |= DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_ORIGIN) | DHT_HAVE(DHT_ATTR_REQ_ID) |
+              DHT_HAVE(DHT_ATTR_SENDER_KEY);
+    len = dht_msg_encode(&m, buf, sizeof(buf));
+    if (len < 0 || (r->buf = malloc((size_t)len)) == NULL) {
+        req_free(r);
+        return -ENOMEM;
+    }
+    memcpy(r->buf, buf, (size_t)len);
+    r->len = (size_t)len;
+    r->bootstrap = *bootstrap;
+    r->deadline = now + n->cfg.join_timeout_ms;
+    r->next_try = now + n->cfg.request_retry_ms;
+    n->joining = true;
+    n->had_peers = true;
+    n->last_leaf_heard = now;
+    send_join(n, r, now);
+    return 0;
+}
+
+/* ---- timers ------------------------------------------------------------------- */
+
+static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
+{
+    struct dht_nbr *e;
+    struct dht_msg m;
+    struct dht_peer to;
+
+    n->ctr.timeouts++;
+    switch (p->kind) {
+    case PK_HOP:
+        if (!n->joined) { /* a join whose bootstrap did not answer: retried later */
+            pend_free(n, p);
+            return;
+        }
+        if (p->n_tried < DHT_TRIED_MAX)
+            p->tried[p->n_tried++] = p->to.id;
+        suspect(n, &p->to.id, now);
+        if (dht_msg_decode(&m, p->buf, p->len) != 0) {
+            pend_free(n, p);
+            return;
+        }
+        e = dht_route_next_hop(&n->route, &p->key, p->tried, p->n_tried);
+        if (e == NULL || p->n_tried >= DHT_TRIED_MAX) {
+            /* no better hop left: we are the root */
+            m.hops = p->buf[DHT_MSG_OFF_HOPS] > 0 ? (uint8_t)(p->buf[DHT_MSG_OFF_HOPS] - 1) : 0;
+            pend_free(n, p);
+            deliver_local(n, &m, now);
+            return;
+        }
+        n->ctr.reroutes++;
+        p->to = e->peer;
+        p->tries = 1;
+        pend_resend(n, p, now); /* RFC 6298 5.4-5.6 applied per hop: reroute at once */
+        return;
+    case PK_DIRECT:
+        if (p->tries <= n->cfg.direct_retries) {
+            if ((e = dht_route_find(&n->route, &p->to.id)) != NULL)
+                dht_rto_backoff(&e->rto);
+            p->tries++;
+            n->ctr.retransmits++;
+            pend_resend(n, p, now);
+            return;
+        }
+        to = p->to;
+        if (p->collect != 0)
+            dht__collect_ack(n, p->collect, -ETIMEDOUT, now);
+        pend_free(n, p);
+        suspect(n, &to.id, now);
+        return;
+    case PK_PROBE:
+        e = dht_route_find(&n->route, &p->to.id);
+        if (e == NULL) {
+            pend_free(n, p);
+            return;
+        }
+        if (!(e->flags & DHT_NBR_SUSPECT)) {
+            e->flags |= DHT_NBR_SUSPECT;
+            n->ctr.suspects++;
+        }
+        if (p->tries >= n->cfg.suspect_probes) {
+            to = p->to;
+            pend_free(n, p);
+            remove_nbr(n, &to.id, now);
+            return;
+        }
+        dht_rto_backoff(&e->rto);
+        p->tries++;
+        n->ctr.retransmits++;
+        pend_resend(n, p, now);
+        return;
+    default:
+        pend_free(n, p);
+        return;
+    }
+}
+
+static void ping_stale(struct dht_node *n, uint64_t now)
+{
+    struct dht_route *rt = &n->route;
+    unsigned rt_pings = 0;
+
+    for (unsigned i = 0; i < rt->pool_len; i++) {
+        struct dht_nbr *e = &rt->pool[i];
+        struct dht_peer to;
+        uint32_t period;
+        if (!dht_route_slot_used(rt, i))
+            continue;
+        period = (e->flags & DHT_NBR_LEAF) ? n->cfg.leaf_ping_ms : n->cfg.rt_ping_ms;
+        if (now - e->last_heard_ms < period || now - e->last_ping_ms < period)
+            continue;
+        if (!(e->flags & DHT_NBR_LEAF)) {
+            if (n->tokens <= 0 || rt_pings >= 2) {
+                n->ctr.budget_skipped++;
+                continue;
+            }
+            rt_pings++;
+        }
+        if (probing(n, &e->peer.id))
+            continue;
+        to = e->peer;
+        send_ping(n, &to, PK_PROBE, now);
+    }
+}
+
+static void local_tune(struct dht_node *n, uint64_t now)
+{
+    unsigned depth = dht_route_depth(&n->route);
+    struct dht_peer row[DHT_ROUTE_COLS];
+    struct dht_msg m;
+    size_t k;
+    unsigned r;
+
+    if (depth == 0)
+        return;
+    r = (unsigned)(dht__rand(n) % depth);
+    k = dht_route_row(&n->route, r, row, DHT_ROUTE_COLS);
+    if (k == 0)
+        return;
+    dht_msg_init(&m, DHT_MSG_ROW_REQ, &n->self.id);
+    m.level = (uint8_t)r;
+    m.have |= DHT_HAVE(DHT_ATTR_LEVEL);
+    dht__reply(n, &row[dht__rand(n) % k], &m, now);
+}
+
+static void global_tune(struct dht_node *n, uint64_t now)
+{
+    unsigned depth = dht_route_depth(&n->route);
+    struct request *r;
+    struct dht_id key;
+
+    for (unsigned attempt = 0; attempt < 8; attempt++) {
+        unsigned row = (unsigned)(dht__rand(n) % (depth + 1));
+        unsigned col = (unsigned)(dht__rand(n) % DHT_ROUTE_COLS);
+        if (row >= DHT_ROUTE_ROWS || col == dht_id_digit(&n->self.id, row) ||
+            n->route.cells[row][col] != 0)
+            continue;
+        /* a key with self's first `row` digits, then `col`, then random */
+        for (unsigned b = 0; b < DHT_ID_LEN; b++)
+            key.b[b] = (uint8_t)dht__rand(n);
+        for (unsigned d = 0; d <= row; d++) {
+            unsigned v = d < row ? dht_id_digit(&n->self.id, d) : col;
+            if (d % 2 == 0)
+                key.b[d / 2] = (uint8_t)((key.b[d / 2] & 0x0f) | v << 4);
+            else
+                key.b[d / 2] = (uint8_t)((key.b[d / 2] & 0xf0) | v);
+        }
+        if (start_routed(n, RQ_TUNE, DHT_MSG_LOOKUP, &key, NULL, DHT_FLAG_MAINT, now, &r) == 0)
+            r->deadline = now + n->cfg.request_timeout_ms, r->next_try = UINT64_MAX;
+        return;
+    }
+}
+
+static void maintain(struct dht_node *n, uint64_t now)
+{
+    const struct dht_route *rt = &n->route;
+
+    refill(n, now);
+    if (now >= n->t_tick) {
+        n->t_tick = now + 1000;
+        ping_stale(n, now);
+        if (leaf_short(n) && now >= n->t_repair)
+            repair(n, now);
+    }
+    if (now >= n->t_leafset) {
+        n->t_leafset = now + jitter(n, n->cfg.leafset_ms);
+        struct dht_peer leaves[2 * DHT_LEAF_HALF_MAX];
+        size_t k = dht_route_leafset(rt, leaves, 2 * DHT_LEAF_HALF_MAX);
+        if (k > 0)
+            leafset_exchange(n, &leaves[dht__rand(n) % k], DHT_FLAG_WANT_REPLY, now);
+    }
+    if (now >= n->t_local) {
+        n->t_local = now + jitter(n, n->cfg.local_tune_ms);
+        if (n->tokens > 0)
+            local_tune(n, now);
+        else
+            n->ctr.budget_skipped++;
+    }
+    if (now >= n->t_global) {
+        n->t_global = now + jitter(n, n->cfg.global_tune_ms);
+        if (n->tokens > 0)
+            global_tune(n, now);
+        else
+            n->ctr.budget_skipped++;
+    }
+    if (now >= n->t_sync) {
+        n->t_sync = now + jitter(n, n->cfg.sync_ms);
+        if (n->tokens > 0)
+            dht__sync_start(n, now);
+        else
+            n->ctr.budget_skipped++;
+    }
+    if (n->t_handoff != 0 && now >= n->t_handoff) {
+        n->t_handoff = 0;
+        dht__handoff(n, now);
+    }
+    if (now >= n->t_expire) {
+        n->t_expire = now + jitter(n, n->cfg.expire_ms);
+        (void)dht_store_expire(n->store, now);
+    }
+}
+
+void dht_node_advance(struct dht_node *n, uint64_t now)
+{
+    struct loopmsg batch[DHT_LOOP_MAX];
+    unsigned nb = n->n_loop;
+
+    /* loopback first: our own requests and replies to ourselves */
+    memcpy(batch, n->loop, nb * sizeof(batch[0]));
+    n->n_loop = 0;
+    for (unsigned i = 0; i < nb; i++) {
+        struct dht_msg m;
+        if (dht_msg_decode(&m, batch[i].buf, batch[i].len) == 0)
+            (void)handle(n, &n->self, &m, batch[i].buf, batch[i].len, true, now);
+        free(batch[i].buf);
+    }
+
+    for (unsigned i = 0; i < n->n_pend_alloc; i++)
+        if (n->pend[i] != NULL && n->pend[i]->deadline <= now)
+            pend_timeout(n, n->pend[i], now);
+
+    for (unsigned i = 0; i < n->n_req_alloc; i++) {
+        struct request *r = &n->req[i];
+        if (!r->used)
+            continue;
+        if (r->ready) {
+            struct request c = req_take(r);
+            if (c.kind == RQ_JOIN)
+                c.cb.join(c.status, c.arg);
+        } else if (now >= r->deadline) {
+            struct request c = req_take(r);
+            switch (c.kind) {
+            case RQ_JOIN:
+                n->joining = false;
+                c.cb.join(-ETIMEDOUT, c.arg);
+                break;
+            case RQ_LOOKUP:
+                c.cb.lookup(-ETIMEDOUT, NULL, 0, c.arg);
+                break;
+            case RQ_PUT:
+                c.cb.put(-ETIMEDOUT, 0, c.arg);
+                break;
+            case RQ_GET:
+                c.cb.get(-ETIMEDOUT, NULL, 0, c.arg);
+                break;
+            default:
+                break;
+            }
+        } else if (now >= r->next_try) {
+            r->next_try = now + n->cfg.request_retry_ms;
+            if (r->kind == RQ_JOIN)
+                send_join(n, r, now);
+            else
+                loop_push(n, r->buf, r->len);
+        }
+    }
+    dht__collect_timeouts(n, now);
+    if (n->joined)
+        maintain(n, now);
+    flush_cands(n, now);
+}
+
+uint64_t dht_node_next_deadline(const struct dht_node *n)
+{
+    uint64_t t = UINT64_MAX;
+
+#define MIN_T(x)                                                                                   \
+    do {                                                                                           \
+        if ((x) < t)                                                                               \
+            t = (x);                                                                               \
+    } while (0)
+    if (n->n_loop > 0)
+        return 0;
+    for (unsigned i = 0; i < n->n_pend_alloc; i++)
+        if (n->pend[i] != NULL)
+            MIN_T(n->pend[i]->deadline);
+    for (unsigned i = 0; i < n->n_req_alloc; i++) {
+        const struct request *r = &n->req[i];
+        if (!r->used)
+            continue;
+        if (r->ready)
+            return 0;
+        MIN_T(r->deadline);
+        MIN_T(r->next_try);
+    }
+    for (unsigned i = 0; i < DHT_COLLECT_MAX; i++)
+        if (n->collect[i].used)
+            MIN_T(n->collect[i].deadline);
+    if (n->joined) {
+        MIN_T(n->t_tick);
+        MIN_T(n->t_leafset);
+        MIN_T(n->t_local);
+        MIN_T(n->t_global);
+        MIN_T(n->t_sync);
+        MIN_T(n->t_expire);
+        if (n->t_handoff != 0)
+            MIN_T(n->t_handoff);
+    }
+#undef MIN_T
+    return t;
+}
+
+/* ---- lifecycle and views -------------------------------------------------------- */
+
+int dht_node_new(struct dht_node **out, const uint8_t pubkey[DHT_PUBKEY_LEN],
+                 const struct dht_addr *self_addr, const struct dht_config *cfg,
+                 struct dht_store *store, const struct dht_node_ops *ops, uint64_t now)
+{
+    struct dht_node *n;
+    struct dht_id id;
+
+    if (ops == NULL || ops->send == NULL || store == NULL || self_addr == NULL ||
+        self_addr->len > DHT_ADDR_MAX)
+        return -EINVAL;
+    n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return -ENOMEM;
+    if (cfg != NULL)
+        n->cfg = *cfg;
+    else
+        dht_config_init(&n->cfg);
+    if (n->cfg.replicas > 2 * n->cfg.leaf_half || n->cfg.quorum > n->cfg.replicas ||
+        n->cfg.max_pending == 0 || n->cfg.max_requests == 0 || n->cfg.suspect_probes == 0 ||
+        n->cfg.rto.floor_ms == 0 || n->cfg.rto.cap_ms < n->cfg.rto.floor_ms) {
+        free(n);
+        return -EINVAL;
+    }
+    dht_id_hash(&id, pubkey, DHT_PUBKEY_LEN);
+    if (dht_route_init(&n->route, &id, n->cfg.leaf_half) != 0) {
+        free(n);
+        return -EINVAL;
+    }
+    memcpy(n->pubkey, pubkey, DHT_PUBKEY_LEN);
+    n->self.id = id;
+    n->self.addr = *self_addr;
+    n->ops = *ops;
+    n->store = store;
+    n->rng = n->cfg.seed ^ ((uint64_t)id.b[0] << 56 | (uint64_t)id.b[1] << 48 |
+                            (uint64_t)id.b[2] << 40 | (uint64_t)id.b[3] << 32 | id.b[4]);
+    n->next_txid = (uint32_t)dht__rand(n);
+    n->next_req = (uint32_t)dht__rand(n) | 1u;
+    n->next_collect = 1;
+    n->t_tokens = now;
+    n->tokens = n->cfg.byte_budget;
+    *out = n;
+    return 0;
+}
+
+void dht_node_free(struct dht_node *n)
+{
+    if (n == NULL)
+        return;
+    for (unsigned i = 0; i < n->n_pend_alloc; i++)
+        if (n->pend[i] != NULL)
+            pend_free(n, n->pend[i]);
+    for (unsigned i = 0; i < n->n_req_alloc; i++)
+        free(n->req[i].buf);
+    for (unsigned i = 0; i < n->n_loop; i++)
+        free(n->loop[i].buf);
+    free(n->pend);
+    free(n->req);
+    dht_route_free(&n->route);
+    free(n);
+}
+
+const struct dht_id *dht_node_id(const struct dht_node *n)
+{
+    return &n->self.id;
+}
+
+const struct dht_peer *dht_node_self(const struct dht_node *n)
+{
+    return &n->self;
+}
+
+bool dht_node_joined(const struct dht_node *n)
+{
+    return n->joined;
+}
+
+const struct dht_route *dht_node_route(const struct dht_node *n)
+{
+    return &n->route;
+}
+
+const struct dht_counters *dht_node_counters(const struct dht_node *n)
+{
+    return &n->ctr;
+}
+
+struct dht_store *dht_node_store(const struct dht_node *n)
+{
+    return n->store;
+}
+
+bool dht_node_cut_off(const struct dht_node *n, uint64_t now)
+{
+    if (!n->had_peers)
+        return false;
+    return now > n->last_leaf_heard && now - n->last_leaf_heard > n->cfg.cutoff_ms;
+}
+
+size_t dht_node_memory(const struct dht_node *n)
+{
+    size_t m = sizeof(*n);
+
+    m += (size_t)n->route.pool_alloc * sizeof(struct dht_nbr);
+    m += (size_t)n->n_pend_alloc * sizeof(struct pend *);
+    for (unsigned i = 0; i < n->n_pend_alloc; i++)
+        if (n->pend[i] != NULL)
+            m += sizeof(struct pend) + n->pend[i]->len;
+    m += (size_t)n->n_req_alloc * sizeof(struct request);
+    for (unsigned i = 0; i < n->n_req_alloc; i++)
+        if (n->req[i].used)
+            m += n->req[i].len;
+    for (unsigned i = 0; i < n->n_loop; i++)
+        m += n->loop[i].len;
+    return m;
+}

@@ -1,0 +1,146 @@
+/*
+ * node_int.h: private state of a DHT node (node.c, node_store.c).
+ *
+ * Invariants: every array here has a fixed cap from the config; a pending entry
+ * owns its buffer copy; no pointer into route.pool is kept across a call that may
+ * add a neighbour (the pool can move).
+ */
+#ifndef P2P_DHT_NODE_INT_H
+#define P2P_DHT_NODE_INT_H
+
+#include "p2p/dht_node.h"
+
+#define DHT_MAX_HOPS 64
+#define DHT_TRIED_MAX 6
+#define DHT_CAND_MAX 32
+#define DHT_DEAD_MAX 32
+#define DHT_LOOP_MAX 64
+#define DHT_COLLECT_MAX 64
+#define DHT_SYNC_IDENTS 24 /* identities per SYNC_REPLY: keeps it near one datagram */
+#define DHT_DATAGRAM 1400  /* size aimed at for messages without records */
+
+enum pend_kind {
+    PK_HOP = 1, /* a routed message forwarded to one hop: reroute on timeout */
+    PK_DIRECT,  /* a direct message: retransmit, then suspect */
+    PK_PROBE,   /* a PING of a known neighbour */
+    PK_CAND,    /* a PING of a node learned second-hand: add it on the ACK */
+};
+
+struct pend {
+    uint32_t txid;
+    uint8_t kind, tries, n_tried;
+    unsigned slot;
+    struct dht_peer to;
+    uint64_t sent_ms, deadline;
+    uint32_t collect; /* put collect id for REPLICATE, 0 = none */
+    struct dht_id key;
+    struct dht_id tried[DHT_TRIED_MAX];
+    uint8_t *buf;
+    size_t len;
+};
+
+enum req_kind { RQ_JOIN = 1, RQ_LOOKUP, RQ_PUT, RQ_GET, RQ_TUNE };
+
+struct request {
+    uint32_t id;
+    uint8_t kind;
+    bool used;
+    bool ready; /* completed with status; callback due in advance() */
+    int status;
+    struct dht_id key;
+    union {
+        dht_join_cb join;
+        dht_lookup_cb lookup;
+        dht_put_cb put;
+        dht_get_cb get;
+    } cb;
+    void *arg;
+    uint64_t deadline, next_try;
+    uint8_t *buf; /* the routed message, resent on retry */
+    size_t len;
+    struct dht_peer bootstrap; /* RQ_JOIN */
+};
+
+struct collect {
+    uint32_t id;
+    bool used;
+    uint8_t flags;
+    struct dht_peer origin;
+    uint32_t req_id;
+    unsigned needed, acks, sent, answered;
+    uint64_t deadline;
+};
+
+struct loopmsg {
+    uint8_t *buf;
+    size_t len;
+};
+
+struct dht_node {
+    struct dht_config cfg;
+    struct dht_node_ops ops;
+    struct dht_store *store;
+    uint8_t pubkey[DHT_PUBKEY_LEN];
+    struct dht_peer self;
+    struct dht_route route;
+    struct dht_counters ctr;
+    uint64_t rng;
+    uint32_t next_txid, next_req, next_collect;
+
+    bool joined, joining, had_peers;
+    uint64_t last_leaf_heard;
+
+    struct pend **pend; /* slots; NULL = free */
+    unsigned n_pend_alloc;
+    struct request *req;
+    unsigned n_req_alloc;
+    struct collect collect[DHT_COLLECT_MAX];
+    struct loopmsg loop[DHT_LOOP_MAX];
+    unsigned n_loop;
+
+    struct dht_peer cand[DHT_CAND_MAX];
+    unsigned n_cand;
+    struct {
+        struct dht_id id;
+        uint64_t until;
+    } dead[DHT_DEAD_MAX];
+    unsigned dead_next;
+
+    /* maintenance schedule */
+    uint64_t t_tick, t_leafset, t_local, t_global, t_sync, t_expire, t_handoff, t_repair;
+    double tokens;
+    uint64_t t_tokens;
+
+    /* handoff: the leaf set as of the last handoff */
+    struct dht_id hview[2 * DHT_LEAF_HALF_MAX];
+    unsigned n_hview;
+
+    /* anti-entropy round in flight */
+    bool sync_busy;
+    struct dht_id sync_peer, sync_lo, sync_hi;
+    uint64_t sync_until;
+};
+
+/* node.c, used by node_store.c */
+uint64_t dht__rand(struct dht_node *n);
+int dht__send_msg(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m,
+                  enum pend_kind kind, uint32_t collect, uint64_t now);
+void dht__reply(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m, uint64_t now);
+
+/* node_store.c */
+void dht__root_put(struct dht_node *n, const struct dht_msg *m, uint64_t now);
+void dht__answer_get(struct dht_node *n, const struct dht_msg *m, uint64_t now);
+bool dht__holds_key(struct dht_node *n, const struct dht_id *key, uint64_t now);
+int dht__on_replicate(struct dht_node *n, const struct dht_msg *m, uint64_t now);
+void dht__collect_ack(struct dht_node *n, uint32_t collect, int status, uint64_t now);
+void dht__collect_timeouts(struct dht_node *n, uint64_t now);
+void dht__handoff(struct dht_node *n, uint64_t now);
+void dht__sync_start(struct dht_node *n, uint64_t now);
+void dht__on_sync(struct dht_node *n, const struct dht_peer *from, const struct dht_msg *m,
+                  uint64_t now);
+void dht__on_sync_reply(struct dht_node *n, const struct dht_peer *from, const struct dht_msg *m,
+                        uint64_t now);
+void dht__on_fetch(struct dht_node *n, const struct dht_peer *from, const struct dht_msg *m,
+                   uint64_t now);
+
+#endif
