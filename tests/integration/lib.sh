@@ -85,8 +85,9 @@ it__dump_logs() {
     local f
     for f in "$IT_TMP"/*.log; do
         [ -f "$f" ] || continue
+        case $f in *.err.log) continue ;; esac
         echo "---- last lines of $(basename "$f") ----" >&2
-        tail -n "${IT_LOG_TAIL:-25}" "$f" >&2
+        tail -n "${IT_LOG_TAIL:-25}" "$f" | cut -c 1-400 >&2
     done
 }
 
@@ -344,27 +345,53 @@ it__kamailio_start() {
 # ---------------------------------------------------------------------------------
 # sipp
 
-# it_sipp NAME TIMEOUT SCENARIO [SIPP ARGS...]: runs sipp in the foreground (bounded
-# by TIMEOUT seconds) with the scenario from tests/integration/sipp/, statistics in
-# $IT_TMP/NAME.stat.csv, errors in $IT_TMP/NAME.err.log, output in $IT_TMP/NAME.log.
-# Returns sipp's exit status (0: every call succeeded).
-it_sipp() {
-    local name=$1 t=$2 scen=$3
-    shift 3
-    local sf=$scen
-    [ -f "$sf" ] || sf=$IT_SIPP_DIR/$scen
-    it_run "$t" sipp -sf "$sf" -nostdin -trace_stat -stf "$IT_TMP/$name.stat.csv" -fd 1 \
-        -trace_err -error_file "$IT_TMP/$name.err.log" "$@" >>"$IT_TMP/$name.log" 2>&1
+# Copies scenario SCENARIO (a file, or a name in tests/integration/sipp/) to
+# $IT_TMP/NAME.xml: sipp names its trace files after the scenario file, and they must
+# land in $IT_TMP, never in the source tree.
+it__sipp_scenario() {
+    local name=$1 scen=$2
+    [ -f "$scen" ] || scen=$IT_SIPP_DIR/$scen
+    [ -f "$scen" ] || it_fail "no sipp scenario $2"
+    cp "$scen" "$IT_TMP/$name.xml" || it_fail "cannot copy $scen"
 }
 
-# it_sipp_bg NAME SCENARIO [SIPP ARGS...]: the same, started in the background (a UAS).
+# it_sipp NAME TIMEOUT SCENARIO [SIPP ARGS...]: runs sipp in the foreground in $IT_TMP
+# (bounded by TIMEOUT seconds) with statistics in $IT_TMP/NAME.stat.csv, unexpected
+# messages in NAME.err.log, output in NAME.log, and (with -trace_counts) per-message
+# counts in NAME_<pid>_counts.csv.  Returns sipp's exit status (0: every call
+# succeeded; 1: at least one failed).
+it_sipp() {
+    local name=$1 t=$2
+    it__sipp_scenario "$name" "$3"
+    shift 3
+    (cd "$IT_TMP" && it_run "$t" sipp -sf "$name.xml" -nostdin -trace_stat \
+        -stf "$name.stat.csv" -fd 1 -trace_err -error_file "$name.err.log" "$@" \
+        >>"$name.log" 2>&1)
+}
+
+# it_sipp_bg NAME SCENARIO [SIPP ARGS...]: the same, started in the background (a
+# UAS); stop it with it_stop NAME, its exit status is then IT_EXIT_OF[NAME].
 it_sipp_bg() {
-    local name=$1 scen=$2
+    local name=$1
+    it__sipp_scenario "$name" "$2"
     shift 2
-    local sf=$scen
-    [ -f "$sf" ] || sf=$IT_SIPP_DIR/$scen
-    it_start "$name" sipp -sf "$sf" -nostdin -trace_stat -stf "$IT_TMP/$name.stat.csv" \
-        -fd 1 -trace_err -error_file "$IT_TMP/$name.err.log" "$@"
+    local here=$PWD
+    cd "$IT_TMP" || it_fail "cd $IT_TMP"
+    it_start "$name" sipp -sf "$name.xml" -nostdin -trace_stat -stf "$name.stat.csv" \
+        -fd 1 -trace_err -error_file "$name.err.log" "$@"
+    cd "$here" || it_fail "cd $here"
+}
+
+# it_sipp_count NAME WHAT: how many times the scenario step WHAT (a response code such
+# as 180, or a method such as INVITE) was received, from NAME's -trace_counts file.
+it_sipp_count() {
+    local f
+    f=$(ls "$IT_TMP/$1"_*_counts.csv 2>/dev/null | head -n 1)
+    [ -n "$f" ] || { echo ""; return 1; }
+    awk -F';' -v w="$2" '
+        NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ ("_" w "_Recv$")) c = i; next }
+        { last = $c }
+        END { if (c) print last }' "$f"
 }
 
 # it_sipp_stat NAME COLUMN: prints COLUMN (e.g. "SuccessfulCall(C)") from the last
@@ -388,7 +415,8 @@ it_sipp_expect() {
     if [ "$st" -ne 0 ] || [ "$ok" != "$want" ] || [ "$failed" != 0 ]; then
         [ ! -s "$IT_TMP/$name.err.log" ] || {
             echo "---- first lines of $name.err.log ----" >&2
-            head -n 40 "$IT_TMP/$name.err.log" >&2
+            head -c 3000 "$IT_TMP/$name.err.log" >&2
+            echo >&2
         }
         it_fail "sipp $name: exit status $st, successful calls ${ok:-?} (want $want), failed ${failed:-?} (want 0)"
     fi

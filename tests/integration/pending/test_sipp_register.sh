@@ -10,7 +10,8 @@
 # (sipp/register.xml), the server answers 200 without a challenge when accounts are
 # configured, accepts a wrong password, or exits during the test.
 set -u
-. "$(dirname "$0")/lib.sh"
+here=$(dirname "$0"); [ -f "$here/lib.sh" ] || here=$here/..
+. "$here/lib.sh"
 it_begin "$@"
 it_need sipp ss
 
