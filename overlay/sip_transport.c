@@ -570,6 +570,19 @@ int overlay_sip_send_response(struct overlay_sip_transport *t,
     return udp_send(t, l, &d.addr, buf, len);
 }
 
+int overlay_sip_dest_from_ip(struct p2p_slice host, uint16_t port, enum overlay_sip_proto proto,
+                             struct overlay_sip_dest *out)
+{
+    struct sockaddr_storage a;
+
+    if ((proto != OVERLAY_SIP_UDP && proto != OVERLAY_SIP_TCP) || addr_parse_ip(host, &a) < 0)
+        return -EINVAL;
+    addr_set_port(&a, port ? port : SIP_DEFAULT_PORT);
+    out->proto = proto;
+    out->addr = a;
+    return 0;
+}
+
 /* ---- Via received / rport (the receiving side) ---- */
 
 int overlay_sip_via_fix(const struct overlay_sip_source *src, const struct sip_via *via,

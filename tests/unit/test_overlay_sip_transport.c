@@ -987,6 +987,30 @@ static void test_via_fix(void **state)
     assert_string_equal(fix.received, "2001:db8::1");
 }
 
+static void test_dest_from_ip(void **state)
+{
+    struct overlay_sip_dest d;
+
+    (void)state;
+    assert_int_equal(overlay_sip_dest_from_ip(P2P_SLICE_LIT("127.0.0.1"), 0, OVERLAY_SIP_UDP, &d),
+                     0);
+    assert_int_equal(d.proto, OVERLAY_SIP_UDP);
+    struct sockaddr_storage want = ip_port("127.0.0.1", 5060);
+    assert_true(same_addr(&d.addr, &want));
+    assert_int_equal(
+        overlay_sip_dest_from_ip(P2P_SLICE_LIT("[2001:db8::5]"), 5070, OVERLAY_SIP_TCP, &d), 0);
+    want = ip_port("2001:db8::5", 5070);
+    assert_true(same_addr(&d.addr, &want));
+    assert_int_equal(d.proto, OVERLAY_SIP_TCP);
+    assert_int_equal(overlay_sip_dest_from_ip(P2P_SLICE_LIT("::1"), 1, OVERLAY_SIP_UDP, &d), 0);
+    d.proto = OVERLAY_SIP_UDP;
+    assert_int_equal(overlay_sip_dest_from_ip(P2P_SLICE_LIT("example.org"), 0, OVERLAY_SIP_TCP, &d),
+                     -EINVAL);
+    assert_int_equal(overlay_sip_dest_from_ip(P2P_SLICE_LIT("[::1"), 0, OVERLAY_SIP_TCP, &d),
+                     -EINVAL);
+    assert_int_equal(d.proto, OVERLAY_SIP_UDP); /* untouched on failure */
+}
+
 /* ---- configuration ---- */
 
 static void test_config_and_listeners(void **state)
@@ -1050,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_tcp_connection_cap),
         cmocka_unit_test(test_tcp_oversized),
         cmocka_unit_test(test_via_fix),
+        cmocka_unit_test(test_dest_from_ip),
         cmocka_unit_test(test_config_and_listeners),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

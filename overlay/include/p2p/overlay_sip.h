@@ -38,6 +38,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "p2p/slice.h"
+
 struct p2p_log;
 struct sip_msg;
 struct sip_via;
@@ -136,7 +138,8 @@ struct overlay_sip_counters {
  * Creates the transport and binds and starts every listener.  cfg and its listen
  * array are copied; ops and arg are kept.  log may be NULL.  Returns 0 and writes
  * *out, or a negative errno / libuv error (-EINVAL for a bad config, the bind error
- * for an address in use); on failure nothing is left on the loop.
+ * for an address in use).  On failure no callback ever runs; listeners already opened
+ * are closed and freed when the loop next runs.
  */
 int overlay_sip_transport_new(struct overlay_sip_transport **out, uv_loop_t *loop,
                               const struct overlay_sip_config *cfg,
@@ -214,8 +217,9 @@ int overlay_sip_send_response(struct overlay_sip_transport *t,
  * What a server adds to the top Via of a request it received (RFC 3261 18.2.1,
  * RFC 3581 4): received (the source IP as text, without brackets for IPv6) when the
  * sent-by host is a name or an IP other than the source, or whenever rport is
- * present; rport's value (the source port) when the request carried an empty
- * "rport".
+ * present; rport's value (the source port) whenever the request carried "rport"
+ * (a value the client wrote there is replaced).  The SIP core replaces any
+ * "received" already in the Via with ours.
  */
 struct overlay_sip_via_fix {
     bool add_received;
@@ -227,6 +231,15 @@ struct overlay_sip_via_fix {
 /* Computes the additions above.  Returns 0 and writes *out, or -EINVAL. */
 int overlay_sip_via_fix(const struct overlay_sip_source *src, const struct sip_via *via,
                         struct overlay_sip_via_fix *out);
+
+/*
+ * Builds a destination from a host as written in SIP (an IPv4 address or an IPv6
+ * address, with or without brackets) and a port (0 means 5060, RFC 3261 19.1.2).
+ * Returns 0, or -EINVAL for anything else: host names need a resolver
+ * (uv_getaddrinfo, RFC 3263), which this transport does not run.
+ */
+int overlay_sip_dest_from_ip(struct p2p_slice host, uint16_t port, enum overlay_sip_proto proto,
+                             struct overlay_sip_dest *out);
 
 /*
  * Holds TCP connection conn_id open past its idle timeout, for example while a
