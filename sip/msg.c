@@ -361,12 +361,13 @@ static int parse_start_line(struct sip_msg *m, const char *p, size_t n)
     }
     /* RFC 3261 7.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF,
      * exactly one SP each (RFC 4475 3.1.2.9, 3.1.2.10). */
-    m->is_request = true;
     m->status = 0;
     m->reason = sip__sl(p, 0, 0);
     i = sip__span(p, 0, n, SIP__C_TOKEN);
     if (i == 0 || i >= n || p[i] != ' ')
         return -EBADMSG;
+    /* a request, whatever follows: enough to answer 400 */
+    m->is_request = true;
     m->method = sip__sl(p, 0, i);
     i++;
     /* Request-URI = SIP-URI / SIPS-URI / absoluteURI: all begin with a scheme */
@@ -396,6 +397,7 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
     size_t start, avail, n, i, eol, lf;
     const char *p;
     int deferred = 0;
+    enum sip_hdr_id deferred_hdr = SIP_HDR_OTHER;
     const char *deferred_phrase = NULL;
     size_t deferred_idx = SIZE_MAX;
     const char *nl;
@@ -442,10 +444,14 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
     eol = (lf > 0 && p[lf - 1] == '\r') ? lf - 1 : lf;
     if (eol > SIP_MSG_MAX_LINE)
         return fail(err, -EMSGSIZE, SIP_HDR_OTHER, SIZE_MAX, "Message Too Large");
-    if (parse_start_line(msg, p, eol) != 0)
-        return fail(err, -EBADMSG, SIP_HDR_OTHER, SIZE_MAX,
-                    msg->is_request ? "Bad Request - malformed Request-Line"
-                                    : "malformed Status-Line");
+    if (parse_start_line(msg, p, eol) != 0) {
+        /* Keep reading the head: a 400 needs its Via and CSeq (RFC 4475
+         * 3.1.2.7 to 3.1.2.10 expect one). */
+        deferred = -EBADMSG;
+        deferred_hdr = SIP_HDR_OTHER;
+        deferred_phrase =
+            msg->is_request ? "Bad Request - malformed Request-Line" : "malformed Status-Line";
+    }
 
     /* Header lines (RFC 3261 7.3). */
     i = lf + 1;
@@ -528,6 +534,7 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
              * built from the headers that follow (RFC 4475 3.1.2.3, 3.3.9). */
             uint32_t cl;
             int rc = sip_uint_parse(h->value, UINT32_MAX, &cl);
+            deferred_hdr = SIP_HDR_CONTENT_LENGTH;
             if (msg->content_length >= 0) {
                 deferred = -EBADMSG;
                 deferred_phrase = "Bad Request - multiple Content-Length";
@@ -545,7 +552,7 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
     msg->head = sip__sl(p, 0, i);
 
     if (deferred != 0)
-        return fail(err, deferred, SIP_HDR_CONTENT_LENGTH, deferred_idx, deferred_phrase);
+        return fail(err, deferred, deferred_hdr, deferred_idx, deferred_phrase);
 
     /* Body (RFC 3261 18.3). */
     if (!dgram) {
@@ -893,18 +900,13 @@ int sip_msg_validate(const struct sip_msg *msg, struct sip_parse_err *err)
 
 bool sip_msg_answerable(const struct sip_msg *msg)
 {
-    const struct sip_hdr *via = sip_msg_hdr(msg, SIP_HDR_VIA);
-    struct p2p_slice rest, v;
-    struct sip_via top;
-
-    /* The response goes where the top Via says and is matched to the client
-     * transaction by branch and CSeq method (RFC 3261 17.1.3), so those must
-     * be usable; From, To and Call-ID are copied when present. */
-    if (!msg->is_request || msg->method.len == 0 || via == NULL ||
-        sip_msg_hdr(msg, SIP_HDR_CSEQ) == NULL)
-        return false;
-    rest = via->value;
-    return sip_list_next(&rest, &v) && sip_via_parse(v, &top) == 0;
+    /* The client matches a response by the branch of the top Via and the CSeq
+     * method (RFC 3261 17.1.3), so both headers must be there to copy; From,
+     * To and Call-ID are copied when present.  A top Via too broken to parse
+     * (RFC 4475 3.1.2.1) is copied as it is, and the 400 goes back to the
+     * source address of the request, as RFC 3581 does for rport. */
+    return msg->is_request && msg->method.len > 0 && msg->first[SIP_HDR_VIA] != 0 &&
+           msg->first[SIP_HDR_CSEQ] != 0;
 }
 
 bool sip_msg_version_ok(const struct sip_msg *msg)

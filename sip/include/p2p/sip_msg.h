@@ -175,10 +175,11 @@ int sip_msg_validate(const struct sip_msg *msg, struct sip_parse_err *err);
 
 /*
  * After a failed parse or validate: true when the message is a request with a
- * request line, a well-formed top Via and a CSeq header, so that a 400 can be
- * sent back and matched by the client (RFC 3261 8.2, 16.3, 17.1.3; RFC 4475
- * 3.3.1 asks for a 400 even without From, To and Call-ID, which the response then
- * copies only when present).  Otherwise the message is dropped.
+ * request line, a Via and a CSeq header, so that a 400 can be sent back and
+ * matched by the client (RFC 3261 8.2, 16.3, 17.1.3).  RFC 4475 3.3.1 asks for a
+ * 400 even without From, To and Call-ID, which the response then copies only
+ * when present; with a top Via too broken to parse (RFC 4475 3.1.2.1) the 400
+ * goes to the request's source address.  Otherwise the message is dropped.
  */
 bool sip_msg_answerable(const struct sip_msg *msg);
 
