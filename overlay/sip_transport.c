@@ -602,10 +602,10 @@ int overlay_sip_via_fix(const struct overlay_sip_source *src, const struct sip_v
     if (r < 0)
         return -EINVAL;
     if (via->rport) {
-        /* RFC 3581 4: fill rport with the source port, and add received even when
-         * it equals sent-by. */
-        f.set_rport = true;
-        f.rport = addr_port(&src->remote);
+        /* RFC 3581 4: an rport without a value gets the source port, and received
+         * is added even when it equals sent-by. */
+        f.set_rport = via->rport_value == 0;
+        f.rport = f.set_rport ? addr_port(&src->remote) : 0;
         f.add_received = true;
     } else {
         /* RFC 3261 18.2.1: received when sent-by is a name or another IP. */

@@ -275,6 +275,8 @@ int overlay__sip_conn_write(struct overlay__sip_conn *c, const char *buf, size_t
 
     if (c->state == OVERLAY__CONN_CLOSING)
         return -ENOTCONN;
+    if (len > UINT32_MAX) /* uv_buf_t lengths are unsigned int */
+        return -EMSGSIZE;
     if (queued > t->cfg.max_write_queue || len > t->cfg.max_write_queue - queued) {
         t->ctr.dropped++;
         return -ENOBUFS;

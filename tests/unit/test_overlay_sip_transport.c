@@ -976,6 +976,11 @@ static void test_via_fix(void **state)
     assert_true(fix.add_received);
     assert_true(fix.set_rport);
     assert_int_equal(fix.rport, 40000);
+    /* an rport that already has a value is left alone; received is still added */
+    via = via_of("SIP/2.0/UDP 192.0.2.7:5060;rport=1234;branch=z9hG4bK1");
+    assert_int_equal(overlay_sip_via_fix(&src, &via, &fix), 0);
+    assert_true(fix.add_received);
+    assert_false(fix.set_rport);
     /* IPv6: brackets in sent-by, none in received (RFC 3261 25.1 via-received) */
     src.remote = ip_port("2001:db8::1", 5070);
     via = via_of("SIP/2.0/TCP [2001:DB8:0::1]:5070;branch=z9hG4bK1");

@@ -217,9 +217,9 @@ int overlay_sip_send_response(struct overlay_sip_transport *t,
  * What a server adds to the top Via of a request it received (RFC 3261 18.2.1,
  * RFC 3581 4): received (the source IP as text, without brackets for IPv6) when the
  * sent-by host is a name or an IP other than the source, or whenever rport is
- * present; rport's value (the source port) whenever the request carried "rport"
- * (a value the client wrote there is replaced).  The SIP core replaces any
- * "received" already in the Via with ours.
+ * present; rport's value (the source port) when the request carried "rport" without
+ * a value.  The SIP core replaces any "received" already in the Via with ours.  The
+ * IP comparison is binary, so "2001:db8:0::1" and "2001:DB8::1" are the same host.
  */
 struct overlay_sip_via_fix {
     bool add_received;
