@@ -1,0 +1,941 @@
+/*
+ * sim.c: discrete-event simulation of N dht_node instances (see sim.h).
+ *
+ * Design: one binary heap of events ordered by (time, sequence number), so equal
+ * times keep their insertion order and a seed gives one exact history.  Each node
+ * has at most one live timer event: after every interaction the simulator asks
+ * dht_node_next_deadline() and pushes a timer only if it is earlier than the one
+ * already queued; a timer event whose time no longer matches is stale and skipped.
+ * Nodes live in individually allocated slots (the node ops keep a pointer to
+ * theirs); a dead node's slot is never reused, so its address stays dead.
+ * Ground truth is a sorted array of the live, joined node IDs.
+ */
+#include "sim.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "p2p/dht_node.h"
+#include "p2p/dht_store.h"
+
+enum ev_kind {
+    EV_DELIVER = 1,
+    EV_TIMER,
+    EV_DEATH,
+    EV_START_JOIN,
+    EV_LOOKUP,
+    EV_PUT,
+    EV_GETS,
+    EV_KILL,
+    EV_REPAIR_CHECK,
+};
+
+struct ev {
+    uint64_t t, seq;
+    uint32_t kind, slot, from, len;
+    uint8_t *buf;
+};
+
+struct sim;
+
+struct slot {
+    struct sim *sim;
+    unsigned idx;
+    struct dht_node *node;
+    struct dht_store *store;
+    uint8_t pk[32], sk[64];
+    struct dht_id id;
+    bool alive, joined, joining;
+    uint64_t sched; /* time of the queued timer event, UINT64_MAX = none */
+};
+
+struct live {
+    struct dht_id id;
+    unsigned slot;
+};
+
+struct lookup_ctx {
+    struct sim *sim;
+    unsigned group;
+    uint64_t t0;
+};
+
+struct group {
+    struct dht_id key;
+    unsigned issued, done, ok;
+    bool agree;
+    struct dht_id root;
+};
+
+struct put_ctx {
+    struct sim *sim;
+    struct dht_id key, vid;
+    uint64_t seq, t0;
+    bool ok, done;
+    uint8_t owner_sk[64];
+};
+
+struct get_ctx {
+    struct sim *sim;
+    unsigned put;
+};
+
+struct sim {
+    struct sim_config cfg;
+    struct dht_config ncfg;
+    uint64_t rng, now, seq;
+    struct slot **slots;
+    unsigned n_slots, cap_slots;
+    struct ev *heap;
+    size_t n_heap, cap_heap;
+    struct live *live;
+    unsigned n_live, cap_live;
+    uint64_t win_start, win_end, kill_t;
+    uint64_t nodesec_t;
+    double nodesec; /* live node-seconds inside the window */
+    uint64_t maint_bytes;
+
+    struct group *groups;
+    struct lookup_ctx *lk;
+    unsigned n_groups, n_lk;
+    double *lat, *hops;
+    size_t n_lat, n_hops;
+    struct put_ctx *puts;
+    double *put_lat;
+    size_t n_put_lat;
+    struct get_ctx *gets;
+    bool repaired;
+    struct sim_result res;
+};
+
+/* ---- PRNG ------------------------------------------------------------------ */
+
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rnd(struct sim *s)
+{
+    return mix(s->rng += 0x9e3779b97f4a7c15ull);
+}
+
+static double rnd_unit(struct sim *s)
+{
+    return (double)(rnd(s) >> 11) / 9007199254740992.0;
+}
+
+/* ---- event heap ------------------------------------------------------------- */
+
+static bool ev_less(const struct ev *a, const struct ev *b)
+{
+    return a->t < b->t || (a->t == b->t && a->seq < b->seq);
+}
+
+static int push(struct sim *s, struct ev e)
+{
+    size_t i;
+
+    if (s->n_heap == s->cap_heap) {
+        size_t n = s->cap_heap ? s->cap_heap * 2 : 4096;
+        struct ev *h = realloc(s->heap, n * sizeof(*h));
+        if (h == NULL) {
+            free(e.buf);
+            return -ENOMEM;
+        }
+        s->heap = h;
+        s->cap_heap = n;
+    }
+    e.seq = s->seq++;
+    i = s->n_heap++;
+    while (i > 0 && ev_less(&e, &s->heap[(i - 1) / 2])) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = e;
+    return 0;
+}
+
+static struct ev pop(struct sim *s)
+{
+    struct ev top = s->heap[0], last = s->heap[--s->n_heap];
+    size_t i = 0;
+
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= s->n_heap)
+            break;
+        if (c + 1 < s->n_heap && ev_less(&s->heap[c + 1], &s->heap[c]))
+            c++;
+        if (!ev_less(&s->heap[c], &last))
+            break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (s->n_heap > 0)
+        s->heap[i] = last;
+    return top;
+}
+
+static void push_simple(struct sim *s, uint64_t t, enum ev_kind k, unsigned slot)
+{
+    struct ev e = {0};
+    e.t = t;
+    e.kind = k;
+    e.slot = slot;
+    (void)push(s, e);
+}
+
+/* ---- ground truth ------------------------------------------------------------- */
+
+static unsigned live_pos(const struct sim *s, const struct dht_id *id)
+{
+    unsigned lo = 0, hi = s->n_live;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (dht_id_cmp(&s->live[mid].id, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void nodesec_update(struct sim *s)
+{
+    uint64_t a = s->nodesec_t > s->win_start ? s->nodesec_t : s->win_start;
+    uint64_t b = s->now < s->win_end ? s->now : s->win_end;
+    if (b > a)
+        s->nodesec += (double)s->n_live * (double)(b - a) / 1000.0;
+    s->nodesec_t = s->now;
+}
+
+static void live_add(struct sim *s, unsigned slot)
+{
+    unsigned p;
+
+    nodesec_update(s);
+    if (s->n_live == s->cap_live) {
+        unsigned n = s->cap_live ? s->cap_live * 2 : 64;
+        struct live *l = realloc(s->live, n * sizeof(*l));
+        if (l == NULL)
+            return;
+        s->live = l;
+        s->cap_live = n;
+    }
+    p = live_pos(s, &s->slots[slot]->id);
+    memmove(&s->live[p + 1], &s->live[p], (s->n_live - p) * sizeof(s->live[0]));
+    s->live[p].id = s->slots[slot]->id;
+    s->live[p].slot = slot;
+    s->n_live++;
+}
+
+static void live_remove(struct sim *s, unsigned slot)
+{
+    unsigned p = live_pos(s, &s->slots[slot]->id);
+
+    nodesec_update(s);
+    if (p < s->n_live && s->live[p].slot == slot) {
+        memmove(&s->live[p], &s->live[p + 1], (s->n_live - p - 1) * sizeof(s->live[0]));
+        s->n_live--;
+    }
+}
+
+/* The live joined node closest to key. */
+static const struct dht_id *truth_root(const struct sim *s, const struct dht_id *key)
+{
+    unsigned p;
+    const struct dht_id *a, *b;
+
+    if (s->n_live == 0)
+        return NULL;
+    p = live_pos(s, key);
+    a = &s->live[p % s->n_live].id;
+    b = &s->live[(p + s->n_live - 1) % s->n_live].id;
+    return dht_id_closer(key, a, b) <= 0 ? a : b;
+}
+
+/* ---- nodes -------------------------------------------------------------------- */
+
+static void sched(struct sim *s, unsigned i, uint64_t min_t)
+{
+    struct slot *sl = s->slots[i];
+    uint64_t d;
+
+    if (!sl->alive)
+        return;
+    d = dht_node_next_deadline(sl->node);
+    if (d == UINT64_MAX)
+        return;
+    if (d < min_t)
+        d = min_t;
+    if (d < sl->sched) {
+        sl->sched = d;
+        push_simple(s, d, EV_TIMER, i);
+    }
+}
+
+static void addr_of(unsigned slot, struct dht_addr *a)
+{
+    uint32_t v = slot + 1;
+    a->len = 4;
+    a->b[0] = (uint8_t)(v >> 24);
+    a->b[1] = (uint8_t)(v >> 16);
+    a->b[2] = (uint8_t)(v >> 8);
+    a->b[3] = (uint8_t)v;
+}
+
+static double pair_latency(const struct sim *s, unsigned a, unsigned b)
+{
+    uint64_t lo = a < b ? a : b, hi = a < b ? b : a;
+    uint64_t h = mix(s->cfg.seed ^ mix(lo * 0x100000001b3ull + hi));
+    return s->cfg.latency_ms * (0.5 + (double)(h >> 11) / 9007199254740992.0);
+}
+
+static int net_send(void *arg, const struct dht_peer *to, const uint8_t *buf, size_t len)
+{
+    struct slot *src = arg;
+    struct sim *s = src->sim;
+    struct ev e = {0};
+    uint32_t dst;
+    double lat;
+
+    s->res.messages++;
+    if (s->now >= s->win_start && s->now < s->win_end && !(buf[2] & DHT_FLAG_CLIENT))
+        s->maint_bytes += len;
+    if (to->addr.len != 4)
+        return -EINVAL;
+    dst = (uint32_t)to->addr.b[0] << 24 | (uint32_t)to->addr.b[1] << 16 |
+          (uint32_t)to->addr.b[2] << 8 | to->addr.b[3];
+    if (dst == 0 || dst > s->n_slots)
+        return -EHOSTUNREACH;
+    if (s->cfg.loss > 0 && rnd_unit(s) < s->cfg.loss)
+        return 0;
+    lat = pair_latency(s, src->idx, dst - 1) * (0.9 + 0.2 * rnd_unit(s));
+    e.t = s->now + (uint64_t)(lat + 0.5);
+    if (e.t == s->now)
+        e.t++;
+    e.kind = EV_DELIVER;
+    e.slot = dst - 1;
+    e.from = src->idx;
+    e.len = (uint32_t)len;
+    e.buf = malloc(len);
+    if (e.buf == NULL)
+        return -ENOMEM;
+    memcpy(e.buf, buf, len);
+    return push(s, e);
+}
+
+static int new_slot(struct sim *s, unsigned *out)
+{
+    struct slot *sl;
+    struct dht_node_ops ops;
+    struct dht_config nc = s->ncfg;
+    struct dht_addr addr;
+    uint8_t seed[32];
+
+    if (s->n_slots == s->cap_slots) {
+        unsigned n = s->cap_slots ? s->cap_slots * 2 : 256;
+        struct slot **p = realloc(s->slots, n * sizeof(*p));
+        if (p == NULL)
+            return -ENOMEM;
+        s->slots = p;
+        s->cap_slots = n;
+    }
+    sl = calloc(1, sizeof(*sl));
+    if (sl == NULL)
+        return -ENOMEM;
+    sl->sim = s;
+    sl->idx = s->n_slots;
+    sl->sched = UINT64_MAX;
+    for (unsigned i = 0; i < 32; i += 8) {
+        uint64_t r = rnd(s);
+        memcpy(seed + i, &r, 8);
+    }
+    crypto_sign_seed_keypair(sl->pk, sl->sk, seed);
+    dht_id_hash(&sl->id, sl->pk, sizeof(sl->pk));
+    if (dht_store_new(&sl->store, NULL) != 0) {
+        free(sl);
+        return -ENOMEM;
+    }
+    ops.send = net_send;
+    ops.observe = NULL;
+    ops.arg = sl;
+    nc.seed = rnd(s);
+    addr_of(sl->idx, &addr);
+    if (dht_node_new(&sl->node, sl->pk, &addr, &nc, sl->store, &ops, s->now) != 0) {
+        dht_store_free(sl->store);
+        free(sl);
+        return -ENOMEM;
+    }
+    sl->alive = true;
+    s->slots[s->n_slots] = sl;
+    *out = s->n_slots++;
+    return 0;
+}
+
+static unsigned random_live(struct sim *s)
+{
+    return s->live[rnd(s) % s->n_live].slot;
+}
+
+static double exp_session(struct sim *s)
+{
+    double mean = s->cfg.median_session_s / log(2.0);
+    return -mean * log(1.0 - rnd_unit(s));
+}
+
+static void on_joined(int status, void *arg);
+
+static void start_join(struct sim *s, unsigned i)
+{
+    struct slot *sl = s->slots[i];
+    struct dht_peer bs;
+    unsigned via;
+
+    if (!sl->alive || sl->joined)
+        return;
+    if (s->n_live == 0) {
+        if (dht_node_join(sl->node, NULL, on_joined, sl, s->now) == 0)
+            sl->joining = true;
+    } else {
+        via = random_live(s);
+        bs.id = s->slots[via]->id;
+        addr_of(via, &bs.addr);
+        if (dht_node_join(sl->node, &bs, on_joined, sl, s->now) == 0)
+            sl->joining = true;
+    }
+    sched(s, i, s->now);
+}
+
+static void on_joined(int status, void *arg)
+{
+    struct slot *sl = arg;
+    struct sim *s = sl->sim;
+
+    sl->joining = false;
+    if (status != 0) {
+        push_simple(s, s->now + 1000, EV_START_JOIN, sl->idx);
+        return;
+    }
+    sl->joined = true;
+    s->res.joins++;
+    live_add(s, sl->idx);
+}
+
+static void kill_slot(struct sim *s, unsigned i)
+{
+    struct slot *sl = s->slots[i];
+
+    if (!sl->alive)
+        return;
+    if (sl->joined)
+        live_remove(s, i);
+    sl->alive = false;
+    sl->joined = false;
+    dht_node_free(sl->node);
+    dht_store_free(sl->store);
+    sl->node = NULL;
+    sl->store = NULL;
+    s->res.deaths++;
+}
+
+/* A new node with a fresh ID, its session starting now. */
+static void spawn(struct sim *s, uint64_t at)
+{
+    unsigned i;
+
+    if (new_slot(s, &i) != 0)
+        return;
+    push_simple(s, at, EV_START_JOIN, i);
+    if (s->cfg.median_session_s > 0) {
+        uint64_t start = at > s->win_start ? at : s->win_start;
+        push_simple(s, start + (uint64_t)(exp_session(s) * 1000.0), EV_DEATH, i);
+    }
+}
+
+/* ---- workload ------------------------------------------------------------------ */
+
+static void on_lookup(int status, const struct dht_peer *root, unsigned hops, void *arg)
+{
+    struct lookup_ctx *c = arg;
+    struct sim *s = c->sim;
+    struct group *g = &s->groups[c->group];
+    const struct dht_id *truth;
+    bool ok = false;
+
+    s->res.lookups++;
+    g->done++;
+    s->lat[s->n_lat++] = (double)(s->now - c->t0);
+    if (status == 0) {
+        s->res.lookups_ok++;
+        s->hops[s->n_hops++] = hops;
+        truth = truth_root(s, &g->key);
+        if (truth != NULL && dht_id_eq(truth, &root->id)) {
+            s->res.lookups_correct++;
+            ok = true;
+        }
+        if (g->ok == 0)
+            g->root = root->id;
+        else if (!dht_id_eq(&g->root, &root->id))
+            g->agree = false;
+        g->ok++;
+    } else {
+        g->agree = false;
+    }
+    (void)ok;
+}
+
+static void do_lookup_group(struct sim *s, unsigned gi)
+{
+    struct group *g = &s->groups[gi];
+
+    for (unsigned b = 0; b < DHT_ID_LEN; b++)
+        g->key.b[b] = (uint8_t)rnd(s);
+    g->agree = true;
+    if (s->n_live == 0)
+        return;
+    for (unsigned k = 0; k < s->cfg.lookup_group && s->n_lk < s->cfg.lookups; k++) {
+        unsigned i = random_live(s);
+        struct lookup_ctx *c = &s->lk[s->n_lk];
+        c->sim = s;
+        c->group = gi;
+        c->t0 = s->now;
+        if (dht_node_lookup(s->slots[i]->node, &g->key, on_lookup, c, s->now) == 0) {
+            s->n_lk++;
+            g->issued++;
+        }
+        sched(s, i, s->now);
+    }
+}
+
+static void on_put(int status, unsigned acks, void *arg)
+{
+    struct put_ctx *p = arg;
+    struct sim *s = p->sim;
+
+    (void)acks;
+    p->done = true;
+    s->put_lat[s->n_put_lat++] = (double)(s->now - p->t0);
+    if (status == 0) {
+        p->ok = true;
+        s->res.puts_ok++;
+    }
+}
+
+static void do_put(struct sim *s, unsigned idx)
+{
+    struct put_ctx *p = &s->puts[idx];
+    struct dht_record rec;
+    uint8_t pk[32], seed[32], value[32];
+    unsigned i;
+
+    if (s->n_live == 0)
+        return;
+    memset(&rec, 0, sizeof(rec));
+    for (unsigned b = 0; b < 32; b += 8) {
+        uint64_t r = rnd(s);
+        memcpy(seed + b, &r, 8);
+    }
+    crypto_sign_seed_keypair(pk, p->owner_sk, seed);
+    for (unsigned b = 0; b < DHT_ID_LEN; b++) {
+        rec.key.b[b] = (uint8_t)rnd(s);
+        rec.value_id.b[b] = (uint8_t)rnd(s);
+    }
+    for (unsigned b = 0; b < sizeof(value); b++)
+        value[b] = (uint8_t)rnd(s);
+    rec.seq = 1;
+    rec.expiry_ms = s->now + 3600 * 1000;
+    rec.value = value;
+    rec.value_len = sizeof(value);
+    if (dht_record_sign(&rec, p->owner_sk) != 0)
+        return;
+    p->sim = s;
+    p->key = rec.key;
+    p->vid = rec.value_id;
+    p->seq = rec.seq;
+    p->t0 = s->now;
+    i = random_live(s);
+    s->res.puts++;
+    if (dht_node_put(s->slots[i]->node, &rec, on_put, p, s->now) != 0)
+        p->done = true;
+    sched(s, i, s->now);
+}
+
+static void on_get(int status, const struct dht_record *recs, size_t n, void *arg)
+{
+    struct get_ctx *g = arg;
+    struct sim *s = g->sim;
+    const struct put_ctx *p = &s->puts[g->put];
+
+    if (status != 0)
+        return;
+    for (size_t k = 0; k < n; k++)
+        if (dht_id_eq(&recs[k].value_id, &p->vid) && recs[k].seq >= p->seq) {
+            s->res.gets_ok++;
+            return;
+        }
+}
+
+static void do_gets(struct sim *s)
+{
+    for (unsigned k = 0; k < s->cfg.puts; k++) {
+        unsigned i;
+        if (!s->puts[k].ok || s->n_live == 0)
+            continue;
+        s->gets[k].sim = s;
+        s->gets[k].put = k;
+        i = random_live(s);
+        if (dht_node_get(s->slots[i]->node, &s->puts[k].key, on_get, &s->gets[k], s->now) == 0)
+            s->res.gets++;
+        sched(s, i, s->now);
+    }
+}
+
+static bool leafsets_correct(const struct sim *s)
+{
+    unsigned L = s->ncfg.leaf_half, n = s->n_live;
+    unsigned want = n - 1 < L ? n - 1 : L;
+
+    for (unsigned p = 0; p < n; p++) {
+        const struct slot *sl = s->slots[s->live[p].slot];
+        const struct dht_route *rt = dht_node_route(sl->node);
+        if (rt->n_succs != want || rt->n_preds != want)
+            return false;
+        for (unsigned k = 0; k < want; k++) {
+            if (!dht_id_eq(&rt->pool[rt->succs[k]].peer.id, &s->live[(p + 1 + k) % n].id) ||
+                !dht_id_eq(&rt->pool[rt->preds[k]].peer.id, &s->live[(p + n - 1 - k) % n].id))
+                return false;
+        }
+    }
+    return true;
+}
+
+static void do_kill(struct sim *s)
+{
+    unsigned k = (unsigned)(s->cfg.kill_fraction * s->n_live + 0.5);
+
+    s->kill_t = s->now;
+    for (unsigned j = 0; j < k && s->n_live > 1; j++)
+        kill_slot(s, random_live(s));
+    push_simple(s, s->now + 2000, EV_GETS, 0);
+    push_simple(s, s->now + 250, EV_REPAIR_CHECK, 0);
+}
+
+/* ---- main loop ------------------------------------------------------------------ */
+
+static void run_event(struct sim *s, struct ev *e)
+{
+    struct slot *sl = e->kind == EV_DELIVER || e->kind == EV_TIMER || e->kind == EV_DEATH ||
+                              e->kind == EV_START_JOIN
+                          ? s->slots[e->slot]
+                          : NULL;
+    struct dht_addr from;
+
+    switch (e->kind) {
+    case EV_DELIVER:
+        if (sl->alive) {
+            addr_of(e->from, &from);
+            (void)dht_node_recv(sl->node, &from, e->buf, e->len, s->now);
+            sched(s, e->slot, s->now);
+        }
+        break;
+    case EV_TIMER:
+        if (sl->alive && sl->sched == e->t) {
+            sl->sched = UINT64_MAX;
+            dht_node_advance(sl->node, s->now);
+            sched(s, e->slot, s->now + 1);
+        }
+        break;
+    case EV_DEATH:
+        if (sl->alive && s->now < s->win_end) {
+            kill_slot(s, e->slot);
+            spawn(s, s->now);
+        }
+        break;
+    case EV_START_JOIN:
+        start_join(s, e->slot);
+        break;
+    case EV_LOOKUP:
+        do_lookup_group(s, e->slot);
+        break;
+    case EV_PUT:
+        do_put(s, e->slot);
+        break;
+    case EV_GETS:
+        do_gets(s);
+        break;
+    case EV_KILL:
+        do_kill(s);
+        break;
+    case EV_REPAIR_CHECK:
+        if (leafsets_correct(s)) {
+            s->res.repair_time_s = (double)(s->now - s->kill_t) / 1000.0;
+            s->repaired = true;
+        } else if (s->now < s->win_end) {
+            push_simple(s, s->now + 250, EV_REPAIR_CHECK, 0);
+        }
+        break;
+    default:
+        break;
+    }
+    free(e->buf);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double q)
+{
+    size_t i;
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof(double), cmp_double);
+    i = (size_t)ceil(q * (double)n);
+    if (i > 0)
+        i--;
+    if (i >= n)
+        i = n - 1;
+    return v[i];
+}
+
+void sim_config_init(struct sim_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->nodes = 100;
+    c->seed = 1;
+    c->duration_s = 120;
+    c->settle_s = 30;
+    c->lookup_group = 4;
+    c->latency_ms = 50;
+    c->kill_at_s = 30;
+}
+
+static int setup(struct sim *s, const struct sim_config *cfg)
+{
+    uint64_t gap, t;
+    double put_window, lk_window;
+
+    s->cfg = *cfg;
+    if (cfg->nodes == 0 || cfg->duration_s <= 0 || cfg->lookup_group == 0 || cfg->loss < 0 ||
+        cfg->loss >= 1 || cfg->kill_fraction < 0 || cfg->kill_fraction >= 1)
+        return -EINVAL;
+    dht_config_init(&s->ncfg);
+    if (cfg->leaf_half)
+        s->ncfg.leaf_half = cfg->leaf_half;
+    if (cfg->replicas)
+        s->ncfg.replicas = cfg->replicas;
+    if (cfg->quorum)
+        s->ncfg.quorum = cfg->quorum;
+    if (cfg->leaf_ping_ms)
+        s->ncfg.leaf_ping_ms = cfg->leaf_ping_ms;
+    if (cfg->leafset_ms)
+        s->ncfg.leafset_ms = cfg->leafset_ms;
+    s->rng = mix(cfg->seed ^ 0x5eed5eed5eedull);
+    s->now = 1;
+    s->res.repair_time_s = -1;
+
+    gap = cfg->nodes > 200 ? 20 : 100;
+    s->win_start = s->now + gap * cfg->nodes + (uint64_t)(cfg->settle_s * 1000);
+    s->win_end = s->win_start + (uint64_t)(cfg->duration_s * 1000);
+
+    s->n_groups = (cfg->lookups + cfg->lookup_group - 1) / cfg->lookup_group;
+    s->groups = calloc(s->n_groups + 1, sizeof(*s->groups));
+    s->lk = calloc(cfg->lookups + 1, sizeof(*s->lk));
+    s->lat = calloc(cfg->lookups + 1, sizeof(double));
+    s->hops = calloc(cfg->lookups + 1, sizeof(double));
+    s->puts = calloc(cfg->puts + 1, sizeof(*s->puts));
+    s->put_lat = calloc(cfg->puts + 1, sizeof(double));
+    s->gets = calloc(cfg->puts + 1, sizeof(*s->gets));
+    if (!s->groups || !s->lk || !s->lat || !s->hops || !s->puts || !s->put_lat || !s->gets)
+        return -ENOMEM;
+
+    /* initial joins, one every `gap` ms; sessions start with the window */
+    for (unsigned k = 0; k < cfg->nodes; k++) {
+        unsigned i;
+        if (new_slot(s, &i) != 0)
+            return -ENOMEM;
+        push_simple(s, s->now + gap * k, EV_START_JOIN, i);
+        if (cfg->median_session_s > 0)
+            push_simple(s, s->win_start + (uint64_t)(exp_session(s) * 1000.0), EV_DEATH, i);
+    }
+    /* puts early in the window (before a kill), gets later, lookups throughout */
+    put_window = cfg->duration_s * 0.4;
+    if (cfg->kill_fraction > 0 && cfg->kill_at_s - 5 < put_window)
+        put_window = cfg->kill_at_s - 5 > 1 ? cfg->kill_at_s - 5 : 1;
+    for (unsigned k = 0; k < cfg->puts; k++) {
+        t = s->win_start + 1000 + (uint64_t)(put_window * 1000.0 * k / cfg->puts);
+        push_simple(s, t, EV_PUT, k);
+    }
+    lk_window = cfg->duration_s - 10 > 1 ? cfg->duration_s - 10 : 1;
+    for (unsigned g = 0; g < s->n_groups; g++) {
+        t = s->win_start + (uint64_t)(lk_window * 1000.0 * g / s->n_groups);
+        push_simple(s, t, EV_LOOKUP, g);
+    }
+    if (cfg->kill_fraction > 0)
+        push_simple(s, s->win_start + (uint64_t)(cfg->kill_at_s * 1000), EV_KILL, 0);
+    else if (cfg->puts > 0)
+        push_simple(s, s->win_start + (uint64_t)(cfg->duration_s * 800), EV_GETS, 0);
+    return 0;
+}
+
+static void finish(struct sim *s)
+{
+    struct sim_result *r = &s->res;
+
+    s->now = s->win_end;
+    nodesec_update(s);
+    r->nodes_final = s->n_live;
+    r->lookup_success = r->lookups ? (double)r->lookups_correct / (double)r->lookups : 0;
+    for (unsigned g = 0; g < s->n_groups; g++) {
+        if (s->groups[g].issued == 0 || s->groups[g].done < s->groups[g].issued)
+            continue; /* an origin died before its answer came */
+        r->groups++;
+        if (s->groups[g].agree && s->groups[g].ok == s->groups[g].issued)
+            r->groups_consistent++;
+    }
+    r->consistency = r->groups ? (double)r->groups_consistent / (double)r->groups : 0;
+    for (size_t i = 0; i < s->n_hops; i++)
+        r->hops_mean += s->hops[i];
+    r->hops_mean = s->n_hops ? r->hops_mean / (double)s->n_hops : 0;
+    r->hops_p99 = pct(s->hops, s->n_hops, 0.99);
+    r->lookup_p50_ms = pct(s->lat, s->n_lat, 0.50);
+    r->lookup_p99_ms = pct(s->lat, s->n_lat, 0.99);
+    r->put_p50_ms = pct(s->put_lat, s->n_put_lat, 0.50);
+    r->put_p99_ms = pct(s->put_lat, s->n_put_lat, 0.99);
+    r->get_success = r->gets ? (double)r->gets_ok / (double)r->gets : 0;
+    for (unsigned k = 0; k < s->cfg.puts; k++) {
+        bool held = false;
+        if (!s->puts[k].ok)
+            continue;
+        r->records_stored++;
+        for (unsigned p = 0; p < s->n_slots && !held; p++) {
+            struct dht_record rec;
+            const struct slot *sl = s->slots[p];
+            if (sl->alive &&
+                dht_store_find(sl->store, &s->puts[k].key, &s->puts[k].vid, s->now, &rec) == 0)
+                held = true;
+        }
+        if (!held)
+            r->records_lost++;
+    }
+    r->maint_bytes_per_node_s = s->nodesec > 0 ? (double)s->maint_bytes / s->nodesec : 0;
+    if (s->cfg.kill_fraction > 0 && !s->repaired)
+        r->repair_time_s = -2;
+    for (unsigned p = 0; p < s->n_slots; p++) {
+        const struct slot *sl = s->slots[p];
+        if (sl->alive) {
+            size_t m = dht_node_memory(sl->node);
+            if (m > r->mem_per_node_max)
+                r->mem_per_node_max = m;
+            r->dropped_malformed += dht_node_counters(sl->node)->dropped_malformed;
+        }
+    }
+}
+
+static void teardown(struct sim *s)
+{
+    for (size_t i = 0; i < s->n_heap; i++)
+        free(s->heap[i].buf);
+    free(s->heap);
+    for (unsigned p = 0; p < s->n_slots; p++) {
+        if (s->slots[p]->alive) {
+            dht_node_free(s->slots[p]->node);
+            dht_store_free(s->slots[p]->store);
+        }
+        free(s->slots[p]);
+    }
+    free(s->slots);
+    free(s->live);
+    free(s->groups);
+    free(s->lk);
+    free(s->lat);
+    free(s->hops);
+    free(s->puts);
+    free(s->put_lat);
+    free(s->gets);
+}
+
+int sim_run(const struct sim_config *cfg, struct sim_result *out, FILE *table)
+{
+    struct sim *s;
+    int rc;
+
+    if (sodium_init() < 0)
+        return -ENOMEM;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    rc = setup(s, cfg);
+    if (rc == 0) {
+        while (s->n_heap > 0 && s->heap[0].t <= s->win_end) {
+            struct ev e = pop(s);
+            s->now = e.t;
+            s->res.events++;
+            run_event(s, &e);
+        }
+        finish(s);
+        *out = s->res;
+        if (table != NULL) {
+            const struct sim_result *r = &s->res;
+            fprintf(table, "%-34s %u (final %u, joins %u, deaths %u)\n", "nodes", cfg->nodes,
+                    r->nodes_final, r->joins, r->deaths);
+            fprintf(table, "%-34s %llu issued, %.4f reach the true root\n", "lookups",
+                    (unsigned long long)r->lookups, r->lookup_success);
+            fprintf(table, "%-34s %.4f of %llu groups\n", "consistency", r->consistency,
+                    (unsigned long long)r->groups);
+            fprintf(table, "%-34s mean %.2f, p99 %.0f\n", "hops", r->hops_mean, r->hops_p99);
+            fprintf(table, "%-34s p50 %.0f ms, p99 %.0f ms\n", "lookup latency", r->lookup_p50_ms,
+                    r->lookup_p99_ms);
+            fprintf(table, "%-34s %llu of %llu; p50 %.0f ms, p99 %.0f ms\n", "puts ok",
+                    (unsigned long long)r->puts_ok, (unsigned long long)r->puts, r->put_p50_ms,
+                    r->put_p99_ms);
+            fprintf(table, "%-34s %llu of %llu (%.4f)\n", "gets ok", (unsigned long long)r->gets_ok,
+                    (unsigned long long)r->gets, r->get_success);
+            fprintf(table, "%-34s %llu of %llu\n", "records lost",
+                    (unsigned long long)r->records_lost, (unsigned long long)r->records_stored);
+            fprintf(table, "%-34s %.1f\n", "maintenance bytes/s per node",
+                    r->maint_bytes_per_node_s);
+            fprintf(table, "%-34s %.2f s\n", "repair after mass failure", r->repair_time_s);
+            fprintf(table, "%-34s %zu bytes\n", "node state (max)", r->mem_per_node_max);
+            fprintf(table, "%-34s %llu events, %llu messages\n", "simulation",
+                    (unsigned long long)r->events, (unsigned long long)r->messages);
+        }
+    }
+    teardown(s);
+    free(s);
+    return rc;
+}
+
+void sim_result_json(const struct sim_config *c, const struct sim_result *r, FILE *f)
+{
+    fprintf(f,
+            "{\"nodes\":%u,\"seed\":%llu,\"duration_s\":%.1f,\"median_session_s\":%.1f,"
+            "\"kill_fraction\":%.3f,\"loss\":%.4f,\"latency_ms\":%.1f,"
+            "\"joins\":%u,\"deaths\":%u,\"nodes_final\":%u,"
+            "\"lookups\":%llu,\"lookup_success\":%.6f,\"consistency\":%.6f,\"groups\":%llu,"
+            "\"hops_mean\":%.3f,\"hops_p99\":%.0f,\"lookup_p50_ms\":%.1f,\"lookup_p99_ms\":%.1f,"
+            "\"puts\":%llu,\"puts_ok\":%llu,\"put_p50_ms\":%.1f,\"put_p99_ms\":%.1f,"
+            "\"gets\":%llu,\"get_success\":%.6f,\"records_stored\":%llu,\"records_lost\":%llu,"
+            "\"maint_bytes_per_node_s\":%.1f,\"repair_time_s\":%.2f,\"mem_per_node_max\":%zu,"
+            "\"events\":%llu,\"messages\":%llu,\"dropped_malformed\":%llu}",
+            c->nodes, (unsigned long long)c->seed, c->duration_s, c->median_session_s,
+            c->kill_fraction, c->loss, c->latency_ms, r->joins, r->deaths, r->nodes_final,
+            (unsigned long long)r->lookups, r->lookup_success, r->consistency,
+            (unsigned long long)r->groups, r->hops_mean, r->hops_p99, r->lookup_p50_ms,
+            r->lookup_p99_ms, (unsigned long long)r->puts, (unsigned long long)r->puts_ok,
+            r->put_p50_ms, r->put_p99_ms, (unsigned long long)r->gets, r->get_success,
+            (unsigned long long)r->records_stored, (unsigned long long)r->records_lost,
+            r->maint_bytes_per_node_s, r->repair_time_s, r->mem_per_node_max,
+            (unsigned long long)r->events, (unsigned long long)r->messages,
+            (unsigned long long)r->dropped_malformed);
+}
