@@ -111,9 +111,13 @@ struct overlay_sip_ops {
                        const struct sip_msg *msg, int parse_err);
     /*
      * Something sent earlier could not be delivered: an outgoing connection failed
-     * (refused, timed out), or a connection broke with bytes queued on it.  Called
-     * once per failed connection (not per queued message), with the connection's
-     * remote address; may be NULL.
+     * (refused, timed out after tcp_connect_ms), a connection broke with bytes
+     * queued on it, or a datagram queued behind a busy socket failed.  Called once
+     * per failed connection (not per queued message) with the connection's remote
+     * address, once per failed datagram with its destination.  Never called for a
+     * send whose call returned an error, nor for writes dropped because we closed
+     * the connection (idle, framing error, overlay_sip_conn_close, transport
+     * close).  May be NULL.
      */
     void (*on_send_error)(void *arg, const struct overlay_sip_dest *dest, int err);
 };
