@@ -473,6 +473,9 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
             i++;
             break;
         }
+        /* a header line starts: the count cap holds before it is complete */
+        if (msg->nhdrs == SIP_MSG_MAX_HDRS)
+            return fail(err, -EMSGSIZE, SIP_HDR_OTHER, SIZE_MAX, "Message Too Large");
         ls = i;
         /* field-name = token; HCOLON = *( SP / HTAB ) ":" SWS */
         name_end = i + sip__span(p, i, n, SIP__C_TOKEN);
@@ -516,9 +519,6 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
             if (p[k] != ' ' && p[k] != '\t')
                 break;
         }
-        if (msg->nhdrs == SIP_MSG_MAX_HDRS)
-            return fail(err, -EMSGSIZE, SIP_HDR_OTHER, SIZE_MAX, "Message Too Large");
-
         struct sip_hdr *h = &msg->hdrs[msg->nhdrs];
         h->id = sip_hdr_lookup(p + ls, name_end - ls);
         h->name = sip__sl(p, ls, name_end);
