@@ -260,7 +260,8 @@ void conf_usage(FILE *f, const char *prog, const char *default_data_dir)
             "  -h, --help             this text\n"
             "  -V, --version          version\n"
             "\n"
-            "Signals: SIGTERM/SIGINT stop (bindings are kept in the database), SIGHUP reloads\n"
-            "the configuration file and the accounts file.  See p2psipd(8).\n",
+            "Signals: SIGTERM/SIGINT stop (bindings are kept in the database), SIGHUP\n"
+            "re-reads the configuration file (log settings change at once, others need a\n"
+            "restart).  See p2psipd(8).\n",
             prog, CONF_DEFAULT_SIP_PORT, default_data_dir ? default_data_dir : "none");
 }
