@@ -1,0 +1,1270 @@
+/*
+ * proxy.c: the stateful proxy core (RFC 3261 16), API in sip_proxy.h.
+ *
+ * Design.  The proxy is the transaction user of its own sip_tsx layer.  Each
+ * request that creates a server transaction and is forwarded gets a struct
+ * proxy_req (the server transaction's arg) holding a copy of the request, the
+ * target set and its branches; each branch (the client transaction's arg) is one
+ * forwarded copy.  The request goes through 16.3 (validation), 16.4 (Route
+ * preprocessing), 16.5 (targets: Route, locator lookup, or the Request-URI), 16.6
+ * (forwarding one q-value group of targets in parallel), 16.7 (responses: 1xx and
+ * 2xx forwarded at once, the best final one when every branch is done, CANCEL of
+ * the others on a 2xx or 6xx to an INVITE), 16.8 (Timer C -> CANCEL) and 16.10
+ * (CANCEL).  ACK to a 2xx is forwarded statelessly (16.11).
+ *
+ * Tags on transaction args: every arg is NULL (nothing to do: our own CANCELs and
+ * requests answered at once), &p->register_tag (a REGISTER with the registrar), a
+ * struct proxy_req or a struct proxy_branch, told apart by their first member.
+ *
+ * Lifetime invariants:
+ *  - a proxy_req lives while its server transaction lives, a locator lookup is
+ *    pending, or one of its branches has a live client transaction or a pending
+ *    resolution (req_release() checks all four);
+ *  - final_sent is set once a final response went upstream; after it only
+ *    further 2xx to an INVITE are forwarded (RFC 6026 Accepted);
+ *  - branches[] holds at most max_branches entries per group, reused group by
+ *    group only after every branch of the previous group is final.
+ */
+#include "p2p/sip_proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "p2p/buf.h"
+#include "p2p/sip_build.h"
+#include "p2p/sip_registrar.h"
+#include "p2p/sip_uri.h"
+#include "proxy_priv.h"
+
+#define MSG_CAP 65536u   /* any message we build */
+#define AUTH_CAP 4096u   /* challenge lines kept per branch */
+#define LOOP_HASH_LEN 16 /* hex digits of the loop-detection hash */
+
+enum arg_kind { ARG_REQ = 1, ARG_BRANCH, ARG_REGISTER };
+
+struct proxy_req;
+
+struct proxy_branch {
+    enum arg_kind kind; /* ARG_BRANCH */
+    struct proxy_req *req;
+    struct sip_tsx *client; /* NULL before it is sent and once terminated */
+    struct sip_tsx_dest dest;
+    bool resolving;       /* waiting for the resolver */
+    bool final;           /* a final status is known (received or synthesised) */
+    bool got_provisional; /* 9.1: a CANCEL may be sent */
+    bool cancel_pending;  /* CANCEL wanted before a provisional came */
+    bool cancel_sent;
+    unsigned status;
+    char *resp; /* the final non-2xx response as received, NULL if synthesised */
+    size_t resp_len;
+    char target[SIP_CONTACT_MAX]; /* Request-URI of this copy, "" to keep */
+    struct sip_path path;         /* where the target is reached, host "" to resolve */
+    char hop[SIP_CONTACT_MAX];    /* URI to resolve when no path: Route or target */
+};
+
+struct proxy_target {
+    char uri[SIP_CONTACT_MAX];
+    struct sip_path path;
+    uint16_t q;
+};
+
+struct proxy_req {
+    enum arg_kind kind; /* ARG_REQ */
+    struct sip_proxy *p;
+    struct proxy_req *prev, *next; /* p->reqs */
+    struct sip_tsx *server;        /* NULL once terminated */
+    struct sip_tsx_dest src;       /* where the request came from */
+    bool is_invite;
+    bool lookup_pending;
+    bool cancelled;  /* a CANCEL arrived (16.10) */
+    bool stop;       /* no new branches: 2xx or 6xx seen, or cancelled */
+    bool final_sent; /* a final response went upstream */
+    bool starting;   /* inside start_group(): hold off the final decision */
+    bool pop_route;
+    bool record_route;
+    char loop_hash[LOOP_HASH_LEN + 1];
+    struct proxy_target *targets;
+    size_t ntargets, next_target;
+    struct proxy_branch *branches;
+    size_t nbranches;
+    unsigned best_status; /* across every group so far, 0 none */
+    char *best;           /* its bytes, NULL when synthesised */
+    size_t best_len;
+    struct p2p_buf auth; /* challenge lines of the 401/407 not chosen, 16.7 step 7 */
+    size_t req_len;
+    char *raw; /* the request as forwarded onward (strict-route fix applied) */
+};
+
+struct sip_proxy {
+    struct sip_proxy_config cfg;
+    struct sip_tsx_layer *tsx;
+    struct sip_registrar *reg;
+    enum arg_kind register_tag; /* its address marks REGISTER server transactions */
+    uint64_t now;               /* time of the last call into the proxy */
+    uint64_t salt;              /* keys the loop hash */
+    char to_tag[SIP_BRANCH_LEN + 1];
+    struct proxy_req *reqs;
+    size_t nreqs;
+};
+
+static void req_release(struct proxy_req *r);
+static void check_done(struct proxy_req *r);
+
+/* ---- small helpers ---- */
+
+static bool method_is(const struct sip_msg *m, const char *name)
+{
+    return p2p_slice_eq(m->method, p2p_slice_cstr(name));
+}
+
+int sip_proxy_numeric_dest(struct p2p_slice host, uint16_t port, struct p2p_slice transport,
+                           uint64_t conn_id, struct sip_tsx_dest *out)
+{
+    char h[SIP_HOST_MAX];
+    struct sip_tsx_dest d;
+
+    memset(&d, 0, sizeof(d));
+    if (host.len >= 2 && host.p[0] == '[' && host.p[host.len - 1] == ']') {
+        host.p++;
+        host.len -= 2;
+    }
+    if (p2p_slice_copy(host, h, sizeof(h)) != 0)
+        return -EINVAL;
+    if (transport.len == 0 || p2p_slice_caseeq_cstr(transport, "udp"))
+        d.transport = SIP_TSX_UDP;
+    else if (p2p_slice_caseeq_cstr(transport, "tcp"))
+        d.transport = SIP_TSX_TCP;
+    else if (p2p_slice_caseeq_cstr(transport, "tls"))
+        d.transport = SIP_TSX_TLS;
+    else
+        return -EINVAL;
+    if (port == 0)
+        port = d.transport == SIP_TSX_TLS ? 5061 : 5060; /* RFC 3263 4.2 */
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&d.addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&d.addr;
+    if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+    } else if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+    } else {
+        return -EINVAL;
+    }
+    d.conn_id = conn_id;
+    *out = d;
+    return 0;
+}
+
+static const char *transport_name(enum sip_tsx_transport t)
+{
+    switch (t) {
+    case SIP_TSX_TCP:
+        return "TCP";
+    case SIP_TSX_TLS:
+        return "TLS";
+    case SIP_TSX_UDP:
+        break;
+    }
+    return "UDP";
+}
+
+static int src_of(const struct sip_tsx_dest *d, char *host, size_t size, struct sip_src *src)
+{
+    memset(src, 0, sizeof(*src));
+    return sip_tsx_dest_src(d, host, size, src);
+}
+
+/* Builds our own response to req and passes it to the server transaction (or
+ * statelessly to src when t is NULL). */
+static void respond(struct sip_proxy *p, struct sip_tsx *t, const struct sip_msg *req,
+                    const struct sip_tsx_dest *src, unsigned status, const char *reason,
+                    const char *extra)
+{
+    struct p2p_buf out;
+    struct sip_resp r;
+    char host[64];
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.reason = p2p_slice_cstr(reason);
+    r.to_tag = p2p_slice_cstr(p->to_tag);
+    r.extra = p2p_slice_cstr(extra);
+    if (src_of(src, host, sizeof(host), &r.src) != 0)
+        memset(&r.src, 0, sizeof(r.src));
+    p2p_buf_init(&out, MSG_CAP);
+    if (sip_build_response(req, &r, &out) == 0) {
+        if (t)
+            (void)sip_tsx_server_respond(t, out.data, out.len, p->now);
+        else
+            (void)p->cfg.send(out.data, out.len, src, p->cfg.send_arg);
+    }
+    p2p_buf_free(&out);
+}
+
+/* ---- loop detection (RFC 3261 16.3 step 4, 16.6 step 8) ---- */
+
+static uint64_t fnv_add(uint64_t h, struct p2p_slice s)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        h ^= (unsigned char)s.p[i];
+        h *= 0x100000001b3ull;
+    }
+    h ^= 0xff; /* field separator */
+    h *= 0x100000001b3ull;
+    return h;
+}
+
+static struct p2p_slice hdr_value(const struct sip_msg *m, enum sip_hdr_id id)
+{
+    const struct sip_hdr *h = sip_msg_hdr(m, id);
+    struct p2p_slice none = {NULL, 0};
+    return h ? h->value : none;
+}
+
+/*
+ * The part of our branch that is the same every time this request passes us:
+ * the fields of 16.6 step 8 that do not change along the path (Request-URI as
+ * received, From and To tags, Call-ID, CSeq number, Proxy-Require,
+ * Proxy-Authorization).  The received top Via, which the RFC also lists, is left
+ * out on purpose: with it a looped request, whose top Via is the previous hop's,
+ * would always look like a spiral.
+ */
+static void loop_hash(struct sip_proxy *p, const struct sip_msg *m, char out[LOOP_HASH_LEN + 1])
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ p->salt;
+    struct sip_addr a;
+    struct sip_cseq cs;
+    struct p2p_slice none = {NULL, 0};
+
+    h = fnv_add(h, m->ruri);
+    h = fnv_add(h, sip_addr_parse(hdr_value(m, SIP_HDR_FROM), &a) == 0 ? a.tag : none);
+    h = fnv_add(h, sip_addr_parse(hdr_value(m, SIP_HDR_TO), &a) == 0 ? a.tag : none);
+    h = fnv_add(h, hdr_value(m, SIP_HDR_CALL_ID));
+    if (sip_cseq_parse(hdr_value(m, SIP_HDR_CSEQ), &cs) == 0) {
+        char n[16];
+        int len = snprintf(n, sizeof(n), "%u", cs.num);
+        h = fnv_add(h, (struct p2p_slice){n, (size_t)len});
+    }
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        if (m->hdrs[i].id == SIP_HDR_PROXY_REQUIRE || m->hdrs[i].id == SIP_HDR_PROXY_AUTHORIZATION)
+            h = fnv_add(h, m->hdrs[i].value);
+    }
+    snprintf(out, LOOP_HASH_LEN + 1, "%016llx", (unsigned long long)h);
+}
+
+/* 16.3 step 4: a Via of ours whose branch carries this request's hash: a loop. */
+static bool looped(struct sip_proxy *p, const struct sip_msg *m, const char *hash)
+{
+    struct sip_hdr_iter it;
+    struct p2p_slice v;
+
+    sip_hdr_iter_init(&it, m, SIP_HDR_VIA);
+    while (sip_hdr_iter_next(&it, &v)) {
+        struct sip_via via;
+        if (sip_via_parse(v, &via) != 0 || !sip_self_is_me(p->cfg.self, via.host, via.port))
+            continue;
+        if (via.branch.len > 7 + LOOP_HASH_LEN &&
+            memcmp(via.branch.p + 7, hash, LOOP_HASH_LEN) == 0 &&
+            via.branch.p[7 + LOOP_HASH_LEN] == '.')
+            return true;
+    }
+    return false;
+}
+
+/* ---- request contexts ---- */
+
+static struct proxy_req *req_new(struct sip_proxy *p, struct sip_tsx *t, const char *raw,
+                                 size_t len, const struct sip_tsx_dest *src)
+{
+    struct proxy_req *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return NULL;
+    r->raw = malloc(len);
+    r->branches = calloc(p->cfg.max_branches, sizeof(*r->branches));
+    if (!r->raw || !r->branches) {
+        free(r->raw);
+        free(r->branches);
+        free(r);
+        return NULL;
+    }
+    memcpy(r->raw, raw, len);
+    r->req_len = len;
+    r->kind = ARG_REQ;
+    r->p = p;
+    r->server = t;
+    r->src = *src;
+    p2p_buf_init(&r->auth, 16384);
+    r->next = p->reqs;
+    if (r->next)
+        r->next->prev = r;
+    p->reqs = r;
+    p->nreqs++;
+    sip_tsx_set_arg(t, r);
+    return r;
+}
+
+static void branches_clear(struct proxy_req *r)
+{
+    for (size_t i = 0; i < r->nbranches; i++) {
+        free(r->branches[i].resp);
+        r->branches[i].resp = NULL;
+    }
+    r->nbranches = 0;
+}
+
+static void req_release(struct proxy_req *r)
+{
+    struct sip_proxy *p = r->p;
+
+    if (r->server || r->lookup_pending)
+        return;
+    for (size_t i = 0; i < r->nbranches; i++) {
+        if (r->branches[i].client || r->branches[i].resolving)
+            return;
+    }
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        p->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    p->nreqs--;
+    branches_clear(r);
+    free(r->branches);
+    free(r->targets);
+    free(r->best);
+    free(r->raw);
+    p2p_buf_free(&r->auth);
+    free(r);
+}
+
+static int req_parse(const struct proxy_req *r, struct sip_msg *m)
+{
+    return sip_msg_parse(m, r->raw, r->req_len, SIP_MSG_DGRAM, NULL) > 0 ? 0 : -EBADMSG;
+}
+
+/* Our own final response upstream. */
+static void req_respond(struct proxy_req *r, unsigned status, const char *reason, const char *extra)
+{
+    struct sip_msg m;
+
+    if (r->final_sent)
+        return;
+    r->final_sent = true;
+    if (!r->server || req_parse(r, &m) != 0)
+        return;
+    respond(r->p, r->server, &m, &r->src, status, reason, extra);
+}
+
+/* ---- CANCEL of branches (RFC 3261 9.1, 16.10) ---- */
+
+static void branch_cancel(struct proxy_branch *b)
+{
+    struct sip_proxy *p = b->req->p;
+    struct sip_msg m;
+    struct p2p_buf out;
+    struct p2p_slice sent;
+    struct sip_tsx *ct;
+
+    if (b->final || b->cancel_sent)
+        return;
+    if (!b->client) {
+        /* still resolving: never sent, so nothing to cancel; it ends as 487 */
+        b->cancel_pending = true;
+        return;
+    }
+    if (!b->got_provisional) {
+        b->cancel_pending = true; /* 9.1: wait for a provisional response */
+        return;
+    }
+    sent = sip_tsx_request(b->client);
+    if (sip_msg_parse(&m, sent.p, sent.len, SIP_MSG_DGRAM, NULL) <= 0)
+        return;
+    p2p_buf_init(&out, MSG_CAP);
+    if (sip_build_cancel(&m, &out) == 0 &&
+        sip_tsx_client_new(p->tsx, &ct, out.data, out.len, &b->dest, NULL, p->now) == 0) {
+        b->cancel_sent = true;
+        (void)sip_tsx_client_cancelled(b->client, p->now);
+    }
+    p2p_buf_free(&out);
+}
+
+static void cancel_others(struct proxy_req *r, const struct proxy_branch *except)
+{
+    r->stop = true;
+    if (!r->is_invite)
+        return; /* 9.1: only INVITE is cancelled */
+    for (size_t i = 0; i < r->nbranches; i++) {
+        if (&r->branches[i] != except)
+            branch_cancel(&r->branches[i]);
+    }
+}
+
+/* ---- forwarding (RFC 3261 16.6) ---- */
+
+/* Marks a branch final with a status we made up (408 timeout, 503 transport). */
+static void branch_fail(struct proxy_branch *b, unsigned status)
+{
+    if (b->final)
+        return;
+    b->final = true;
+    b->status = status;
+}
+
+static void branch_send(struct proxy_branch *b)
+{
+    struct proxy_req *r = b->req;
+    struct sip_proxy *p = r->p;
+    const struct sip_self_addr *me = &p->cfg.self->addrs[0];
+    struct sip_msg m;
+    struct sip_fwd f;
+    struct p2p_buf out;
+    char via[256], rr[256], branch[SIP_BRANCH_LEN + 1], host[64];
+    int rc;
+
+    if (b->cancel_pending || r->stop) {
+        branch_fail(b, 487); /* cancelled before it was ever sent */
+        return;
+    }
+    if (req_parse(r, &m) != 0 || sip_branch_new(branch, sizeof(branch)) < 0) {
+        branch_fail(b, 500);
+        return;
+    }
+    memset(&f, 0, sizeof(f));
+    /* 16.6 step 8: Via with a branch = cookie + loop hash + "." + unique part. */
+    snprintf(via, sizeof(via), "SIP/2.0/%s %s:%u;branch=z9hG4bK%s.%s;rport",
+             transport_name(b->dest.transport), me->host, me->port, r->loop_hash, branch + 7);
+    f.via = p2p_slice_cstr(via);
+    f.ruri = p2p_slice_cstr(b->target); /* 16.6 step 2 */
+    if (r->record_route) {
+        /* 16.6 step 4: Record-Route with our address, loose routing (lr). */
+        snprintf(rr, sizeof(rr), "<sip:%s:%u;lr>", me->host, me->port);
+        f.record_route = p2p_slice_cstr(rr);
+    }
+    f.pop_route = r->pop_route; /* 16.4 */
+    if (src_of(&r->src, host, sizeof(host), &f.src) != 0)
+        memset(&f.src, 0, sizeof(f.src));
+    p2p_buf_init(&out, MSG_CAP);
+    rc = sip_build_forward(&m, &f, &out);
+    if (rc == 0)
+        rc = sip_tsx_client_new(p->tsx, &b->client, out.data, out.len, &b->dest, b, p->now);
+    p2p_buf_free(&out);
+    if (rc != 0) {
+        b->client = NULL;
+        branch_fail(b, 503); /* 16.7 step 2-ish: could not reach it */
+    }
+}
+
+static void resolved(int status, const struct sip_tsx_dest *dest, void *arg)
+{
+    struct proxy_branch *b = arg;
+    struct proxy_req *r = b->req;
+
+    b->resolving = false;
+    if (status != 0) {
+        branch_fail(b, status == -ECANCELED ? 500 : 503);
+    } else {
+        b->dest = *dest;
+        branch_send(b);
+    }
+    check_done(r);
+    req_release(r);
+}
+
+/* Finds where the branch goes, then sends it (now or when resolved). */
+static void branch_start(struct proxy_branch *b)
+{
+    struct proxy_req *r = b->req;
+    struct sip_proxy *p = r->p;
+    struct sip_uri u;
+
+    if (b->path.host[0]) {
+        /* the registered phone's own path (RFC 3581 received/rport, connection) */
+        if (sip_proxy_numeric_dest(p2p_slice_cstr(b->path.host), b->path.port,
+                                   p2p_slice_cstr(b->path.transport), b->path.conn_id,
+                                   &b->dest) != 0) {
+            branch_fail(b, 503);
+            return;
+        }
+        branch_send(b);
+        return;
+    }
+    if (sip_uri_parse(p2p_slice_cstr(b->hop), &u) != 0 || u.scheme == SIP_URI_TEL) {
+        branch_fail(b, 416);
+        return;
+    }
+    /* RFC 3263 4.1/4.2: maddr if any, else the host; a numeric one needs no lookup. */
+    struct p2p_slice host = u.maddr.p ? u.maddr : u.host;
+    struct p2p_slice tp = u.transport.p ? u.transport : (struct p2p_slice){NULL, 0};
+    if (u.scheme == SIP_URI_SIPS && !u.transport.p)
+        tp = P2P_SLICE_LIT("tls");
+    if (sip_proxy_numeric_dest(host, u.port, tp, 0, &b->dest) == 0) {
+        branch_send(b);
+        return;
+    }
+    if (!p->cfg.resolver.resolve ||
+        p->cfg.resolver.resolve(p->cfg.resolver.ctx, b->hop, resolved, b) != 0) {
+        branch_fail(b, 503);
+        return;
+    }
+    b->resolving = true;
+}
+
+static struct proxy_branch *branch_add(struct proxy_req *r, const char *target, const char *hop,
+                                       const struct sip_path *path)
+{
+    struct proxy_branch *b = &r->branches[r->nbranches++];
+
+    memset(b, 0, sizeof(*b));
+    b->kind = ARG_BRANCH;
+    b->req = r;
+    snprintf(b->target, sizeof(b->target), "%s", target);
+    snprintf(b->hop, sizeof(b->hop), "%s", hop);
+    if (path)
+        b->path = *path;
+    return b;
+}
+
+/* 16.6: forks to the next group of targets sharing the highest remaining q. */
+static void start_group(struct proxy_req *r)
+{
+    uint16_t q;
+
+    branches_clear(r);
+    if (r->next_target >= r->ntargets)
+        return;
+    q = r->targets[r->next_target].q;
+    r->starting = true;
+    while (r->next_target < r->ntargets && r->targets[r->next_target].q == q &&
+           r->nbranches < r->p->cfg.max_branches) {
+        struct proxy_target *t = &r->targets[r->next_target++];
+        struct proxy_branch *b = branch_add(r, t->uri, t->uri, &t->path);
+        branch_start(b);
+    }
+    /* a group larger than max_branches: the rest is not tried (kept bounded) */
+    while (r->next_target < r->ntargets && r->targets[r->next_target].q == q)
+        r->next_target++;
+    r->starting = false;
+}
+
+/* ---- responses (RFC 3261 16.7) ---- */
+
+/* 16.7 step 6: lower is better. 6xx first, then the lowest class; in 4xx, the
+ * answers a UA can act on (401, 407, 415, 420, 484) before the others. */
+static int rank(unsigned s)
+{
+    if (s >= 600)
+        return 0;
+    if (s >= 300 && s < 400)
+        return 10;
+    if (s == 401 || s == 407 || s == 415 || s == 420 || s == 484)
+        return 20;
+    if (s >= 400 && s < 500)
+        return 21;
+    return 30;
+}
+
+/* Appends the challenge lines of a 401/407 to r->auth (16.7 step 7). */
+static void collect_auth(struct proxy_req *r, const struct sip_msg *resp)
+{
+    if (resp->status != 401 && resp->status != 407)
+        return;
+    (void)sip__proxy_copy_lines(resp, SIP_HDR_WWW_AUTHENTICATE, &r->auth);
+    (void)sip__proxy_copy_lines(resp, SIP_HDR_PROXY_AUTHENTICATE, &r->auth);
+}
+
+/* Sends a response received from downstream upstream, without our Via. */
+static void forward_response(struct proxy_req *r, const struct sip_msg *resp, struct p2p_slice add)
+{
+    struct p2p_buf out;
+
+    if (!r->server)
+        return;
+    p2p_buf_init(&out, MSG_CAP);
+    if (sip__proxy_strip_via(resp, add, &out) == 0)
+        (void)sip_tsx_server_respond(r->server, out.data, out.len, r->p->now);
+    p2p_buf_free(&out);
+}
+
+/* Every branch of the group is final: next group, or the best answer upstream. */
+static void check_done(struct proxy_req *r)
+{
+    struct sip_msg best;
+
+    if (r->starting || r->lookup_pending || r->final_sent)
+        return;
+    for (size_t i = 0; i < r->nbranches; i++) {
+        if (!r->branches[i].final)
+            return;
+    }
+    /* fold this group's answers into the best so far */
+    for (size_t i = 0; i < r->nbranches; i++) {
+        struct proxy_branch *b = &r->branches[i];
+        if (r->best_status == 0 || rank(b->status) < rank(r->best_status)) {
+            if (r->best) {
+                struct sip_msg old;
+                if (sip_msg_parse(&old, r->best, r->best_len, SIP_MSG_DGRAM, NULL) > 0)
+                    collect_auth(r, &old);
+            }
+            free(r->best);
+            r->best = b->resp;
+            r->best_len = b->resp_len;
+            r->best_status = b->status;
+            b->resp = NULL;
+        } else if (b->resp) {
+            struct sip_msg m;
+            if (sip_msg_parse(&m, b->resp, b->resp_len, SIP_MSG_DGRAM, NULL) > 0)
+                collect_auth(r, &m);
+        }
+    }
+    if (!r->stop && r->next_target < r->ntargets) {
+        start_group(r);
+        if (r->nbranches > 0) {
+            check_done(r); /* a group may fail synchronously */
+            return;
+        }
+    }
+    if (r->cancelled && (r->best_status == 0 || !r->best)) {
+        req_respond(r, 487, NULL, NULL); /* 16.10: nothing answered downstream */
+        return;
+    }
+    if (r->best_status == 0) {
+        req_respond(r, 408, NULL, NULL); /* 16.7 step 6: no response at all */
+        return;
+    }
+    if (!r->best) {
+        /* synthesised: 408 (timeout), 503 -> 500 (16.7 step 6), 487, ... */
+        req_respond(r, r->best_status == 503 ? 500 : r->best_status, NULL, NULL);
+        return;
+    }
+    if (sip_msg_parse(&best, r->best, r->best_len, SIP_MSG_DGRAM, NULL) <= 0) {
+        req_respond(r, 500, NULL, NULL);
+        return;
+    }
+    if (best.status == 503) {
+        /* 16.7 step 6: a 503 downstream must not make the UA think we are down */
+        req_respond(r, 500, NULL, NULL);
+        return;
+    }
+    r->final_sent = true;
+    forward_response(r, &best,
+                     (best.status == 401 || best.status == 407)
+                         ? (struct p2p_slice){r->auth.data, r->auth.len}
+                         : (struct p2p_slice){NULL, 0});
+}
+
+static void on_branch_response(struct proxy_branch *b, const struct sip_msg *msg,
+                               struct p2p_slice raw)
+{
+    struct proxy_req *r = b->req;
+    unsigned s = msg->status;
+
+    if (s < 200) {
+        b->got_provisional = true;
+        if (b->cancel_pending)
+            branch_cancel(b); /* 9.1: now a CANCEL may go */
+        /* 16.7 step 5: provisional responses other than 100 go upstream */
+        if (s > 100 && !r->final_sent)
+            forward_response(r, msg, (struct p2p_slice){NULL, 0});
+        return;
+    }
+    if (s < 300) {
+        /* 16.7 step 5/10: every 2xx goes upstream at once; for an INVITE, the other
+         * branches are cancelled (16.7 step 10 "MUST cancel all other pending"). */
+        if (!r->final_sent || r->is_invite)
+            forward_response(r, msg, (struct p2p_slice){NULL, 0});
+        r->final_sent = true;
+        if (!b->final) {
+            b->final = true;
+            b->status = s;
+        }
+        cancel_others(r, b);
+        return;
+    }
+    if (b->final)
+        return;
+    b->final = true;
+    b->status = s;
+    b->resp = malloc(raw.len);
+    if (b->resp) {
+        memcpy(b->resp, raw.p, raw.len);
+        b->resp_len = raw.len;
+    }
+    if (s >= 600)
+        cancel_others(r, b); /* 16.7 step 5: a 6xx ends the search */
+    check_done(r);
+}
+
+/* ---- request processing ---- */
+
+static void lookup_done(int status, const struct sip_binding *bs, size_t n, void *arg)
+{
+    struct proxy_req *r = arg;
+
+    r->lookup_pending = false;
+    if (r->final_sent || !r->server || status == -ECANCELED) {
+        req_release(r);
+        return;
+    }
+    if (status == -ENOENT) {
+        req_respond(r, 404, NULL, NULL); /* 16.5: unknown AoR */
+    } else if (status < 0) {
+        req_respond(r, 480, "Temporarily Unavailable - location service failed", NULL);
+    } else if (n == 0) {
+        req_respond(r, 480, NULL, NULL); /* known AoR, no live contact */
+    } else {
+        r->targets = calloc(n, sizeof(*r->targets));
+        if (!r->targets) {
+            req_respond(r, 500, NULL, NULL);
+        } else {
+            /* highest q first, stable (insertion sort of at most SIP_LOOKUP_MAX) */
+            for (size_t i = 0; i < n && i < SIP_LOOKUP_MAX; i++) {
+                size_t j = r->ntargets++;
+                while (j > 0 && r->targets[j - 1].q < bs[i].q) {
+                    r->targets[j] = r->targets[j - 1];
+                    j--;
+                }
+                snprintf(r->targets[j].uri, sizeof(r->targets[j].uri), "%s", bs[i].contact);
+                r->targets[j].path = bs[i].path;
+                r->targets[j].q = bs[i].q;
+            }
+            start_group(r);
+            check_done(r);
+        }
+    }
+    req_release(r);
+}
+
+/* CANCEL (RFC 3261 16.10): 200 to it, then cancel every pending branch. */
+static void handle_cancel(struct sip_proxy *p, struct sip_tsx *t, const struct sip_msg *msg,
+                          const struct sip_tsx_dest *src)
+{
+    struct sip_tsx *inv;
+    struct proxy_req *r;
+
+    if (sip_tsx_layer_match_cancel(p->tsx, msg, &inv) != 0) {
+        respond(p, t, msg, src, 481, NULL, NULL);
+        return;
+    }
+    respond(p, t, msg, src, 200, NULL, NULL);
+    r = sip_tsx_arg(inv);
+    if (!r || r->kind != ARG_REQ || r->final_sent)
+        return;
+    r->cancelled = true;
+    if (r->lookup_pending) {
+        req_respond(r, 487, NULL, NULL); /* nothing forwarded yet */
+        return;
+    }
+    cancel_others(r, NULL);
+    check_done(r);
+}
+
+/* ACK to a 2xx (16.11): forwarded statelessly by Route or Request-URI. */
+static void forward_ack(struct sip_proxy *p, const struct sip_msg *msg,
+                        const struct sip_tsx_dest *src)
+{
+    struct sip_hdr_iter it;
+    struct p2p_slice v, hop = msg->ruri;
+    struct sip_uri u;
+    struct sip_addr a;
+    struct sip_fwd f;
+    struct sip_tsx_dest dest;
+    struct p2p_buf out;
+    char via[256], branch[SIP_BRANCH_LEN + 1], host[64];
+    const struct sip_self_addr *me = &p->cfg.self->addrs[0];
+    bool first = true;
+    uint32_t mf;
+    const struct sip_hdr *mfh = sip_msg_hdr(msg, SIP_HDR_MAX_FORWARDS);
+
+    if (mfh && (sip_uint_parse(mfh->value, 255, &mf) != 0 || mf == 0))
+        return; /* 16.3 step 3: an ACK gets no 483 */
+    memset(&f, 0, sizeof(f));
+    sip_hdr_iter_init(&it, msg, SIP_HDR_ROUTE);
+    while (sip_hdr_iter_next(&it, &v)) {
+        if (sip_addr_parse(v, &a) != 0 || sip_uri_parse(a.uri, &u) != 0)
+            return;
+        if (first && sip_self_is_me(p->cfg.self, u.host, u.port)) {
+            f.pop_route = true; /* 16.4: our own Route */
+            first = false;
+            continue;
+        }
+        hop = a.uri;
+        break;
+    }
+    if (sip_uri_parse(hop, &u) != 0 ||
+        sip_proxy_numeric_dest(u.maddr.p ? u.maddr : u.host, u.port,
+                               u.transport.p ? u.transport : (struct p2p_slice){NULL, 0}, 0,
+                               &dest) != 0)
+        return; /* no name resolution for a stateless ACK: dropped like a datagram */
+    if (sip_self_is_me(p->cfg.self, u.host, u.port) || sip_branch_new(branch, sizeof(branch)) < 0)
+        return;
+    snprintf(via, sizeof(via), "SIP/2.0/%s %s:%u;branch=%s;rport", transport_name(dest.transport),
+             me->host, me->port, branch);
+    f.via = p2p_slice_cstr(via);
+    if (src_of(src, host, sizeof(host), &f.src) != 0)
+        memset(&f.src, 0, sizeof(f.src));
+    p2p_buf_init(&out, MSG_CAP);
+    if (sip_build_forward(msg, &f, &out) == 0)
+        (void)p->cfg.send(out.data, out.len, &dest, p->cfg.send_arg);
+    p2p_buf_free(&out);
+}
+
+static bool is_dialog_creating(const struct sip_msg *m)
+{
+    return method_is(m, "INVITE") || method_is(m, "SUBSCRIBE") || method_is(m, "REFER");
+}
+
+/* Unsupported: the Proxy-Require values (16.3 step 5). */
+static void refuse_proxy_require(struct sip_proxy *p, struct sip_tsx *t, const struct sip_msg *m,
+                                 const struct sip_tsx_dest *src)
+{
+    struct p2p_buf ex;
+
+    p2p_buf_init(&ex, 4096);
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        if (m->hdrs[i].id == SIP_HDR_PROXY_REQUIRE)
+            (void)p2p_buf_printf(&ex, "Unsupported: %.*s\r\n", (int)m->hdrs[i].value.len,
+                                 m->hdrs[i].value.p);
+    }
+    (void)p2p_buf_append(&ex, "", 1);
+    respond(p, t, m, src, 420, NULL, ex.data);
+    p2p_buf_free(&ex);
+}
+
+static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct sip_msg *msg0,
+                           struct p2p_slice raw0, const struct sip_tsx_dest *src)
+{
+    struct sip_msg msgbuf;
+    const struct sip_msg *msg = msg0;
+    struct p2p_slice raw = raw0;
+    struct p2p_buf fixed;
+    struct sip_uri ruri;
+    struct sip_addr to;
+    char hash[LOOP_HASH_LEN + 1];
+    const struct sip_hdr *h;
+    struct sip_hdr_iter it;
+    struct p2p_slice v, hop = {NULL, 0};
+    size_t nroutes = 0;
+    bool pop = false, in_dialog;
+    struct proxy_req *r;
+    uint32_t mf;
+    int rc;
+
+    p2p_buf_init(&fixed, MSG_CAP);
+    if (!sip_msg_version_ok(msg)) {
+        respond(p, t, msg, src, 505, NULL, NULL);
+        goto out;
+    }
+    /* 16.3 step 2: URI scheme */
+    rc = sip_uri_parse(msg->ruri, &ruri);
+    if (rc == -EPROTONOSUPPORT) {
+        respond(p, t, msg, src, 416, NULL, NULL);
+        goto out;
+    }
+    if (rc != 0) {
+        respond(p, t, msg, src, 400, "Bad Request - Request-URI", NULL);
+        goto out;
+    }
+    /* 16.3 step 3: Max-Forwards */
+    h = sip_msg_hdr(msg, SIP_HDR_MAX_FORWARDS);
+    if (h && sip_uint_parse(h->value, 255, &mf) == 0 && mf == 0) {
+        if (method_is(msg, "OPTIONS") && ruri.user.len == 0 &&
+            sip_self_is_me(p->cfg.self, ruri.host, ruri.port))
+            respond(p, t, msg, src, 200, NULL, NULL); /* we are the final recipient */
+        else
+            respond(p, t, msg, src, 483, NULL, NULL);
+        goto out;
+    }
+    /* 16.3 step 4: loop detection */
+    loop_hash(p, msg, hash);
+    if (looped(p, msg, hash)) {
+        respond(p, t, msg, src, 482, NULL, NULL);
+        goto out;
+    }
+    /* 16.3 step 5: we support no extension a Proxy-Require could name */
+    if (sip_msg_hdr(msg, SIP_HDR_PROXY_REQUIRE)) {
+        refuse_proxy_require(p, t, msg, src);
+        goto out;
+    }
+    if (p->nreqs >= p->cfg.max_requests) {
+        respond(p, t, msg, src, 503, "Service Unavailable - too many requests",
+                "Retry-After: 5\r\n");
+        goto out;
+    }
+    /* 16.4: a Request-URI we put in a Record-Route means a strict router before
+     * us: the real Request-URI is the last Route value. */
+    if (ruri.user.len == 0 && sip_self_is_me(p->cfg.self, ruri.host, ruri.port) &&
+        sip_msg_hdr(msg, SIP_HDR_ROUTE)) {
+        struct p2p_slice last;
+        if (sip__proxy_pop_last_route(msg, &last, &fixed) != 0) {
+            respond(p, t, msg, src, 400, "Bad Request - Route", NULL);
+            goto out;
+        }
+        /* The new Request-URI: the popped value, spliced at the start line. */
+        struct p2p_buf tmp;
+        p2p_buf_init(&tmp, MSG_CAP);
+        rc = p2p_buf_printf(&tmp, "%.*s %.*s %.*s\r\n", (int)msg->method.len, msg->method.p,
+                            (int)last.len, last.p, (int)msg->version.len, msg->version.p);
+        if (rc == 0) {
+            const char *eol = memchr(fixed.data, '\n', fixed.len);
+            rc = eol ? p2p_buf_append(&tmp, eol + 1, fixed.len - (size_t)(eol + 1 - fixed.data))
+                     : -EBADMSG;
+        }
+        p2p_buf_free(&fixed);
+        fixed = tmp;
+        if (rc != 0 || sip_msg_parse(&msgbuf, fixed.data, fixed.len, SIP_MSG_DGRAM, NULL) <= 0 ||
+            sip_uri_parse(msgbuf.ruri, &ruri) != 0) {
+            respond(p, t, msg, src, 400, "Bad Request - Route", NULL);
+            goto out;
+        }
+        msg = &msgbuf;
+        raw = (struct p2p_slice){fixed.data, fixed.len};
+    }
+    /* 16.4: our own address on top of Route is removed; the next one is the hop. */
+    sip_hdr_iter_init(&it, msg, SIP_HDR_ROUTE);
+    while (sip_hdr_iter_next(&it, &v)) {
+        struct sip_addr a;
+        struct sip_uri u;
+        if (sip_addr_parse(v, &a) != 0 || sip_uri_parse(a.uri, &u) != 0) {
+            respond(p, t, msg, src, 400, "Bad Request - Route", NULL);
+            goto out;
+        }
+        if (nroutes == 0 && !pop && sip_self_is_me(p->cfg.self, u.host, u.port)) {
+            pop = true;
+            continue;
+        }
+        if (nroutes++ == 0)
+            hop = a.uri;
+    }
+    in_dialog = sip_addr_parse(hdr_value(msg, SIP_HDR_TO), &to) == 0 && to.tag.p;
+
+    /* REGISTER for a domain of ours: the registrar's (RFC 3261 10.3). */
+    if (method_is(msg, "REGISTER") && p->reg && nroutes == 0 &&
+        sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
+        struct sip_path path;
+        char host[64];
+        struct sip_src s;
+        memset(&path, 0, sizeof(path));
+        if (src_of(src, host, sizeof(host), &s) == 0) {
+            snprintf(path.host, sizeof(path.host), "%s", host);
+            path.port = s.port;
+        }
+        snprintf(path.transport, sizeof(path.transport), "%s", transport_name(src->transport));
+        path.conn_id = src->conn_id;
+        sip_tsx_set_arg(t, &p->register_tag);
+        if (sip_registrar_register(p->reg, msg, &path, t, p->now) != 0) {
+            sip_tsx_set_arg(t, NULL);
+            respond(p, t, msg, src, 500, NULL, NULL);
+        }
+        goto out;
+    }
+    /* A request for the proxy itself (no user, our address, no Route left). */
+    if (nroutes == 0 && ruri.user.len == 0 && sip_self_is_me(p->cfg.self, ruri.host, ruri.port)) {
+        if (method_is(msg, "OPTIONS"))
+            respond(p, t, msg, src, 200, NULL,
+                    "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, "
+                    "REFER, INFO, UPDATE, PRACK, REGISTER\r\n");
+        else
+            respond(p, t, msg, src, 404, NULL, NULL);
+        goto out;
+    }
+
+    r = req_new(p, t, raw.p, raw.len, src);
+    if (!r) {
+        respond(p, t, msg, src, 500, NULL, NULL);
+        goto out;
+    }
+    r->is_invite = method_is(msg, "INVITE");
+    r->pop_route = pop;
+    r->record_route = p->cfg.record_route && is_dialog_creating(msg);
+    memcpy(r->loop_hash, hash, sizeof(hash));
+
+    if (nroutes > 0) {
+        /* 16.5/16.6 step 7: loose routing, the Request-URI stays, next hop = Route */
+        char hopz[SIP_CONTACT_MAX];
+        if (p2p_slice_copy(hop, hopz, sizeof(hopz)) != 0) {
+            req_respond(r, 400, "Bad Request - Route too long", NULL);
+            goto out;
+        }
+        r->starting = true;
+        branch_start(branch_add(r, "", hopz, NULL));
+        r->starting = false;
+        check_done(r);
+    } else if (!pop && !in_dialog && sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
+        /* 16.5: a domain of ours: ask the location service */
+        char aor[SIP_AOR_MAX];
+        if (sip_uri_aor(&ruri, aor, sizeof(aor)) < 0) {
+            req_respond(r, 404, NULL, NULL);
+            goto out;
+        }
+        r->lookup_pending = true;
+        rc = p->cfg.locator.ops->lookup(p->cfg.locator.ctx, aor, lookup_done, r);
+        if (rc != 0) {
+            r->lookup_pending = false;
+            req_respond(r, 480, "Temporarily Unavailable - location service busy", NULL);
+        }
+    } else if (pop || in_dialog || p->cfg.foreign == SIP_PROXY_FOREIGN_FORWARD) {
+        /* 16.5: not ours (or the last hop of a route set): the Request-URI is the
+         * only target */
+        char hopz[SIP_CONTACT_MAX];
+        if (p2p_slice_copy(msg->ruri, hopz, sizeof(hopz)) != 0) {
+            req_respond(r, 414, NULL, NULL);
+            goto out;
+        }
+        r->starting = true;
+        branch_start(branch_add(r, "", hopz, NULL));
+        r->starting = false;
+        check_done(r);
+    } else {
+        req_respond(r, p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? 403 : 404,
+                    p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? "Forbidden - no relaying"
+                                                            : "Not Found - domain not served here",
+                    NULL);
+    }
+out:
+    p2p_buf_free(&fixed);
+}
+
+/* ---- transaction layer callbacks ---- */
+
+static void on_request(struct sip_tsx *t, const struct sip_msg *msg, struct p2p_slice raw,
+                       const struct sip_tsx_dest *src, void *arg)
+{
+    struct sip_proxy *p = arg;
+
+    if (!t) {
+        if (method_is(msg, "ACK"))
+            forward_ack(p, msg, src);
+        return;
+    }
+    sip_tsx_set_arg(t, NULL);
+    if (method_is(msg, "CANCEL"))
+        handle_cancel(p, t, msg, src);
+    else
+        handle_request(p, t, msg, raw, src);
+}
+
+static void on_response(struct sip_tsx *t, const struct sip_msg *msg, struct p2p_slice raw,
+                        const struct sip_tsx_dest *src, void *arg)
+{
+    enum arg_kind *k;
+
+    (void)src;
+    (void)arg;
+    if (!t) /* RFC 6026 8.4: a stateful proxy drops stray responses */
+        return;
+    k = sip_tsx_arg(t);
+    if (k && *k == ARG_BRANCH)
+        on_branch_response((struct proxy_branch *)k, msg, raw);
+}
+
+static void on_timeout(struct sip_tsx *t, enum sip_tsx_timeout why, void *arg)
+{
+    enum arg_kind *k = sip_tsx_arg(t);
+    struct proxy_branch *b;
+
+    (void)arg;
+    if (!k || *k != ARG_BRANCH)
+        return;
+    b = (struct proxy_branch *)k;
+    if (why == SIP_TSX_TIMEOUT_C) {
+        /* 16.8: Timer C fired in Proceeding: CANCEL the branch */
+        branch_cancel(b);
+        return;
+    }
+    branch_fail(b, 408); /* 16.7 step 2: as if a 408 had arrived */
+    check_done(b->req);
+}
+
+static void on_transport_error(struct sip_tsx *t, int err, void *arg)
+{
+    enum arg_kind *k = sip_tsx_arg(t);
+    struct proxy_branch *b;
+
+    (void)arg;
+    (void)err;
+    if (!k || *k != ARG_BRANCH)
+        return;
+    b = (struct proxy_branch *)k;
+    branch_fail(b, 503); /* 16.7 step 2 / RFC 3263: the target is unreachable */
+    check_done(b->req);
+}
+
+static void on_terminated(struct sip_tsx *t, void *arg)
+{
+    struct sip_proxy *p = arg;
+    enum arg_kind *k = sip_tsx_arg(t);
+
+    if (!k)
+        return;
+    if (k == &p->register_tag) {
+        if (p->reg)
+            sip_registrar_forget(p->reg, t);
+        return;
+    }
+    if (*k == ARG_REQ) {
+        struct proxy_req *r = (struct proxy_req *)k;
+        r->server = NULL;
+        req_release(r);
+    } else if (*k == ARG_BRANCH) {
+        struct proxy_branch *b = (struct proxy_branch *)k;
+        struct proxy_req *r = b->req;
+        b->client = NULL;
+        if (!b->final) {
+            branch_fail(b, 408);
+            check_done(r);
+        }
+        req_release(r);
+    }
+}
+
+/* The layer passes its one arg (the proxy) to send as well: unwrap it. */
+static int proxy_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
+{
+    struct sip_proxy *p = arg;
+    return p->cfg.send(bytes, len, dest, p->cfg.send_arg);
+}
+
+/* ---- public API ---- */
+
+void sip_proxy_config_default(struct sip_proxy_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    sip_tsx_config_default(&cfg->tsx);
+    cfg->tsx.trying_at_once = true; /* 16.2: a proxy may send 100 at once */
+    cfg->tsx.timer_c_ms = 200000;   /* 16.6 step 11: > 3 minutes */
+    cfg->foreign = SIP_PROXY_FOREIGN_404;
+    cfg->record_route = true;
+    cfg->max_branches = 8;
+    cfg->max_requests = 10000;
+}
+
+int sip_proxy_new(struct sip_proxy **out, const struct sip_proxy_config *cfg)
+{
+    struct sip_proxy *p;
+    struct sip_tsx_ops ops;
+    char branch[SIP_BRANCH_LEN + 1];
+    int rc;
+
+    if (!cfg->send || !cfg->locator.ops || !cfg->locator.ops->lookup || !cfg->self ||
+        cfg->self->naddrs == 0 || cfg->max_branches == 0 || cfg->max_branches > SIP_LOOKUP_MAX ||
+        cfg->max_requests == 0)
+        return -EINVAL;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->cfg = *cfg;
+    p->register_tag = ARG_REGISTER;
+    memset(&ops, 0, sizeof(ops));
+    ops.send = proxy_send;
+    ops.on_request = on_request;
+    ops.on_response = on_response;
+    ops.on_timeout = on_timeout;
+    ops.on_transport_error = on_transport_error;
+    ops.on_terminated = on_terminated;
+    ops.arg = p;
+    rc = sip_branch_new(branch, sizeof(branch));
+    if (rc < 0) {
+        free(p);
+        return -EIO;
+    }
+    memcpy(p->to_tag, branch + 7, SIP_BRANCH_LEN - 7);
+    p->to_tag[SIP_BRANCH_LEN - 7] = '\0';
+    for (int i = 7; i < SIP_BRANCH_LEN; i++)
+        p->salt = p->salt * 131 + (unsigned char)branch[i];
+    rc = sip_tsx_layer_new(&p->tsx, &cfg->tsx, &ops);
+    if (rc != 0) {
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void sip_proxy_free(struct sip_proxy *p)
+{
+    if (!p)
+        return;
+    sip_tsx_layer_free(p->tsx);
+    while (p->reqs) {
+        struct proxy_req *r = p->reqs;
+        r->server = NULL;
+        r->lookup_pending = false;
+        for (size_t i = 0; i < r->nbranches; i++) {
+            r->branches[i].client = NULL;
+            r->branches[i].resolving = false;
+        }
+        req_release(r);
+    }
+    free(p);
+}
+
+void sip_proxy_set_registrar(struct sip_proxy *p, struct sip_registrar *reg)
+{
+    p->reg = reg;
+}
+
+void sip_proxy_registrar_reply(void *txn, const char *msg, size_t len, void *arg)
+{
+    struct sip_proxy *p = arg;
+    (void)sip_tsx_server_respond(txn, msg, len, p->now);
+}
+
+int sip_proxy_recv(struct sip_proxy *p, const char *buf, size_t len, const struct sip_tsx_dest *src,
+                   uint64_t now_ms)
+{
+    struct sip_msg m;
+    struct sip_parse_err err;
+    int rc;
+
+    p->now = now_ms;
+    memset(&err, 0, sizeof(err));
+    rc = sip_msg_parse(&m, buf, len, src->transport == SIP_TSX_UDP ? SIP_MSG_DGRAM : SIP_MSG_STREAM,
+                       &err);
+    if (rc > 0)
+        rc = sip_msg_validate(&m, &err);
+    else if (rc == 0 || rc == -EAGAIN)
+        rc = -EBADMSG;
+    else
+        rc = rc == -EMSGSIZE ? -EMSGSIZE : -EBADMSG;
+    if (rc < 0) {
+        /* RFC 3261 8.2 / 16.3 step 1: a 400 naming the fault when we can answer */
+        if (sip_msg_answerable(&m))
+            respond(p, NULL, &m, src, rc == -EMSGSIZE ? 513 : 400, err.phrase, NULL);
+        return rc;
+    }
+    rc = sip_tsx_layer_recv(p->tsx, &m, (struct p2p_slice){buf, len}, src, now_ms);
+    if (rc == -ENOBUFS && m.is_request && !method_is(&m, "ACK")) {
+        respond(p, NULL, &m, src, 503, "Service Unavailable - too many transactions",
+                "Retry-After: 5\r\n");
+        return 0;
+    }
+    return rc == -ENOBUFS ? 0 : rc;
+}
+
+void sip_proxy_advance(struct sip_proxy *p, uint64_t now_ms)
+{
+    p->now = now_ms;
+    sip_tsx_layer_advance(p->tsx, now_ms);
+}
+
+uint64_t sip_proxy_next_deadline(const struct sip_proxy *p)
+{
+    return sip_tsx_layer_next_deadline(p->tsx);
+}
+
+size_t sip_proxy_requests(const struct sip_proxy *p)
+{
+    return p->nreqs;
+}
+
+struct sip_tsx_layer *sip_proxy_tsx(struct sip_proxy *p)
+{
+    return p->tsx;
+}
