@@ -18,6 +18,8 @@
  * chain; no credential parameter longer than SIP_DIGEST_PARAM_MAX is hashed.
  */
 #include "p2p/sip_digest.h"
+#include "p2p/sip_msg.h"
+#include "p2p/sip_uri.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -104,13 +106,13 @@ static size_t hash_hex(struct hash *c, char out[SIP_DIGEST_HEX_MAX + 1])
 }
 
 /*
- * Resolves quoted-pairs (RFC 3261 25.1: "\" followed by any char) into buf.  A value
- * without a backslash is returned as is.  -EBADMSG for an overlong value or a
- * dangling backslash.
+ * Resolves quoted-pairs (RFC 3261 25.1) with the parser's sip_unquote() into buf,
+ * only when there is one: most values are returned as they are, uncopied.
+ * -EBADMSG for an overlong value.
  */
-static int unquote(struct p2p_slice in, char buf[SIP_DIGEST_PARAM_MAX], struct p2p_slice *out)
+static int unquote(struct p2p_slice in, char buf[SIP_DIGEST_PARAM_MAX + 1], struct p2p_slice *out)
 {
-    size_t n = 0;
+    int n;
 
     if (in.len > SIP_DIGEST_PARAM_MAX)
         return -EBADMSG;
@@ -118,13 +120,11 @@ static int unquote(struct p2p_slice in, char buf[SIP_DIGEST_PARAM_MAX], struct p
         *out = in;
         return 0;
     }
-    for (size_t i = 0; i < in.len; i++) {
-        if (in.p[i] == '\\' && ++i == in.len)
-            return -EBADMSG;
-        buf[n++] = in.p[i];
-    }
+    n = sip_unquote(in, buf, SIP_DIGEST_PARAM_MAX + 1);
+    if (n < 0)
+        return -EBADMSG;
     out->p = buf;
-    out->len = n;
+    out->len = (size_t)n;
     return 0;
 }
 
@@ -180,8 +180,9 @@ const char *sip_digest_alg_name(enum sip_digest_alg alg)
 /* The credential fields that enter the hash, quoted-pairs resolved. */
 struct unquoted {
     struct p2p_slice username, realm, nonce, uri, cnonce;
-    char b_username[SIP_DIGEST_PARAM_MAX], b_realm[SIP_DIGEST_PARAM_MAX],
-        b_nonce[SIP_DIGEST_PARAM_MAX], b_uri[SIP_DIGEST_PARAM_MAX], b_cnonce[SIP_DIGEST_PARAM_MAX];
+    char b_username[SIP_DIGEST_PARAM_MAX + 1], b_realm[SIP_DIGEST_PARAM_MAX + 1],
+        b_nonce[SIP_DIGEST_PARAM_MAX + 1], b_uri[SIP_DIGEST_PARAM_MAX + 1],
+        b_cnonce[SIP_DIGEST_PARAM_MAX + 1];
 };
 
 static int unquote_all(const struct sip_auth *cr, struct unquoted *u)
@@ -506,6 +507,18 @@ static bool response_matches(struct p2p_slice got, const char *want)
     return sodium_memcmp(low, want, n) == 0;
 }
 
+/* The digest uri and the Request-URI designate the same resource: the same text, or
+ * equal SIP URIs by RFC 3261 19.1.4 (a client may re-escape or reorder parameters). */
+static bool same_resource(struct p2p_slice uri, struct p2p_slice request_uri)
+{
+    struct sip_uri a, b;
+
+    if (p2p_slice_eq(uri, request_uri))
+        return true;
+    return sip_uri_parse(uri, &a) == 0 && sip_uri_parse(request_uri, &b) == 0 &&
+           sip_uri_equal(&a, &b);
+}
+
 int sip_digest_verify(struct sip_digest *d, const struct sip_auth *cr, struct p2p_slice method,
                       struct p2p_slice request_uri, struct p2p_slice realm,
                       sip_digest_lookup_cb lookup, void *lookup_arg, uint64_t now_ms)
@@ -534,9 +547,9 @@ int sip_digest_verify(struct sip_digest *d, const struct sip_auth *cr, struct p2
         return -EACCES;
     if (!p2p_slice_eq(u.realm, realm))
         return -EACCES;
-    /* RFC 7616 3.4.6 / RFC 2617 3.2.2.5: the uri must name the Request-URI. */
-    if (!p2p_slice_eq(u.uri, request_uri))
-        return -EACCES;
+    /* RFC 7616 3.4.6 / RFC 2617 3.2.2.5: the uri must name the Request-URI, else 400. */
+    if (!same_resource(u.uri, request_uri))
+        return -EBADMSG;
     if (nonce_open(d, u.nonce, realm, &issued_ms, &id) < 0)
         return -EACCES;
     if (cr->qop.len != 0) {

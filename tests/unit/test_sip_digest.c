@@ -72,8 +72,14 @@ static void test_rfc2617_example(void **state)
     cr.username = S("Mu\\\"fasa");
     assert_int_equal(sip_digest_compute(&cr, &pw, S("GET"), out), 0);
     assert_string_equal(out, "0265e0a92b6a4cd3d332153ad27c1605");
-    cr.username = S("Mufasa\\");
+    /* A parameter longer than SIP_DIGEST_PARAM_MAX is refused. */
+    static char longname[SIP_DIGEST_PARAM_MAX + 2];
+    memset(longname, 'a', sizeof(longname) - 1);
+    cr.username = p2p_slice_cstr(longname);
     assert_int_equal(sip_digest_compute(&cr, &pw, S("GET"), out), -EBADMSG);
+    longname[SIP_DIGEST_PARAM_MAX] = '\0';
+    cr.username = p2p_slice_cstr(longname);
+    assert_int_equal(sip_digest_compute(&cr, &pw, S("GET"), out), 0);
 }
 
 /* RFC 7616 3.9.1 */
@@ -314,10 +320,20 @@ static void test_wrong_credentials(void **state)
     client_answer(&c, "SHA-256", nonce, 2, "s3cret");
     c.cr.realm = S("elsewhere");
     assert_int_equal(verify(d, &c, &a, 1500), -EACCES);
-    /* Credentials for another Request-URI. */
+    /* Credentials for another Request-URI: RFC 7616 3.4.6, 400. */
     client_answer(&c, "SHA-256", nonce, 2, "s3cret");
     c.cr.uri = S("sip:attacker.example");
-    assert_int_equal(verify(d, &c, &a, 1500), -EACCES);
+    assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
+    /* The same URI written differently (host case, RFC 3261 19.1.4) is accepted
+     * as naming the Request-URI; the hash then uses the uri as the client sent it. */
+    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    c.cr.uri = S("sip:P2PSIP");
+    assert_int_equal(verify(d, &c, &a, 1500), -EACCES); /* response was for sip:p2psip */
+    struct sip_digest_secret pw = {SIP_DIGEST_SECRET_PASSWORD, SIP_DIGEST_MD5, S("s3cret")};
+    assert_int_equal(sip_digest_compute(&c.cr, &pw, S("REGISTER"), c.response), 0);
+    assert_int_equal(verify(d, &c, &a, 1500), 0);
+    assert_int_equal(a.calls, 2);
+    a.calls = 0;
     assert_int_equal(a.calls, 0);
 
     /* Tampered nonce: one character changed, and a nonce not of this form. */
@@ -330,28 +346,28 @@ static void test_wrong_credentials(void **state)
     assert_int_equal(verify(d, &c, &a, 1500), -EACCES);
 
     /* Malformed: no response, qop without nc, auth-int. */
-    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    client_answer(&c, "SHA-256", nonce, 3, "s3cret");
     c.cr.response = S("");
     assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
-    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    client_answer(&c, "SHA-256", nonce, 3, "s3cret");
     c.cr.nc = S("");
     assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
-    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    client_answer(&c, "SHA-256", nonce, 3, "s3cret");
     c.cr.qop = S("auth-int");
     assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
-    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    client_answer(&c, "SHA-256", nonce, 3, "s3cret");
     c.cr.nc = S("00000000");
     assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
 
-    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    client_answer(&c, "SHA-256", nonce, 3, "s3cret");
     c.cr.scheme = S("Basic");
     assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
-    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    client_answer(&c, "SHA-256", nonce, 3, "s3cret");
     c.cr.userhash = S("true");
     assert_int_equal(verify(d, &c, &a, 1500), -EBADMSG);
 
     /* Still usable with the right answer after all that. */
-    client_answer(&c, "SHA-256", nonce, 2, "s3cret");
+    client_answer(&c, "SHA-256", nonce, 3, "s3cret");
     assert_int_equal(verify(d, &c, &a, 1500), 0);
     sip_digest_free(d);
 }

@@ -123,9 +123,11 @@ int sip_digest_challenge(struct sip_digest *d, struct p2p_buf *out, const char *
  *   0        authenticated; the nonce-count is recorded so the same one fails again;
  *   -ESTALE  the response is right but the nonce is expired, forgotten, or its nc is
  *            not above the highest seen: challenge again with stale=true;
- *   -EACCES  wrong response, unknown user, wrong realm or uri, forged nonce, or an
+ *   -EACCES  wrong response, unknown user, wrong realm, forged nonce, or an
  *            algorithm we did not offer: challenge again without stale (or 403);
- *   -EBADMSG a required parameter is missing or malformed, or qop/algorithm unknown;
+ *   -EBADMSG a required parameter is missing or malformed, qop/algorithm unknown,
+ *            or the uri does not designate the Request-URI (same text, or equal by
+ *            RFC 3261 19.1.4): RFC 7616 3.4.6 says 400;
  *   or another negative errno returned by lookup.
  */
 int sip_digest_verify(struct sip_digest *d, const struct sip_auth *cr, struct p2p_slice method,
