@@ -248,6 +248,35 @@ it_users() {
     } >"$file"
 }
 
+# it_wav FILE SECONDS: writes a WAV file (8 kHz, mono, signed 16-bit little-endian,
+# a 440 Hz tone) for the phones' audio sources: no sound card is used anywhere.
+it_wav() {
+    python3 - "$1" "$2" <<'PYEOF' || it_fail "cannot write $1"
+import math, struct, sys, wave
+path, secs = sys.argv[1], int(sys.argv[2])
+w = wave.open(path, "wb")
+w.setnchannels(1)
+w.setsampwidth(2)
+w.setframerate(8000)
+one = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
+               for i in range(8000))
+w.writeframes(one * secs)
+w.close()
+PYEOF
+}
+
+# it_sip_trace_summary LOGFILE: one line per SIP message found in a phone's trace
+# (baresip -s), "SRC>DST|start line|CSeq value", ANSI colours removed.
+it_sip_trace_summary() {
+    sed 's/\x1b\[[0-9;]*m//g; s/\r$//' "$1" | awk '
+        function flush() { if (start != "") print src ">" dst "|" start "|" cseq; start = "" }
+        /^(UDP|TCP) [0-9.:]+ -> [0-9.:]+$/ { flush(); src = $2; dst = $4; want = 1; next }
+        want == 1 { start = $0; cseq = ""; want = 2; next }
+        want == 2 && tolower($0) ~ /^cseq *:/ { sub(/^[^:]*: */, ""); cseq = $0; next }
+        want == 2 && $0 == "" { flush(); want = 0 }
+        END { flush() }'
+}
+
 # ---------------------------------------------------------------------------------
 # The SIP server under test.
 
