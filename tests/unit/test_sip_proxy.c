@@ -1,0 +1,694 @@
+/*
+ * test_sip_proxy.c: the stateful proxy (RFC 3261 16) fed real SIP text through
+ * the real parser and transaction layer.  Only the network edge (the send
+ * callback, which records every message with its destination) and the clock are
+ * replaced; the locator is a test double whose lookups complete when the test
+ * says so, or the real local locator over a real registrar.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "p2p/sip_build.h"
+#include "p2p/sip_locator.h"
+#include "p2p/sip_msg.h"
+#include "p2p/sip_proxy.h"
+#include "p2p/sip_registrar.h"
+#include "p2p/sip_tsx.h"
+
+#define MAX_SENT 64
+
+struct sent {
+    char bytes[8192];
+    size_t len;
+    struct sip_tsx_dest dest;
+    struct sip_msg m;
+};
+
+struct fixture {
+    struct sip_self self;
+    struct sip_proxy *proxy;
+    struct sent sent[MAX_SENT];
+    size_t nsent;
+    uint64_t now;
+    /* test locator: one pending lookup at a time */
+    sip_locator_lookup_cb lk_cb;
+    void *lk_arg;
+    char lk_aor[SIP_AOR_MAX];
+    int lk_status;
+    struct sip_binding lk_b[4];
+    size_t lk_n;
+    /* real registrar + local locator (test_register_then_invite) */
+    struct sip_registrar *reg;
+    struct sip_locator_local *loc;
+};
+
+static int on_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
+{
+    struct fixture *f = arg;
+    struct sent *s;
+
+    assert_true(f->nsent < MAX_SENT);
+    assert_true(len < sizeof(s->bytes));
+    s = &f->sent[f->nsent++];
+    memcpy(s->bytes, bytes, len);
+    s->len = len;
+    s->dest = *dest;
+    assert_true(sip_msg_parse(&s->m, s->bytes, s->len, SIP_MSG_DGRAM, NULL) > 0);
+    return 0;
+}
+
+static int fake_lookup(void *ctx, const char *aor, sip_locator_lookup_cb cb, void *arg)
+{
+    struct fixture *f = ctx;
+    assert_null(f->lk_cb);
+    f->lk_cb = cb;
+    f->lk_arg = arg;
+    snprintf(f->lk_aor, sizeof(f->lk_aor), "%s", aor);
+    return 0;
+}
+
+static int fake_publish(void *ctx, const struct sip_binding_change *c, size_t n,
+                        sip_locator_publish_cb cb, void *arg)
+{
+    (void)ctx, (void)c, (void)n, (void)cb, (void)arg;
+    return -ENOSYS;
+}
+
+static const struct sip_locator_ops fake_ops = {fake_lookup, fake_publish};
+
+/* Completes the pending lookup with what the test set up. */
+static void lookup_complete(struct fixture *f)
+{
+    sip_locator_lookup_cb cb = f->lk_cb;
+    assert_non_null(cb);
+    f->lk_cb = NULL;
+    cb(f->lk_status, f->lk_b, f->lk_n, f->lk_arg);
+}
+
+static void add_binding(struct fixture *f, const char *contact, uint16_t q)
+{
+    struct sip_binding *b = &f->lk_b[f->lk_n++];
+    memset(b, 0, sizeof(*b));
+    strcpy(b->aor, "sip:bob@example.org");
+    snprintf(b->contact, sizeof(b->contact), "%s", contact);
+    b->q = q;
+    b->expires_ms = 3600000;
+}
+
+static void fx_start(struct fixture *f, enum sip_proxy_foreign foreign, bool real_registrar)
+{
+    struct sip_proxy_config cfg;
+
+    memset(f, 0, sizeof(*f));
+    f->self.default_port = 5062;
+    assert_int_equal(sip_self_add_addr(&f->self, "10.0.0.1", 5062), 0);
+    assert_int_equal(sip_self_add_addr(&f->self, "127.0.0.1", 5062), 0);
+    assert_int_equal(sip_self_add_domain(&f->self, "example.org"), 0);
+    sip_proxy_config_default(&cfg);
+    cfg.self = &f->self;
+    cfg.send = on_send;
+    cfg.send_arg = f;
+    cfg.foreign = foreign;
+    if (real_registrar) {
+        assert_int_equal(sip_locator_local_new(&f->loc, 16), 0);
+        cfg.locator = sip_locator_local_get(f->loc);
+    } else {
+        cfg.locator.ops = &fake_ops;
+        cfg.locator.ctx = f;
+    }
+    assert_int_equal(sip_proxy_new(&f->proxy, &cfg), 0);
+    if (real_registrar) {
+        struct sip_registrar_config rc;
+        sip_registrar_config_default(&rc);
+        rc.locator = sip_locator_local_get(f->loc);
+        rc.self = &f->self;
+        rc.reply = sip_proxy_registrar_reply;
+        rc.reply_arg = f->proxy;
+        assert_int_equal(sip_registrar_new(&f->reg, &rc), 0);
+        sip_locator_local_attach(f->loc, f->reg);
+        sip_proxy_set_registrar(f->proxy, f->reg);
+    }
+}
+
+static void fx_stop(struct fixture *f)
+{
+    sip_locator_local_free(f->loc);
+    sip_proxy_free(f->proxy);
+    sip_registrar_free(f->reg);
+}
+
+static struct sip_tsx_dest dest_of(const char *ip, uint16_t port, enum sip_tsx_transport tp)
+{
+    struct sip_tsx_dest d;
+    assert_int_equal(sip_proxy_numeric_dest(p2p_slice_cstr(ip), port, P2P_SLICE_LIT(""), 0, &d), 0);
+    d.transport = tp;
+    return d;
+}
+
+static uint16_t port_of(const struct sip_tsx_dest *d)
+{
+    return ntohs(((const struct sockaddr_in *)&d->addr)->sin_port);
+}
+
+static void feed(struct fixture *f, const char *ip, uint16_t port, const char *text)
+{
+    struct sip_tsx_dest src = dest_of(ip, port, SIP_TSX_UDP);
+    assert_int_equal(sip_proxy_recv(f->proxy, text, strlen(text), &src, f->now), 0);
+}
+
+static void advance(struct fixture *f, uint64_t to)
+{
+    /* run every timer up to 'to', in order */
+    while (sip_proxy_next_deadline(f->proxy) <= to) {
+        f->now = sip_proxy_next_deadline(f->proxy);
+        sip_proxy_advance(f->proxy, f->now);
+    }
+    f->now = to;
+    sip_proxy_advance(f->proxy, to);
+}
+
+/* Index of the n-th (0-based) sent message matching method (request) or status
+ * (response), to port (0: any), from index 'from'; -1 if none. */
+static int find_sent(struct fixture *f, size_t from, const char *method, unsigned status,
+                     uint16_t port)
+{
+    for (size_t i = from; i < f->nsent; i++) {
+        struct sent *s = &f->sent[i];
+        if (port && port_of(&s->dest) != port)
+            continue;
+        if (method && s->m.is_request && p2p_slice_eq(s->m.method, p2p_slice_cstr(method)))
+            return (int)i;
+        if (!method && !s->m.is_request && s->m.status == status)
+            return (int)i;
+    }
+    return -1;
+}
+
+static int count_sent(struct fixture *f, const char *method, unsigned status, uint16_t port)
+{
+    int n = 0;
+    for (int i = find_sent(f, 0, method, status, port); i >= 0;
+         i = find_sent(f, (size_t)i + 1, method, status, port))
+        n++;
+    return n;
+}
+
+/* Answers the sent request at index i with status, from the address it went to. */
+static void answer(struct fixture *f, int i, unsigned status, const char *to_tag)
+{
+    struct sent *s = &f->sent[i];
+    struct sip_resp r;
+    struct p2p_buf out;
+    char ip[64];
+    struct sip_src src;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.to_tag = p2p_slice_cstr(to_tag);
+    if (status >= 200 && status < 300 && s->m.is_request &&
+        p2p_slice_eq(s->m.method, P2P_SLICE_LIT("INVITE")))
+        r.extra = P2P_SLICE_LIT("Contact: <sip:bob@127.0.0.1:6001>\r\n");
+    p2p_buf_init(&out, 65536);
+    assert_int_equal(sip_build_response(&s->m, &r, &out), 0);
+    assert_int_equal(sip_tsx_dest_src(&s->dest, ip, sizeof(ip), &src), 0);
+    assert_int_equal(sip_proxy_recv(f->proxy, out.data, out.len, &s->dest, f->now), 0);
+    p2p_buf_free(&out);
+}
+
+static bool has(const struct sent *s, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= s->len; i++) {
+        if (memcmp(s->bytes + i, needle, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+static const char *invite_bob = "INVITE sip:bob@example.org SIP/2.0\r\n"
+                                "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-inv1;rport\r\n"
+                                "Max-Forwards: 70\r\n"
+                                "From: <sip:alice@example.org>;tag=a1\r\n"
+                                "To: <sip:bob@example.org>\r\n"
+                                "Call-ID: call-1\r\n"
+                                "CSeq: 1 INVITE\r\n"
+                                "Contact: <sip:alice@127.0.0.1:5070>\r\n"
+                                "Content-Length: 0\r\n\r\n";
+
+static void test_fork_200_cancels_other(void **state)
+{
+    static struct fixture f;
+    int i1, i2, k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    /* 100 Trying at once (16.2); the lookup is pending, nothing forwarded yet. */
+    assert_int_equal(f.nsent, 1);
+    assert_int_equal(f.sent[0].m.status, 100);
+    assert_string_equal(f.lk_aor, "sip:bob@example.org");
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    add_binding(&f, "sip:bob@127.0.0.1:6002", 1000);
+    lookup_complete(&f);
+    i1 = find_sent(&f, 0, "INVITE", 0, 6001);
+    i2 = find_sent(&f, 0, "INVITE", 0, 6002);
+    assert_true(i1 > 0 && i2 > 0);
+    /* 16.6: Request-URI is the contact, Max-Forwards 69, Record-Route, our Via on
+     * top with a z9hG4bK branch, the phone's Via got received/rport (RFC 3581). */
+    assert_true(p2p_slice_eq(f.sent[i1].m.ruri, P2P_SLICE_LIT("sip:bob@127.0.0.1:6001")));
+    assert_true(has(&f.sent[i1], "Max-Forwards: 69\r\n"));
+    assert_true(has(&f.sent[i1], "Record-Route: <sip:10.0.0.1:5062;lr>\r\n"));
+    assert_true(has(&f.sent[i1], "Via: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK"));
+    assert_true(has(&f.sent[i1], "rport=5070"));
+    /* 180 from the first: forwarded upstream without our Via. */
+    answer(&f, i1, 180, "b1");
+    k = find_sent(&f, 0, NULL, 180, 5070);
+    assert_true(k > 0);
+    assert_false(has(&f.sent[k], "10.0.0.1:5062"));
+    assert_int_equal(sip_msg_hdr_count(&f.sent[k].m, SIP_HDR_VIA), 1);
+    /* 200 from the second: forwarded at once, and the first branch is CANCELled. */
+    answer(&f, i2, 200, "b2");
+    k = find_sent(&f, 0, NULL, 200, 5070);
+    assert_true(k > 0);
+    assert_true(has(&f.sent[k], "tag=b2"));
+    k = find_sent(&f, 0, "CANCEL", 0, 6001);
+    assert_true(k > 0);
+    assert_int_equal(find_sent(&f, 0, "CANCEL", 0, 6002), -1);
+    /* The first branch answers 487: acknowledged hop by hop, not forwarded. */
+    answer(&f, i1, 487, "b1");
+    assert_int_equal(count_sent(&f, NULL, 487, 5070), 0);
+    assert_true(find_sent(&f, 0, "ACK", 0, 6001) > 0);
+    /* Everything ends and is freed once the transactions are gone. */
+    advance(&f, f.now + 64 * 500 + 6000);
+    assert_int_equal(sip_proxy_requests(f.proxy), 0);
+    assert_int_equal(sip_tsx_layer_count(sip_proxy_tsx(f.proxy)), 0);
+    fx_stop(&f);
+}
+
+static void test_best_response_6xx(void **state)
+{
+    static struct fixture f;
+    int i1, i2, k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    add_binding(&f, "sip:bob@127.0.0.1:6002", 1000);
+    lookup_complete(&f);
+    i1 = find_sent(&f, 0, "INVITE", 0, 6001);
+    i2 = find_sent(&f, 0, "INVITE", 0, 6002);
+    answer(&f, i1, 486, "b1");
+    /* one branch still pending: nothing final upstream yet */
+    assert_int_equal(count_sent(&f, NULL, 486, 5070), 0);
+    answer(&f, i2, 603, "b2");
+    /* 16.7 step 6: a 6xx beats a 4xx */
+    assert_int_equal(count_sent(&f, NULL, 486, 5070), 0);
+    k = find_sent(&f, 0, NULL, 603, 5070);
+    assert_true(k > 0);
+    assert_true(has(&f.sent[k], "tag=b2"));
+    fx_stop(&f);
+}
+
+static void test_best_response_4xx_and_503(void **state)
+{
+    static struct fixture f;
+    int i1, i2;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    add_binding(&f, "sip:bob@127.0.0.1:6002", 1000);
+    lookup_complete(&f);
+    i1 = find_sent(&f, 0, "INVITE", 0, 6001);
+    i2 = find_sent(&f, 0, "INVITE", 0, 6002);
+    answer(&f, i1, 503, "b1");
+    answer(&f, i2, 486, "b2");
+    /* the lowest class wins: 486, not 503 */
+    assert_int_equal(count_sent(&f, NULL, 486, 5070), 1);
+    assert_int_equal(count_sent(&f, NULL, 503, 5070), 0);
+    fx_stop(&f);
+
+    /* a lone 503 goes upstream as 500 (16.7 step 6) */
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    lookup_complete(&f);
+    answer(&f, find_sent(&f, 0, "INVITE", 0, 6001), 503, "b1");
+    assert_int_equal(count_sent(&f, NULL, 503, 5070), 0);
+    assert_int_equal(count_sent(&f, NULL, 500, 5070), 1);
+    fx_stop(&f);
+}
+
+static void test_q_groups_sequential(void **state)
+{
+    static struct fixture f;
+    int k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6003", 500);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    lookup_complete(&f);
+    /* highest q first, alone */
+    assert_true(find_sent(&f, 0, "INVITE", 0, 6001) > 0);
+    assert_int_equal(find_sent(&f, 0, "INVITE", 0, 6003), -1);
+    answer(&f, find_sent(&f, 0, "INVITE", 0, 6001), 480, "b1");
+    /* it failed: the next q group is tried, nothing final upstream yet */
+    assert_int_equal(count_sent(&f, NULL, 480, 5070), 0);
+    k = find_sent(&f, 0, "INVITE", 0, 6003);
+    assert_true(k > 0);
+    answer(&f, k, 200, "b3");
+    assert_int_equal(count_sent(&f, NULL, 200, 5070), 1);
+    fx_stop(&f);
+}
+
+static void test_all_timeout_408(void **state)
+{
+    static struct fixture f;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    add_binding(&f, "sip:bob@127.0.0.1:6002", 1000);
+    lookup_complete(&f);
+    advance(&f, 31000);
+    assert_int_equal(count_sent(&f, NULL, 408, 5070), 0);
+    /* Timer B (64*T1 = 32 s) on both branches: 408 upstream */
+    advance(&f, 32400);
+    /* (later copies are the server transaction's Timer G retransmissions) */
+    assert_int_equal(count_sent(&f, NULL, 408, 5070), 1);
+    /* retransmissions went out meanwhile (Timer A) */
+    assert_true(count_sent(&f, "INVITE", 0, 6001) > 3);
+    fx_stop(&f);
+}
+
+static void test_unknown_and_unavailable(void **state)
+{
+    static struct fixture f;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    f.lk_status = -ENOENT;
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    lookup_complete(&f);
+    assert_int_equal(count_sent(&f, NULL, 404, 5070), 1);
+    fx_stop(&f);
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob); /* known AoR, no binding */
+    lookup_complete(&f);
+    assert_int_equal(count_sent(&f, NULL, 480, 5070), 1);
+    fx_stop(&f);
+}
+
+static void test_validation(void **state)
+{
+    static struct fixture f;
+    int k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070,
+         "MESSAGE sip:bob@example.org SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m0\r\n"
+         "Max-Forwards: 0\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>\r\n"
+         "Call-ID: m0\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(count_sent(&f, NULL, 483, 5070), 1);
+    feed(&f, "127.0.0.1", 5070,
+         "OPTIONS sip:bob@example.org SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m1\r\n"
+         "Max-Forwards: 10\r\n"
+         "Proxy-Require: foo, bar\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>\r\n"
+         "Call-ID: m1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+    k = find_sent(&f, 0, NULL, 420, 5070);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "Unsupported: foo, bar\r\n"));
+    /* a request for the proxy itself */
+    feed(&f, "127.0.0.1", 5070,
+         "OPTIONS sip:10.0.0.1:5062 SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m2\r\n"
+         "Max-Forwards: 10\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:10.0.0.1:5062>\r\n"
+         "Call-ID: m2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+    k = find_sent(&f, 0, NULL, 200, 5070);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "Allow: "));
+    /* a domain that is not ours, foreign = 404 */
+    feed(&f, "127.0.0.1", 5070,
+         "MESSAGE sip:carol@other.net SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m3\r\n"
+         "Max-Forwards: 10\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:carol@other.net>\r\n"
+         "Call-ID: m3\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(count_sent(&f, NULL, 404, 5070), 1);
+    assert_null(f.lk_cb); /* no lookup for it */
+    /* garbage that can be answered: a stateless 400 */
+    const char *bad = "MESSAGE sip:bob@example.org SIP/2.0\r\n"
+                      "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m4\r\n"
+                      "Max-Forwards: 10\r\n"
+                      "From: <sip:alice@example.org>;tag=a1\r\n"
+                      "To: <sip:bob@example.org>\r\n"
+                      "Call-ID: m4\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    struct sip_tsx_dest src = dest_of("127.0.0.1", 5070, SIP_TSX_UDP);
+    assert_int_equal(sip_proxy_recv(f.proxy, bad, strlen(bad), &src, 0), -EBADMSG);
+    assert_int_equal(count_sent(&f, NULL, 400, 5070), 1);
+    fx_stop(&f);
+}
+
+static void test_loop_482(void **state)
+{
+    static struct fixture f;
+    int k;
+    char again[8192];
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_FORWARD, false);
+    feed(&f, "127.0.0.1", 5070,
+         "MESSAGE sip:carol@192.0.2.9:5060 SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-l1\r\n"
+         "Max-Forwards: 70\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:carol@192.0.2.9>\r\n"
+         "Call-ID: l1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n");
+    /* not our domain, forwarding on: sent to the Request-URI's host */
+    k = find_sent(&f, 0, "MESSAGE", 0, 5060);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "Max-Forwards: 69"));
+    /* the same request comes back to us: a loop (16.3 step 4), not a spiral */
+    memcpy(again, f.sent[k].bytes, f.sent[k].len);
+    again[f.sent[k].len] = '\0';
+    feed(&f, "192.0.2.9", 5060, again);
+    assert_int_equal(count_sent(&f, NULL, 482, 5060), 1);
+    fx_stop(&f);
+}
+
+static void test_route_popped_and_loose_routing(void **state)
+{
+    static struct fixture f;
+    int k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    /* our own Route (host AND port) is popped, the next one is the hop; the
+     * Request-URI stays; no lookup */
+    feed(&f, "127.0.0.1", 5070,
+         "INVITE sip:bob@example.org SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-r1\r\n"
+         "Max-Forwards: 70\r\n"
+         "Route: <sip:10.0.0.1:5062;lr>, <sip:192.0.2.20:5080;lr>\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>\r\n"
+         "Call-ID: r1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
+    assert_null(f.lk_cb);
+    k = find_sent(&f, 0, "INVITE", 0, 5080);
+    assert_true(k >= 0);
+    assert_true(p2p_slice_eq(f.sent[k].m.ruri, P2P_SLICE_LIT("sip:bob@example.org")));
+    assert_false(has(&f.sent[k], "<sip:10.0.0.1:5062;lr>,"));
+    assert_true(has(&f.sent[k], "Route: <sip:192.0.2.20:5080;lr>"));
+    /* same host, another port: not us, not popped */
+    feed(&f, "127.0.0.1", 5070,
+         "MESSAGE sip:bob@example.org SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-r2\r\n"
+         "Max-Forwards: 70\r\n"
+         "Route: <sip:10.0.0.1:5070;lr>\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>\r\n"
+         "Call-ID: r2\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n");
+    k = find_sent(&f, 0, "MESSAGE", 0, 5070);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "Route: <sip:10.0.0.1:5070;lr>"));
+    fx_stop(&f);
+}
+
+static void test_in_dialog_bye(void **state)
+{
+    static struct fixture f;
+    int k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    /* the last hop of a route set: our Route popped, none left, the Request-URI
+     * (bob's contact) is the target, whatever the foreign-domain policy */
+    feed(&f, "127.0.0.1", 5070,
+         "BYE sip:bob@127.0.0.1:6001 SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye1\r\n"
+         "Max-Forwards: 70\r\n"
+         "Route: <sip:10.0.0.1:5062;lr>\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>;tag=b2\r\n"
+         "Call-ID: call-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
+    assert_null(f.lk_cb);
+    k = find_sent(&f, 0, "BYE", 0, 6001);
+    assert_true(k >= 0);
+    assert_null(sip_msg_hdr(&f.sent[k].m, SIP_HDR_ROUTE));
+    assert_null(sip_msg_hdr(&f.sent[k].m, SIP_HDR_RECORD_ROUTE)); /* not dialog-creating */
+    answer(&f, k, 200, "b2");
+    assert_int_equal(count_sent(&f, NULL, 200, 5070), 1);
+    /* ACK to a 2xx with a Route: forwarded statelessly (16.11) */
+    feed(&f, "127.0.0.1", 5070,
+         "ACK sip:bob@127.0.0.1:6001 SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-ack1\r\n"
+         "Max-Forwards: 70\r\n"
+         "Route: <sip:10.0.0.1:5062;lr>\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>;tag=b2\r\n"
+         "Call-ID: call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
+    k = find_sent(&f, 0, "ACK", 0, 6001);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "Via: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK"));
+    assert_null(sip_msg_hdr(&f.sent[k].m, SIP_HDR_ROUTE));
+    fx_stop(&f);
+}
+
+static const char *cancel_bob = "CANCEL sip:bob@example.org SIP/2.0\r\n"
+                                "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-inv1;rport\r\n"
+                                "Max-Forwards: 70\r\n"
+                                "From: <sip:alice@example.org>;tag=a1\r\n"
+                                "To: <sip:bob@example.org>\r\n"
+                                "Call-ID: call-1\r\n"
+                                "CSeq: 1 CANCEL\r\n"
+                                "Content-Length: 0\r\n\r\n";
+
+static void test_cancel_before_answer(void **state)
+{
+    static struct fixture f;
+    int i1, k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    lookup_complete(&f);
+    i1 = find_sent(&f, 0, "INVITE", 0, 6001);
+    answer(&f, i1, 180, "b1");
+    feed(&f, "127.0.0.1", 5070, cancel_bob);
+    /* 16.10: 200 to the CANCEL, a CANCEL downstream */
+    k = find_sent(&f, 0, NULL, 200, 5070);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "CSeq: 1 CANCEL"));
+    k = find_sent(&f, 0, "CANCEL", 0, 6001);
+    assert_true(k >= 0);
+    answer(&f, k, 200, "b1");
+    /* the downstream 487 goes upstream */
+    answer(&f, i1, 487, "b1");
+    k = find_sent(&f, 0, NULL, 487, 5070);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "CSeq: 1 INVITE"));
+    fx_stop(&f);
+
+    /* CANCEL while the lookup is pending: 487 from us, nothing forwarded later */
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    feed(&f, "127.0.0.1", 5070, cancel_bob);
+    assert_int_equal(count_sent(&f, NULL, 487, 5070), 1);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    lookup_complete(&f);
+    assert_int_equal(count_sent(&f, "INVITE", 0, 6001), 0);
+    /* CANCEL of nothing: 481 */
+    feed(&f, "127.0.0.1", 5070,
+         "CANCEL sip:bob@example.org SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-none\r\n"
+         "Max-Forwards: 70\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>\r\n"
+         "Call-ID: call-x\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(count_sent(&f, NULL, 481, 5070), 1);
+    fx_stop(&f);
+}
+
+static void test_register_then_invite_tcp(void **state)
+{
+    static struct fixture f;
+    struct sip_tsx_dest src;
+    const char *reg = "REGISTER sip:example.org SIP/2.0\r\n"
+                      "Via: SIP/2.0/TCP 127.0.0.1:6001;branch=z9hG4bK-reg1\r\n"
+                      "Max-Forwards: 70\r\n"
+                      "From: <sip:bob@example.org>;tag=r1\r\n"
+                      "To: <sip:bob@example.org>\r\n"
+                      "Call-ID: reg-1\r\nCSeq: 1 REGISTER\r\n"
+                      "Contact: <sip:bob@192.168.1.7:6001;transport=tcp>\r\n"
+                      "Content-Length: 0\r\n\r\n";
+    int k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, true);
+    src = dest_of("127.0.0.1", 6001, SIP_TSX_TCP);
+    src.conn_id = 42;
+    assert_int_equal(sip_proxy_recv(f.proxy, reg, strlen(reg), &src, 0), 0);
+    assert_int_equal(f.nsent, 0); /* answered when the publish completes */
+    assert_int_equal(sip_locator_local_run(f.loc, 0), 1);
+    k = find_sent(&f, 0, NULL, 200, 6001);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "Contact: <sip:bob@192.168.1.7:6001;transport=tcp>;expires=3600"));
+    /* INVITE for bob: looked up in the registrar's bindings, sent on bob's own
+     * TCP connection (the path), not to the Contact's address */
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    assert_int_equal(sip_locator_local_run(f.loc, 0), 1);
+    k = find_sent(&f, 0, "INVITE", 0, 6001);
+    assert_true(k >= 0);
+    assert_int_equal(f.sent[k].dest.transport, SIP_TSX_TCP);
+    assert_int_equal(f.sent[k].dest.conn_id, 42);
+    assert_true(
+        p2p_slice_eq(f.sent[k].m.ruri, P2P_SLICE_LIT("sip:bob@192.168.1.7:6001;transport=tcp")));
+    assert_true(has(&f.sent[k], "Via: SIP/2.0/TCP 10.0.0.1:5062;branch="));
+    fx_stop(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fork_200_cancels_other),
+        cmocka_unit_test(test_best_response_6xx),
+        cmocka_unit_test(test_best_response_4xx_and_503),
+        cmocka_unit_test(test_q_groups_sequential),
+        cmocka_unit_test(test_all_timeout_408),
+        cmocka_unit_test(test_unknown_and_unavailable),
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_loop_482),
+        cmocka_unit_test(test_route_popped_and_loose_routing),
+        cmocka_unit_test(test_in_dialog_bye),
+        cmocka_unit_test(test_cancel_before_answer),
+        cmocka_unit_test(test_register_then_invite_tcp),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
