@@ -179,7 +179,9 @@ int sip_build_forward(const struct sip_msg *req, const struct sip_fwd *f, struct
 
     ed.n = 0;
     ed.overflow = false;
-    if (!req->is_request || has_crlf(f->ruri) || has_crlf(f->via) || has_crlf(f->record_route))
+    /* only a message that parsed whole can be spliced */
+    if (!req->is_request || req->head.len < 2 || has_crlf(f->ruri) || has_crlf(f->via) ||
+        has_crlf(f->record_route))
         return -EINVAL;
     hs = headers_start(req);
 
