@@ -31,7 +31,9 @@
  *     11 SUMMARY      0..64   opaque range summary from the store
  *     12 IDENTS     1 + 49n   u8 count (<= 64), then key 20, value id 20, seq 8,
  *                             flags 1 (bit 0 tombstone)
- *     13 SENDER_KEY      32   sender's Ed25519 public key; sender ID must be H(key)
+ *     13 SENDER_KEY      32   Ed25519 key of the writer: BLAKE2b-160(key) must be the
+ *                             ORIGIN ID in routed messages (JOIN, LOOKUP, PUT, GET),
+ *                             the sender ID in all others
  *     14 COUNT            4   u32
  *
  * Design: the decoder copies fixed-size fields into struct dht_msg and keeps record

@@ -642,18 +642,11 @@ static void on_join_reply(struct dht_node *n, const struct dht_msg *m, uint64_t 
     n->joining = false;
     n->had_peers = true;
     start_maintenance(n, now);
-    /* Announce ourselves to the leaf set; the nearest on each side also answers
-     * with its own leaf set, which fills ours around our own ID. */
+    /* Announce ourselves to the leaf set; every member answers with its own leaf
+     * set, so nodes that joined at the same time as we did are found at once. */
     nl = dht_route_leafset(&n->route, leaves, 2 * DHT_LEAF_HALF_MAX);
-    for (size_t i = 0; i < nl; i++) {
-        const struct dht_nbr *e = dht_route_find(&n->route, &leaves[i].id);
-        bool nearest =
-            e != NULL &&
-            ((e->flags & DHT_NBR_PRED && n->route.preds[0] == (uint16_t)(e - n->route.pool)) ||
-             (e->flags & DHT_NBR_SUCC && n->route.succs[0] == (uint16_t)(e - n->route.pool)));
-        leafset_exchange(n, &leaves[i], DHT_FLAG_ANNOUNCE | (nearest ? DHT_FLAG_WANT_REPLY : 0),
-                         now);
-    }
+    for (size_t i = 0; i < nl; i++)
+        leafset_exchange(n, &leaves[i], DHT_FLAG_ANNOUNCE | DHT_FLAG_WANT_REPLY, now);
     n->n_hview = 0;
     for (size_t i = 0; i < nl; i++)
         n->hview[n->n_hview++] = leaves[i].id;
@@ -844,8 +837,16 @@ int dht_node_recv(struct dht_node *n, const struct dht_addr *from, const uint8_t
         return -EINVAL;
     }
     if (m.have & DHT_HAVE(DHT_ATTR_SENDER_KEY)) {
+        /* The key belongs to whoever wrote the message: the origin of a routed
+         * message (hops rewrite the sender), else the sender. */
+        bool routed = m.type == DHT_MSG_JOIN || m.type == DHT_MSG_LOOKUP || m.type == DHT_MSG_PUT ||
+                      m.type == DHT_MSG_GET;
         dht_id_hash(&h, m.sender_key, DHT_PUBKEY_LEN);
-        if (!dht_id_eq(&h, &m.sender)) {
+        if (routed && !(m.have & DHT_HAVE(DHT_ATTR_ORIGIN))) {
+            drop(n, &peer, buf, len, -EBADMSG, &n->ctr.dropped_malformed);
+            return -EBADMSG;
+        }
+        if (!dht_id_eq(&h, routed ? &m.origin.id : &m.sender)) {
             drop(n, &peer, buf, len, -EACCES, &n->ctr.dropped_badkey);
             return -EACCES;
         }
@@ -1050,8 +1051,12 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
             pend_free(n, p);
             return;
         }
+        if (p->n_tried >= DHT_TRIED_MAX) {
+            pend_free(n, p); /* every hop tried failed: the origin retries */
+            return;
+        }
         e = dht_route_next_hop(&n->route, &p->key, p->tried, p->n_tried);
-        if (e == NULL || p->n_tried >= DHT_TRIED_MAX) {
+        if (e == NULL) {
             /* no better hop left: we are the root */
             m.hops = p->buf[DHT_MSG_OFF_HOPS] > 0 ? (uint8_t)(p->buf[DHT_MSG_OFF_HOPS] - 1) : 0;
             pend_free(n, p);

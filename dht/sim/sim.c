@@ -50,6 +50,7 @@ struct slot {
     uint8_t pk[32], sk[64];
     struct dht_id id;
     bool alive, joined, joining;
+    uint64_t join_t;
     uint64_t sched; /* time of the queued timer event, UINT64_MAX = none */
 };
 
@@ -332,6 +333,31 @@ static int net_send(void *arg, const struct dht_peer *to, const uint8_t *buf, si
     return push(s, e);
 }
 
+/* P2P_SIM_TRACE=hex: print every message whose key or sender starts with hex. */
+static void trace_obs(void *arg, enum dht_obs_event ev, const struct dht_peer *peer,
+                      const uint8_t *buf, size_t len, int reason)
+{
+    struct slot *sl = arg;
+    const char *want = getenv("P2P_SIM_TRACE");
+    struct dht_msg m;
+    char k[41], snd[41], me[41];
+
+    if (want == NULL || dht_msg_decode(&m, buf, len) != 0)
+        return;
+    dht_id_to_hex(&m.key, k);
+    dht_id_to_hex(&peer->id, snd);
+    dht_id_to_hex(&sl->id, me);
+    if (strncmp(k, want, strlen(want)) != 0 && strncmp(snd, want, strlen(want)) != 0 &&
+        strncmp(me, want, strlen(want)) != 0)
+        return;
+    fprintf(stderr, "%llu %.6s %s %s %.6s key %.6s hops %u reason %d\n",
+            (unsigned long long)sl->sim->now, me,
+            ev == DHT_OBS_SENT   ? "->"
+            : ev == DHT_OBS_RECV ? "<-"
+                                 : "XX",
+            dht_msg_type_name(m.type), snd, k, m.hops, reason);
+}
+
 static int new_slot(struct sim *s, unsigned *out)
 {
     struct slot *sl;
@@ -365,7 +391,7 @@ static int new_slot(struct sim *s, unsigned *out)
         return -ENOMEM;
     }
     ops.send = net_send;
-    ops.observe = NULL;
+    ops.observe = getenv("P2P_SIM_TRACE") != NULL ? trace_obs : NULL;
     ops.arg = sl;
     nc.seed = rnd(s);
     addr_of(sl->idx, &addr);
@@ -425,8 +451,31 @@ static void on_joined(int status, void *arg)
         return;
     }
     sl->joined = true;
+    sl->join_t = s->now;
     s->res.joins++;
     live_add(s, sl->idx);
+    if (getenv("P2P_SIM_DEBUG2") != NULL) {
+        const struct dht_route *rt = dht_node_route(sl->node);
+        unsigned gp = live_pos(s, &sl->id);
+        fprintf(stderr, "join t=%llu %02x%02x preds:", (unsigned long long)s->now, sl->id.b[0],
+                sl->id.b[1]);
+        for (unsigned q = 0; q < rt->n_preds; q++)
+            fprintf(stderr, " %02x%02x", rt->pool[rt->preds[q]].peer.id.b[0],
+                    rt->pool[rt->preds[q]].peer.id.b[1]);
+        fprintf(stderr, " succs:");
+        for (unsigned q = 0; q < rt->n_succs; q++)
+            fprintf(stderr, " %02x%02x", rt->pool[rt->succs[q]].peer.id.b[0],
+                    rt->pool[rt->succs[q]].peer.id.b[1]);
+        fprintf(stderr, "\n  truth preds:");
+        for (unsigned q = 1; q <= 8 && q < s->n_live; q++)
+            fprintf(stderr, " %02x%02x", s->live[(gp + s->n_live - q) % s->n_live].id.b[0],
+                    s->live[(gp + s->n_live - q) % s->n_live].id.b[1]);
+        fprintf(stderr, " succs:");
+        for (unsigned q = 1; q <= 8 && q < s->n_live; q++)
+            fprintf(stderr, " %02x%02x", s->live[(gp + q) % s->n_live].id.b[0],
+                    s->live[(gp + q) % s->n_live].id.b[1]);
+        fprintf(stderr, "\n");
+    }
 }
 
 static void kill_slot(struct sim *s, unsigned i)
@@ -480,6 +529,44 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
         if (truth != NULL && dht_id_eq(truth, &root->id)) {
             s->res.lookups_correct++;
             ok = true;
+        } else if (getenv("P2P_SIM_DEBUG") != NULL) {
+            char a[41], b[41], k[41];
+            dht_id_to_hex(&g->key, k);
+            dht_id_to_hex(&root->id, a);
+            dht_id_to_hex(truth, b);
+            unsigned gs = s->live[live_pos(s, &root->id) % s->n_live].slot;
+            unsigned ws = s->live[live_pos(s, truth) % s->n_live].slot;
+            const struct dht_nbr *e =
+                s->slots[gs]->alive && dht_id_eq(&s->slots[gs]->id, &root->id)
+                    ? dht_route_find(dht_node_route(s->slots[gs]->node), truth)
+                    : NULL;
+            fprintf(stderr,
+                    "t=%llu key %s got %s want %s hops %u; want joined %llu; got knows want: %s "
+                    "flags %d\n",
+                    (unsigned long long)s->now, k, a, b, hops,
+                    (unsigned long long)s->slots[ws]->join_t, e ? "yes" : "no", e ? e->flags : -1);
+            if (s->slots[gs]->alive) {
+                const struct dht_route *rt = dht_node_route(s->slots[gs]->node);
+                unsigned gp = live_pos(s, &root->id);
+                fprintf(stderr,
+                        "  got joined %llu preds:", (unsigned long long)s->slots[gs]->join_t);
+                for (unsigned q = 0; q < rt->n_preds; q++)
+                    fprintf(stderr, " %02x%02x", rt->pool[rt->preds[q]].peer.id.b[0],
+                            rt->pool[rt->preds[q]].peer.id.b[1]);
+                fprintf(stderr, " succs:");
+                for (unsigned q = 0; q < rt->n_succs; q++)
+                    fprintf(stderr, " %02x%02x", rt->pool[rt->succs[q]].peer.id.b[0],
+                            rt->pool[rt->succs[q]].peer.id.b[1]);
+                fprintf(stderr, "\n  truth preds:");
+                for (unsigned q = 1; q <= 8; q++)
+                    fprintf(stderr, " %02x%02x", s->live[(gp + s->n_live - q) % s->n_live].id.b[0],
+                            s->live[(gp + s->n_live - q) % s->n_live].id.b[1]);
+                fprintf(stderr, " succs:");
+                for (unsigned q = 1; q <= 8; q++)
+                    fprintf(stderr, " %02x%02x", s->live[(gp + q) % s->n_live].id.b[0],
+                            s->live[(gp + q) % s->n_live].id.b[1]);
+                fprintf(stderr, "\n");
+            }
         }
         if (g->ok == 0)
             g->root = root->id;
@@ -795,6 +882,7 @@ static void finish(struct sim *s)
     s->now = s->win_end;
     nodesec_update(s);
     r->nodes_final = s->n_live;
+    r->leafsets_correct = leafsets_correct(s);
     r->lookup_success = r->lookups ? (double)r->lookups_correct / (double)r->lookups : 0;
     for (unsigned g = 0; g < s->n_groups; g++) {
         if (s->groups[g].issued == 0 || s->groups[g].done < s->groups[g].issued)
@@ -927,7 +1015,7 @@ void sim_result_json(const struct sim_config *c, const struct sim_result *r, FIL
             "\"puts\":%llu,\"puts_ok\":%llu,\"put_p50_ms\":%.1f,\"put_p99_ms\":%.1f,"
             "\"gets\":%llu,\"get_success\":%.6f,\"records_stored\":%llu,\"records_lost\":%llu,"
             "\"maint_bytes_per_node_s\":%.1f,\"repair_time_s\":%.2f,\"mem_per_node_max\":%zu,"
-            "\"events\":%llu,\"messages\":%llu,\"dropped_malformed\":%llu}",
+            "\"events\":%llu,\"messages\":%llu,\"dropped_malformed\":%llu,\"leafsets_correct\":%s}",
             c->nodes, (unsigned long long)c->seed, c->duration_s, c->median_session_s,
             c->kill_fraction, c->loss, c->latency_ms, r->joins, r->deaths, r->nodes_final,
             (unsigned long long)r->lookups, r->lookup_success, r->consistency,
@@ -937,5 +1025,5 @@ void sim_result_json(const struct sim_config *c, const struct sim_result *r, FIL
             (unsigned long long)r->records_stored, (unsigned long long)r->records_lost,
             r->maint_bytes_per_node_s, r->repair_time_s, r->mem_per_node_max,
             (unsigned long long)r->events, (unsigned long long)r->messages,
-            (unsigned long long)r->dropped_malformed);
+            (unsigned long long)r->dropped_malformed, r->leafsets_correct ? "true" : "false");
 }

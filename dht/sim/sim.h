@@ -42,6 +42,7 @@ void sim_config_init(struct sim_config *cfg);
 
 struct sim_result {
     unsigned nodes_final, joins, deaths;
+    bool leafsets_correct; /* at the end: every live leaf set is the true one */
     uint64_t lookups, lookups_ok, lookups_correct;
     uint64_t groups, groups_consistent;
     double lookup_success, consistency;

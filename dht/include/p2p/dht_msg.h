@@ -88,7 +88,8 @@ enum dht_attr {
     DHT_ATTR_HI = 10,         /* 20 */
     DHT_ATTR_SUMMARY = 11,    /* opaque, <= DHT_MSG_SUMMARY_MAX */
     DHT_ATTR_IDENTS = 12,     /* u8 count, 49-byte identities */
-    DHT_ATTR_SENDER_KEY = 13, /* 32: sender's Ed25519 public key, ID = H(key) */
+    DHT_ATTR_SENDER_KEY = 13, /* 32: Ed25519 key of the writer: H(key) = ORIGIN id in routed
+                                 messages, = sender id otherwise */
     DHT_ATTR_COUNT = 14,      /* u32 */
 };
 
