@@ -15,6 +15,8 @@
  */
 #include "p2psipd.h"
 
+#include "bindings_db.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,6 +26,7 @@
 #include <unistd.h>
 
 static const char lock_name[] = "p2psipd.lock";
+static const char db_name[] = "p2psip.db";
 
 int p2psipd_mkdirs(const char *dir)
 {
@@ -123,6 +126,16 @@ int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const
     rc = lock_data_dir(d);
     if (rc != 0)
         return rc;
+    {
+        char path[CONF_PATH_MAX + sizeof(db_name) + 1];
+        char err[CONF_ERR_MAX];
+        snprintf(path, sizeof(path), "%s/%s", d->conf.data_dir, db_name);
+        rc = bindings_db_open(&d->db, path, err, sizeof(err));
+        if (rc != 0) {
+            p2p_err(log, "%s", err);
+            return rc;
+        }
+    }
 
     for (started = 0; started < 3; started++) {
         rc = uv_signal_init(loop, sigs[started]);
@@ -140,6 +153,11 @@ int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const
         }
     }
     d->started = true;
+    rc = p2psipd__sip_start(d);
+    if (rc != 0) {
+        p2psipd_stop(d); /* closes what was opened; uv_run() then returns */
+        return rc;
+    }
     return 0;
 }
 
@@ -148,6 +166,7 @@ void p2psipd_stop(struct p2psipd *d)
     if (!d->started || d->stopping)
         return;
     d->stopping = true;
+    p2psipd__sip_stop(d);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -208,6 +227,19 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
         p2p_warn(d->log, "reload: timers.* need a restart; keeping the running values");
     if (!same_p2p(&next->p2p, &cur->p2p))
         p2p_warn(d->log, "reload: p2p.* need a restart; keeping the running values");
+    /* The registrar copies its limits, accounts and realm at creation and has no way
+     * to change them yet (sip_registrar.h); the proxy policy likewise. */
+    if (memcmp(&next->registrar, &cur->registrar, sizeof(next->registrar)) != 0)
+        p2p_warn(d->log, "reload: registrar.* need a restart; keeping the running values");
+    if (strcmp(next->auth.accounts, cur->auth.accounts) != 0 ||
+        strcmp(next->auth.realm, cur->auth.realm) != 0)
+        p2p_warn(d->log, "reload: auth.* need a restart; keeping the running values");
+    if (next->proxy.forward_foreign != cur->proxy.forward_foreign ||
+        next->proxy.foreign_reply != cur->proxy.foreign_reply)
+        p2p_warn(d->log, "reload: proxy.* need a restart; keeping the running values");
+    next->registrar = cur->registrar;
+    next->auth = cur->auth;
+    next->proxy = cur->proxy;
     next->sip = cur->sip;
     memcpy(next->data_dir, cur->data_dir, sizeof(next->data_dir));
     next->timers = cur->timers;
@@ -247,6 +279,9 @@ int p2psipd_reload(struct p2psipd *d)
 
 void p2psipd_free(struct p2psipd *d)
 {
+    p2psipd__sip_free(d);
+    bindings_db_close(d->db);
+    d->db = NULL;
     if (d->lock_fd >= 0) {
         close(d->lock_fd);
         d->lock_fd = -1;

@@ -20,8 +20,24 @@
 
 #include "p2p/conf.h"
 #include "p2p/log.h"
+#include "p2p/sip_locator.h"
 
 struct bindings_db;
+struct locator_local;
+struct overlay_sip_transport;
+struct sip_accounts;
+struct sip_digest;
+struct sip_msg;
+struct sip_proxy;
+struct sip_registrar;
+
+/* SIP counters (the control socket will show them). */
+struct p2psipd_sip_stats {
+    uint64_t rx, tx;      /* messages received / handed to the transport */
+    uint64_t bad_dropped; /* messages the proxy refused (-EBADMSG, -EMSGSIZE) */
+    uint64_t send_errors; /* sends the transport refused or reported failed */
+    uint64_t restored, expired_on_load;
+};
 
 struct p2psipd {
     uv_loop_t *loop;
@@ -33,6 +49,21 @@ struct p2psipd {
     uv_signal_t sig_term, sig_int, sig_hup;
     bool started, stopping;
     uint64_t reloads; /* successful SIGHUP reloads */
+
+    /* The SIP side (sip_glue.c). */
+    bool sip_started;
+    struct overlay_sip_transport *transport;
+    struct sip_proxy *proxy;
+    struct sip_registrar *registrar;
+    struct locator_local *locator;
+    struct sip_accounts *accounts;
+    struct sip_digest *digest;
+    struct sip_self self;
+    uv_timer_t timer;        /* the earliest of the transaction and registrar deadlines */
+    uv_prepare_t prepare;    /* re-arms timer before the loop blocks */
+    uint64_t timer_due;      /* deadline timer is armed for, UINT64_MAX when stopped */
+    struct sip_msg *scratch; /* for parsing the top Via of outgoing responses */
+    struct p2psipd_sip_stats sip_stats;
 };
 
 /*
@@ -53,15 +84,26 @@ void p2psipd_stop(struct p2psipd *d);
 
 /*
  * Re-reads the configuration (defaults, --config file, command line) and applies
- * what can change at run time: log level, syslog and trace, registrar limits, proxy
- * policy, accounts and realm.  Settings that need a restart (SIP port, addresses and
- * transports, data directory, timers, P2P) keep their value and are reported.  A bad
- * configuration is logged and changes nothing.  Returns 0 or -EINVAL.
+ * what can change at run time: log level, syslog and trace.  Every other setting
+ * needs a restart (the registrar copies its limits, accounts and realm at creation):
+ * it keeps its running value and the change is reported.  A bad configuration is
+ * logged and changes nothing.  Returns 0 or -EINVAL.
  */
 int p2psipd_reload(struct p2psipd *d);
 
 /* Releases what p2psipd_start acquired (database, lock); call after uv_run returns. */
 void p2psipd_free(struct p2psipd *d);
+
+/*
+ * SIP side, sip_glue.c.  p2psipd__sip_start() creates the locator, the proxy (with
+ * its transaction layer), the registrar (bindings restored from the database) and the transport
+ * listening on every sip.listen address and transport; -errno after logging why.
+ * p2psipd__sip_stop() closes them in the order that lets every pending callback run
+ * without touching freed state; p2psipd__sip_free() frees what outlives the loop.
+ */
+int p2psipd__sip_start(struct p2psipd *d);
+void p2psipd__sip_stop(struct p2psipd *d);
+void p2psipd__sip_free(struct p2psipd *d);
 
 /* Creates dir and its missing parents with mode 0700 (like mkdir -p).  0 or -errno. */
 int p2psipd_mkdirs(const char *dir);

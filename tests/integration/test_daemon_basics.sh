@@ -7,12 +7,18 @@
 # 2; a bad configuration line stops the start with "file:line: reason" and status 1;
 # the command line overrides the file (--print-config); a second daemon on the same
 # data directory refuses to start; SIGHUP reloads (log line, a new log level takes
-# effect, a bad file keeps the daemon running); SIGTERM exits 0 within 2 s.
+# effect, a bad file keeps the daemon running); SIGTERM exits 0 within 2 s.  SIP: a
+# REGISTER (daemon/register.py) gets 200 listing its binding, which is in sqlite; -d
+# traces messages with source and destination; a binding that expires is deleted from
+# the database; a burst of 200 REGISTERs is answered 200 in fewer commits than
+# publishes; after a restart live bindings are served and expired ones are not.
 #
-# Fails when any of those outputs, statuses or log lines is missing or different.
+# Fails when any of those outputs, statuses, database rows or log lines is missing
+# or different.
 set -u
 . "$(dirname "$0")/lib.sh"
 it_begin "$@"
+it_need python3 sqlite3
 
 bin=$(it_p2psipd_bin)
 [ -x "$bin" ] || it_fail "p2psipd not built: $bin"
@@ -93,4 +99,62 @@ ms=$((($(date +%s%N) - start) / 1000000))
 [ "${IT_EXIT_OF[node]}" -eq 0 ] || it_fail "SIGTERM: exit status ${IT_EXIT_OF[node]}, want 0"
 [ "$ms" -lt 2000 ] || it_fail "SIGTERM took $ms ms"
 
-it_pass "help/version, bad config file:line, overrides, data dir lock, SIGHUP, SIGTERM in $ms ms"
+stop_ms=$ms
+
+# 7. SIP: a REGISTER gets 200 listing its binding, which is in the database; -d traces
+# every message with its source and destination; a binding expires while we run.
+reg() { it_run 20 python3 "$IT_LIB_DIR/daemon/register.py" "$@"; }
+rows() { sqlite3 "$data/p2psip.db" "SELECT count(*) FROM binding WHERE aor = 'sip:$1@p2p.test'"; }
+printf '[sip]\nport = 5062\n[registrar]\nmin_expires = 1\n' >"$conf"
+it_start node2 "$bin" -d --config "$conf" --data-dir "$data"
+it_wait_log node2 'running: data directory' 10
+out=$(reg 5062 alice sip:alice@127.0.0.1:5999 600) || it_fail "register.py failed: $out"
+[ "$(head -n1 <<<"$out")" = 200 ] || it_fail "REGISTER alice: $out"
+grep -qE '^sip:alice@127\.0\.0\.1:5999 expires=(59[0-9]|600)$' <<<"$out" ||
+    it_fail "the 200 does not list alice's binding: $out"
+[ "$(rows alice)" = 1 ] || it_fail "alice's binding is not in the database"
+it_wait_log node2 'SIP recv UDP 127\.0\.0\.1:[0-9]+ -> 127\.0\.0\.1:5062, [0-9]+ bytes:' 5
+it_wait_log node2 'SIP send UDP us -> 127\.0\.0\.1:[0-9]+, [0-9]+ bytes:' 5
+out=$(reg 5062 carol sip:carol@127.0.0.1:5997 1)
+[ "$(head -n1 <<<"$out")" = 200 ] || it_fail "REGISTER carol: $out"
+it_wait_log node2 'binding expired: sip:carol@p2p.test -> sip:carol@127.0.0.1:5997' 10
+carol_gone() { [ "$(rows carol)" = 0 ]; }
+it_wait_until 5 "carol's expired binding to leave the database" carol_gone
+out=$(reg 5062 dave sip:dave@127.0.0.1:5996 2)
+[ "$(head -n1 <<<"$out")" = 200 ] || it_fail "REGISTER dave: $out"
+
+# Group commit: 200 REGISTERs sent at once all get 200, in fewer commits than
+# publishes (one transaction per loop turn).
+n=$(reg --burst 200 5062) || it_fail "burst failed: $n"
+[ "$n" = 200 ] || it_fail "burst: $n of 200 REGISTERs got 200"
+it_stop node2 TERM
+[ "${IT_EXIT_OF[node2]}" -eq 0 ] || it_fail "SIGTERM after SIP: exit status ${IT_EXIT_OF[node2]}"
+line=$(grep -oE 'bindings database: [0-9]+ commits for [0-9]+ publishes \(0 failed\)' \
+    "$IT_TMP/node2.log") || it_fail "no database summary at stop"
+read -r commits publishes < <(sed -E 's/.*: ([0-9]+) commits for ([0-9]+) publishes.*/\1 \2/' <<<"$line")
+[ "$publishes" -eq 203 ] || it_fail "expected 203 publishes, the log says: $line"
+[ "$commits" -lt "$publishes" ] || it_fail "no group commit: $line"
+it_log "$line"
+
+# 8. Restart: alice and the burst are restored, dave (expired while we were down) is
+# dropped and not served; a REGISTER without Contact lists alice's binding (RFC 3261
+# 10.3 step 8).
+dave_expired() {
+    [ "$(sqlite3 "$data/p2psip.db" "SELECT count(*) FROM binding WHERE aor = 'sip:dave@p2p.test'
+        AND expires_ms < CAST(strftime('%s', 'now') AS INTEGER) * 1000")" = 1 ]
+}
+it_wait_until 10 "dave's binding to pass its expiry" dave_expired
+it_start node3 "$bin" --config "$conf" --data-dir "$data"
+it_wait_log node3 'restored 201 bindings from the database \(1 expired dropped\)' 10
+out=$(reg 5062 alice)
+[ "$(head -n1 <<<"$out")" = 200 ] || it_fail "query alice after restart: $out"
+grep -qE '^sip:alice@127\.0\.0\.1:5999 expires=5[0-9][0-9]$' <<<"$out" ||
+    it_fail "alice's binding not served after restart: $out"
+out=$(reg 5062 dave)
+[ "$(head -n1 <<<"$out")" = 200 ] && [ "$(wc -l <<<"$out")" -eq 1 ] ||
+    it_fail "dave's expired binding is served after restart: $out"
+[ "$(rows dave)" = 0 ] || it_fail "dave's expired binding is still in the database"
+it_stop node3 TERM
+[ "${IT_EXIT_OF[node3]}" -eq 0 ] || it_fail "SIGTERM after restart: exit status ${IT_EXIT_OF[node3]}"
+
+it_pass "help/version, bad config file:line, overrides, data dir lock, SIGHUP, SIGTERM in $stop_ms ms; REGISTER 200, trace, expiry, group commit ($commits commits for $publishes publishes), restart keeps bindings and drops expired ones"

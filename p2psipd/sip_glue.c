@@ -1,0 +1,482 @@
+/*
+ * sip_glue.c: the daemon's SIP side: transport -> proxy (and its registrar), one timer.
+ *
+ * Design.  The overlay's SIP transport delivers each message to on_message(), which
+ * hands it with the loop's clock to the proxy core (sip_proxy.h): the proxy owns the
+ * transaction layer, answers what is malformed (RFC 3261 8.2, 16.3: 400 when the
+ * request is answerable, else a drop this file counts), gives REGISTERs for our
+ * domains to the registrar and proxies the rest, asking the locator where an AoR is.
+ * Everything the proxy sends comes back through sip_send(): requests go to their
+ * destination, responses are routed by the overlay's RFC 3261 18.2.2 / RFC 3581 4
+ * rules from their top Via.  -d traces every message in and out with its source or
+ * destination.
+ *
+ * Time: one uv_timer_t armed, from a uv_prepare_t that runs before the loop blocks,
+ * to the earliest of the proxy's (transactions) and the registrar's (binding expiry)
+ * next deadline; its callback advances both.  Whatever changed the deadlines during a
+ * loop turn (a message, a locator completion, a timer) is thus covered before the
+ * next poll.
+ *
+ * Invariants.  After p2psipd__sip_stop() no SIP callback reaches a freed object: the
+ * transport is closed first (no more messages), then the locator (its completions
+ * reach a live registrar and proxy, whose sends are refused while stopping), then
+ * the proxy and the registrar are freed.
+ */
+#include "p2psipd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bindings_db.h"
+#include "locator_local.h"
+#include "p2p/overlay_sip.h"
+#include "p2p/sip_accounts.h"
+#include "p2p/sip_build.h"
+#include "p2p/sip_digest.h"
+#include "p2p/sip_msg.h"
+#include "p2p/sip_proxy.h"
+#include "p2p/sip_registrar.h"
+#include "p2p/sip_tsx.h"
+
+/* Publishes (and lookups) that may wait for the next loop turn at once. */
+#define LOCATOR_MAX_PENDING 4096
+
+static const char *proto_name(enum overlay_sip_proto p)
+{
+    return p == OVERLAY_SIP_TCP ? "TCP" : "UDP";
+}
+
+/* "1.2.3.4:5060" or "[::1]:5060"; buf of at least INET6_ADDRSTRLEN + 8. */
+static const char *addr_text(const struct sockaddr_storage *ss, char *buf, size_t size)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+        snprintf(buf, size, "%s:%u", host, port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+        snprintf(buf, size, "[%s]:%u", host, port);
+    } else {
+        snprintf(buf, size, "?");
+    }
+    return buf;
+}
+
+static bool tracing(const struct p2psipd *d)
+{
+    return d->conf.log.trace && p2p_log_enabled(d->log, P2P_LOG_DEBUG);
+}
+
+static void trace(struct p2psipd *d, const char *dir, enum overlay_sip_proto proto,
+                  const struct sockaddr_storage *from, const struct sockaddr_storage *to,
+                  const char *buf, size_t len)
+{
+    char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16];
+
+    if (!tracing(d))
+        return;
+    p2p_debug(d->log, "SIP %s %s %s -> %s, %zu bytes:\n%.*s", dir, proto_name(proto),
+              from ? addr_text(from, a, sizeof(a)) : "us", to ? addr_text(to, b, sizeof(b)) : "us",
+              len, (int)len, buf);
+}
+
+static void on_message(void *arg, const struct overlay_sip_source *src, const char *buf, size_t len,
+                       const struct sip_msg *msg, int parse_err)
+{
+    struct p2psipd *d = arg;
+    struct sip_tsx_dest dest;
+    int rc;
+
+    /* The proxy parses again (it owns the rules for what a bad message gets). */
+    (void)msg;
+    (void)parse_err;
+    if (d->stopping)
+        return;
+    d->sip_stats.rx++;
+    trace(d, "recv", src->proto, &src->remote, &src->local, buf, len);
+    memset(&dest, 0, sizeof(dest));
+    dest.transport = src->proto == OVERLAY_SIP_TCP ? SIP_TSX_TCP : SIP_TSX_UDP;
+    dest.addr = src->remote;
+    dest.conn_id = src->conn_id;
+    rc = sip_proxy_recv(d->proxy, buf, len, &dest, uv_now(d->loop));
+    if (rc != 0) {
+        /* RFC 3261 16.3: answered 400 when answerable, else dropped; counted here. */
+        d->sip_stats.bad_dropped++;
+        p2p_info(d->log, "SIP message from %s not taken: %s", proto_name(src->proto),
+                 strerror(-rc));
+    }
+}
+
+static void on_send_error(void *arg, const struct overlay_sip_dest *dest, int err)
+{
+    struct p2psipd *d = arg;
+    char a[INET6_ADDRSTRLEN + 16];
+
+    d->sip_stats.send_errors++;
+    p2p_info(d->log, "SIP %s to %s failed: %s", proto_name(dest->proto),
+             addr_text(&dest->addr, a, sizeof(a)), uv_strerror(err));
+}
+
+static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
+{
+    struct p2psipd *d = arg;
+    enum overlay_sip_proto proto =
+        dest->transport == SIP_TSX_UDP ? OVERLAY_SIP_UDP : OVERLAY_SIP_TCP;
+    int rc;
+
+    if (d->stopping)
+        return -ECANCELED;
+    trace(d, "send", proto, NULL, &dest->addr, bytes, len);
+    if (len > 8 && memcmp(bytes, "SIP/2.0 ", 8) == 0) {
+        /* A response: RFC 3261 18.2.2 / RFC 3581 4 routing from its top Via. */
+        struct overlay_sip_source src;
+        struct sip_hdr_iter it;
+        struct p2p_slice top;
+        struct sip_via via;
+        if (sip_msg_parse(d->scratch, bytes, len, SIP_MSG_DGRAM, NULL) < 0)
+            return -EINVAL;
+        sip_hdr_iter_init(&it, d->scratch, SIP_HDR_VIA);
+        if (!sip_hdr_iter_next(&it, &top) || sip_via_parse(top, &via) != 0)
+            return -EINVAL;
+        memset(&src, 0, sizeof(src));
+        src.proto = proto;
+        src.listener = -1; /* the first listener of the family sends */
+        src.conn_id = dest->conn_id;
+        src.remote = dest->addr;
+        rc = overlay_sip_send_response(d->transport, &src, &via, bytes, len);
+    } else if (dest->conn_id != 0) {
+        rc = overlay_sip_send_conn(d->transport, dest->conn_id, bytes, len);
+    } else {
+        struct overlay_sip_dest od = {proto, dest->addr};
+        rc = overlay_sip_send(d->transport, &od, bytes, len);
+    }
+    if (rc != 0)
+        d->sip_stats.send_errors++;
+    else
+        d->sip_stats.tx++;
+    return rc;
+}
+
+static void registrar_expired(const struct sip_binding *b, void *arg)
+{
+    struct p2psipd *d = arg;
+
+    p2p_info(d->log, "binding expired: %s -> %s", b->aor, b->contact);
+    locator_local_expired(d->locator, b);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    struct p2psipd *d = h->data;
+    uint64_t now = uv_now(d->loop);
+
+    d->timer_due = UINT64_MAX;
+    sip_proxy_advance(d->proxy, now);
+    sip_registrar_advance(d->registrar, now);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    struct p2psipd *d = h->data;
+    uint64_t due = sip_proxy_next_deadline(d->proxy);
+    uint64_t reg = sip_registrar_next_deadline(d->registrar);
+    uint64_t now = uv_now(d->loop);
+
+    if (reg < due)
+        due = reg;
+    if (due == d->timer_due)
+        return;
+    d->timer_due = due;
+    if (due == UINT64_MAX)
+        uv_timer_stop(&d->timer);
+    else
+        uv_timer_start(&d->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+/* Converts a database row to the loop clock and gives it back to the registrar. */
+struct restore_ctx {
+    struct p2psipd *d;
+    int64_t wall_now_ms;
+};
+
+static int restore_row(const struct sip_binding *b, int64_t wall_expires_ms, void *arg)
+{
+    struct restore_ctx *r = arg;
+    struct p2psipd *d = r->d;
+    struct sip_binding copy = *b;
+    uint64_t now = uv_now(d->loop);
+    int rc;
+
+    copy.expires_ms = now + (uint64_t)(wall_expires_ms - r->wall_now_ms);
+    rc = sip_registrar_restore(d->registrar, &copy, now);
+    if (rc == 0)
+        d->sip_stats.restored++;
+    else
+        p2p_warn(d->log, "binding %s -> %s not restored: %s", b->aor, b->contact, strerror(-rc));
+    return 0;
+}
+
+static int restore_bindings(struct p2psipd *d)
+{
+    struct restore_ctx r = {d, 0};
+    struct timespec ts;
+    size_t expired = 0;
+    int rc;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r.wall_now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    rc = bindings_db_load(d->db, r.wall_now_ms, restore_row, &r, &expired);
+    if (rc < 0) {
+        p2p_err(d->log, "cannot read the bindings database: %s", strerror(-rc));
+        return rc;
+    }
+    d->sip_stats.expired_on_load = expired;
+    p2p_notice(d->log, "restored %llu bindings from the database (%zu expired dropped)",
+               (unsigned long long)d->sip_stats.restored, expired);
+    return 0;
+}
+
+/*
+ * Our own addresses (RFC 3261 16.4: a URI is ours when host and port match).  A
+ * wildcard listen address stands for every interface address of its family.
+ */
+static int build_self(struct p2psipd *d)
+{
+    const struct conf_sip *c = &d->conf.sip;
+
+    memset(&d->self, 0, sizeof(d->self));
+    d->self.default_port = c->port;
+    for (size_t i = 0; i < c->listen_count; i++) {
+        const struct conf_addr *a = &c->listen[i];
+        bool any = strcmp(a->host, "0.0.0.0") == 0 || strcmp(a->host, "::") == 0;
+        char host[CONF_ADDR_MAX + 2];
+        if (any) {
+            uv_interface_address_t *ifs;
+            int n;
+            if (uv_interface_addresses(&ifs, &n) == 0) {
+                for (int k = 0; k < n; k++) {
+                    char ip[INET6_ADDRSTRLEN];
+                    if (ifs[k].address.address4.sin_family != a->family)
+                        continue;
+                    if (a->family == AF_INET) {
+                        inet_ntop(AF_INET, &ifs[k].address.address4.sin_addr, ip, sizeof(ip));
+                        snprintf(host, sizeof(host), "%s", ip);
+                    } else {
+                        inet_ntop(AF_INET6, &ifs[k].address.address6.sin6_addr, ip, sizeof(ip));
+                        snprintf(host, sizeof(host), "[%s]", ip);
+                    }
+                    if (sip_self_add_addr(&d->self, host, c->port) != 0)
+                        p2p_warn(d->log, "more than %d own addresses: %s not recognised as us",
+                                 SIP_SELF_MAX, host);
+                }
+                uv_free_interface_addresses(ifs, n);
+            }
+            continue;
+        }
+        snprintf(host, sizeof(host), a->family == AF_INET6 ? "[%s]" : "%s", a->host);
+        if (sip_self_add_addr(&d->self, host, c->port) != 0)
+            p2p_warn(d->log, "more than %d own addresses: %s not recognised as us", SIP_SELF_MAX,
+                     host);
+    }
+    for (size_t i = 0; i < c->domain_count; i++) {
+        if (sip_self_add_domain(&d->self, c->domain[i]) != 0)
+            return -ENOSPC; /* conf caps the list at SIP_SELF_DOMAINS_MAX */
+    }
+    return 0;
+}
+
+static int start_transport(struct p2psipd *d)
+{
+    struct overlay_sip_listen listen[OVERLAY_SIP_MAX_LISTEN];
+    struct overlay_sip_config cfg;
+    static const struct overlay_sip_ops ops = {on_message, on_send_error};
+    const struct conf_sip *c = &d->conf.sip;
+    size_t n = 0;
+    int rc;
+
+    for (size_t i = 0; i < c->listen_count; i++) {
+        for (unsigned proto = OVERLAY_SIP_UDP; proto <= OVERLAY_SIP_TCP; proto++) {
+            struct overlay_sip_listen *l = &listen[n];
+            unsigned bit = proto == OVERLAY_SIP_UDP ? CONF_TRANSPORT_UDP : CONF_TRANSPORT_TCP;
+            if (!(c->transports & bit))
+                continue;
+            memset(l, 0, sizeof(*l));
+            l->proto = (enum overlay_sip_proto)proto;
+            if (c->listen[i].family == AF_INET)
+                rc = uv_ip4_addr(c->listen[i].host, c->port, (struct sockaddr_in *)&l->addr);
+            else
+                rc = uv_ip6_addr(c->listen[i].host, c->port, (struct sockaddr_in6 *)&l->addr);
+            if (rc != 0)
+                return rc;
+            n++;
+        }
+    }
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.listen = listen;
+    cfg.listen_count = n;
+    rc = overlay_sip_transport_new(&d->transport, d->loop, &cfg, &ops, d, d->log);
+    if (rc != 0) {
+        p2p_err(d->log, "cannot listen for SIP on port %u: %s", (unsigned)c->port, uv_strerror(rc));
+        return rc;
+    }
+    for (size_t i = 0; i < c->listen_count; i++)
+        p2p_notice(d->log, "SIP on %s%s%s %s%s%s port %u",
+                   c->listen[i].family == AF_INET6 ? "[" : "", c->listen[i].host,
+                   c->listen[i].family == AF_INET6 ? "]" : "",
+                   (c->transports & CONF_TRANSPORT_UDP) ? "UDP" : "",
+                   c->transports == (CONF_TRANSPORT_UDP | CONF_TRANSPORT_TCP) ? "+" : "",
+                   (c->transports & CONF_TRANSPORT_TCP) ? "TCP" : "", (unsigned)c->port);
+    return 0;
+}
+
+int p2psipd__sip_start(struct p2psipd *d)
+{
+    struct sip_proxy_config pcfg;
+    struct sip_registrar_config rcfg;
+    struct sip_digest_config dcfg;
+    char err[CONF_ERR_MAX];
+    int rc;
+
+    d->timer_due = UINT64_MAX;
+    d->scratch = malloc(sizeof(*d->scratch));
+    if (d->scratch == NULL)
+        return -ENOMEM;
+    rc = build_self(d);
+    if (rc != 0)
+        return rc;
+
+    if (d->conf.auth.accounts[0] != '\0') {
+        rc = sip_accounts_load(&d->accounts, d->conf.auth.accounts, err, sizeof(err));
+        if (rc != 0) {
+            p2p_err(d->log, "%s", err);
+            return rc;
+        }
+        sip_digest_config_default(&dcfg);
+        rc = sip_digest_new(&d->digest, &dcfg);
+        if (rc != 0) {
+            p2p_err(d->log, "cannot set up digest authentication: %s", strerror(-rc));
+            return rc;
+        }
+        p2p_notice(d->log, "%zu accounts from %s, realm \"%s\"", sip_accounts_count(d->accounts),
+                   d->conf.auth.accounts, d->conf.auth.realm);
+    }
+
+    rc = locator_local_new(&d->locator, d->loop, d->db, LOCATOR_MAX_PENDING, d->log);
+    if (rc != 0) {
+        p2p_err(d->log, "cannot create the locator: %s", strerror(-rc));
+        return rc;
+    }
+
+    sip_proxy_config_default(&pcfg);
+    pcfg.tsx.t1_ms = d->conf.timers.t1_ms;
+    pcfg.tsx.t2_ms = d->conf.timers.t2_ms;
+    pcfg.tsx.t4_ms = d->conf.timers.t4_ms;
+    pcfg.self = &d->self;
+    pcfg.locator = locator_local_get(d->locator);
+    pcfg.send = sip_send;
+    pcfg.send_arg = d;
+    pcfg.foreign = d->conf.proxy.forward_foreign        ? SIP_PROXY_FOREIGN_FORWARD
+                   : d->conf.proxy.foreign_reply == 403 ? SIP_PROXY_FOREIGN_403
+                                                        : SIP_PROXY_FOREIGN_404;
+    rc = sip_proxy_new(&d->proxy, &pcfg);
+    if (rc != 0) {
+        p2p_err(d->log, "cannot create the proxy: %s", strerror(-rc));
+        return rc;
+    }
+
+    sip_registrar_config_default(&rcfg);
+    rcfg.locator = locator_local_get(d->locator);
+    rcfg.self = &d->self;
+    rcfg.accounts = d->accounts;
+    rcfg.digest = d->digest;
+    rcfg.realm = d->conf.auth.realm;
+    rcfg.default_expires_s = d->conf.registrar.default_expires;
+    rcfg.min_expires_s = d->conf.registrar.min_expires;
+    rcfg.max_expires_s = d->conf.registrar.max_expires;
+    rcfg.max_aors = d->conf.registrar.max_aors;
+    rcfg.max_contacts = d->conf.registrar.max_contacts;
+    rcfg.reply = sip_proxy_registrar_reply;
+    rcfg.reply_arg = d->proxy;
+    rcfg.expired = registrar_expired;
+    rcfg.expired_arg = d;
+    rc = sip_registrar_new(&d->registrar, &rcfg);
+    if (rc != 0) {
+        p2p_err(d->log, "cannot create the registrar: %s", strerror(-rc));
+        return rc;
+    }
+    sip_proxy_set_registrar(d->proxy, d->registrar);
+    locator_local_attach(d->locator, d->registrar);
+    rc = restore_bindings(d);
+    if (rc != 0)
+        return rc;
+
+    rc = uv_timer_init(d->loop, &d->timer);
+    if (rc != 0)
+        return rc;
+    d->timer.data = d;
+    rc = uv_prepare_init(d->loop, &d->prepare);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&d->timer, NULL);
+        return rc;
+    }
+    d->prepare.data = d;
+    (void)uv_prepare_start(&d->prepare, on_prepare); /* cannot fail once initialised */
+    d->sip_started = true;
+
+    rc = start_transport(d);
+    if (rc != 0)
+        return rc;
+    if (d->conf.registrar.options_keepalive != 0)
+        p2p_warn(d->log, "registrar.options_keepalive is not implemented yet: ignored");
+    return 0;
+}
+
+void p2psipd__sip_stop(struct p2psipd *d)
+{
+    if (d->locator != NULL) {
+        struct locator_local_stats s;
+        locator_local_stats(d->locator, &s);
+        p2p_notice(d->log,
+                   "bindings database: %llu commits for %llu publishes (%llu failed), %llu "
+                   "expired bindings deleted",
+                   (unsigned long long)s.commits, (unsigned long long)s.publishes,
+                   (unsigned long long)s.publish_errors, (unsigned long long)s.expired);
+    }
+    if (d->transport != NULL) {
+        overlay_sip_transport_close(d->transport, NULL, NULL);
+        d->transport = NULL;
+    }
+    /* Completes pending publishes and lookups while registrar and proxy still live. */
+    if (d->locator != NULL) {
+        locator_local_close(d->locator);
+        d->locator = NULL;
+    }
+    sip_proxy_free(d->proxy);
+    d->proxy = NULL;
+    sip_registrar_free(d->registrar);
+    d->registrar = NULL;
+    if (d->sip_started) {
+        uv_close((uv_handle_t *)&d->timer, NULL);
+        uv_close((uv_handle_t *)&d->prepare, NULL);
+        d->sip_started = false;
+    }
+}
+
+void p2psipd__sip_free(struct p2psipd *d)
+{
+    sip_digest_free(d->digest);
+    d->digest = NULL;
+    sip_accounts_free(d->accounts);
+    d->accounts = NULL;
+    free(d->scratch);
+    d->scratch = NULL;
+}
