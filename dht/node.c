@@ -195,8 +195,8 @@ static void pend_free(struct dht_node *n, struct pend *p)
 }
 
 /* Sends a copy of buf reliably: a new txid, ACK_REQ, and a pending entry. */
-static struct pend *send_reliable(struct dht_node *n, const struct dht_peer *to, const uint8_t *buf,
-                                  size_t len, enum pend_kind kind, uint64_t now)
+struct pend *dht__send_reliable(struct dht_node *n, const struct dht_peer *to, const uint8_t *buf,
+                                size_t len, enum pend_kind kind, uint64_t now)
 {
     struct pend *p = pend_alloc(n);
 
@@ -249,7 +249,7 @@ int dht__send_msg(struct dht_node *n, const struct dht_peer *to, struct dht_msg 
         xmit(n, to, buf, (size_t)len);
         return 0;
     }
-    p = send_reliable(n, to, buf, (size_t)len, kind, now);
+    p = dht__send_reliable(n, to, buf, (size_t)len, kind, now);
     if (p == NULL)
         return -ENOBUFS;
     p->collect = collect;
@@ -494,7 +494,8 @@ static void send_rows(struct dht_node *n, const struct dht_peer *to, unsigned fr
     dht__reply(n, to, &m, now);
 }
 
-static void deliver_local(struct dht_node *n, const struct dht_msg *in, uint64_t now)
+static void deliver_local(struct dht_node *n, const struct dht_msg *in, const uint8_t *buf,
+                          size_t len, uint64_t now)
 {
     struct dht_msg m;
 
@@ -524,7 +525,8 @@ static void deliver_local(struct dht_node *n, const struct dht_msg *in, uint64_t
         dht__root_put(n, in, now);
         break;
     case DHT_MSG_GET:
-        dht__answer_get(n, in, now);
+        if (buf == NULL || !dht__pass_get(n, in, buf, len, now))
+            dht__answer_get(n, in, now);
         break;
     default:
         break;
@@ -540,7 +542,7 @@ static void forward(struct dht_node *n, const uint8_t *buf, size_t len, const st
 
     memcpy(copy, buf, len);
     copy[DHT_MSG_OFF_HOPS] = (uint8_t)(m->hops + 1);
-    p = send_reliable(n, to, copy, len, PK_HOP, now);
+    p = dht__send_reliable(n, to, copy, len, PK_HOP, now);
     if (p != NULL)
         p->key = m->key;
 }
@@ -564,8 +566,9 @@ static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t
         n->ctr.dropped_loop++;
         return;
     }
-    if (m->type == DHT_MSG_GET && dht_route_is_replica(&n->route, &m->key, n->cfg.replicas) &&
-        dht__holds_key(n, &m->key, now)) {
+    if (m->type == DHT_MSG_GET && ((m->flags & DHT_FLAG_PASSED) ||
+                                   (dht_route_is_replica(&n->route, &m->key, n->cfg.replicas) &&
+                                    dht__holds_key(n, &m->key, now)))) {
         dht__answer_get(n, m, now);
         return;
     }
@@ -580,7 +583,7 @@ static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t
     }
     e = dht_route_next_hop(&n->route, &m->key, excl, n_excl);
     if (e == NULL) {
-        deliver_local(n, m, now);
+        deliver_local(n, m, buf, len, now);
         return;
     }
     to = e->peer;
@@ -973,7 +976,7 @@ int dht_node_get(struct dht_node *n, const struct dht_id *key, dht_get_cb cb, vo
 
 static void send_join(struct dht_node *n, struct request *r, uint64_t now)
 {
-    struct pend *p = send_reliable(n, &r->bootstrap, r->buf, r->len, PK_HOP, now);
+    struct pend *p = dht__send_reliable(n, &r->bootstrap, r->buf, r->len, PK_HOP, now);
     if (p != NULL)
         p->key = n->self.id;
 }
@@ -1059,8 +1062,8 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
         if (e == NULL) {
             /* no better hop left: we are the root */
             m.hops = p->buf[DHT_MSG_OFF_HOPS] > 0 ? (uint8_t)(p->buf[DHT_MSG_OFF_HOPS] - 1) : 0;
+            deliver_local(n, &m, p->buf, p->len, now);
             pend_free(n, p);
-            deliver_local(n, &m, now);
             return;
         }
         n->ctr.reroutes++;
@@ -1220,10 +1223,7 @@ static void maintain(struct dht_node *n, uint64_t now)
     }
     if (now >= n->t_sync) {
         n->t_sync = now + jitter(n, n->cfg.sync_ms);
-        if (n->tokens > 0)
-            dht__sync_start(n, now);
-        else
-            n->ctr.budget_skipped++;
+        dht__sync_start(n, now); /* durability: never starved by the budget */
     }
     if (n->t_handoff != 0 && now >= n->t_handoff) {
         n->t_handoff = 0;

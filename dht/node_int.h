@@ -126,10 +126,14 @@ uint64_t dht__rand(struct dht_node *n);
 int dht__send_msg(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m,
                   enum pend_kind kind, uint32_t collect, uint64_t now);
 void dht__reply(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m, uint64_t now);
+struct pend *dht__send_reliable(struct dht_node *n, const struct dht_peer *to, const uint8_t *buf,
+                                size_t len, enum pend_kind kind, uint64_t now);
 
 /* node_store.c */
 void dht__root_put(struct dht_node *n, const struct dht_msg *m, uint64_t now);
 void dht__answer_get(struct dht_node *n, const struct dht_msg *m, uint64_t now);
+bool dht__pass_get(struct dht_node *n, const struct dht_msg *m, const uint8_t *buf, size_t len,
+                   uint64_t now);
 bool dht__holds_key(struct dht_node *n, const struct dht_id *key, uint64_t now);
 int dht__on_replicate(struct dht_node *n, const struct dht_msg *m, uint64_t now);
 void dht__collect_ack(struct dht_node *n, uint32_t collect, int status, uint64_t now);

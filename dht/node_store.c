@@ -13,9 +13,11 @@
  *   the quorum needs acks from every replica it has (none for a ring of one).
  * - Handoff: after a leaf-set change, for every stored record compare the replica
  *   set (the R+1 closest among self and the leaves) before and after; members new
- *   to the set get the record from the holder closest to the key among those that
- *   held it before and still do (each holder decides with its own view, so a
- *   record may be sent twice; the store ignores replays).
+ *   to the set get the record from every node holding it (electing one sender by
+ *   view loses records when the elected member itself never received them; the
+ *   store ignores replays).
+ * - A root that holds nothing for a GET passes it once to its closest replica,
+ *   which answers: a new root may not have received its handoff yet.
  * - Anti-entropy (Bamboo's, with the store's range summaries): every sync_ms a node
  *   picks one of its R closest leaves and the range it is root for (half-way to
  *   each neighbour), narrowed by the store's 16-way sub-ranges until it holds at
@@ -149,6 +151,25 @@ bool dht__holds_key(struct dht_node *n, const struct dht_id *key, uint64_t now)
     return dht_store_get(n->store, key, now, &rec, 1, &k) == 0 && k > 0;
 }
 
+bool dht__pass_get(struct dht_node *n, const struct dht_msg *in, const uint8_t *buf, size_t len,
+                   uint64_t now)
+{
+    struct dht_nbr *reps[1];
+    struct dht_peer to;
+    uint8_t copy[DHT_MSG_MAX];
+    struct pend *p;
+
+    if ((in->flags & DHT_FLAG_PASSED) || dht__holds_key(n, &in->key, now) ||
+        dht_route_closest_leaves(&n->route, &in->key, reps, 1) == 0)
+        return false;
+    to = reps[0]->peer;
+    memcpy(copy, buf, len);
+    copy[DHT_MSG_OFF_FLAGS] |= DHT_FLAG_PASSED;
+    copy[DHT_MSG_OFF_HOPS] = (uint8_t)(in->hops + 1);
+    p = dht__send_reliable(n, &to, copy, len, PK_DIRECT, now);
+    return p != NULL;
+}
+
 void dht__answer_get(struct dht_node *n, const struct dht_msg *in, uint64_t now)
 {
     struct dht_record recs[DHT_MSG_RECORDS_MAX];
@@ -233,17 +254,11 @@ static int handoff_visit(const struct dht_record *rec, void *arg)
     struct handoff_ctx *h = arg;
     unsigned k = h->n->cfg.replicas + 1;
     bool sel_cur[2 * DHT_LEAF_HALF_MAX + 1], sel_old[2 * DHT_LEAF_HALF_MAX + 1];
-    const struct dht_id *primary = &h->cur[0];
 
     closest_set(&rec->key, h->cur, h->n_cur, k, sel_cur);
     closest_set(&rec->key, h->old, h->n_old, k, sel_old);
-    /* among holders before and after, am I the closest to the key? */
-    for (unsigned i = 1; i < h->n_cur; i++)
-        if (sel_cur[i] && in_list(&h->cur[i], h->old, h->n_old, sel_old) &&
-            dht_id_closer(&rec->key, &h->cur[i], primary) < 0)
-            primary = &h->cur[i];
-    if (primary != &h->cur[0])
-        return 0;
+    /* Every holder sends: a member we believe holds the record may not (it joined
+     * and its own handoff never came), and the store ignores replays. */
     for (unsigned i = 1; i < h->n_cur; i++) {
         if (!sel_cur[i] || in_list(&h->cur[i], h->old, h->n_old, sel_old))
             continue;

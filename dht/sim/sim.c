@@ -344,7 +344,7 @@ static void trace_obs(void *arg, enum dht_obs_event ev, const struct dht_peer *p
 
     if (want == NULL || dht_msg_decode(&m, buf, len) != 0)
         return;
-    dht_id_to_hex(&m.key, k);
+    dht_id_to_hex(m.n_records > 0 ? &m.records[0].key : &m.key, k);
     dht_id_to_hex(&peer->id, snd);
     dht_id_to_hex(&sl->id, me);
     if (strncmp(k, want, strlen(want)) != 0 && strncmp(snd, want, strlen(want)) != 0 &&
@@ -913,8 +913,14 @@ static void finish(struct sim *s)
                 dht_store_find(sl->store, &s->puts[k].key, &s->puts[k].vid, s->now, &rec) == 0)
                 held = true;
         }
-        if (!held)
+        if (!held) {
             r->records_lost++;
+            if (getenv("P2P_SIM_DEBUG") != NULL) {
+                char hx[41];
+                dht_id_to_hex(&s->puts[k].key, hx);
+                fprintf(stderr, "lost %s put at %llu\n", hx, (unsigned long long)s->puts[k].t0);
+            }
+        }
     }
     r->maint_bytes_per_node_s = s->nodesec > 0 ? (double)s->maint_bytes / s->nodesec : 0;
     if (s->cfg.kill_fraction > 0 && !s->repaired)

@@ -73,6 +73,7 @@ enum dht_msg_type {
 #define DHT_FLAG_ANNOUNCE 0x04   /* LEAFSET: a joiner announcing itself */
 #define DHT_FLAG_CLIENT 0x08     /* client traffic (not maintenance), for accounting */
 #define DHT_FLAG_MAINT 0x10      /* routed lookup made by maintenance (global tuning) */
+#define DHT_FLAG_PASSED 0x20     /* GET passed by a root holding nothing to a replica */
 
 /* Attribute codes. */
 enum dht_attr {
