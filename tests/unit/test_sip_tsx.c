@@ -645,6 +645,22 @@ static void test_server_rport_and_tcp(void **state)
     assert_int_equal(w->nterm, 1);
     assert_ptr_equal(w->term_tsx[0], w->req_tsx[0]);
     assert_int_equal(sip_tsx_layer_count(w->layer), 0);
+
+    /* INVITE over TCP: no Timer G, Timer H still 64*T1, Timer I = 0 after the ACK. */
+    char ack[1024];
+    req_text(req, sizeof(req), "INVITE", "z9hG4bKp3", "", 1, "INVITE", NULL);
+    assert_int_equal(feed_str(w, req, tcp, 50000), 0);
+    respond(w->req_tsx[1], 480, "s", 50010, 0);
+    int sent = w->nsent;
+    assert_int_equal(sip_tsx_layer_next_deadline(w->layer), 50010 + 32000);
+    req_text(ack, sizeof(ack), "ACK", "z9hG4bKp3", "", 1, "ACK", "s");
+    assert_int_equal(feed_str(w, ack, tcp, 50020), 0);
+    assert_int_equal(sip_tsx_state(w->req_tsx[1]), SIP_TSX_CONFIRMED);
+    assert_int_equal(sip_tsx_layer_next_deadline(w->layer), 50020);
+    sip_tsx_layer_advance(w->layer, 50020);
+    assert_int_equal(w->nterm, 2);
+    assert_int_equal(w->nsent, sent);
+    assert_int_equal(sip_tsx_layer_count(w->layer), 0);
     world_free(w);
 }
 
