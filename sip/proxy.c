@@ -41,10 +41,9 @@
 #include "proxy_priv.h"
 
 #define MSG_CAP 65536u   /* any message we build */
-#define AUTH_CAP 4096u   /* challenge lines kept per branch */
 #define LOOP_HASH_LEN 16 /* hex digits of the loop-detection hash */
 
-enum arg_kind { ARG_REQ = 1, ARG_BRANCH, ARG_REGISTER };
+enum arg_kind { ARG_REQ = 1, ARG_BRANCH, ARG_REGISTER, ARG_KEEPALIVE };
 
 struct proxy_req;
 
@@ -99,6 +98,14 @@ struct proxy_req {
     char *raw; /* the request as forwarded onward (strict-route fix applied) */
 };
 
+/* One keep-alive OPTIONS to a registered UDP contact (client transaction arg). */
+struct proxy_ka {
+    enum arg_kind kind; /* ARG_KEEPALIVE */
+    struct proxy_ka *prev, *next;
+    char aor[SIP_AOR_MAX];
+    char contact[SIP_CONTACT_MAX];
+};
+
 struct sip_proxy {
     struct sip_proxy_config cfg;
     struct sip_tsx_layer *tsx;
@@ -109,6 +116,8 @@ struct sip_proxy {
     char to_tag[SIP_BRANCH_LEN + 1];
     struct proxy_req *reqs;
     size_t nreqs;
+    struct proxy_ka *kas; /* keep-alive OPTIONS in flight */
+    uint64_t next_keepalive;
 };
 
 static void req_release(struct proxy_req *r);
@@ -985,7 +994,15 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
     r->record_route = p->cfg.record_route && is_dialog_creating(msg);
     memcpy(r->loop_hash, hash, sizeof(hash));
 
-    if (nroutes > 0) {
+    /* Relaying policy: an out-of-dialog request that names no domain of ours and
+     * did not come to us as a member of its route set is someone else's. */
+    if (!pop && !in_dialog && p->cfg.foreign != SIP_PROXY_FOREIGN_FORWARD &&
+        !sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
+        req_respond(r, p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? 403 : 404,
+                    p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? "Forbidden - no relaying"
+                                                            : "Not Found - domain not served here",
+                    NULL);
+    } else if (nroutes > 0) {
         /* 16.5/16.6 step 7: loose routing, the Request-URI stays, next hop = Route */
         char hopz[SIP_CONTACT_MAX];
         if (p2p_slice_copy(hop, hopz, sizeof(hopz)) != 0) {
@@ -996,8 +1013,9 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
         branch_start(branch_add(r, "", hopz, NULL));
         r->starting = false;
         check_done(r);
-    } else if (!pop && !in_dialog && sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
-        /* 16.5: a domain of ours: ask the location service */
+    } else if (!in_dialog && sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
+        /* 16.5: a domain of ours (our own Route, if any, popped: we are the
+         * phone's outbound proxy): ask the location service */
         char aor[SIP_AOR_MAX];
         if (sip_uri_aor(&ruri, aor, sizeof(aor)) < 0) {
             req_respond(r, 404, NULL, NULL);
@@ -1009,7 +1027,7 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
             r->lookup_pending = false;
             req_respond(r, 480, "Temporarily Unavailable - location service busy", NULL);
         }
-    } else if (pop || in_dialog || p->cfg.foreign == SIP_PROXY_FOREIGN_FORWARD) {
+    } else {
         /* 16.5: not ours (or the last hop of a route set): the Request-URI is the
          * only target */
         char hopz[SIP_CONTACT_MAX];
@@ -1021,14 +1039,77 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
         branch_start(branch_add(r, "", hopz, NULL));
         r->starting = false;
         check_done(r);
-    } else {
-        req_respond(r, p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? 403 : 404,
-                    p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? "Forbidden - no relaying"
-                                                            : "Not Found - domain not served here",
-                    NULL);
     }
 out:
     p2p_buf_free(&fixed);
+}
+
+/* ---- keep-alive OPTIONS to registered UDP contacts ---- */
+
+static void ka_free(struct sip_proxy *p, struct proxy_ka *ka)
+{
+    if (ka->prev)
+        ka->prev->next = ka->next;
+    else
+        p->kas = ka->next;
+    if (ka->next)
+        ka->next->prev = ka->prev;
+    free(ka);
+}
+
+static void ka_send(const struct sip_binding *b, void *arg)
+{
+    struct sip_proxy *p = arg;
+    const struct sip_self_addr *me = &p->cfg.self->addrs[0];
+    struct sip_tsx_dest dest;
+    struct proxy_ka *ka;
+    struct sip_tsx *t;
+    struct p2p_buf out;
+    char branch[SIP_BRANCH_LEN + 1], tag[SIP_BRANCH_LEN + 1];
+    int rc;
+
+    if (!p2p_slice_caseeq_cstr(p2p_slice_cstr(b->path.transport), "UDP") || !b->path.host[0] ||
+        sip_proxy_numeric_dest(p2p_slice_cstr(b->path.host), b->path.port, P2P_SLICE_LIT("udp"), 0,
+                               &dest) != 0)
+        return;
+    if (sip_branch_new(branch, sizeof(branch)) < 0 || sip_branch_new(tag, sizeof(tag)) < 0)
+        return;
+    ka = calloc(1, sizeof(*ka));
+    if (!ka)
+        return;
+    ka->kind = ARG_KEEPALIVE;
+    snprintf(ka->aor, sizeof(ka->aor), "%s", b->aor);
+    snprintf(ka->contact, sizeof(ka->contact), "%s", b->contact);
+    p2p_buf_init(&out, MSG_CAP);
+    rc = p2p_buf_printf(&out,
+                        "OPTIONS %s SIP/2.0\r\n"
+                        "Via: SIP/2.0/UDP %s:%u;branch=%s;rport\r\n"
+                        "Max-Forwards: 70\r\n"
+                        "From: <sip:%s:%u>;tag=%s\r\n"
+                        "To: <%s>\r\n"
+                        "Call-ID: %s\r\n"
+                        "CSeq: 1 OPTIONS\r\n"
+                        "Content-Length: 0\r\n\r\n",
+                        b->contact, me->host, me->port, branch, me->host, me->port, tag + 7,
+                        b->contact, branch + 7);
+    if (rc == 0)
+        rc = sip_tsx_client_new(p->tsx, &t, out.data, out.len, &dest, ka, p->now);
+    p2p_buf_free(&out);
+    if (rc != 0) {
+        free(ka);
+        return;
+    }
+    ka->next = p->kas;
+    if (ka->next)
+        ka->next->prev = ka;
+    p->kas = ka;
+}
+
+/* No answer at all: the phone is gone (only with keepalive_remove). */
+static void ka_failed(struct sip_proxy *p, struct proxy_ka *ka)
+{
+    if (p->cfg.keepalive_remove && p->reg)
+        (void)sip_registrar_remove(p->reg, ka->aor, ka->contact);
 }
 
 /* ---- transaction layer callbacks ---- */
@@ -1069,7 +1150,8 @@ static void on_timeout(struct sip_tsx *t, enum sip_tsx_timeout why, void *arg)
     enum arg_kind *k = sip_tsx_arg(t);
     struct proxy_branch *b;
 
-    (void)arg;
+    if (k && *k == ARG_KEEPALIVE && why == SIP_TSX_TIMEOUT_RESPONSE)
+        ka_failed(arg, (struct proxy_ka *)k);
     if (!k || *k != ARG_BRANCH)
         return;
     b = (struct proxy_branch *)k;
@@ -1087,8 +1169,9 @@ static void on_transport_error(struct sip_tsx *t, int err, void *arg)
     enum arg_kind *k = sip_tsx_arg(t);
     struct proxy_branch *b;
 
-    (void)arg;
     (void)err;
+    if (k && *k == ARG_KEEPALIVE)
+        ka_failed(arg, (struct proxy_ka *)k);
     if (!k || *k != ARG_BRANCH)
         return;
     b = (struct proxy_branch *)k;
@@ -1108,7 +1191,9 @@ static void on_terminated(struct sip_tsx *t, void *arg)
             sip_registrar_forget(p->reg, t);
         return;
     }
-    if (*k == ARG_REQ) {
+    if (*k == ARG_KEEPALIVE) {
+        ka_free(p, (struct proxy_ka *)k);
+    } else if (*k == ARG_REQ) {
         struct proxy_req *r = (struct proxy_req *)k;
         r->server = NULL;
         req_release(r);
@@ -1192,6 +1277,8 @@ void sip_proxy_free(struct sip_proxy *p)
     if (!p)
         return;
     sip_tsx_layer_free(p->tsx);
+    while (p->kas)
+        ka_free(p, p->kas);
     while (p->reqs) {
         struct proxy_req *r = p->reqs;
         r->server = NULL;
@@ -1252,11 +1339,23 @@ void sip_proxy_advance(struct sip_proxy *p, uint64_t now_ms)
 {
     p->now = now_ms;
     sip_tsx_layer_advance(p->tsx, now_ms);
+    if (p->cfg.keepalive_ms && p->reg) {
+        if (p->next_keepalive == 0) {
+            p->next_keepalive = now_ms + p->cfg.keepalive_ms;
+        } else if (now_ms >= p->next_keepalive) {
+            p->next_keepalive = now_ms + p->cfg.keepalive_ms;
+            sip_registrar_foreach(p->reg, ka_send, p);
+        }
+    }
 }
 
 uint64_t sip_proxy_next_deadline(const struct sip_proxy *p)
 {
-    return sip_tsx_layer_next_deadline(p->tsx);
+    uint64_t d = sip_tsx_layer_next_deadline(p->tsx);
+
+    if (p->cfg.keepalive_ms && p->reg && p->next_keepalive && p->next_keepalive < d)
+        d = p->next_keepalive;
+    return d;
 }
 
 size_t sip_proxy_requests(const struct sip_proxy *p)

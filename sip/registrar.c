@@ -885,6 +885,29 @@ int sip_registrar_restore(struct sip_registrar *reg, const struct sip_binding *b
     return rc;
 }
 
+int sip_registrar_remove(struct sip_registrar *reg, const char *aor, const char *contact)
+{
+    struct reg_aor *a = aor_find(reg, aor);
+    struct sip_binding key;
+    struct reg_binding *rb;
+
+    if (!a)
+        return -ENOENT;
+    if (a->pending)
+        return -EBUSY;
+    memset(&key, 0, sizeof(key));
+    if (p2p_slice_copy(p2p_slice_cstr(contact), key.contact, sizeof(key.contact)) != 0)
+        return -ENOENT;
+    rb = binding_find(a, &key);
+    if (!rb)
+        return -ENOENT;
+    if (reg->cfg.expired)
+        reg->cfg.expired(&rb->b, reg->cfg.expired_arg);
+    binding_remove(reg, rb);
+    aor_release(reg, a);
+    return 0;
+}
+
 void sip_registrar_foreach(const struct sip_registrar *reg,
                            void (*cb)(const struct sip_binding *b, void *arg), void *arg)
 {

@@ -105,6 +105,8 @@ static void add_binding(struct fixture *f, const char *contact, uint16_t q)
     b->expires_ms = 3600000;
 }
 
+static uint32_t fx_keepalive_ms; /* set by the keep-alive test only */
+
 static void fx_start(struct fixture *f, enum sip_proxy_foreign foreign, bool real_registrar)
 {
     struct sip_proxy_config cfg;
@@ -119,6 +121,8 @@ static void fx_start(struct fixture *f, enum sip_proxy_foreign foreign, bool rea
     cfg.send = on_send;
     cfg.send_arg = f;
     cfg.foreign = foreign;
+    cfg.keepalive_ms = fx_keepalive_ms;
+    cfg.keepalive_remove = true;
     if (real_registrar) {
         assert_int_equal(sip_locator_local_new(&f->loc, 16), 0);
         cfg.locator = sip_locator_local_get(f->loc);
@@ -204,7 +208,8 @@ static int count_sent(struct fixture *f, const char *method, unsigned status, ui
 }
 
 /* Answers the sent request at index i with status, from the address it went to. */
-static void answer(struct fixture *f, int i, unsigned status, const char *to_tag)
+static void answer_extra(struct fixture *f, int i, unsigned status, const char *to_tag,
+                         const char *extra)
 {
     struct sent *s = &f->sent[i];
     struct sip_resp r;
@@ -218,11 +223,18 @@ static void answer(struct fixture *f, int i, unsigned status, const char *to_tag
     if (status >= 200 && status < 300 && s->m.is_request &&
         p2p_slice_eq(s->m.method, P2P_SLICE_LIT("INVITE")))
         r.extra = P2P_SLICE_LIT("Contact: <sip:bob@127.0.0.1:6001>\r\n");
+    if (extra)
+        r.extra = p2p_slice_cstr(extra);
     p2p_buf_init(&out, 65536);
     assert_int_equal(sip_build_response(&s->m, &r, &out), 0);
     assert_int_equal(sip_tsx_dest_src(&s->dest, ip, sizeof(ip), &src), 0);
     assert_int_equal(sip_proxy_recv(f->proxy, out.data, out.len, &s->dest, f->now), 0);
     p2p_buf_free(&out);
+}
+
+static void answer(struct fixture *f, int i, unsigned status, const char *to_tag)
+{
+    answer_extra(f, i, status, to_tag, NULL);
 }
 
 static bool has(const struct sent *s, const char *needle)
@@ -674,6 +686,140 @@ static void test_register_then_invite_tcp(void **state)
     fx_stop(&f);
 }
 
+static void test_auth_aggregation(void **state)
+{
+    static struct fixture f;
+    int i1, i2, k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    add_binding(&f, "sip:bob@127.0.0.1:6002", 1000);
+    lookup_complete(&f);
+    i1 = find_sent(&f, 0, "INVITE", 0, 6001);
+    i2 = find_sent(&f, 0, "INVITE", 0, 6002);
+    answer_extra(&f, i1, 401, "b1", "WWW-Authenticate: Digest realm=\"one\", nonce=\"n1\"\r\n");
+    answer_extra(&f, i2, 407, "b2", "Proxy-Authenticate: Digest realm=\"two\", nonce=\"n2\"\r\n");
+    /* 16.7 step 7: the chosen 401 carries the 407's challenge too */
+    k = find_sent(&f, 0, NULL, 401, 5070);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "WWW-Authenticate: Digest realm=\"one\", nonce=\"n1\"\r\n"));
+    assert_true(has(&f.sent[k], "Proxy-Authenticate: Digest realm=\"two\", nonce=\"n2\"\r\n"));
+    assert_int_equal(sip_msg_hdr_count(&f.sent[k].m, SIP_HDR_WWW_AUTHENTICATE), 1);
+    assert_int_equal(count_sent(&f, NULL, 407, 5070), 0);
+    fx_stop(&f);
+}
+
+static void test_timer_c_cancels(void **state)
+{
+    static struct fixture f;
+    int i1, k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    lookup_complete(&f);
+    i1 = find_sent(&f, 0, "INVITE", 0, 6001);
+    answer(&f, i1, 180, "b1");
+    advance(&f, 199000);
+    assert_int_equal(count_sent(&f, "CANCEL", 0, 6001), 0);
+    /* 16.8: Timer C (200 s) fires in Proceeding: the branch is CANCELled */
+    advance(&f, 200500);
+    k = find_sent(&f, 0, "CANCEL", 0, 6001);
+    assert_true(k >= 0);
+    answer(&f, i1, 487, "b1");
+    assert_int_equal(count_sent(&f, NULL, 487, 5070), 1);
+    fx_stop(&f);
+}
+
+static void test_relay_policy_and_outbound_route(void **state)
+{
+    static struct fixture f;
+    const char *foreign = "MESSAGE sip:carol@other.net SIP/2.0\r\n"
+                          "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-f1\r\n"
+                          "Max-Forwards: 70\r\n"
+                          "Route: <sip:192.0.2.20:5080;lr>\r\n"
+                          "From: <sip:alice@example.org>;tag=a1\r\n"
+                          "To: <sip:carol@other.net>\r\n"
+                          "Call-ID: f1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+    (void)state;
+
+    /* a Route that is not ours does not make us an open relay */
+    fx_start(&f, SIP_PROXY_FOREIGN_403, false);
+    feed(&f, "127.0.0.1", 5070, foreign);
+    assert_int_equal(count_sent(&f, NULL, 403, 5070), 1);
+    assert_int_equal(count_sent(&f, "MESSAGE", 0, 5080), 0);
+    /* the phone's preloaded Route to us (outbound proxy) for a domain of ours:
+     * popped, then looked up */
+    feed(&f, "127.0.0.1", 5070,
+         "MESSAGE sip:bob@example.org SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-f2\r\n"
+         "Max-Forwards: 70\r\n"
+         "Route: <sip:127.0.0.1:5062;lr>\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>\r\n"
+         "Call-ID: f2\r\nCSeq: 1 MESSAGE\r\nContent-Length: 5\r\n\r\nhello");
+    assert_string_equal(f.lk_aor, "sip:bob@example.org");
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    lookup_complete(&f);
+    int k = find_sent(&f, 0, "MESSAGE", 0, 6001);
+    assert_true(k >= 0);
+    assert_null(sip_msg_hdr(&f.sent[k].m, SIP_HDR_ROUTE));
+    assert_true(p2p_slice_eq(f.sent[k].m.body, P2P_SLICE_LIT("hello")));
+    fx_stop(&f);
+
+    /* the same foreign request with forwarding on goes by its Route */
+    fx_start(&f, SIP_PROXY_FOREIGN_FORWARD, false);
+    feed(&f, "127.0.0.1", 5070, foreign);
+    assert_int_equal(count_sent(&f, "MESSAGE", 0, 5080), 1);
+    fx_stop(&f);
+}
+
+static void test_keepalive_removes_silent_udp_contact(void **state)
+{
+    static struct fixture f;
+    struct sip_binding b;
+    struct sip_binding got[4];
+    int k;
+    (void)state;
+
+    fx_keepalive_ms = 30000;
+    fx_start(&f, SIP_PROXY_FOREIGN_404, true);
+    fx_keepalive_ms = 0;
+    memset(&b, 0, sizeof(b));
+    strcpy(b.aor, "sip:bob@example.org");
+    b.q = 1000;
+    b.expires_ms = 3600000;
+    strcpy(b.path.transport, "UDP");
+    strcpy(b.path.host, "127.0.0.1");
+    b.path.port = 6001;
+    strcpy(b.contact, "sip:bob@127.0.0.1:6001");
+    assert_int_equal(sip_registrar_restore(f.reg, &b, 0), 0);
+    b.path.port = 6002;
+    strcpy(b.contact, "sip:bob@127.0.0.1:6002");
+    assert_int_equal(sip_registrar_restore(f.reg, &b, 0), 0);
+    strcpy(b.path.transport, "TCP"); /* a TCP phone is not pinged */
+    b.path.port = 6003;
+    strcpy(b.contact, "sip:bob@127.0.0.1:6003;transport=tcp");
+    assert_int_equal(sip_registrar_restore(f.reg, &b, 0), 0);
+    advance(&f, 0);
+    assert_int_equal(sip_proxy_next_deadline(f.proxy), 30000);
+    advance(&f, 30000);
+    assert_int_equal(count_sent(&f, "OPTIONS", 0, 6001), 1);
+    k = find_sent(&f, 0, "OPTIONS", 0, 6002);
+    assert_true(k >= 0);
+    assert_int_equal(count_sent(&f, "OPTIONS", 0, 6003), 0);
+    /* 6002 answers (405 is an answer too); 6001 stays silent past Timer F */
+    answer(&f, k, 405, "x");
+    advance(&f, 30000 + 32000);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:bob@example.org", f.now, got, 4), 2);
+    for (int i = 0; i < 2; i++)
+        assert_string_not_equal(got[i].contact, "sip:bob@127.0.0.1:6001");
+    fx_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -689,6 +835,10 @@ int main(void)
         cmocka_unit_test(test_in_dialog_bye),
         cmocka_unit_test(test_cancel_before_answer),
         cmocka_unit_test(test_register_then_invite_tcp),
+        cmocka_unit_test(test_auth_aggregation),
+        cmocka_unit_test(test_timer_c_cancels),
+        cmocka_unit_test(test_relay_policy_and_outbound_route),
+        cmocka_unit_test(test_keepalive_removes_silent_udp_contact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,6 +72,12 @@ struct sip_proxy_config {
     bool record_route;   /* Record-Route on INVITE, SUBSCRIBE, REFER (default true) */
     size_t max_branches; /* targets forked to per request, <= SIP_LOOKUP_MAX (8) */
     size_t max_requests; /* requests in progress; beyond: 503 (10000) */
+    /* Keep-alive of registered UDP contacts: every keepalive_ms (0: never) an
+     * OPTIONS goes to each binding reached over UDP; with keepalive_remove, one
+     * that gets no answer at all (Timer F, or a transport error) is removed from
+     * the registrar early.  Any response, even 4xx, counts as an answer. */
+    uint32_t keepalive_ms;
+    bool keepalive_remove;
 };
 
 /* Fills cfg with the defaults (tsx defaults with 100 Trying at once, Timer C 200 s). */
@@ -111,7 +117,7 @@ void sip_proxy_registrar_reply(void *txn, const char *msg, size_t len, void *arg
 int sip_proxy_recv(struct sip_proxy *p, const char *buf, size_t len, const struct sip_tsx_dest *src,
                    uint64_t now_ms);
 
-/* Runs the transaction timers due at now_ms. */
+/* Runs the transaction timers and the keep-alive round due at now_ms. */
 void sip_proxy_advance(struct sip_proxy *p, uint64_t now_ms);
 
 /* When sip_proxy_advance() must run next, UINT64_MAX when nothing is armed. */

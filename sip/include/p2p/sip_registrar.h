@@ -128,6 +128,14 @@ int sip_registrar_lookup(const struct sip_registrar *reg, const char *aor, uint6
  */
 int sip_registrar_restore(struct sip_registrar *reg, const struct sip_binding *b, uint64_t now_ms);
 
+/*
+ * Removes the binding of contact (compared as RFC 3261 19.1.4 says) from aor at
+ * once, as if it had expired (cfg->expired is called), without publishing: used
+ * when a UDP contact stops answering keep-alive OPTIONS.  Returns 0, -ENOENT, or
+ * -EBUSY while a REGISTER of that AoR is in flight (its commit decides).
+ */
+int sip_registrar_remove(struct sip_registrar *reg, const char *aor, const char *contact);
+
 /* Calls cb for every binding (persistence, status).  cb must not modify reg. */
 void sip_registrar_foreach(const struct sip_registrar *reg,
                            void (*cb)(const struct sip_binding *b, void *arg), void *arg);
