@@ -98,6 +98,8 @@ static int emit(struct p2p_buf *out, const char *from, const char *to, const str
 
 static bool has_crlf(struct p2p_slice s)
 {
+    if (s.len == 0)
+        return false;
     return memchr(s.p, '\r', s.len) != NULL || memchr(s.p, '\n', s.len) != NULL;
 }
 

@@ -406,6 +406,15 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
     start = sip_msg_leading_crlf(buf, len);
     p = buf + start;
     avail = len - start;
+    /* Reset first: after any error *msg describes this input, never the last. */
+    msg->nhdrs = 0;
+    memset(msg->first, 0, sizeof(msg->first));
+    msg->content_length = -1;
+    msg->body = sip__sl(p, 0, 0);
+    msg->head = sip__sl(p, 0, 0);
+    msg->method = msg->ruri = msg->version = msg->reason = msg->start_line = sip__sl(p, 0, 0);
+    msg->status = 0;
+    msg->is_request = false;
     if (dgram && len > SIP_MSG_MAX_SIZE)
         return fail(err, -EMSGSIZE, SIP_HDR_OTHER, SIZE_MAX, "Message Too Large");
     if (!dgram && start >= SIP_MSG_MAX_SIZE)
@@ -422,15 +431,6 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
     if (avail == 0)
         return dgram ? fail(err, -EBADMSG, SIP_HDR_OTHER, SIZE_MAX, "Bad Request - empty message")
                      : -EAGAIN;
-
-    msg->nhdrs = 0;
-    memset(msg->first, 0, sizeof(msg->first));
-    msg->content_length = -1;
-    msg->body = sip__sl(p, 0, 0);
-    msg->head = sip__sl(p, 0, 0);
-    msg->method = msg->ruri = msg->version = msg->reason = msg->start_line = sip__sl(p, 0, 0);
-    msg->status = 0;
-    msg->is_request = false;
 
     /* Start line. */
     size_t lim = n < SIP_MSG_MAX_LINE + 2 ? n : SIP_MSG_MAX_LINE + 2;

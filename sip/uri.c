@@ -373,6 +373,9 @@ static bool params_eq(struct p2p_slice a, struct p2p_slice b, bool tel)
     struct p2p_slice r = a;
 
     while (kv_next(&r, ';', &x)) {
+        /* a repeated parameter counts by its first occurrence, on both sides */
+        if (kv_find(a, ';', x.name, &y) && y.name.p != x.name.p)
+            continue;
         if (kv_find(b, ';', x.name, &y)) {
             if (!esc_eq(x.value, y.value, true))
                 return false;
@@ -397,19 +400,28 @@ static size_t kv_count(struct p2p_slice list, char sep)
     return c;
 }
 
-static bool headers_eq(struct p2p_slice a, struct p2p_slice b)
+/* Every header of a has a header in b with the same name and value. */
+static bool headers_in(struct p2p_slice a, struct p2p_slice b)
 {
-    /* 19.1.4: header components are never ignored; values compare exactly */
     struct kv x, y;
     struct p2p_slice r = a;
 
-    if (kv_count(a, '&') != kv_count(b, '&'))
-        return false;
     while (kv_next(&r, '&', &x)) {
-        if (!kv_find(b, '&', x.name, &y) || !esc_eq(x.value, y.value, false))
+        struct p2p_slice rb = b;
+        bool found = false;
+        while (!found && kv_next(&rb, '&', &y))
+            found = esc_eq(x.name, y.name, true) && esc_eq(x.value, y.value, false);
+        if (!found)
             return false;
     }
     return true;
+}
+
+static bool headers_eq(struct p2p_slice a, struct p2p_slice b)
+{
+    /* 19.1.4: header components are never ignored; names compare without
+     * case, values exactly */
+    return kv_count(a, '&') == kv_count(b, '&') && headers_in(a, b) && headers_in(b, a);
 }
 
 /* Next tel digit without visual separators; -1 at the end. */

@@ -162,6 +162,11 @@ static void test_more_equality(void **state)
     assert_false(eq("sip:a@b?h=x", "sip:a@b?h=X"));
     assert_true(eq("sip:a@b?H=x", "sip:a@b?h=x"));
     assert_false(eq("sip:a@b?h=x&i=y", "sip:a@b?h=x"));
+    /* repeated parameters and headers (found by fuzzing): still reflexive */
+    assert_true(eq("sip:a@b;x=1;x=2", "sip:a@b;x=1;x=2"));
+    assert_true(eq("sip:a@b;x=1;x=2", "sip:a@b;x=1"));
+    assert_true(eq("sip:a@b?h=1&h=2", "sip:a@b?h=2&h=1"));
+    assert_false(eq("sip:a@b?h=1&h=1", "sip:a@b?h=1&h=2"));
     /* IPv6 references compare as addresses (RFC 5954 4) */
     assert_true(eq("sip:a@[2001:DB8::1]", "sip:a@[2001:db8:0:0:0:0:0:1]"));
     assert_false(eq("sip:a@[2001:db8::1]", "sip:a@[2001:db8::2]"));
