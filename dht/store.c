@@ -3,13 +3,15 @@
  * commit (see dht_store.h for the contract and the numbered rules).
  *
  * Design.  All reads are answered from the sorted in-memory index (store_mem.c).  A
- * store with a durable copy (store_sqlite.c) notes every changed (key, value id) in
- * a pending list; dht_store_flush() writes the current state of each listed pair
- * (an upsert if it is still held, else a delete) in one transaction.  An entry's
- * dirty flag keeps a pair from being listed twice.  The pending list is bounded by
- * max_pending: a full list triggers a flush, and if that flush fails the list is
- * dropped and the next successful flush rewrites the whole table instead (resync),
- * so memory stays bounded while sqlite is unavailable.
+ * store with a durable copy (store_sqlite.c, an append-only table) notes each
+ * change in a pending list: a changed entry is marked dirty and its (key, value id)
+ * listed once; an entry leaving the index lists the rowid of its row.
+ * dht_store_flush() then, in one transaction, deletes the listed rows and writes
+ * each dirty entry as a new row (deleting the row of its previous version).  The
+ * pending list is bounded by max_pending: a full list triggers a flush, and when a
+ * flush cannot run (mid-sweep) or fails after it began, the list is dropped and the
+ * next successful flush rewrites the whole table instead (resync), so memory stays
+ * bounded and the file right whatever sqlite does.
  *
  * Invariants: every entry in the index has a verified signature; all present
  * entries under one key share one owner; stats.records == idx.n.
@@ -30,9 +32,12 @@
 #define DEFAULT_MAX_TTL_MS (24ull * 3600 * 1000)
 #define DEFAULT_MAX_PENDING 4096
 
+/* A listed change: delete row del_rowid (if not 0), then write the pair's entry if
+ * it is held and dirty. */
 struct pending {
     struct dht_id key;
     struct dht_id value_id;
+    int64_t del_rowid;
 };
 
 struct dht_store {
@@ -234,85 +239,127 @@ static struct dht__entry *walk_next(struct range_walk *w, const struct dht__inde
 
 /* ---- pending changes and flush ------------------------------------------------ */
 
+static struct dht__entry *lookup(struct dht_store *s, const struct dht_id *key,
+                                 const struct dht_id *value_id)
+{
+    size_t pos = dht__index_lower_bound(&s->idx, key, value_id);
+
+    if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, key) &&
+        dht_id_eq(&s->idx.v[pos]->value_id, value_id))
+        return s->idx.v[pos];
+    return NULL;
+}
+
+/* Writes e as a new row and deletes the row of its previous version. */
+static int write_entry(struct dht_store *s, struct dht__entry *e)
+{
+    int64_t rowid;
+    int rc;
+
+    if (e->rowid != 0) {
+        rc = dht__sql_delete(s->sql, e->rowid);
+        if (rc < 0)
+            return rc;
+    }
+    rc = dht__sql_insert(s->sql, e, &rowid);
+    if (rc < 0)
+        return rc;
+    e->rowid = rowid;
+    e->dirty = 0;
+    return 0;
+}
+
 static int flush_now(struct dht_store *s)
 {
     int rc;
 
     if (s->sql == NULL || (s->n_pending == 0 && !s->resync))
         return 0;
+    /* A refused begin changes nothing: the list stays for the next flush. */
     rc = dht__sql_begin(s->sql);
-    if (rc < 0)
-        goto fail;
+    if (rc < 0) {
+        s->st.flush_errors++;
+        return rc;
+    }
     if (s->resync) {
         rc = dht__sql_delete_all(s->sql);
-        for (size_t i = 0; rc == 0 && i < s->idx.n; i++)
-            rc = dht__sql_upsert(s->sql, s->idx.v[i]);
+        for (size_t i = 0; rc == 0 && i < s->idx.n; i++) {
+            s->idx.v[i]->rowid = 0;
+            rc = write_entry(s, s->idx.v[i]);
+        }
     } else {
-        for (size_t i = 0; i < s->n_pending; i++) {
+        for (size_t i = 0; rc == 0 && i < s->n_pending; i++) {
             const struct pending *p = &s->pending[i];
-            size_t pos = dht__index_lower_bound(&s->idx, &p->key, &p->value_id);
-            if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &p->key) &&
-                dht_id_eq(&s->idx.v[pos]->value_id, &p->value_id))
-                rc = dht__sql_upsert(s->sql, s->idx.v[pos]);
-            else
-                rc = dht__sql_delete(s->sql, &p->key, &p->value_id);
-            if (rc < 0)
-                break;
+            struct dht__entry *e;
+            if (p->del_rowid != 0)
+                rc = dht__sql_delete(s->sql, p->del_rowid);
+            e = lookup(s, &p->key, &p->value_id);
+            if (rc == 0 && e != NULL && e->dirty)
+                rc = write_entry(s, e);
         }
     }
     if (rc == 0)
         rc = dht__sql_commit(s->sql);
     if (rc < 0) {
+        /* Rolled back, but rowids and dirty flags in memory have moved on: only a
+         * full rewrite is sure to be right now. */
         dht__sql_rollback(s->sql);
-        goto fail;
-    }
-    if (s->resync) {
-        for (size_t i = 0; i < s->idx.n; i++)
-            s->idx.v[i]->dirty = 0;
-    } else {
-        for (size_t i = 0; i < s->n_pending; i++) {
-            const struct pending *p = &s->pending[i];
-            size_t pos = dht__index_lower_bound(&s->idx, &p->key, &p->value_id);
-            if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &p->key) &&
-                dht_id_eq(&s->idx.v[pos]->value_id, &p->value_id))
-                s->idx.v[pos]->dirty = 0;
-        }
+        s->n_pending = 0;
+        s->resync = true;
+        s->st.flush_errors++;
+        return rc;
     }
     s->n_pending = 0;
     s->resync = false;
     s->st.flushes++;
     return 0;
-fail:
-    s->st.flush_errors++;
-    return rc;
 }
 
-/*
- * Records that (key, value_id) changed.  e is the entry now held for it (NULL when
- * none is); was_dirty says whether the pair is already listed.  may_flush is false
- * while the index or a sqlite read is mid-walk (expire, load): a full list then
- * turns into a resync instead of a flush.
- */
-static void note_change(struct dht_store *s, struct dht__entry *e, const struct dht_id *key,
-                        const struct dht_id *value_id, bool was_dirty, bool may_flush)
+/* Room for one more listed change.  may_flush is false while the index or a sqlite
+ * read is mid-walk (sweeps, load): a full list then turns into a resync. */
+static bool pending_room(struct dht_store *s, bool may_flush)
+{
+    if (s->n_pending < s->cfg.max_pending)
+        return true;
+    if (may_flush && flush_now(s) == 0)
+        return true;
+    /* Forget the list (bounded memory); the next flush rewrites the table. */
+    s->n_pending = 0;
+    s->resync = true;
+    return false;
+}
+
+/* e was stored or replaced (it carries the dirty flag and rowid of the version it
+ * replaced): list its pair unless already listed. */
+static void note_put(struct dht_store *s, struct dht__entry *e)
 {
     if (s->sql == NULL)
         return;
-    if (e != NULL)
+    if (e->dirty || s->resync) {
         e->dirty = 1;
-    if (was_dirty || s->resync)
-        return;
-    if (s->n_pending == s->cfg.max_pending && (!may_flush || flush_now(s) < 0)) {
-        /* Forget the list (bounded memory); the next flush rewrites the table. */
-        s->n_pending = 0;
-        s->resync = true;
         return;
     }
-    /* A flush above cleared every dirty flag, e's included: it is listed again. */
-    if (e != NULL)
-        e->dirty = 1;
+    /* A flush here writes the other listed entries; e is not yet dirty. */
+    if (!pending_room(s, true))
+        return;
+    e->dirty = 1;
+    s->pending[s->n_pending].key = e->key;
+    s->pending[s->n_pending].value_id = e->value_id;
+    s->pending[s->n_pending].del_rowid = 0;
+    s->n_pending++;
+}
+
+/* The row rowid (of pair key, value_id) must go at the next flush. */
+static void note_row_gone(struct dht_store *s, const struct dht_id *key,
+                          const struct dht_id *value_id, int64_t rowid)
+{
+    if (s->sql == NULL || s->resync || rowid == 0)
+        return;
+    if (!pending_room(s, false))
+        return;
     s->pending[s->n_pending].key = *key;
     s->pending[s->n_pending].value_id = *value_id;
+    s->pending[s->n_pending].del_rowid = rowid;
     s->n_pending++;
 }
 
@@ -371,74 +418,103 @@ static void account_remove(struct dht_store *s, const struct dht__entry *e)
 struct load_ctx {
     struct dht_store *s;
     uint64_t now_ms;
+    /* compaction pass */
+    const struct dht__entry *prev; /* last entry kept */
+    unsigned n_key;                /* entries kept under prev's key */
 };
 
-static bool load_row_ok(struct load_ctx *c, const uint8_t *key, size_t key_len, const uint8_t *vid,
-                        size_t vid_len, uint64_t keep_until, const uint8_t *blob, size_t blob_len)
+/* A row as a verified entry, or NULL. */
+static struct dht__entry *load_entry(struct load_ctx *c, int64_t rowid, const uint8_t *key,
+                                     const uint8_t *vid, uint64_t keep_until, const uint8_t *blob,
+                                     size_t blob_len)
 {
-    struct dht_store *s = c->s;
     struct dht_record rec;
     struct dht__entry *e;
-    size_t pos, first;
-    unsigned n_key = 0;
 
     if (blob == NULL || dht_record_decode(&rec, blob, blob_len) != (int)blob_len)
-        return false;
+        return NULL;
     if (memcmp(rec.key.b, key, DHT_ID_LEN) != 0 || memcmp(rec.value_id.b, vid, DHT_ID_LEN) != 0)
-        return false;
-    (void)key_len;
-    (void)vid_len;
+        return NULL;
     if (keep_until <= c->now_ms || keep_until < rec.expiry_ms)
-        return false;
+        return NULL;
     if (!rec.tombstone && keep_until != rec.expiry_ms)
-        return false;
+        return NULL;
+    /* Rows were written by this code, but the file is trusted no more than the
+     * network: a record that does not verify is never loaded. */
     if (dht_record_verify(&rec) < 0)
-        return false;
-    /* The same owner and caps as a put: rows were written by this code, but the file
-     * is not trusted more than the network. */
-    if (s->idx.n >= s->cfg.max_records)
-        return false;
-    pos = dht__index_lower_bound(&s->idx, &rec.key, &rec.value_id);
-    first = pos;
-    while (first > 0 && dht_id_eq(&s->idx.v[first - 1]->key, &rec.key)) {
-        first--;
-        if (memcmp(s->idx.v[first]->owner, rec.owner, DHT_RECORD_OWNER_LEN) != 0)
-            return false;
-        n_key++;
-    }
-    if (n_key >= s->cfg.max_values_per_key)
-        return false;
-    if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec.key))
-        return false; /* rows come in key order: a later one here means a duplicate */
+        return NULL;
     e = dht__entry_new(&rec, keep_until);
-    if (e == NULL || dht__index_insert_at(&s->idx, pos, e) < 0) {
-        free(e);
-        return false;
+    if (e != NULL)
+        e->rowid = rowid;
+    return e;
+}
+
+static int load_row(int64_t rowid, const uint8_t *key, size_t key_len, const uint8_t *vid,
+                    size_t vid_len, uint64_t keep_until, const uint8_t *blob, size_t blob_len,
+                    void *arg)
+{
+    static const struct dht_id zero;
+    struct load_ctx *c = arg;
+    struct dht_store *s = c->s;
+    struct dht__entry *e = NULL;
+    bool named = key != NULL && vid != NULL && key_len == DHT_ID_LEN && vid_len == DHT_ID_LEN;
+
+    /* Rows past max_records (oldest first are kept) are dropped like bad ones. */
+    if (named && s->idx.n < s->cfg.max_records)
+        e = load_entry(c, rowid, key, vid, keep_until, blob, blob_len);
+    /* Appended unsorted; store_load sorts once at the end. */
+    if (e != NULL && dht__index_insert_at(&s->idx, s->idx.n, e) == 0) {
+        account_add(s, e);
+        return 0;
     }
-    account_add(s, e);
+    free(e);
+    s->st.load_skipped++;
+    note_row_gone(s, &zero, &zero, rowid);
+    return 0;
+}
+
+static int load_cmp(const void *pa, const void *pb)
+{
+    const struct dht__entry *a = *(const struct dht__entry *const *)pa;
+    const struct dht__entry *b = *(const struct dht__entry *const *)pb;
+    int c = dht_id_cmp(&a->key, &b->key);
+
+    if (c == 0)
+        c = dht_id_cmp(&a->value_id, &b->value_id);
+    if (c == 0) /* highest seq first, then the newest row */
+        c = a->seq != b->seq ? (a->seq > b->seq ? -1 : 1) : (a->rowid > b->rowid ? -1 : 1);
+    return c;
+}
+
+/* After sorting: one entry per pair (the first, highest seq), one owner per key (the
+ * first entry's), at most max_values_per_key per key. */
+static bool load_keep(const struct dht__entry *e, void *arg)
+{
+    struct load_ctx *c = arg;
+    const struct dht__entry *p = c->prev;
+
+    if (p != NULL && dht_id_eq(&p->key, &e->key)) {
+        if (dht_id_eq(&p->value_id, &e->value_id))
+            return false;
+        if (memcmp(p->owner, e->owner, DHT_RECORD_OWNER_LEN) != 0)
+            return false;
+        if (c->n_key >= c->s->cfg.max_values_per_key)
+            return false;
+        c->n_key++;
+    } else {
+        c->n_key = 1;
+    }
+    c->prev = e;
     return true;
 }
 
-static int load_row(const uint8_t *key, size_t key_len, const uint8_t *vid, size_t vid_len,
-                    uint64_t keep_until, const uint8_t *blob, size_t blob_len, void *arg)
+static void load_gone(struct dht__entry *e, void *arg)
 {
     struct load_ctx *c = arg;
 
-    if (key == NULL || vid == NULL || key_len != DHT_ID_LEN || vid_len != DHT_ID_LEN) {
-        /* Not a pair we can name: the next flush rewrites the table. */
-        c->s->st.load_skipped++;
-        c->s->resync = true;
-        return 0;
-    }
-    if (!load_row_ok(c, key, key_len, vid, vid_len, keep_until, blob, blob_len)) {
-        struct dht_id k, v;
-        c->s->st.load_skipped++;
-        memcpy(k.b, key, DHT_ID_LEN);
-        memcpy(v.b, vid, DHT_ID_LEN);
-        /* Listed as a change with no entry: the next flush deletes the row. */
-        note_change(c->s, NULL, &k, &v, false, false);
-    }
-    return 0;
+    account_remove(c->s, e);
+    c->s->st.load_skipped++;
+    note_row_gone(c->s, &e->key, &e->value_id, e->rowid);
 }
 
 static int store_load(struct dht_store **out, const struct dht_store_config *cfg,
@@ -456,7 +532,13 @@ static int store_load(struct dht_store **out, const struct dht_store_config *cfg
     s->sql = q;
     c.s = s;
     c.now_ms = now_ms;
+    c.prev = NULL;
+    c.n_key = 0;
     rc = dht__sql_load(q, load_row, &c);
+    if (rc == 0 && s->idx.n > 1) {
+        qsort(s->idx.v, s->idx.n, sizeof(*s->idx.v), load_cmp);
+        (void)dht__index_filter(&s->idx, load_keep, load_gone, &c);
+    }
     if (rc < 0) {
         /* A half-read table must not be "flushed" back over the file. */
         s->n_pending = 0;
@@ -524,7 +606,6 @@ int dht_store_put(struct dht_store *s, const struct dht_record *rec, uint64_t no
     size_t pos, i;
     unsigned n_key = 0;
     uint64_t keep_until, ttl_limit;
-    bool was_dirty = false;
     int rc;
 
     /* Rule 1: well-formed. */
@@ -596,7 +677,9 @@ int dht_store_put(struct dht_store *s, const struct dht_record *rec, uint64_t no
     if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec->key) &&
         dht_id_eq(&s->idx.v[pos]->value_id, &rec->value_id)) {
         struct dht__entry *prev = s->idx.v[pos];
-        was_dirty = prev->dirty != 0;
+        /* The file still holds prev's row (if any): e's write will replace it. */
+        e->rowid = prev->rowid;
+        e->dirty = prev->dirty;
         account_remove(s, prev);
         free(prev);
         s->idx.v[pos] = e;
@@ -610,7 +693,7 @@ int dht_store_put(struct dht_store *s, const struct dht_record *rec, uint64_t no
     }
     account_add(s, e);
     s->st.stored++;
-    note_change(s, e, &rec->key, &rec->value_id, was_dirty, true);
+    note_put(s, e);
     return 0;
 }
 
@@ -665,7 +748,7 @@ static void sweep_gone(struct dht__entry *e, void *arg)
 
     account_remove(w->s, e);
     (*w->counter)++;
-    note_change(w->s, NULL, &e->key, &e->value_id, e->dirty != 0, false);
+    note_row_gone(w->s, &e->key, &e->value_id, e->rowid);
 }
 
 static int sweep_run(struct sweep *w)

@@ -30,7 +30,8 @@ struct dht__entry {
     uint8_t sig[DHT_RECORD_SIG_LEN];
     uint16_t value_len;
     uint8_t tombstone;
-    uint8_t dirty; /* already listed in the pending list (sqlite stores only) */
+    uint8_t dirty; /* changed since the last flush and listed (sqlite stores only) */
+    int64_t rowid; /* sqlite row holding the last flushed version of the pair, 0: none */
     uint8_t value[];
 };
 
@@ -59,21 +60,24 @@ size_t dht__index_filter(struct dht__index *idx, bool (*keep)(const struct dht__
 struct dht__entry *dht__entry_new(const struct dht_record *rec, uint64_t keep_until);
 void dht__entry_to_record(const struct dht__entry *e, struct dht_record *out);
 
-/* store_sqlite.c: the durable copy, one row per (key, value_id). */
+/* store_sqlite.c: the durable copy, an append-only table of rows (see there). */
 struct dht__sql;
 int dht__sql_open(struct dht__sql **out, const char *path);
 int dht__sql_attach(struct dht__sql **out, struct sqlite3 *db);
 void dht__sql_free(struct dht__sql *q);
-/* Calls row() for every stored row; key/value_id/blob point into sqlite memory valid
- * during the call only.  A nonzero return from row() stops and is returned. */
-typedef int (*dht__sql_row_cb)(const uint8_t *key, size_t key_len, const uint8_t *value_id,
-                               size_t value_id_len, uint64_t keep_until, const uint8_t *blob,
-                               size_t blob_len, void *arg);
+/* Calls row() for every stored row in rowid order; key/value_id/blob point into
+ * sqlite memory valid during the call only.  A nonzero return from row() stops the
+ * scan and is returned. */
+typedef int (*dht__sql_row_cb)(int64_t rowid, const uint8_t *key, size_t key_len,
+                               const uint8_t *value_id, size_t value_id_len, uint64_t keep_until,
+                               const uint8_t *blob, size_t blob_len, void *arg);
 int dht__sql_load(struct dht__sql *q, dht__sql_row_cb row, void *arg);
-/* One transaction: begin, any number of upserts/deletes, then commit or rollback. */
+/* One transaction: begin, any number of inserts/deletes, then commit or rollback.
+ * begin fails with -EBUSY, changing nothing, when the connection is already inside
+ * a transaction or the file is locked. */
 int dht__sql_begin(struct dht__sql *q);
-int dht__sql_upsert(struct dht__sql *q, const struct dht__entry *e);
-int dht__sql_delete(struct dht__sql *q, const struct dht_id *key, const struct dht_id *value_id);
+int dht__sql_insert(struct dht__sql *q, const struct dht__entry *e, int64_t *rowid);
+int dht__sql_delete(struct dht__sql *q, int64_t rowid);
 int dht__sql_delete_all(struct dht__sql *q);
 int dht__sql_commit(struct dht__sql *q);
 void dht__sql_rollback(struct dht__sql *q);

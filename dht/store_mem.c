@@ -157,6 +157,7 @@ struct dht__entry *dht__entry_new(const struct dht_record *rec, uint64_t keep_un
     e->value_len = (uint16_t)rec->value_len;
     e->tombstone = rec->tombstone ? 1 : 0;
     e->dirty = 0;
+    e->rowid = 0;
     if (rec->value_len > 0)
         memcpy(e->value, rec->value, rec->value_len);
     return e;

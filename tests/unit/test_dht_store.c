@@ -914,6 +914,75 @@ static void test_sqlite_group_commit(void **state)
     assert_int_equal(count_rows(path), 25);
 }
 
+static void test_sqlite_replace_and_resync(void **state)
+{
+    (void)state;
+    char path[128];
+    struct dht_store *s;
+    struct dht_store_config cfg;
+    struct dht_store_stats st;
+    struct dht_record out[1];
+    size_t n;
+    sqlite3 *db;
+
+    /* A replaced version leaves exactly one row, across flushes. */
+    db_path(path, sizeof(path), "replace.db");
+    assert_int_equal(dht_store_open(&s, NULL, path, T0), 0);
+    struct dht_record v1 = rec_make(&alice, key_n(1), 1, 1, T0 + MIN, "v1");
+    struct dht_record v2 = rec_make(&alice, key_n(1), 1, 2, T0 + MIN, "v2");
+    struct dht_record v3 = rec_make(&alice, key_n(1), 1, 3, T0 + 2 * MIN, NULL);
+    struct dht_record w = rec_make(&alice, key_n(2), 1, 1, T0 + MIN, "w");
+    assert_int_equal(dht_store_put(s, &v1, T0), 0);
+    assert_int_equal(dht_store_put(s, &w, T0), 0);
+    assert_int_equal(dht_store_flush(s), 0);
+    assert_int_equal(dht_store_put(s, &v2, T0), 0);
+    assert_int_equal(dht_store_flush(s), 0);
+    assert_int_equal(count_rows(path), 2);
+    /* Replaced, then swept before the flush: its row still goes. */
+    assert_int_equal(dht_store_put(s, &v3, T0), 0);
+    assert_int_equal(dht_store_expire(s, T0 + MIN), 1); /* w */
+    assert_int_equal(dht_store_flush(s), 0);
+    assert_int_equal(count_rows(path), 1);
+    dht_store_free(s);
+    assert_int_equal(dht_store_open(&s, NULL, path, T0 + MIN), 0);
+    assert_int_equal(dht_store_get(s, &v1.key, T0 + MIN, out, 1, &n), 0);
+    assert_int_equal(n, 0);
+    struct dht_record f;
+    assert_int_equal(dht_store_find(s, &v1.key, &v1.value_id, T0 + MIN, &f), 0);
+    assert_true(dht_record_equal(&f, &v3));
+    dht_store_free(s);
+
+    /* The pending list overflows while sqlite is unavailable (the daemon holds a
+     * transaction): memory stays bounded and the next flush rewrites the table. */
+    db_path(path, sizeof(path), "resync.db");
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    dht_store_config_init(&cfg);
+    cfg.max_pending = 4;
+    assert_int_equal(dht_store_attach(&s, &cfg, db, T0), 0);
+    assert_int_equal(dht_store_put(s, &w, T0), 0);
+    assert_int_equal(dht_store_flush(s), 0);
+    assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    for (unsigned i = 10; i < 20; i++) {
+        struct dht_record r = rec_make(&alice, key_n(i), 1, 1, T0 + MIN, "c");
+        assert_int_equal(dht_store_put(s, &r, T0), 0);
+    }
+    assert_int_equal(dht_store_flush(s), -EBUSY);
+    dht_store_get_stats(s, &st);
+    assert_true(st.flush_errors >= 2);
+    assert_int_equal(dht_store_pending(s), 11); /* everything: a full rewrite */
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(dht_store_flush(s), 0);
+    assert_int_equal(dht_store_pending(s), 0);
+    dht_store_free(s);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    assert_int_equal(count_rows(path), 11);
+    assert_int_equal(dht_store_open(&s, NULL, path, T0), 0);
+    dht_store_get_stats(s, &st);
+    assert_int_equal(st.records, 11);
+    assert_int_equal(st.load_skipped, 0);
+    dht_store_free(s);
+}
+
 static void test_sqlite_kill9_loses_only_unflushed(void **state)
 {
     (void)state;
@@ -1076,7 +1145,9 @@ static void test_sqlite_bad_rows_not_loaded(void **state)
     blob[n - 1] ^= 1;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(
-        sqlite3_prepare_v2(db, "INSERT INTO dht_records VALUES (?, ?, ?, ?)", -1, &ins, NULL),
+        sqlite3_prepare_v2(
+            db, "INSERT INTO dht_records(key, value_id, keep_until, record) VALUES (?, ?, ?, ?)",
+            -1, &ins, NULL),
         SQLITE_OK);
     sqlite3_bind_blob(ins, 1, tampered.key.b, 20, SQLITE_STATIC);
     sqlite3_bind_blob(ins, 2, tampered.value_id.b, 20, SQLITE_STATIC);
@@ -1094,18 +1165,56 @@ static void test_sqlite_bad_rows_not_loaded(void **state)
     sqlite3_bind_blob(ins, 1, k4.b, 20, SQLITE_STATIC);
     sqlite3_bind_blob(ins, 4, blob, n, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+    sqlite3_reset(ins);
+    /* Two versions of one pair (the table is append-only, so this can only come
+     * from a crash between writes or an edit): the higher seq wins. */
+    struct dht_record v1 = rec_make(&alice, key_n(5), 1, 1, T0 + MIN, "v1");
+    struct dht_record v2 = rec_make(&alice, key_n(5), 1, 2, T0 + MIN, "v2");
+    const struct dht_record *vs[2] = {&v2, &v1};
+    for (int i = 0; i < 2; i++) {
+        n = dht_record_encode(vs[i], blob, sizeof(blob));
+        sqlite3_bind_blob(ins, 1, vs[i]->key.b, 20, SQLITE_STATIC);
+        sqlite3_bind_blob(ins, 2, vs[i]->value_id.b, 20, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 3, (sqlite3_int64)(T0 + MIN));
+        sqlite3_bind_blob(ins, 4, blob, n, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+        sqlite3_reset(ins);
+    }
+    /* A second owner under a key already held: only one owner is loaded. */
+    struct dht_record mk = rec_make(&mallory, key_n(1), 9, 1, T0 + MIN, "mallory");
+    n = dht_record_encode(&mk, blob, sizeof(blob));
+    sqlite3_bind_blob(ins, 1, mk.key.b, 20, SQLITE_STATIC);
+    sqlite3_bind_blob(ins, 2, mk.value_id.b, 20, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 3, (sqlite3_int64)(T0 + MIN));
+    sqlite3_bind_blob(ins, 4, blob, n, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
     sqlite3_finalize(ins);
     sqlite3_close(db);
-    assert_int_equal(count_rows(path), 4);
+    assert_int_equal(count_rows(path), 7);
 
     assert_int_equal(dht_store_open(&s, NULL, path, T0), 0);
     dht_store_get_stats(s, &st);
-    assert_int_equal(st.records, 1);
-    assert_int_equal(st.load_skipped, 3);
-    assert_int_equal(n_live(s, key_n(1), T0), 1);
+    assert_int_equal(st.records, 2);
+    assert_int_equal(st.load_skipped, 5);
+    struct dht_record out[2];
+    size_t got;
+    assert_int_equal(dht_store_get(s, &good.key, T0, out, 2, &got), 0);
+    assert_int_equal(got, 1);
+    assert_true(dht_record_equal(&out[0], &good));
     assert_int_equal(n_live(s, key_n(2), T0), 0);
+    struct dht_id k5 = key_n(5);
+    assert_int_equal(dht_store_get(s, &k5, T0, out, 2, &got), 0);
+    assert_int_equal(got, 1);
+    assert_true(dht_record_equal(&out[0], &v2));
     dht_store_free(s);
-    assert_int_equal(count_rows(path), 1);
+    assert_int_equal(count_rows(path), 2);
+
+    /* The survivors load again, unchanged. */
+    assert_int_equal(dht_store_open(&s, NULL, path, T0), 0);
+    dht_store_get_stats(s, &st);
+    assert_int_equal(st.records, 2);
+    assert_int_equal(st.load_skipped, 0);
+    dht_store_free(s);
 }
 
 static void test_sqlite_newer_schema_refused(void **state)
@@ -1152,6 +1261,7 @@ int main(void)
         cmocka_unit_test(test_subrange_small_and_full),
         cmocka_unit_test(test_sqlite_reopen),
         cmocka_unit_test(test_sqlite_group_commit),
+        cmocka_unit_test(test_sqlite_replace_and_resync),
         cmocka_unit_test(test_sqlite_kill9_loses_only_unflushed),
         cmocka_unit_test(test_sqlite_kill9_mid_stream_keeps_whole_batches),
         cmocka_unit_test(test_sqlite_shared_connection),
