@@ -1,7 +1,7 @@
 /*
  * msg.c: the DHT wire codec, version 1.
  *
- * All integers are big-endian.  Header (28 bytes):
+ * All integers are big-endian.  Header (30 bytes):
  *
  *   offset size field
  *        0    1 version = 1 (any other value: -EBADMSG)
@@ -11,6 +11,8 @@
  *        3    1 hops: incremented at each routing hop; routed messages over 64 die
  *        4    4 txid: per-hop transaction id, echoed by ACK
  *        8   20 sender node ID (the immediate sender, rewritten at every hop)
+ *       28    2 total length of the message, header included: must equal the
+ *               length received, so every truncation (and trailing junk) is refused
  *
  * Then attributes until the end of the buffer, each: u16 code, u16 length, value.
  * An unknown code is skipped by its length; a known code with a wrong length, a
@@ -224,6 +226,12 @@ int dht_msg_decode(struct dht_msg *out, const uint8_t *buf, size_t len)
     (void)rd_u8(&r, &out->hops);
     (void)rd_u32(&r, &out->txid);
     (void)rd_bytes(&r, out->sender.b, DHT_ID_LEN);
+    {
+        uint16_t total = 0;
+        (void)rd_u16(&r, &total); /* len >= header length was checked */
+        if (total != len)
+            return -EBADMSG;
+    }
 
     while (r.left > 0) {
         uint16_t code, alen;
@@ -326,6 +334,7 @@ int dht_msg_encode(const struct dht_msg *m, uint8_t *buf, size_t cap)
     wr_u8(&w, m->hops);
     wr_u32(&w, m->txid);
     wr_bytes(&w, m->sender.b, DHT_ID_LEN);
+    wr_u16(&w, 0); /* total length, patched below */
 
     if (h & DHT_HAVE(DHT_ATTR_KEY))
         wr_attr(&w, DHT_ATTR_KEY, m->key.b, DHT_ID_LEN);
@@ -403,6 +412,8 @@ int dht_msg_encode(const struct dht_msg *m, uint8_t *buf, size_t cap)
     }
     if (w.err)
         return w.err;
+    buf[DHT_MSG_OFF_LEN] = (uint8_t)(w.len >> 8);
+    buf[DHT_MSG_OFF_LEN + 1] = (uint8_t)w.len;
     return (int)w.len;
 }
 

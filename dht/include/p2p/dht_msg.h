@@ -2,8 +2,8 @@
  * dht_msg.h: the DHT wire codec (version 1).  Full table in dht/msg.c and
  * docs/DHT-WIRE.md.
  *
- * A message is a 28-byte header (version, type, flags, hop count, transaction id,
- * sender node ID) followed by TLV attributes (u16 code, u16 length, value).  The
+ * A message is a 30-byte header (version, type, flags, hop count, transaction id,
+ * sender node ID, total length) followed by TLV attributes (u16 code, u16 length, value).  The
  * decoder takes (buf, len), never reads past it, checks every length, skips unknown
  * attributes and caps every count; a decoded message points into buf (peers and
  * records are copied out into fixed arrays, record values stay slices into buf).
@@ -23,7 +23,7 @@
 #include "p2p/dht_record.h"
 
 #define DHT_MSG_VERSION 1
-#define DHT_MSG_HEADER_LEN 28
+#define DHT_MSG_HEADER_LEN 30
 #define DHT_MSG_MAX 65535     /* hard cap on one encoded message */
 #define DHT_MSG_ATTRS_MAX 64  /* attributes in one message, known or not */
 #define DHT_MSG_PEERS_MAX 48  /* peers in one PEERS attribute */
@@ -156,5 +156,6 @@ const char *dht_msg_type_name(unsigned type);
 #define DHT_MSG_OFF_HOPS 3
 #define DHT_MSG_OFF_TXID 4
 #define DHT_MSG_OFF_SENDER 8
+#define DHT_MSG_OFF_LEN 28
 
 #endif
