@@ -417,9 +417,24 @@ static void cancel_others(struct proxy_req *r, const struct proxy_branch *except
 
 /* ---- forwarding (RFC 3261 16.6) ---- */
 
+/*
+ * Once a branch has its final non-2xx answer, its client transaction has nothing
+ * more for us (it sends the ACK itself, 17.1.1.3, and absorbs retransmissions):
+ * it is detached, so that the branch slot can be reused by the next q group
+ * while the transaction lingers in Completed.
+ */
+static void branch_detach(struct proxy_branch *b)
+{
+    if (b->client) {
+        sip_tsx_set_arg(b->client, NULL);
+        b->client = NULL;
+    }
+}
+
 /* Marks a branch final with a status we made up (408 timeout, 503 transport). */
 static void branch_fail(struct proxy_branch *b, unsigned status)
 {
+    branch_detach(b);
     if (b->final)
         return;
     b->final = true;
@@ -693,6 +708,8 @@ static void on_branch_response(struct proxy_branch *b, const struct sip_msg *msg
             b->final = true;
             b->status = s;
         }
+        if (!r->is_invite)
+            branch_detach(b); /* only an INVITE sees further 2xx (forking UAS) */
         cancel_others(r, b);
         return;
     }
@@ -700,6 +717,7 @@ static void on_branch_response(struct proxy_branch *b, const struct sip_msg *msg
         return;
     b->final = true;
     b->status = s;
+    branch_detach(b);
     b->resp = malloc(raw.len);
     if (b->resp) {
         memcpy(b->resp, raw.p, raw.len);

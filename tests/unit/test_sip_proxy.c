@@ -384,6 +384,15 @@ static void test_q_groups_sequential(void **state)
     assert_true(k > 0);
     answer(&f, k, 200, "b3");
     assert_int_equal(count_sent(&f, NULL, 200, 5070), 1);
+    /* a 2xx retransmitted by the second phone still goes upstream (RFC 6026),
+     * although the first group's transaction lingered in Completed meanwhile */
+    advance(&f, 20000);
+    answer(&f, k, 200, "b3");
+    assert_int_equal(count_sent(&f, NULL, 200, 5070), 2);
+    /* every transaction ends, and with them the request */
+    advance(&f, 60000);
+    assert_int_equal(sip_tsx_layer_count(sip_proxy_tsx(f.proxy)), 0);
+    assert_int_equal(sip_proxy_requests(f.proxy), 0);
     fx_stop(&f);
 }
 
