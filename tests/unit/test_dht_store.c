@@ -1236,6 +1236,142 @@ static void test_sqlite_newer_schema_refused(void **state)
     assert_null(s);
 }
 
+/* ---- randomized: rules against a reference model, sqlite against memory -------- */
+
+#define M_KEYS 6
+#define M_VIDS 4
+
+struct model_slot {
+    bool used;
+    struct dht_record r;
+    uint64_t keep;
+};
+
+static uint64_t rng_next(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* The rules of dht_store.h, written plainly over a small table. */
+static int model_put(struct model_slot m[M_KEYS][M_VIDS], unsigned k, unsigned v,
+                     const struct dht_record *r, uint64_t now)
+{
+    struct model_slot *old = m[k][v].used && m[k][v].keep > now ? &m[k][v] : NULL;
+    uint64_t keep = r->expiry_ms;
+
+    if (old != NULL && dht_record_equal(&old->r, r))
+        return -EALREADY;
+    if (dht_record_verify(r) < 0)
+        return -EBADMSG;
+    if (r->tombstone && old != NULL && old->keep > keep)
+        keep = old->keep;
+    if (keep <= now)
+        return -ETIMEDOUT;
+    for (unsigned j = 0; j < M_VIDS; j++)
+        if (m[k][j].used && m[k][j].keep > now && memcmp(m[k][j].r.owner, r->owner, 32) != 0)
+            return -EPERM;
+    if (old != NULL && old->r.seq >= r->seq)
+        return -ESTALE;
+    m[k][v].used = true;
+    m[k][v].r = *r; /* values are string literals: the pointer stays valid */
+    m[k][v].keep = keep;
+    return 0;
+}
+
+static void test_random_against_model_and_reopen(void **state)
+{
+    (void)state;
+    static const char *const values[] = {"a", "bb", "ccc"};
+    struct model_slot m[M_KEYS][M_VIDS];
+    struct dht_store_config cfg;
+    struct dht_store *mem, *disk;
+    char path[128];
+    uint64_t x = 0x9e3779b97f4a7c15ull, now = T0;
+    struct dht_id lo = id_top(0, 0), hi = id_hex("ffffffffffffffffffffffffffffffffffffffff");
+    unsigned stored = 0;
+
+    memset(m, 0, sizeof(m));
+    db_path(path, sizeof(path), "random.db");
+    dht_store_config_init(&cfg);
+    cfg.max_pending = 7; /* exercise auto-flush */
+    assert_int_equal(dht_store_new(&mem, &cfg), 0);
+    assert_int_equal(dht_store_open(&disk, &cfg, path, now), 0);
+
+    for (unsigned op = 0; op < 3000; op++) {
+        uint64_t r = rng_next(&x);
+        unsigned k = (unsigned)(r % M_KEYS), v = (unsigned)((r >> 8) % M_VIDS);
+        if ((r >> 16) % 50 == 0) {
+            now += MIN / 2;
+            assert_int_equal(dht_store_expire(mem, now), dht_store_expire(disk, now));
+            continue;
+        }
+        if ((r >> 16) % 50 == 1) {
+            assert_int_equal(dht_store_flush(disk), 0);
+            continue;
+        }
+        if ((r >> 16) % 97 == 2) { /* reopen: the file must give back the same set */
+            assert_int_equal(dht_store_flush(disk), 0);
+            dht_store_free(disk);
+            assert_int_equal(dht_store_open(&disk, &cfg, path, now), 0);
+        }
+        const struct keypair *kp = (r >> 24) % 8 == 0 ? &mallory : &alice;
+        uint64_t seq = 1 + (r >> 28) % 6;
+        uint64_t expiry = now - MIN / 4 + ((r >> 32) % 8) * (MIN / 2);
+        bool tomb = (r >> 40) % 4 == 0;
+        struct dht_record rec = rec_make(kp, id_top((uint8_t)(0x20 * k), 0), (uint8_t)v, seq,
+                                         expiry, tomb ? NULL : values[(r >> 44) % 3]);
+        if ((r >> 48) % 20 == 0)
+            rec.sig[7] ^= 1;
+        /* Replays of the model's own record, to hit the idempotent path. */
+        if ((r >> 52) % 10 == 0 && m[k][v].used)
+            rec = m[k][v].r;
+        int want = model_put(m, k, v, &rec, now);
+        assert_int_equal(dht_store_put(mem, &rec, now), want);
+        assert_int_equal(dht_store_put(disk, &rec, now), want);
+        stored += want == 0;
+
+        /* get agrees with the model for that key. */
+        struct dht_record out[M_VIDS];
+        size_t n, expect = 0;
+        struct dht_id key = id_top((uint8_t)(0x20 * k), 0);
+        assert_int_equal(dht_store_get(mem, &key, now, out, M_VIDS, &n), 0);
+        for (unsigned j = 0; j < M_VIDS; j++) {
+            const struct model_slot *sl = &m[k][j];
+            if (sl->used && sl->keep > now && !sl->r.tombstone && sl->r.expiry_ms > now) {
+                assert_true(expect < n);
+                assert_true(dht_record_equal(&out[expect], &sl->r));
+                expect++;
+            }
+        }
+        assert_int_equal(n, expect);
+    }
+    assert_true(stored > 100);
+
+    /* Both stores and a reopened file hold the same set. */
+    struct dht_store_summary a, b, c;
+    assert_int_equal(dht_store_summarize(mem, &lo, &hi, now, &a), 0);
+    assert_int_equal(dht_store_summarize(disk, &lo, &hi, now, &b), 0);
+    assert_int_equal(dht_store_flush(disk), 0);
+    dht_store_free(disk);
+    assert_int_equal(dht_store_open(&disk, &cfg, path, now), 0);
+    assert_int_equal(dht_store_summarize(disk, &lo, &hi, now, &c), 0);
+    assert_true(a.count > 0);
+    assert_int_equal(a.count, b.count);
+    assert_int_equal(a.count, c.count);
+    assert_memory_equal(a.digest, b.digest, DHT_STORE_DIGEST_LEN);
+    assert_memory_equal(a.digest, c.digest, DHT_STORE_DIGEST_LEN);
+    struct dht_store_stats st;
+    dht_store_get_stats(disk, &st);
+    assert_int_equal(st.load_skipped, 0);
+    /* No row left behind for replaced or swept versions. */
+    assert_int_equal(count_rows(path), (long long)st.records);
+    dht_store_free(mem);
+    dht_store_free(disk);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -1267,6 +1403,7 @@ int main(void)
         cmocka_unit_test(test_sqlite_shared_connection),
         cmocka_unit_test(test_sqlite_bad_rows_not_loaded),
         cmocka_unit_test(test_sqlite_newer_schema_refused),
+        cmocka_unit_test(test_random_against_model_and_reopen),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -85,7 +85,7 @@ struct dht_store_stats {
     uint64_t refused_invalid, refused_replay, refused_badsig, refused_expired, refused_ttl,
         refused_owner, refused_stale, refused_full;
     uint64_t flushes, flush_errors;
-    uint64_t load_skipped; /* rows dropped at open: undecodable, bad signature, expired */
+    uint64_t load_skipped; /* rows dropped at open (see dht_store_open) */
 };
 
 /* Summary of a range: how many present records, and a digest over their identities. */
@@ -104,9 +104,11 @@ int dht_store_new(struct dht_store **out, const struct dht_store_config *cfg);
  * Opens (creating if needed) the sqlite database at path, sets WAL and
  * synchronous=NORMAL, creates the dht_ tables on first open (schema version kept in
  * table dht_meta, not in PRAGMA user_version, because the file may be shared with
- * the daemon's own tables), and loads every record still present at now_ms.  Rows
- * that do not decode, do not verify or are expired are skipped and deleted
- * (counted in load_skipped).  Returns 0, -ENOMEM, -EIO (sqlite error),
+ * the daemon's own tables), and loads every record still present at now_ms,
+ * verifying each signature again (about 55 us per record).  Rows that do not
+ * decode, do not verify or are expired, older versions of a pair, records of a
+ * second owner under a key and rows past the caps are skipped and deleted (counted
+ * in load_skipped).  Returns 0, -ENOMEM, -EIO (sqlite error),
  * -EPROTO (the file has a newer dht schema version than this code).
  */
 int dht_store_open(struct dht_store **out, const struct dht_store_config *cfg, const char *path,
