@@ -140,13 +140,15 @@ bool dht_route_leaf_promising(const struct dht_route *rt, const struct dht_id *i
 bool dht_route_useful(const struct dht_route *rt, const struct dht_id *id)
 {
     unsigned r;
+    uint16_t cell;
 
     if (dht_id_eq(id, &rt->self) || find_index(rt, id) >= 0)
         return false;
     if (dht_route_leaf_promising(rt, id))
         return true;
     r = dht_id_shared_prefix(&rt->self, id);
-    return rt->cells[r][dht_id_digit(id, r)] == 0;
+    cell = rt->cells[r][dht_id_digit(id, r)];
+    return cell == 0 || (rt->pool[cell - 1].flags & DHT_NBR_SUSPECT);
 }
 
 static void release_if_unused(struct dht_route *rt, unsigned i)

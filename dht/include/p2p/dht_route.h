@@ -100,8 +100,8 @@ void dht_route_free(struct dht_route *rt);
 struct dht_nbr *dht_route_find(const struct dht_route *rt, const struct dht_id *id);
 
 /*
- * Would p enter the leaf set or fill an empty routing-table cell?  (Used to decide
- * whether a node learned second-hand is worth probing.)
+ * Would p enter the leaf set or fill an empty (or suspect-held) routing-table cell?  (Used to
+ * decide whether a node learned second-hand is worth probing.)
  */
 bool dht_route_useful(const struct dht_route *rt, const struct dht_id *id);
 
