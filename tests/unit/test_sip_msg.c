@@ -116,6 +116,15 @@ static void test_datagram_body(void **state)
     assert_int_equal(sip_msg_parse(&msg, m, strlen(m), SIP_MSG_DGRAM, &err), -EBADMSG);
     assert_int_equal(err.hdr, SIP_HDR_CONTENT_LENGTH);
     assert_int_equal(sip_msg_parse(&msg, "", 0, SIP_MSG_DGRAM, NULL), -EBADMSG);
+    /* after any error, msg describes this input, never the previous one */
+    assert_true(parse(REG, SIP_MSG_DGRAM) > 0);
+    assert_true(sip_msg_answerable(&msg));
+    static char huge[SIP_MSG_MAX_SIZE + 1];
+    memcpy(huge, REG, strlen(REG));
+    assert_int_equal(sip_msg_parse(&msg, huge, sizeof(huge), SIP_MSG_DGRAM, NULL), -EMSGSIZE);
+    assert_int_equal(msg.nhdrs, 0);
+    assert_false(sip_msg_answerable(&msg));
+    assert_null(sip_msg_hdr(&msg, SIP_HDR_VIA));
 }
 
 static void test_caps_on_incomplete_input(void **state)
