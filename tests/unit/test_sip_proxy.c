@@ -829,6 +829,64 @@ static void test_keepalive_removes_silent_udp_contact(void **state)
     fx_stop(&f);
 }
 
+static void test_strict_router_before_us(void **state)
+{
+    static struct fixture f;
+    int k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    /* 16.4: a strict router put our Record-Route URI in the Request-URI and the
+     * real one in the last Route */
+    feed(&f, "192.0.2.40", 5060,
+         "INFO sip:10.0.0.1:5062;lr SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 192.0.2.40:5060;branch=z9hG4bK-s1\r\n"
+         "Max-Forwards: 70\r\n"
+         "Route: <sip:bob@127.0.0.1:6001>\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>;tag=b2\r\n"
+         "Call-ID: s1\r\nCSeq: 3 INFO\r\nContent-Length: 0\r\n\r\n");
+    k = find_sent(&f, 0, "INFO", 0, 6001);
+    assert_true(k >= 0);
+    assert_true(p2p_slice_eq(f.sent[k].m.ruri, P2P_SLICE_LIT("sip:bob@127.0.0.1:6001")));
+    assert_null(sip_msg_hdr(&f.sent[k].m, SIP_HDR_ROUTE));
+    fx_stop(&f);
+}
+
+static void test_other_methods(void **state)
+{
+    static struct fixture f;
+    static const char *methods[] = {"MESSAGE", "SUBSCRIBE", "REFER", "PUBLISH", "FOO"};
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        char req[1024];
+        int k;
+        snprintf(req, sizeof(req),
+                 "%s sip:bob@example.org SIP/2.0\r\n"
+                 "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-o%zu\r\n"
+                 "Max-Forwards: 70\r\n"
+                 "From: <sip:alice@example.org>;tag=a1\r\n"
+                 "To: <sip:bob@example.org>\r\n"
+                 "Call-ID: o%zu\r\nCSeq: 1 %s\r\nEvent: presence\r\nRefer-To: <sip:c@x.org>\r\n"
+                 "Content-Length: 0\r\n\r\n",
+                 methods[i], i, i, methods[i]);
+        feed(&f, "127.0.0.1", 5070, req);
+        f.lk_n = 0;
+        add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+        lookup_complete(&f);
+        k = find_sent(&f, 0, methods[i], 0, 6001);
+        assert_true(k >= 0);
+        /* Record-Route only on dialog-creating requests (16.6 step 4) */
+        assert_int_equal(sip_msg_hdr(&f.sent[k].m, SIP_HDR_RECORD_ROUTE) != NULL, i == 1 || i == 2);
+        answer(&f, k, 202, "b1");
+        assert_true(find_sent(&f, 0, NULL, 202, 5070) >= 0);
+        f.nsent = 0;
+    }
+    fx_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -848,6 +906,8 @@ int main(void)
         cmocka_unit_test(test_timer_c_cancels),
         cmocka_unit_test(test_relay_policy_and_outbound_route),
         cmocka_unit_test(test_keepalive_removes_silent_udp_contact),
+        cmocka_unit_test(test_strict_router_before_us),
+        cmocka_unit_test(test_other_methods),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
