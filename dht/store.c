@@ -151,7 +151,7 @@ int dht_store_subrange(const struct dht_id *low, const struct dht_id *high, unsi
     } else {
         struct dht_id next, one;
         memset(&next, 0, sizeof(next));
-        for (unsigned j = 0; j < 5; j++)
+        for (unsigned j = 0; j < 4; j++) /* i + 1 <= 15 here */
             if ((i + 1) & (1u << j))
                 id_set_bit(&next, shift + j);
         memset(&one, 0, sizeof(one));
