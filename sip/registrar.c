@@ -492,7 +492,7 @@ static unsigned compute_changes(struct sip_registrar *reg, const struct sip_msg 
     struct sip_cseq cseq;
     uint32_t hdr_expires = reg->cfg.default_expires_s;
     bool star = false;
-    size_t ncontacts = 0, nnew = 0;
+    size_t ncontacts = 0, nnew = 0, nremoved = 0;
 
     h = sip_msg_hdr(req, SIP_HDR_CALL_ID);
     if (h)
@@ -599,8 +599,10 @@ static unsigned compute_changes(struct sip_registrar *reg, const struct sip_msg 
                 *reason = "Out of order CSeq";
                 return 500;
             }
-            if (ch->remove)
+            if (ch->remove) {
                 ch->b = old->b; /* publish the removal of what is stored */
+                nremoved++;
+            }
         } else if (ch->remove) {
             continue; /* removing what is not there: nothing to publish */
         } else {
@@ -608,7 +610,8 @@ static unsigned compute_changes(struct sip_registrar *reg, const struct sip_msg 
         }
         p->nchanges++;
     }
-    if ((a ? a->nbindings : 0) + nnew > reg->cfg.max_contacts) {
+    /* a phone replacing its contact in one request (remove + add) fits */
+    if ((a ? a->nbindings : 0) - nremoved + nnew > reg->cfg.max_contacts) {
         *reason = "Too many contacts";
         return 403;
     }

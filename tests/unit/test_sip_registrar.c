@@ -335,8 +335,17 @@ static void test_multi_contacts_q(void **state)
     do_register(&f, NULL, "c3", 1, "<sip:alice@127.0.0.1:5076>", NULL, 100 * 1000);
     assert_int_equal(f.resp.status, 403);
     assert_int_equal(sip_registrar_binding_count(f.reg), 3);
+    /* Replacing one contact by another in one request fits the limit. */
+    do_register(&f, NULL, "c3", 1,
+                "<sip:alice@127.0.0.1:5074>;expires=0, <sip:alice@127.0.0.1:5076>", NULL,
+                100 * 1000);
+    complete(&f, 100 * 1000);
+    assert_int_equal(f.resp.status, 200);
+    assert_int_equal(sip_registrar_binding_count(f.reg), 3);
+    assert_false(has_contact(&f, "5074"));
+    assert_true(has_contact(&f, "<sip:alice@127.0.0.1:5076>;expires=3600"));
     /* The same contact twice in one request is refused. */
-    do_register(&f, NULL, "c3", 2, "<sip:alice@127.0.0.1:5070>, <sip:alice@127.0.0.1:5070>", NULL,
+    do_register(&f, NULL, "c3", 3, "<sip:alice@127.0.0.1:5070>, <sip:alice@127.0.0.1:5070>", NULL,
                 100 * 1000);
     assert_int_equal(f.resp.status, 400);
     fx_stop(&f);
