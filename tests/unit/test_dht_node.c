@@ -1,0 +1,592 @@
+/*
+ * test_dht_node.c: the DHT node on small simulated rings (a FIFO network with a
+ * fixed 10 ms latency, driven by dht_node_next_deadline / dht_node_advance):
+ * join and leaf-set convergence, lookups reaching the true root, replication to
+ * R replicas with a quorum, handoff to a new replica-set member, failure
+ * detection and removal, owner-only puts, and bad input that must change nothing.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "p2p/dht_node.h"
+
+#define MAXN 32
+#define LAT 10
+
+struct qmsg {
+    uint64_t at;
+    unsigned to, from;
+    uint8_t *buf;
+    size_t len;
+};
+
+struct net;
+
+struct tnode {
+    struct net *net;
+    unsigned idx;
+    struct dht_node *node;
+    struct dht_store *store;
+    uint8_t pk[32], sk[64];
+    bool joined, down;
+    int join_status;
+};
+
+struct net {
+    struct tnode n[MAXN];
+    unsigned count;
+    struct qmsg *q;
+    size_t qh, qn, qcap;
+    uint64_t now;
+    struct dht_config cfg;
+    unsigned callbacks_inside; /* callbacks run inside the arming call: must stay 0 */
+    bool in_call;
+};
+
+static void addr_of(unsigned i, struct dht_addr *a)
+{
+    a->len = 1;
+    a->b[0] = (uint8_t)i;
+}
+
+static int tsend(void *arg, const struct dht_peer *to, const uint8_t *buf, size_t len)
+{
+    struct tnode *src = arg;
+    struct net *net = src->net;
+    struct qmsg *m;
+
+    assert_int_equal(to->addr.len, 1);
+    if (net->qn == net->qcap) {
+        /* compact, then grow */
+        memmove(net->q, net->q + net->qh, (net->qn - net->qh) * sizeof(*net->q));
+        net->qn -= net->qh;
+        net->qh = 0;
+        if (net->qn == net->qcap) {
+            net->qcap = net->qcap ? net->qcap * 2 : 256;
+            net->q = realloc(net->q, net->qcap * sizeof(*net->q));
+            assert_non_null(net->q);
+        }
+    }
+    m = &net->q[net->qn++];
+    m->at = net->now + LAT;
+    m->to = to->addr.b[0];
+    m->from = src->idx;
+    m->buf = malloc(len);
+    assert_non_null(m->buf);
+    memcpy(m->buf, buf, len);
+    m->len = len;
+    return 0;
+}
+
+static void net_init(struct net *net, unsigned leaf, unsigned replicas, unsigned quorum)
+{
+    memset(net, 0, sizeof(*net));
+    net->now = 1000;
+    dht_config_init(&net->cfg);
+    net->cfg.leaf_half = leaf;
+    net->cfg.replicas = replicas;
+    net->cfg.quorum = quorum;
+}
+
+/* Creates node i with a key pair derived from seed. */
+static struct tnode *net_add(struct net *net, uint8_t seed)
+{
+    struct tnode *t = &net->n[net->count];
+    struct dht_node_ops ops = {tsend, NULL, t};
+    struct dht_addr a;
+    uint8_t s[32];
+
+    memset(s, seed, sizeof(s));
+    t->net = net;
+    t->idx = net->count++;
+    crypto_sign_seed_keypair(t->pk, t->sk, s);
+    assert_int_equal(dht_store_new(&t->store, NULL), 0);
+    addr_of(t->idx, &a);
+    net->cfg.seed = seed;
+    assert_int_equal(dht_node_new(&t->node, t->pk, &a, &net->cfg, t->store, &ops, net->now), 0);
+    return t;
+}
+
+static void net_free(struct net *net)
+{
+    for (unsigned i = 0; i < net->count; i++) {
+        dht_node_free(net->n[i].node);
+        dht_store_free(net->n[i].store);
+    }
+    for (size_t k = net->qh; k < net->qn; k++)
+        free(net->q[k].buf);
+    free(net->q);
+}
+
+/* Runs the network until `until` (absolute ms). */
+static void net_run(struct net *net, uint64_t until)
+{
+    for (;;) {
+        uint64_t t = UINT64_MAX;
+        if (net->qh < net->qn)
+            t = net->q[net->qh].at;
+        for (unsigned i = 0; i < net->count; i++) {
+            uint64_t d;
+            if (net->n[i].down)
+                continue;
+            d = dht_node_next_deadline(net->n[i].node);
+            if (d < t)
+                t = d < net->now ? net->now : d;
+        }
+        if (t > until)
+            break;
+        net->now = t;
+        while (net->qh < net->qn && net->q[net->qh].at <= net->now) {
+            struct qmsg m = net->q[net->qh++];
+            struct dht_addr from;
+            if (m.to < net->count && !net->n[m.to].down) {
+                addr_of(m.from, &from);
+                (void)dht_node_recv(net->n[m.to].node, &from, m.buf, m.len, net->now);
+            }
+            free(m.buf);
+        }
+        for (unsigned i = 0; i < net->count; i++)
+            if (!net->n[i].down && dht_node_next_deadline(net->n[i].node) <= net->now)
+                dht_node_advance(net->n[i].node, net->now);
+    }
+    net->now = until;
+}
+
+static void on_join(int status, void *arg)
+{
+    struct tnode *t = arg;
+    if (t->net->in_call)
+        t->net->callbacks_inside++;
+    t->joined = status == 0;
+    t->join_status = status;
+}
+
+static void join(struct net *net, struct tnode *t, struct tnode *via)
+{
+    struct dht_peer bs;
+
+    net->in_call = true;
+    if (via == NULL) {
+        assert_int_equal(dht_node_join(t->node, NULL, on_join, t, net->now), 0);
+    } else {
+        bs = *dht_node_self(via->node);
+        assert_int_equal(dht_node_join(t->node, &bs, on_join, t, net->now), 0);
+    }
+    net->in_call = false;
+    assert_false(t->joined); /* never inside the call */
+    net_run(net, net->now + 2000);
+    assert_true(t->joined);
+}
+
+/* The live node closest to key. */
+static struct tnode *true_root(struct net *net, const struct dht_id *key)
+{
+    struct tnode *best = NULL;
+    for (unsigned i = 0; i < net->count; i++) {
+        if (net->n[i].down)
+            continue;
+        if (best == NULL ||
+            dht_id_closer(key, dht_node_id(net->n[i].node), dht_node_id(best->node)) < 0)
+            best = &net->n[i];
+    }
+    return best;
+}
+
+struct lk {
+    int status;
+    struct dht_peer root;
+    unsigned hops;
+    bool done;
+};
+
+static void on_lookup(int status, const struct dht_peer *root, unsigned hops, void *arg)
+{
+    struct lk *l = arg;
+    l->status = status;
+    if (root != NULL)
+        l->root = *root;
+    l->hops = hops;
+    l->done = true;
+}
+
+static void rand_id(struct dht_id *id, unsigned seed)
+{
+    dht_id_hash(id, &seed, sizeof(seed));
+}
+
+static struct net *ring(unsigned n, unsigned leaf, unsigned r, unsigned q)
+{
+    struct net *net = calloc(1, sizeof(*net));
+    assert_non_null(net);
+    net_init(net, leaf, r, q);
+    for (unsigned i = 0; i < n; i++) {
+        struct tnode *t = net_add(net, (uint8_t)(i + 1));
+        join(net, t, i == 0 ? NULL : &net->n[(i * 7) % i]);
+    }
+    net_run(net, net->now + 20000);
+    return net;
+}
+
+static void test_join_converges_and_routes(void **state)
+{
+    struct net *net = ring(12, 4, 2, 1);
+
+    (void)state;
+    assert_int_equal(net->callbacks_inside, 0);
+    /* every leaf set is the 4 true neighbours on each side */
+    for (unsigned i = 0; i < net->count; i++) {
+        const struct dht_route *rt = dht_node_route(net->n[i].node);
+        assert_int_equal(rt->n_preds, 4);
+        assert_int_equal(rt->n_succs, 4);
+        for (unsigned k = 0; k < 4; k++) {
+            const struct dht_id *succ = &rt->pool[rt->succs[k]].peer.id;
+            /* no live node lies strictly between self and its k-th successor
+             * other than the k nearer successors */
+            unsigned between = 0;
+            struct dht_id dsucc, dj;
+            dht_id_sub(&dsucc, succ, dht_node_id(net->n[i].node));
+            for (unsigned j = 0; j < net->count; j++) {
+                if (j == i)
+                    continue;
+                dht_id_sub(&dj, dht_node_id(net->n[j].node), dht_node_id(net->n[i].node));
+                if (dht_id_cmp(&dj, &dsucc) < 0)
+                    between++;
+            }
+            assert_int_equal(between, k);
+        }
+        assert_false(dht_node_cut_off(net->n[i].node, net->now));
+    }
+    /* lookups from every node reach the true root */
+    for (unsigned k = 0; k < 60; k++) {
+        struct dht_id key;
+        struct lk l = {0};
+        struct tnode *from = &net->n[k % net->count];
+        rand_id(&key, k);
+        net->in_call = true;
+        assert_int_equal(dht_node_lookup(from->node, &key, on_lookup, &l, net->now), 0);
+        net->in_call = false;
+        assert_false(l.done);
+        net_run(net, net->now + 3000);
+        assert_true(l.done);
+        assert_int_equal(l.status, 0);
+        assert_true(dht_id_eq(&l.root.id, dht_node_id(true_root(net, &key)->node)));
+        assert_true(l.hops <= 3);
+    }
+    net_free(net);
+    free(net);
+}
+
+struct putres {
+    int status;
+    unsigned acks;
+    bool done;
+};
+
+static void on_put(int status, unsigned acks, void *arg)
+{
+    struct putres *p = arg;
+    p->status = status;
+    p->acks = acks;
+    p->done = true;
+}
+
+struct getres {
+    int status;
+    size_t n;
+    uint64_t seq;
+    bool done;
+};
+
+static void on_get(int status, const struct dht_record *recs, size_t n, void *arg)
+{
+    struct getres *g = arg;
+    g->status = status;
+    g->n = n;
+    g->seq = n > 0 ? recs[0].seq : 0;
+    g->done = true;
+}
+
+static void make_record(struct dht_record *rec, const struct dht_id *key, unsigned vid,
+                        uint64_t seq, uint64_t now, const uint8_t *sk)
+{
+    static const uint8_t v[] = "<sip:alice@192.0.2.1:5060>";
+    memset(rec, 0, sizeof(*rec));
+    rec->key = *key;
+    rand_id(&rec->value_id, 1000 + vid);
+    rec->seq = seq;
+    rec->expiry_ms = now + 3600 * 1000;
+    rec->value = v;
+    rec->value_len = sizeof(v) - 1;
+    assert_int_equal(dht_record_sign(rec, sk), 0);
+}
+
+static unsigned holders(struct net *net, const struct dht_record *rec)
+{
+    unsigned h = 0;
+    for (unsigned i = 0; i < net->count; i++) {
+        struct dht_record r;
+        if (!net->n[i].down &&
+            dht_store_find(net->n[i].store, &rec->key, &rec->value_id, net->now, &r) == 0)
+            h++;
+    }
+    return h;
+}
+
+/* Are the R+1 closest live nodes to key exactly the ones holding rec? */
+static bool held_by_replica_set(struct net *net, const struct dht_record *rec, unsigned r)
+{
+    bool taken[MAXN] = {false};
+    for (unsigned k = 0; k <= r; k++) {
+        int best = -1;
+        struct dht_record tmp;
+        for (unsigned i = 0; i < net->count; i++)
+            if (!net->n[i].down && !taken[i] &&
+                (best < 0 || dht_id_closer(&rec->key, dht_node_id(net->n[i].node),
+                                           dht_node_id(net->n[best].node)) < 0))
+                best = (int)i;
+        taken[best] = true;
+        if (dht_store_find(net->n[best].store, &rec->key, &rec->value_id, net->now, &tmp) != 0)
+            return false;
+    }
+    return true;
+}
+
+static void test_put_replicates_with_quorum(void **state)
+{
+    struct net *net = ring(10, 4, 4, 2);
+    uint8_t opk[32], osk[64], other_pk[32], other_sk[64];
+    struct dht_record rec, rogue;
+    struct dht_id key;
+    struct putres p = {0};
+    struct getres g = {0};
+
+    (void)state;
+    crypto_sign_keypair(opk, osk);
+    crypto_sign_keypair(other_pk, other_sk);
+    rand_id(&key, 4242);
+    make_record(&rec, &key, 1, 1, net->now, osk);
+    net->in_call = true;
+    assert_int_equal(dht_node_put(net->n[3].node, &rec, on_put, &p, net->now), 0);
+    net->in_call = false;
+    assert_false(p.done);
+    net_run(net, net->now + 3000);
+    assert_true(p.done);
+    assert_int_equal(p.status, 0);
+    assert_true(p.acks >= 2);
+    /* root + R replicas hold it, nobody else */
+    assert_int_equal(holders(net, &rec), 5);
+    assert_true(held_by_replica_set(net, &rec, 4));
+    /* get from a node that is not a replica */
+    assert_int_equal(dht_node_get(net->n[0].node, &key, on_get, &g, net->now), 0);
+    net_run(net, net->now + 3000);
+    assert_true(g.done);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.n, 1);
+    /* another owner cannot write under the claimed key: the root refuses */
+    make_record(&rogue, &key, 2, 5, net->now, other_sk);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(dht_node_put(net->n[5].node, &rogue, on_put, &p, net->now), 0);
+    net_run(net, net->now + 3000);
+    assert_true(p.done);
+    assert_int_equal(p.status, -EPERM);
+    assert_int_equal(holders(net, &rogue), 0);
+    /* a get for a key nobody stored: status 0, no records */
+    struct dht_id none;
+    rand_id(&none, 999);
+    memset(&g, 0, sizeof(g));
+    assert_int_equal(dht_node_get(net->n[2].node, &none, on_get, &g, net->now), 0);
+    net_run(net, net->now + 3000);
+    assert_true(g.done);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.n, 0);
+    net_free(net);
+    free(net);
+}
+
+static void test_handoff_and_failure(void **state)
+{
+    struct net *net = ring(8, 4, 3, 2);
+    uint8_t opk[32], osk[64];
+    struct dht_record rec;
+    struct dht_id key;
+    struct putres p = {0};
+    struct tnode *root;
+
+    (void)state;
+    crypto_sign_keypair(opk, osk);
+    rand_id(&key, 77);
+    make_record(&rec, &key, 1, 1, net->now, osk);
+    assert_int_equal(dht_node_put(net->n[1].node, &rec, on_put, &p, net->now), 0);
+    net_run(net, net->now + 3000);
+    assert_int_equal(p.status, 0);
+    assert_true(held_by_replica_set(net, &rec, 3));
+
+    /* new nodes join; the record follows its replica set */
+    for (unsigned i = 0; i < 8; i++) {
+        struct tnode *t = net_add(net, (uint8_t)(100 + i));
+        join(net, t, &net->n[i]);
+    }
+    net_run(net, net->now + 10000);
+    assert_true(held_by_replica_set(net, &rec, 3));
+
+    /* the root dies abruptly: its neighbours notice, remove it, and the record is
+     * re-replicated to the new R+1 closest */
+    root = true_root(net, &key);
+    root->down = true;
+    net_run(net, net->now + 15000);
+    for (unsigned i = 0; i < net->count; i++) {
+        if (net->n[i].down)
+            continue;
+        /* gone from every leaf set (table-only entries are probed lazily, or when
+         * a message to them times out) */
+        const struct dht_nbr *e =
+            dht_route_find(dht_node_route(net->n[i].node), dht_node_id(root->node));
+        assert_true(e == NULL || !(e->flags & DHT_NBR_LEAF));
+        assert_true(dht_node_counters(net->n[i].node)->msgs_sent[DHT_MSG_PING] > 0);
+    }
+    assert_true(held_by_replica_set(net, &rec, 3));
+    /* and lookups go to the new root */
+    struct lk l = {0};
+    assert_int_equal(dht_node_lookup(net->n[2].node, &key, on_lookup, &l, net->now), 0);
+    net_run(net, net->now + 3000);
+    assert_int_equal(l.status, 0);
+    assert_true(dht_id_eq(&l.root.id, dht_node_id(true_root(net, &key)->node)));
+    net_free(net);
+    free(net);
+}
+
+static void test_bad_input_changes_nothing(void **state)
+{
+    struct net *net = ring(4, 4, 2, 1);
+    struct tnode *t = &net->n[0];
+    const struct dht_route *rt = dht_node_route(t->node);
+    const struct dht_counters *c = dht_node_counters(t->node);
+    unsigned pool_before = rt->pool_len, preds = rt->n_preds;
+    uint8_t buf[1024], rpk[32], rsk[64];
+    struct dht_msg m;
+    struct dht_id stranger, key;
+    struct dht_addr from;
+    struct dht_record rec;
+    struct dht_store_stats st;
+    int len;
+
+    (void)state;
+    addr_of(9, &from);
+    rand_id(&stranger, 31337);
+    /* garbage */
+    memset(buf, 0x41, sizeof(buf));
+    assert_int_equal(dht_node_recv(t->node, &from, buf, sizeof(buf), net->now), -EBADMSG);
+    assert_int_equal(c->dropped_malformed, 1);
+    /* oversized */
+    assert_int_equal(dht_node_recv(t->node, &from, buf, DHT_MSG_MAX + 1, net->now), -EMSGSIZE);
+    assert_int_equal(c->dropped_oversize, 1);
+    /* unknown type */
+    dht_msg_init(&m, DHT_MSG_PING, &stranger);
+    m.type = 99;
+    len = dht_msg_encode(&m, buf, sizeof(buf));
+    assert_int_equal(dht_node_recv(t->node, &from, buf, (size_t)len, net->now), -EPROTO);
+    assert_int_equal(c->dropped_unknown, 1);
+    /* a claimed ID that is not the hash of the key carried */
+    dht_msg_init(&m, DHT_MSG_LEAFSET, &stranger);
+    memset(m.sender_key, 7, DHT_PUBKEY_LEN);
+    m.have = DHT_HAVE(DHT_ATTR_SENDER_KEY);
+    len = dht_msg_encode(&m, buf, sizeof(buf));
+    assert_int_equal(dht_node_recv(t->node, &from, buf, (size_t)len, net->now), -EACCES);
+    assert_int_equal(c->dropped_badkey, 1);
+    /* a record whose signature does not verify */
+    crypto_sign_keypair(rpk, rsk);
+    rand_id(&key, 5);
+    make_record(&rec, &key, 1, 1, net->now, rsk);
+    rec.seq = 2; /* changed after signing */
+    dht_msg_init(&m, DHT_MSG_REPLICATE, &stranger);
+    m.records[0] = rec;
+    m.n_records = 1;
+    len = dht_msg_encode(&m, buf, sizeof(buf));
+    assert_true(len > 0);
+    assert_int_equal(dht_node_recv(t->node, &from, buf, (size_t)len, net->now), -EBADMSG);
+    assert_int_equal(c->dropped_badrecord, 1);
+    dht_store_get_stats(t->store, &st);
+    assert_int_equal(st.records, 0);
+    /* none of it touched the routing state: the stranger is unknown */
+    assert_null(dht_route_find(rt, &stranger));
+    assert_int_equal(rt->pool_len, pool_before);
+    assert_int_equal(rt->n_preds, preds);
+    /* a well-formed PING from the stranger is answered and it is learned */
+    dht_msg_init(&m, DHT_MSG_PING, &stranger);
+    m.flags = DHT_FLAG_ACK_REQ;
+    len = dht_msg_encode(&m, buf, sizeof(buf));
+    assert_int_equal(dht_node_recv(t->node, &from, buf, (size_t)len, net->now), 0);
+    assert_int_equal(c->msgs_sent[DHT_MSG_ACK] > 0, 1);
+    net_free(net);
+    free(net);
+}
+
+static void test_lone_node_and_cutoff(void **state)
+{
+    struct net *net = calloc(1, sizeof(*net));
+    struct tnode *a;
+    struct lk l = {0};
+    struct putres p = {0};
+    struct dht_record rec;
+    struct dht_id key;
+    uint8_t opk[32], osk[64];
+
+    (void)state;
+    net_init(net, 8, 4, 2);
+    a = net_add(net, 1);
+    rand_id(&key, 3);
+    assert_int_equal(dht_node_lookup(a->node, &key, on_lookup, &l, net->now), -ENOTCONN);
+    join(net, a, NULL);
+    assert_int_equal(a->join_status, 0);
+    /* a ring of one is its own root, and a put needs no replica acks */
+    rand_id(&key, 3);
+    assert_int_equal(dht_node_lookup(a->node, &key, on_lookup, &l, net->now), 0);
+    assert_false(l.done);
+    net_run(net, net->now + 100);
+    assert_true(l.done);
+    assert_true(dht_id_eq(&l.root.id, dht_node_id(a->node)));
+    assert_int_equal(l.hops, 0);
+    crypto_sign_keypair(opk, osk);
+    make_record(&rec, &key, 1, 1, net->now, osk);
+    assert_int_equal(dht_node_put(a->node, &rec, on_put, &p, net->now), 0);
+    net_run(net, net->now + 100);
+    assert_int_equal(p.status, 0);
+    assert_int_equal(p.acks, 0);
+    /* never had peers: not cut off, even after a long time */
+    net_run(net, net->now + 120000);
+    assert_false(dht_node_cut_off(a->node, net->now));
+    /* a node whose whole leaf set dies is cut off after cutoff_ms */
+    struct tnode *b = net_add(net, 2);
+    join(net, b, a);
+    net_run(net, net->now + 5000);
+    a->down = true;
+    net_run(net, net->now + 5000);
+    assert_false(dht_node_cut_off(b->node, net->now));
+    net_run(net, net->now + net->cfg.cutoff_ms + 1000);
+    assert_true(dht_node_cut_off(b->node, net->now));
+    assert_true(dht_node_memory(b->node) < 64 * 1024);
+    net_free(net);
+    free(net);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_join_converges_and_routes),
+        cmocka_unit_test(test_put_replicates_with_quorum),
+        cmocka_unit_test(test_handoff_and_failure),
+        cmocka_unit_test(test_bad_input_changes_nothing),
+        cmocka_unit_test(test_lone_node_and_cutoff),
+    };
+    if (sodium_init() < 0)
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
