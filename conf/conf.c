@@ -43,6 +43,7 @@ enum key_kind {
     K_LOGLEVEL,
     K_REPLY,   /* uint16_t: 403 or 404 */
     K_SERVERS, /* struct conf_p2p servers list */
+    K_DIGEST,  /* unsigned: enum conf_digest_alg bits */
 };
 
 struct key {
@@ -73,6 +74,7 @@ static const struct key keys[] = {
     {"timers.t4", K_U32, OFF(timers.t4_ms), 10, 600000},
     {"auth.accounts", K_PATH, OFF(auth.accounts), 0, 0},
     {"auth.realm", K_REALM, OFF(auth.realm), 0, 0},
+    {"auth.algorithms", K_DIGEST, OFF(auth.algorithms), 0, 0},
     {"log.level", K_LOGLEVEL, OFF(log.level), 0, 0},
     {"log.syslog", K_BOOL, OFF(log.syslog), 0, 0},
     {"log.trace", K_BOOL, OFF(log.trace), 0, 0},
@@ -129,6 +131,7 @@ void conf_defaults(struct conf *c)
     c->timers.t2_ms = 4000;
     c->timers.t4_ms = 5000;
     strcpy(c->auth.realm, "p2psip");
+    c->auth.algorithms = CONF_DIGEST_SHA256 | CONF_DIGEST_MD5;
     c->log.level = P2P_LOG_NOTICE;
     c->log.syslog = false;
     c->log.trace = false;
@@ -487,6 +490,37 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
         c->sip.domain_any = false;
         return 0;
     }
+    case K_DIGEST: {
+        static const struct {
+            const char *name;
+            unsigned bit;
+        } algs[] = {{"md5", CONF_DIGEST_MD5},
+                    {"md5-sess", CONF_DIGEST_MD5_SESS},
+                    {"sha-256", CONF_DIGEST_SHA256},
+                    {"sha-256-sess", CONF_DIGEST_SHA256_SESS}};
+        struct p2p_slice rest = v, e;
+        unsigned bits = 0;
+        while (list_next(&rest, &e)) {
+            unsigned bit = 0;
+            for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+                if (p2p_slice_caseeq_cstr(e, algs[i].name))
+                    bit = algs[i].bit;
+            }
+            if (bit == 0) {
+                errf(why, wlen,
+                     "%s: unknown algorithm '%.*s' (md5, md5-sess, sha-256, sha-256-sess)", k->name,
+                     qlen(e), e.p);
+                return -EINVAL;
+            }
+            if (bits & bit) {
+                errf(why, wlen, "%s: duplicate algorithm '%.*s'", k->name, qlen(e), e.p);
+                return -EINVAL;
+            }
+            bits |= bit;
+        }
+        c->auth.algorithms = bits;
+        return 0;
+    }
     case K_LOGLEVEL: {
         char name[16];
         enum p2p_log_level level;
@@ -813,8 +847,21 @@ int conf_format(const struct conf *c, struct p2p_buf *out)
         (unsigned)c->proxy.foreign_reply);
     PUT("\n[timers]\nt1 = %u\nt2 = %u\nt4 = %u\n", (unsigned)c->timers.t1_ms,
         (unsigned)c->timers.t2_ms, (unsigned)c->timers.t4_ms);
-    PUT("\n[auth]\naccounts =%s%s\nrealm = %s\n", c->auth.accounts[0] ? " " : "", c->auth.accounts,
-        c->auth.realm);
+    PUT("\n[auth]\naccounts =%s%s\nrealm = %s\nalgorithms = ", c->auth.accounts[0] ? " " : "",
+        c->auth.accounts, c->auth.realm);
+    {
+        static const char *const names[] = {"md5", "md5-sess", "sha-256", "sha-256-sess"};
+        const char *sep = "";
+        /* SHA-256 first: the order in which the challenges are offered. */
+        static const unsigned order[] = {2, 3, 0, 1};
+        for (size_t i = 0; i < 4; i++) {
+            if (c->auth.algorithms & (1u << order[i])) {
+                PUT("%s%s", sep, names[order[i]]);
+                sep = ", ";
+            }
+        }
+        PUT("\n");
+    }
     PUT("\n[log]\nlevel = %s\nsyslog = %s\ntrace = %s\n", level_names[c->log.level],
         onoff(c->log.syslog), onoff(c->log.trace));
     PUT("\n[p2p]\nport = %u\nserver = %s\n", (unsigned)c->p2p.port, onoff(c->p2p.server));

@@ -232,7 +232,8 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
     if (memcmp(&next->registrar, &cur->registrar, sizeof(next->registrar)) != 0)
         p2p_warn(d->log, "reload: registrar.* need a restart; keeping the running values");
     if (strcmp(next->auth.accounts, cur->auth.accounts) != 0 ||
-        strcmp(next->auth.realm, cur->auth.realm) != 0)
+        strcmp(next->auth.realm, cur->auth.realm) != 0 ||
+        next->auth.algorithms != cur->auth.algorithms)
         p2p_warn(d->log, "reload: auth.* need a restart; keeping the running values");
     if (next->proxy.forward_foreign != cur->proxy.forward_foreign ||
         next->proxy.foreign_reply != cur->proxy.foreign_reply)

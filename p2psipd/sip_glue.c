@@ -361,6 +361,15 @@ int p2psipd__sip_start(struct p2psipd *d)
             return rc;
         }
         sip_digest_config_default(&dcfg);
+        dcfg.algs = 0;
+        if (d->conf.auth.algorithms & CONF_DIGEST_MD5)
+            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_MD5);
+        if (d->conf.auth.algorithms & CONF_DIGEST_MD5_SESS)
+            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_MD5_SESS);
+        if (d->conf.auth.algorithms & CONF_DIGEST_SHA256)
+            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_SHA256);
+        if (d->conf.auth.algorithms & CONF_DIGEST_SHA256_SESS)
+            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_SHA256_SESS);
         rc = sip_digest_new(&d->digest, &dcfg);
         if (rc != 0) {
             p2p_err(d->log, "cannot set up digest authentication: %s", strerror(-rc));

@@ -61,6 +61,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.timers.t4_ms, 5000);
     assert_string_equal(c.auth.accounts, "");
     assert_string_equal(c.auth.realm, "p2psip");
+    assert_int_equal(c.auth.algorithms, CONF_DIGEST_SHA256 | CONF_DIGEST_MD5);
     assert_int_equal(c.log.level, P2P_LOG_NOTICE);
     assert_false(c.log.syslog);
     assert_false(c.log.trace);
@@ -112,6 +113,7 @@ static void test_sections_dotted_and_comments(void **state)
                           "domain = Example.ORG, 10.0.0.1, [2001:DB8::1]\n"
                           "[auth]\n"
                           "accounts = /etc/p2psip/accounts#1\n"
+                          "algorithms = MD5-sess\n"
                           "[registrar]\n"
                           "options_keepalive = 30\n"
                           "[log]\n"
@@ -141,6 +143,7 @@ static void test_sections_dotted_and_comments(void **state)
     /* '#' not preceded by a blank belongs to the value. */
     assert_string_equal(c.auth.accounts, "/etc/p2psip/accounts#1");
     assert_int_equal(c.registrar.options_keepalive, 30);
+    assert_int_equal(c.auth.algorithms, CONF_DIGEST_MD5_SESS);
     assert_int_equal(c.log.level, P2P_LOG_INFO);
     assert_true(c.log.trace);
     assert_int_equal(c.p2p.port, 4000);
@@ -232,6 +235,11 @@ static void test_bad_lines(void **state)
          "t.conf:1: p2p.servers: 'a b:1': 'a b' is not a host name or address"},
         {"auth.realm = say \"hi\"\n",
          "t.conf:1: auth.realm: '\"' and '\\' are not allowed in a realm"},
+        {"auth.algorithms = md5, sha1\n",
+         "t.conf:1: auth.algorithms: unknown algorithm 'sha1' (md5, md5-sess, sha-256, "
+         "sha-256-sess)"},
+        {"auth.algorithms = md5,MD5\n", "t.conf:1: auth.algorithms: duplicate algorithm 'MD5'"},
+        {"auth.algorithms =\n", "t.conf:1: auth.algorithms: missing value"},
         {"auth.accounts = a\x01"
          "b\n",
          "t.conf:1: auth.accounts: control character in value"},

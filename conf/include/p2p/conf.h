@@ -96,9 +96,18 @@ struct conf_timers {
     uint32_t t4_ms; /* maximum time a message stays in the network, default 5 s */
 };
 
+/* Digest algorithms (RFC 7616 3.2), offered in the order SHA-256 first. */
+enum conf_digest_alg {
+    CONF_DIGEST_MD5 = 1u << 0,
+    CONF_DIGEST_MD5_SESS = 1u << 1,
+    CONF_DIGEST_SHA256 = 1u << 2,
+    CONF_DIGEST_SHA256_SESS = 1u << 3,
+};
+
 struct conf_auth {
     char accounts[CONF_PATH_MAX]; /* accounts file; "" = none (only local phones register) */
     char realm[CONF_REALM_MAX];   /* digest realm */
+    unsigned algorithms;          /* enum conf_digest_alg bits, never 0 */
 };
 
 struct conf_logcfg {
