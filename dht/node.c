@@ -415,7 +415,8 @@ static void suspect(struct dht_node *n, const struct dht_id *id, uint64_t now)
         e->flags |= DHT_NBR_SUSPECT;
         n->ctr.suspects++;
     }
-    dht_rto_backoff(&e->rto);
+    /* no backoff here: several messages timing out at once must not stretch the
+     * probes; the probe sequence backs off by itself (RFC 6298 5.5) */
     if (!probing(n, id)) {
         to = e->peer;
         send_ping(n, &to, PK_PROBE, now);
@@ -427,7 +428,8 @@ static void mark_heard(struct dht_node *n, const struct dht_peer *p, uint64_t no
 {
     struct dht_nbr *e = dht_route_find(&n->route, &p->id);
 
-    if (e == NULL) {
+    if (e == NULL || (!(e->flags & DHT_NBR_LEAF) && dht_route_leaf_promising(&n->route, &p->id))) {
+        /* unknown, or known from the table only and now fit for the leaf set */
         forget_dead(n, &p->id);
         add_peer(n, p, now);
         e = dht_route_find(&n->route, &p->id);
@@ -447,8 +449,19 @@ static void mark_heard(struct dht_node *n, const struct dht_peer *p, uint64_t no
  * table; would-be leaves are probed first (a stale leaf costs consistency). */
 static void learn(struct dht_node *n, const struct dht_peer *p, bool from_rows, uint64_t now)
 {
-    if (is_self(n, &p->id) || dht_route_find(&n->route, &p->id) != NULL ||
-        recently_dead(n, &p->id, now) || !dht_route_useful(&n->route, &p->id))
+    const struct dht_nbr *e;
+
+    if (is_self(n, &p->id) || recently_dead(n, &p->id, now))
+        return;
+    e = dht_route_find(&n->route, &p->id);
+    if (e != NULL) {
+        /* a table entry that now belongs in the leaf set (a leaf died) */
+        if (!(e->flags & (DHT_NBR_LEAF | DHT_NBR_SUSPECT)) &&
+            dht_route_leaf_promising(&n->route, &p->id))
+            add_peer(n, &e->peer, now);
+        return;
+    }
+    if (!dht_route_useful(&n->route, &p->id))
         return;
     if (from_rows && !dht_route_leaf_promising(&n->route, &p->id)) {
         add_peer(n, p, now);

@@ -711,12 +711,34 @@ static bool leafsets_correct(const struct sim *s)
     for (unsigned p = 0; p < n; p++) {
         const struct slot *sl = s->slots[s->live[p].slot];
         const struct dht_route *rt = dht_node_route(sl->node);
-        if (rt->n_succs != want || rt->n_preds != want)
+        if (rt->n_succs != want || rt->n_preds != want) {
+            if (getenv("P2P_SIM_DEBUG3") != NULL)
+                fprintf(stderr, "t=%llu node %02x%02x has %u preds %u succs, want %u\n",
+                        (unsigned long long)s->now, sl->id.b[0], sl->id.b[1], rt->n_preds,
+                        rt->n_succs, want);
             return false;
+        }
         for (unsigned k = 0; k < want; k++) {
             if (!dht_id_eq(&rt->pool[rt->succs[k]].peer.id, &s->live[(p + 1 + k) % n].id) ||
-                !dht_id_eq(&rt->pool[rt->preds[k]].peer.id, &s->live[(p + n - 1 - k) % n].id))
+                !dht_id_eq(&rt->pool[rt->preds[k]].peer.id, &s->live[(p + n - 1 - k) % n].id)) {
+                if (getenv("P2P_SIM_DEBUG3") != NULL) {
+                    fprintf(stderr,
+                            "t=%llu node %02x%02x differs at %u:", (unsigned long long)s->now,
+                            sl->id.b[0], sl->id.b[1], k);
+                    for (unsigned q = 0; q < want; q++)
+                        fprintf(stderr, " %02x%02x/%02x%02x", rt->pool[rt->succs[q]].peer.id.b[0],
+                                rt->pool[rt->succs[q]].peer.id.b[1],
+                                s->live[(p + 1 + q) % n].id.b[0], s->live[(p + 1 + q) % n].id.b[1]);
+                    fprintf(stderr, " |");
+                    for (unsigned q = 0; q < want; q++)
+                        fprintf(stderr, " %02x%02x/%02x%02x", rt->pool[rt->preds[q]].peer.id.b[0],
+                                rt->pool[rt->preds[q]].peer.id.b[1],
+                                s->live[(p + n - 1 - q) % n].id.b[0],
+                                s->live[(p + n - 1 - q) % n].id.b[1]);
+                    fprintf(stderr, "\n");
+                }
                 return false;
+            }
         }
     }
     return true;
