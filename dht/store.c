@@ -31,6 +31,7 @@
 #define DEFAULT_MAX_VALUES_PER_KEY 64
 #define DEFAULT_MAX_TTL_MS (24ull * 3600 * 1000)
 #define DEFAULT_MAX_PENDING 4096
+#define DEFAULT_MAX_VALUE_BYTES (32u << 20)
 
 /* A listed change: delete row del_rowid (if not 0), then write the pair's entry if
  * it is held and dirty. */
@@ -56,6 +57,7 @@ void dht_store_config_init(struct dht_store_config *cfg)
     cfg->max_values_per_key = DEFAULT_MAX_VALUES_PER_KEY;
     cfg->max_ttl_ms = DEFAULT_MAX_TTL_MS;
     cfg->max_pending = DEFAULT_MAX_PENDING;
+    cfg->max_value_bytes = DEFAULT_MAX_VALUE_BYTES;
 }
 
 static bool present(const struct dht__entry *e, uint64_t now_ms)
@@ -384,6 +386,8 @@ static int store_alloc(struct dht_store **out, const struct dht_store_config *cf
             s->cfg.max_ttl_ms = cfg->max_ttl_ms;
         if (cfg->max_pending != 0)
             s->cfg.max_pending = cfg->max_pending;
+        if (cfg->max_value_bytes != 0)
+            s->cfg.max_value_bytes = cfg->max_value_bytes;
     }
     if (durable) {
         s->pending = calloc(s->cfg.max_pending, sizeof(*s->pending));
@@ -459,11 +463,13 @@ static int load_row(int64_t rowid, const uint8_t *key, size_t key_len, const uin
     struct dht__entry *e = NULL;
     bool named = key != NULL && vid != NULL && key_len == DHT_ID_LEN && vid_len == DHT_ID_LEN;
 
-    /* Rows past max_records (oldest first are kept) are dropped like bad ones. */
+    /* Rows past max_records or max_value_bytes (oldest first are kept) are dropped
+     * like bad ones. */
     if (named && s->idx.n < s->cfg.max_records)
         e = load_entry(c, rowid, key, vid, keep_until, blob, blob_len);
     /* Appended unsorted; store_load sorts once at the end. */
-    if (e != NULL && dht__index_insert_at(&s->idx, s->idx.n, e) == 0) {
+    if (e != NULL && s->st.value_bytes + e->value_len <= s->cfg.max_value_bytes &&
+        dht__index_insert_at(&s->idx, s->idx.n, e) == 0) {
         account_add(s, e);
         return 0;
     }
@@ -660,22 +666,26 @@ int dht_store_put(struct dht_store *s, const struct dht_record *rec, uint64_t no
     if (old != NULL && old->seq >= rec->seq)
         return refuse(&s->st.refused_stale, -ESTALE);
 
-    /* Rule 8: caps, for a value id not present under the key. */
+    /* Rule 8: caps.  Counts for a value id not present under the key; bytes for
+     * every put (what the stored entry for the pair, if any, frees is deducted). */
+    bool reuse = pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec->key) &&
+                 dht_id_eq(&s->idx.v[pos]->value_id, &rec->value_id);
     if (old == NULL) {
         if (n_key >= s->cfg.max_values_per_key)
             return refuse(&s->st.refused_full, -ENOSPC);
-        bool reuse = pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec->key) &&
-                     dht_id_eq(&s->idx.v[pos]->value_id, &rec->value_id);
         if (!reuse && s->idx.n >= s->cfg.max_records)
             return refuse(&s->st.refused_full, -ENOSPC);
     }
+    size_t freed = reuse ? s->idx.v[pos]->value_len : 0;
+    if (rec->value_len > freed &&
+        s->st.value_bytes + (rec->value_len - freed) > s->cfg.max_value_bytes)
+        return refuse(&s->st.refused_full, -ENOSPC);
 
     /* Rule 9: store, replacing whatever entry (present or dead) holds the pair. */
     e = dht__entry_new(rec, keep_until);
     if (e == NULL)
         return -ENOMEM;
-    if (pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec->key) &&
-        dht_id_eq(&s->idx.v[pos]->value_id, &rec->value_id)) {
+    if (reuse) {
         struct dht__entry *prev = s->idx.v[pos];
         /* The file still holds prev's row (if any): e's write will replace it. */
         e->rowid = prev->rowid;

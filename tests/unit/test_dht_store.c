@@ -438,6 +438,30 @@ static void test_caps(void **state)
     assert_int_equal(dht_store_expire(s, T0 + MIN), 2);
     assert_int_equal(dht_store_put(s, &r3, T0 + MIN), 0);
     dht_store_free(s);
+
+    /* Value bytes: 10 bytes allowed in all. */
+    struct dht_store_config cfg;
+    dht_store_config_init(&cfg);
+    cfg.max_value_bytes = 10;
+    assert_int_equal(dht_store_new(&s, &cfg), 0);
+    struct dht_record b6 = rec_make(&alice, k, 1, 1, T0 + MIN, "123456");
+    struct dht_record b5 = rec_make(&alice, k, 2, 1, T0 + MIN, "12345");
+    struct dht_record b4 = rec_make(&alice, k, 2, 1, T0 + MIN, "1234");
+    assert_int_equal(dht_store_put(s, &b6, T0), 0);
+    assert_int_equal(dht_store_put(s, &b5, T0), -ENOSPC);
+    assert_int_equal(dht_store_put(s, &b4, T0), 0);
+    /* A replacement only needs room for what it adds; a tombstone frees. */
+    struct dht_record b6b = rec_make(&alice, k, 1, 2, T0 + MIN, "abcdef");
+    struct dht_record b7 = rec_make(&alice, k, 1, 3, T0 + MIN, "abcdefg");
+    assert_int_equal(dht_store_put(s, &b6b, T0), 0);
+    assert_int_equal(dht_store_put(s, &b7, T0), -ENOSPC);
+    struct dht_record rm = rec_make(&alice, k, 2, 2, T0 + MIN, NULL);
+    assert_int_equal(dht_store_put(s, &rm, T0), 0);
+    assert_int_equal(dht_store_put(s, &b7, T0), 0);
+    dht_store_get_stats(s, &st);
+    assert_int_equal(st.value_bytes, 7);
+    assert_int_equal(st.refused_full, 2);
+    dht_store_free(s);
 }
 
 /* ---- ranges ------------------------------------------------------------------ */

@@ -30,7 +30,8 @@
  *   7. Same (key, value id) present with seq >= the new seq (an older or conflicting
  *      version; a put older than a tombstone included)       -> -ESTALE
  *   8. New value id and the key already has max_values_per_key present records,
- *      or the store holds max_records records                -> -ENOSPC
+ *      or the store holds max_records records, or the value bytes held would
+ *      exceed max_value_bytes                                -> -ENOSPC
  *   9. Otherwise the record is stored (0): a higher seq replaces the stored version,
  *      a tombstone replaces a value and is kept until the keep-until above.
  *
@@ -71,6 +72,7 @@ struct dht_store_config {
     unsigned max_values_per_key; /* present records per key; default 64 */
     uint64_t max_ttl_ms;         /* expiry at most now + this; default 24 h */
     size_t max_pending;          /* sqlite: unflushed changes before auto-flush; 4096 */
+    size_t max_value_bytes;      /* sum of value lengths held; default 32 MiB */
 };
 
 /* Fills cfg with the defaults above. */
