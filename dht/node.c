@@ -445,9 +445,9 @@ static void mark_heard(struct dht_node *n, const struct dht_peer *p, uint64_t no
         n->last_leaf_heard = now;
 }
 
-/* A node learned second-hand: table entries from ROWS go straight into the routing
- * table; would-be leaves are probed first (a stale leaf costs consistency). */
-static void learn(struct dht_node *n, const struct dht_peer *p, bool from_rows, uint64_t now)
+/* A node learned second-hand is probed before it is used: a stale leaf costs
+ * consistency and a stale table entry a timeout on every message routed to it. */
+static void learn(struct dht_node *n, const struct dht_peer *p, uint64_t now)
 {
     const struct dht_nbr *e;
 
@@ -463,10 +463,6 @@ static void learn(struct dht_node *n, const struct dht_peer *p, bool from_rows, 
     }
     if (!dht_route_useful(&n->route, &p->id))
         return;
-    if (from_rows && !dht_route_leaf_promising(&n->route, &p->id)) {
-        add_peer(n, p, now);
-        return;
-    }
     for (unsigned i = 0; i < n->n_cand; i++)
         if (dht_id_eq(&n->cand[i].id, &p->id))
             return;
@@ -738,7 +734,7 @@ static void on_leafset(struct dht_node *n, const struct dht_peer *from, const st
     struct dht_msg r;
 
     for (size_t i = 0; i < m->n_peers; i++)
-        learn(n, &m->peers[i], false, now);
+        learn(n, &m->peers[i], now);
     if (m->flags & DHT_FLAG_WANT_REPLY) {
         dht_msg_init(&r, DHT_MSG_LEAFSET, &n->self.id);
         r.n_peers = dht_route_leafset(&n->route, r.peers, DHT_MSG_PEERS_MAX);
@@ -778,7 +774,7 @@ static int handle(struct dht_node *n, const struct dht_peer *from, const struct 
         break;
     case DHT_MSG_ROWS:
         for (size_t i = 0; i < m->n_peers; i++)
-            learn(n, &m->peers[i], true, now);
+            learn(n, &m->peers[i], now);
         break;
     case DHT_MSG_ROW_REQ:
         if (m->have & DHT_HAVE(DHT_ATTR_LEVEL))
@@ -1141,10 +1137,10 @@ static void ping_stale(struct dht_node *n, uint64_t now)
         if (now - e->last_heard_ms < period || now - e->last_ping_ms < period)
             continue;
         if (!(e->flags & DHT_NBR_LEAF)) {
-            if (n->tokens <= 0 || rt_pings >= 2) {
-                n->ctr.budget_skipped++;
+            /* table entries: a few per tick, so a table full of stale entries is
+             * checked within a few periods without bursts */
+            if (rt_pings >= 4)
                 continue;
-            }
             rt_pings++;
         }
         if (probing(n, &e->peer.id))

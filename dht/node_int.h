@@ -12,7 +12,7 @@
 
 #define DHT_MAX_HOPS 64
 #define DHT_TRIED_MAX 6
-#define DHT_CAND_MAX 32
+#define DHT_CAND_MAX 64
 #define DHT_DEAD_MAX 32
 #define DHT_LOOP_MAX 64
 #define DHT_COLLECT_MAX 64

@@ -593,6 +593,12 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
         g->ok++;
     } else {
         g->agree = false;
+        if (getenv("P2P_SIM_DEBUG") != NULL) {
+            char k[41];
+            dht_id_to_hex(&g->key, k);
+            fprintf(stderr, "fail t=%llu t0=%llu key %s status %d\n", (unsigned long long)s->now,
+                    (unsigned long long)c->t0, k, status);
+        }
     }
     (void)ok;
 }
