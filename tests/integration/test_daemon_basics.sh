@@ -12,6 +12,8 @@
 # traces messages with source and destination; a binding that expires is deleted from
 # the database; a burst of 200 REGISTERs is answered 200 in fewer commits than
 # publishes; after a restart live bindings are served and expired ones are not.
+# Transports: IPv6 UDP and TCP REGISTERs get 200, a bad CSeq 400, garbage nothing; a
+# daemon on a taken port exits 1.
 #
 # Fails when any of those outputs, statuses, database rows or log lines is missing
 # or different.
@@ -157,4 +159,21 @@ out=$(reg 5062 dave)
 it_stop node3 TERM
 [ "${IT_EXIT_OF[node3]}" -eq 0 ] || it_fail "SIGTERM after restart: exit status ${IT_EXIT_OF[node3]}"
 
-it_pass "help/version, bad config file:line, overrides, data dir lock, SIGHUP, SIGTERM in $stop_ms ms; REGISTER 200, trace, expiry, group commit ($commits commits for $publishes publishes), restart keeps bindings and drops expired ones"
+# 9. Transports and bad input: --listen v4+v6 serves IPv6 UDP and TCP; a bad CSeq gets
+# 400 naming it; garbage gets no answer; a second daemon on a taken port exits 1.
+it_start node4 "$bin" -p 5064 --listen 127.0.0.1,::1 --data-dir "$IT_TMP/data4"
+it_wait_log node4 'running: data directory' 10
+grep -q 'SIP on \[::1\] UDP+TCP port 5064' "$IT_TMP/node4.log" || it_fail "no IPv6 listener logged"
+out=$(it_run 30 python3 "$IT_LIB_DIR/daemon/transports.py" 5064) || it_fail "transports.py: $out"
+for want in 'v6udp 200' 'tcp 200' 'badcseq 400 Bad Request - malformed CSeq' 'garbage none'; do
+    grep -qxF "$want" <<<"$out" || it_fail "transports: want '$want', got: $out"
+done
+it_run 10 "$bin" -p 5064 --data-dir "$IT_TMP/data5" >"$IT_TMP/taken.out" 2>&1
+st=$?
+[ "$st" -eq 1 ] || it_fail "a daemon on a taken port exited with $st"
+grep -q 'cannot listen for SIP on port 5064: address already in use' "$IT_TMP/taken.out" ||
+    it_fail "taken port message: $(cat "$IT_TMP/taken.out")"
+it_stop node4 TERM
+[ "${IT_EXIT_OF[node4]}" -eq 0 ] || it_fail "node4: exit status ${IT_EXIT_OF[node4]}"
+
+it_pass "help/version, bad config file:line, overrides, data dir lock, SIGHUP, SIGTERM in $stop_ms ms; REGISTER 200, trace, expiry, group commit ($commits commits for $publishes publishes), restart keeps bindings and drops expired ones; v6/TCP/400/taken port"
