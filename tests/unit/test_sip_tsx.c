@@ -972,6 +972,119 @@ static void test_many_transactions(void **state)
     world_free(w);
 }
 
+static void test_client_cancelled_guard(void **state)
+{
+    struct world *w = world_new(NULL);
+    struct sip_tsx_dest d = dest(SIP_TSX_UDP, 5080);
+    struct sip_tsx *t = NULL, *t2 = NULL;
+    char req[1024], req2[1024];
+    (void)state;
+
+    int n = req_text(req, sizeof(req), "INVITE", "z9hG4bKg1", "", 1, "INVITE", NULL);
+    assert_int_equal(sip_tsx_client_new(w->layer, &t, req, (size_t)n, &d, NULL, 0), 0);
+    feed_resp(w, req, 180, "r", 100);
+    /* RFC 3261 9.1: after a CANCEL, 64*T1 for the final response, then give up. */
+    assert_int_equal(sip_tsx_client_cancelled(t, 1000), 0);
+    assert_int_equal(sip_tsx_layer_next_deadline(w->layer), 33000);
+    sip_tsx_layer_advance(w->layer, 32999);
+    assert_int_equal(w->ntimeout, 0);
+    sip_tsx_layer_advance(w->layer, 33000);
+    assert_int_equal(w->ntimeout, 1);
+    assert_int_equal(w->timeout_why[0], SIP_TSX_TIMEOUT_RESPONSE);
+    sip_tsx_layer_advance(w->layer, 33000);
+    assert_int_equal(w->nterm, 1);
+
+    /* The usual case: the 487 comes, the ACK is sent, the guard is gone. */
+    n = req_text(req2, sizeof(req2), "INVITE", "z9hG4bKg2", "", 2, "INVITE", NULL);
+    assert_int_equal(sip_tsx_client_new(w->layer, &t2, req2, (size_t)n, &d, NULL, 40000), 0);
+    feed_resp(w, req2, 183, "r", 40100);
+    assert_int_equal(sip_tsx_client_cancelled(t2, 40200), 0);
+    feed_resp(w, req2, 487, "r", 40300);
+    assert_int_equal(sip_tsx_state(t2), SIP_TSX_COMPLETED);
+    assert_true(starts(&w->sent[w->nsent - 1], "ACK "));
+    assert_int_equal(sip_tsx_layer_next_deadline(w->layer), 40300 + 32000); /* Timer D */
+    sip_tsx_layer_advance(w->layer, 72300);
+    assert_int_equal(w->ntimeout, 1);
+    assert_int_equal(w->nterm, 2);
+    assert_int_equal(sip_tsx_layer_count(w->layer), 0);
+    world_free(w);
+}
+
+static void test_server_edge_cases(void **state)
+{
+    struct world *w = world_new(NULL);
+    struct sip_tsx_dest src = dest(SIP_TSX_UDP, 5070);
+    char req[1024], ack[1024];
+    (void)state;
+
+    /* An ACK reusing the INVITE's branch for a 2xx matches the transaction in
+     * Accepted and goes to the TU (RFC 6026 7.1). */
+    req_text(req, sizeof(req), "INVITE", "z9hG4bKz1", "", 1, "INVITE", NULL);
+    assert_int_equal(feed_str(w, req, src, 0), 0);
+    respond(w->req_tsx[0], 200, "s", 10, 0);
+    req_text(ack, sizeof(ack), "ACK", "z9hG4bKz1", "", 1, "ACK", "s");
+    assert_int_equal(feed_str(w, ack, src, 20), 0);
+    assert_int_equal(w->nreq_null, 1);
+    assert_int_equal(sip_tsx_state(w->req_tsx[0]), SIP_TSX_ACCEPTED);
+
+    /* A send error on respond: returned, and the transaction ends (17.2.4). */
+    req_text(req, sizeof(req), "OPTIONS", "z9hG4bKz2", "", 1, "OPTIONS", NULL);
+    assert_int_equal(feed_str(w, req, src, 30), 0);
+    w->send_error = -EPIPE;
+    respond(w->req_tsx[1], 200, "s", 40, -EPIPE);
+    w->send_error = 0;
+    assert_int_equal(sip_tsx_state(w->req_tsx[1]), SIP_TSX_TERMINATED);
+    assert_int_equal(w->nterr, 0); /* told by the return value, not a callback */
+    assert_int_equal(w->nterm, 0);
+    /* Its retransmission is now a new request. */
+    assert_int_equal(feed_str(w, req, src, 45), 0);
+    assert_int_equal(w->nreq, 3);
+    sip_tsx_layer_advance(w->layer, 50);
+    assert_int_equal(w->nterm, 1);
+    assert_ptr_equal(w->term_tsx[0], w->req_tsx[1]);
+
+    /* A non-INVITE left in Proceeding by its TU: the guard ends it. */
+    respond(w->req_tsx[2], 100, NULL, 60, 0);
+    sip_tsx_layer_advance(w->layer, 45 + 32000 + 5000);
+    assert_int_equal(w->ntimeout, 1);
+    assert_int_equal(w->timeout_why[0], SIP_TSX_TIMEOUT_TU);
+
+    /* Freeing the layer with a terminated, not yet destroyed, transaction. */
+    req_text(req, sizeof(req), "OPTIONS", "z9hG4bKz3", "", 1, "OPTIONS", NULL);
+    assert_int_equal(feed_str(w, req, src, 40000), 0);
+    w->send_error = -EPIPE;
+    respond(w->req_tsx[3], 200, "s", 40001, -EPIPE);
+    world_free(w); /* valgrind: nothing lost */
+}
+
+static void test_ipv6_source(void **state)
+{
+    struct world *w = world_new(NULL);
+    struct sip_tsx_dest src;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&src.addr;
+    char req[1024], host[64];
+    struct sip_src s;
+    (void)state;
+
+    memset(&src, 0, sizeof(src));
+    src.transport = SIP_TSX_UDP;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(40002);
+    sin6->sin6_addr.s6_addr[15] = 1; /* ::1 */
+    assert_int_equal(sip_tsx_dest_src(&src, host, sizeof(host), &s), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(s.port, 40002);
+    req_text(req, sizeof(req), "OPTIONS", "z9hG4bK6", "", 1, "OPTIONS", NULL);
+    assert_int_equal(feed_str(w, req, src, 0), 0);
+    assert_int_equal(sip_tsx_peer(w->req_tsx[0])->addr.ss_family, AF_INET6);
+    respond(w->req_tsx[0], 200, "s", 10, 0);
+    /* 18.2.2 without rport: the sent-by port. */
+    assert_int_equal(ntohs(((struct sockaddr_in6 *)&w->sent[0].dest.addr)->sin6_port), 5070);
+    sip_tsx_set_arg(w->req_tsx[0], w);
+    assert_ptr_equal(sip_tsx_arg(w->req_tsx[0]), w);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -992,6 +1105,9 @@ int main(void)
         cmocka_unit_test(test_table_cap),
         cmocka_unit_test(test_stray_and_config),
         cmocka_unit_test(test_many_transactions),
+        cmocka_unit_test(test_client_cancelled_guard),
+        cmocka_unit_test(test_server_edge_cases),
+        cmocka_unit_test(test_ipv6_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
