@@ -33,6 +33,13 @@
  * fallback compares the header values byte for byte, which is what retransmissions
  * carry.
  *
+ * Lifetimes the RFC leaves to the TU: an INVITE server transaction waits in
+ * Proceeding until the TU answers (a UAS may ring for minutes; the proxy answers
+ * through Timer C or its downstream timeouts), and an INVITE client transaction in
+ * Proceeding waits for a final response unless Timer C is configured or the TU calls
+ * sip_tsx_client_cancelled() after sending a CANCEL.  A non-INVITE server transaction
+ * the TU never answers is ended 64*T1 + T4 after it began (SIP_TSX_TIMEOUT_TU).
+ *
  * Callbacks (struct sip_tsx_ops) run only from sip_tsx_layer_recv() (on_request,
  * on_response, on_transport_error while sending an ACK or a response again) and
  * sip_tsx_layer_advance() (everything, and on_terminated only from there): never
