@@ -446,6 +446,9 @@ int p2psipd__sip_start(struct p2psipd *d)
         return rc;
     if (d->conf.registrar.options_keepalive != 0)
         p2p_warn(d->log, "registrar.options_keepalive is not implemented yet: ignored");
+    if (d->conf.p2p.server || d->conf.p2p.port != 0 || d->conf.p2p.server_count != 0)
+        p2p_notice(d->log, "p2p settings (-s, -P, -S) are stored for the overlay, which is "
+                           "not built yet: this node is an overlay of one");
     return 0;
 }
 
@@ -459,6 +462,10 @@ void p2psipd__sip_stop(struct p2psipd *d)
                    "expired bindings deleted",
                    (unsigned long long)s.commits, (unsigned long long)s.publishes,
                    (unsigned long long)s.publish_errors, (unsigned long long)s.expired);
+        p2p_notice(d->log, "SIP: %llu messages in, %llu out, %llu refused, %llu send errors",
+                   (unsigned long long)d->sip_stats.rx, (unsigned long long)d->sip_stats.tx,
+                   (unsigned long long)d->sip_stats.bad_dropped,
+                   (unsigned long long)d->sip_stats.send_errors);
     }
     if (d->transport != NULL) {
         overlay_sip_transport_close(d->transport, NULL, NULL);
