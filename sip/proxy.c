@@ -1159,8 +1159,11 @@ static void on_response(struct sip_tsx *t, const struct sip_msg *msg, struct p2p
     if (!t) /* RFC 6026 8.4: a stateful proxy drops stray responses */
         return;
     k = sip_tsx_arg(t);
-    if (k && *k == ARG_BRANCH)
+    if (k && *k == ARG_BRANCH) {
+        struct proxy_req *r = ((struct proxy_branch *)k)->req;
         on_branch_response((struct proxy_branch *)k, msg, raw);
+        req_release(r); /* the branch may have been detached: maybe the last user */
+    }
 }
 
 static void on_timeout(struct sip_tsx *t, enum sip_tsx_timeout why, void *arg)
@@ -1180,6 +1183,7 @@ static void on_timeout(struct sip_tsx *t, enum sip_tsx_timeout why, void *arg)
     }
     branch_fail(b, 408); /* 16.7 step 2: as if a 408 had arrived */
     check_done(b->req);
+    req_release(b->req);
 }
 
 static void on_transport_error(struct sip_tsx *t, int err, void *arg)
@@ -1195,6 +1199,7 @@ static void on_transport_error(struct sip_tsx *t, int err, void *arg)
     b = (struct proxy_branch *)k;
     branch_fail(b, 503); /* 16.7 step 2 / RFC 3263: the target is unreachable */
     check_done(b->req);
+    req_release(b->req);
 }
 
 static void on_terminated(struct sip_tsx *t, void *arg)
