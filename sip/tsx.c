@@ -41,7 +41,6 @@
 /* RFC 3261 8.1.1.7 / 17.2.3: branches of 3261 elements begin with this. */
 #define MAGIC_COOKIE "z9hG4bK"
 #define MAGIC_COOKIE_LEN 7
-#define SIP_DEFAULT_PORT 5060
 
 enum { TIMER_RETRANS = 0, TIMER_TIMEOUT = 1 };
 
@@ -63,8 +62,9 @@ struct sip_tsx {
     unsigned status;
     uint32_t interval; /* current retransmission interval */
     struct tsx_timer timers[2];
-    struct sip_tsx_dest peer;  /* client: destination; server: source of the request */
-    struct sip_tsx_dest reply; /* server: where responses go (RFC 3261 18.2.2) */
+    /* client: destination; server: source of the request, where responses are sent
+     * (the transport applies RFC 3261 18.2.2 / RFC 3581 from the top Via) */
+    struct sip_tsx_dest peer;
     char *req;
     size_t req_len;
     char *msg; /* server: last response sent; client INVITE: the ACK */
@@ -429,28 +429,6 @@ static bool is_reliable(const struct sip_tsx_dest *d)
     return d->transport != SIP_TSX_UDP;
 }
 
-static void set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-    if (ss->ss_family == AF_INET)
-        ((struct sockaddr_in *)ss)->sin_port = htons(port);
-    else if (ss->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-}
-
-/*
- * RFC 3261 18.2.2: over a stream, the response goes back on the same connection;
- * over UDP, to the source address (the "received" address) at the sent-by port, or
- * 5060.  RFC 3581 4: with rport in the top Via, to the source port.  A maddr
- * (multicast) is not supported and handled as the unicast case.
- */
-static void reply_dest(const struct sip_tsx_dest *src, const struct sip_via *via,
-                       struct sip_tsx_dest *out)
-{
-    *out = *src;
-    if (!is_reliable(src) && !via->rport)
-        set_port(&out->addr, via->port != 0 ? via->port : SIP_DEFAULT_PORT);
-}
-
 /* ---- server transactions ---------------------------------------------------- */
 
 /* RFC 3261 17.2.1: the transaction's own 100 (Trying), built from the request. */
@@ -474,7 +452,7 @@ static int send_trying(struct sip_tsx *t)
     if (rc < 0)
         return rc;
     t->status = 100;
-    return tsx_send(t, t->msg, t->msg_len, &t->reply);
+    return tsx_send(t, t->msg, t->msg_len, &t->peer);
 }
 
 /* A request (or ACK) that matched server transaction t. */
@@ -505,7 +483,7 @@ static void server_match(struct sip_tsx *t, bool is_ack, const struct sip_msg *m
     switch (t->state) {
     case SIP_TSX_PROCEEDING: /* 17.2.1 / 17.2.2: the most recent provisional again */
     case SIP_TSX_COMPLETED:  /* 17.2.1 / 17.2.2: the final response again */
-        if (t->msg != NULL && (rc = tsx_send(t, t->msg, t->msg_len, &t->reply)) < 0)
+        if (t->msg != NULL && (rc = tsx_send(t, t->msg, t->msg_len, &t->peer)) < 0)
             tsx_fail(t, rc, now_ms);
         break;
     default:
@@ -530,7 +508,6 @@ static int server_new(struct sip_tsx_layer *l, const struct sip_msg *msg, const 
     t->rfc2543 = !mi->rfc3261;
     t->peer = *src;
     t->reliable = is_reliable(src);
-    reply_dest(src, &mi->via, &t->reply);
     table_insert(t);
     l->count++;
 
@@ -675,7 +652,7 @@ int sip_tsx_server_respond(struct sip_tsx *t, const char *bytes, size_t len, uin
         timer_arm(t, TIMER_TIMEOUT, now_ms + (t->reliable ? 0 : t1x64(l)));
     }
 
-    rc = tsx_send(t, bytes, len, &t->reply);
+    rc = tsx_send(t, bytes, len, &t->peer);
     if (rc < 0)
         tsx_terminate(t, now_ms); /* RFC 3261 17.2.4; the TU learns it from rc */
     return rc;
@@ -941,7 +918,7 @@ static void fire_retrans(struct sip_tsx *t, uint64_t now_ms)
     } else if (t->invite && t->state == SIP_TSX_COMPLETED) {
         /* Timer G (17.2.1): the final response again, interval doubling up to T2. */
         t->interval = double_capped(t->interval, l->cfg.t2_ms);
-        rc = tsx_send(t, t->msg, t->msg_len, &t->reply);
+        rc = tsx_send(t, t->msg, t->msg_len, &t->peer);
         if (rc == 0)
             timer_arm(t, TIMER_RETRANS, now_ms + t->interval);
     }

@@ -24,6 +24,12 @@
  * in Accepted passes every 2xx retransmission up.  An ACK that matches a server
  * transaction in Accepted goes up like any ACK to a 2xx.
  *
+ * Responses of a server transaction are handed to ops.send with the request's
+ * source as destination (transport, address, connection).  Where they really go is
+ * the transport layer's business (RFC 3261 18.2.2 and RFC 3581 4: the connection,
+ * or received/rport/sent-by/maddr of the top Via), done by overlay/'s
+ * overlay_sip_send_response(), so it is not repeated here.
+ *
  * Matching: 17.2.3 for requests (branch with the z9hG4bK cookie + sent-by + method,
  * ACK and CANCEL-for-9.2 matching INVITE) with the RFC 2543 fallback (Request-URI,
  * To tag, From tag, Call-ID, CSeq number and top Via; for an ACK, the To tag of our
