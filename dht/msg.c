@@ -7,7 +7,7 @@
  *        0    1 version = 1 (any other value: -EBADMSG)
  *        1    1 type (enum dht_msg_type; unknown types decode and are dropped above)
  *        2    1 flags: 0x01 ACK_REQ, 0x02 WANT_REPLY, 0x04 ANNOUNCE, 0x08 CLIENT,
- *                      0x10 MAINT; other bits ignored
+ *                      0x10 MAINT, 0x20 PASSED; other bits ignored
  *        3    1 hops: incremented at each routing hop; routed messages over 64 die
  *        4    4 txid: per-hop transaction id, echoed by ACK
  *        8   20 sender node ID (the immediate sender, rewritten at every hop)
@@ -21,11 +21,11 @@
  *
  *   code name        length   value
  *      1 KEY             20   target key
- *      2 ORIGIN      21..38   peer: node ID (20), addr len (1, <= 18), addr
+ *      2 ORIGIN      21..39   peer: node ID (20), addr len (1, <= 18), addr
  *      3 REQ_ID           4   origin's request id
  *      4 PEERS       1 + ...  u8 count (<= 48), then count peers as in ORIGIN
  *      5 LEVEL            1   routing-table row (< 40)
- *      6 ROOT        21..38   peer
+ *      6 ROOT        21..39   peer
  *      7 RECORD   156..4252   one record, dht_record.h encoding; repeats (<= 8)
  *      8 STATUS           2   i16: 0 or a negative errno
  *      9 LO              20   range start (inclusive)
@@ -37,6 +37,11 @@
  *                             ORIGIN ID in routed messages (JOIN, LOOKUP, PUT, GET),
  *                             the sender ID in all others
  *     14 COUNT            4   u32
+ *
+ * Types (dht_msg.h; who sends what and which attributes: docs/DHT-WIRE.md):
+ *    1 PING  2 ACK  3 JOIN (routed)  4 JOIN_REPLY  5 ROWS  6 ROW_REQ  7 LEAFSET
+ *    8 LOOKUP (routed)  9 LOOKUP_REPLY  10 PUT (routed)  11 PUT_REPLY
+ *   12 GET (routed)  13 GET_REPLY  14 REPLICATE  15 SYNC  16 SYNC_REPLY  17 FETCH
  *
  * Design: the decoder copies fixed-size fields into struct dht_msg and keeps record
  * values as pointers into the caller's buffer, so it allocates nothing.  Every read

@@ -110,6 +110,7 @@ struct sim {
     size_t n_put_lat;
     struct get_ctx *gets;
     bool repaired;
+    unsigned dumped[DHT_MSG_TYPE_MAX + 1];
     struct sim_result res;
 };
 
@@ -299,6 +300,25 @@ static double pair_latency(const struct sim *s, unsigned a, unsigned b)
     return s->cfg.latency_ms * (0.5 + (double)(h >> 11) / 9007199254740992.0);
 }
 
+/* P2P_SIM_DUMP=dir: keep the first 4 messages of each type as files (seeds for
+ * the fuzzer's corpus: real traffic of every kind). */
+static void dump(struct sim *s, const uint8_t *buf, size_t len)
+{
+    const char *dir = getenv("P2P_SIM_DUMP");
+    char path[512];
+    FILE *f;
+    unsigned t = buf[1] <= DHT_MSG_TYPE_MAX ? buf[1] : 0;
+
+    if (dir == NULL || s->dumped[t] >= 4)
+        return;
+    snprintf(path, sizeof(path), "%s/%s-%u", dir, dht_msg_type_name(t), s->dumped[t]++);
+    f = fopen(path, "wb");
+    if (f != NULL) {
+        (void)fwrite(buf, 1, len, f);
+        fclose(f);
+    }
+}
+
 static int net_send(void *arg, const struct dht_peer *to, const uint8_t *buf, size_t len)
 {
     struct slot *src = arg;
@@ -307,6 +327,7 @@ static int net_send(void *arg, const struct dht_peer *to, const uint8_t *buf, si
     uint32_t dst;
     double lat;
 
+    dump(s, buf, len);
     s->res.messages++;
     if (s->now >= s->win_start && s->now < s->win_end && !(buf[2] & DHT_FLAG_CLIENT))
         s->maint_bytes += len;
