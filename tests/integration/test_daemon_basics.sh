@@ -161,12 +161,17 @@ it_stop node3 TERM
 [ "${IT_EXIT_OF[node3]}" -eq 0 ] || it_fail "SIGTERM after restart: exit status ${IT_EXIT_OF[node3]}"
 
 # 9. Transports and bad input: --listen v4+v6 serves IPv6 UDP and TCP; a bad CSeq gets
-# 400 naming it; garbage gets no answer; a second daemon on a taken port exits 1.
-it_start node4 "$bin" -p 5064 --listen 127.0.0.1,::1 --data-dir "$IT_TMP/data4"
+# 400 naming it; garbage gets no answer; with sip.domain = p2p.test and
+# proxy.foreign_reply = 403 a REGISTER for another domain gets 403; a second daemon on
+# a taken port exits 1.
+printf '[sip]\ndomain = p2p.test\n[proxy]\nforeign_reply = 403\n' >"$IT_TMP/node4.conf"
+it_start node4 "$bin" --config "$IT_TMP/node4.conf" -p 5064 --listen 127.0.0.1,::1 \
+    --data-dir "$IT_TMP/data4"
 it_wait_log node4 'running: data directory' 10
 grep -q 'SIP on \[::1\] UDP+TCP port 5064' "$IT_TMP/node4.log" || it_fail "no IPv6 listener logged"
 out=$(it_run 30 python3 "$IT_LIB_DIR/daemon/transports.py" 5064) || it_fail "transports.py: $out"
-for want in 'v6udp 200' 'tcp 200' 'badcseq 400 Bad Request - malformed CSeq' 'garbage none'; do
+for want in 'v6udp 200' 'tcp 200' 'badcseq 400 Bad Request - malformed CSeq' 'garbage none' \
+    'foreign 403'; do
     grep -qxF "$want" <<<"$out" || it_fail "transports: want '$want', got: $out"
 done
 it_run 10 "$bin" -p 5064 --data-dir "$IT_TMP/data5" >"$IT_TMP/taken.out" 2>&1

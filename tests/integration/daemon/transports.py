@@ -6,6 +6,7 @@ messages over UDP, against a registrar on PORT; prints one line per case:
   tcp <status>        a REGISTER on a TCP connection (answered on it, RFC 3261 18.2.2)
   badcseq <status+reason>  a REGISTER with "CSeq: x REGISTER" (RFC 3261 8.2: 400)
   garbage none|<status>    bytes that are no SIP message: expect no answer
+  foreign <status>    a REGISTER for sip:other.example (not in sip.domain)
 
 Every receive has a 2 s timeout (a missing answer prints "none").
 """
@@ -15,11 +16,11 @@ import sys
 port = int(sys.argv[1])
 
 
-def register(via, user, contact):
-    return ("REGISTER sip:p2p.test SIP/2.0\r\nVia: %s\r\nMax-Forwards: 70\r\n"
-            "From: <sip:%s@p2p.test>;tag=1\r\nTo: <sip:%s@p2p.test>\r\nCall-ID: %s@t\r\n"
+def register(via, user, contact, domain="p2p.test"):
+    return ("REGISTER sip:%s SIP/2.0\r\nVia: %s\r\nMax-Forwards: 70\r\n"
+            "From: <sip:%s@%s>;tag=1\r\nTo: <sip:%s@%s>\r\nCall-ID: %s@t\r\n"
             "CSeq: 1 REGISTER\r\nContact: <%s>\r\nContent-Length: 0\r\n\r\n"
-            % (via, user, user, user, contact)).encode()
+            % (domain, via, user, domain, user, domain, user, contact)).encode()
 
 
 def first_line(sock):
@@ -58,3 +59,6 @@ print("badcseq", first_line(u)[8:])
 u.sendto(b"garbage\r\n\r\n", ("127.0.0.1", port))
 line = first_line(u)
 print("garbage", "none" if line == "none" else line[8:11])
+u.sendto(register("SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bKforeign;rport" % lp, "f",
+                  "sip:f@127.0.0.1:5999", "other.example"), ("127.0.0.1", port))
+print("foreign", first_line(u)[8:11])
