@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "p2p/buf.h"
@@ -81,6 +82,11 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Once, before any thread or module draws random bytes (nonces, branches, keys). */
+    if (sodium_init() < 0) {
+        fprintf(stderr, "%s: libsodium cannot initialise\n", prog);
+        return 1;
+    }
     p2p_log_init(&log, prog, conf.log.level, conf.log.syslog);
     rc = uv_loop_init(&loop);
     if (rc != 0) {
