@@ -19,7 +19,7 @@
  * - A root that holds nothing for a GET passes it once to its closest replica,
  *   which answers: a new root may not have received its handoff yet.
  * - Anti-entropy (Bamboo's, with the store's range summaries): every sync_ms a node
- *   picks one of its R closest leaves and the range it is root for (half-way to
+ *   picks one of its R nearest leaves on either side and the range it is root for (half-way to
  *   each neighbour), narrowed by the store's 16-way sub-ranges until it holds at
  *   most DHT_SYNC_IDENTS records; it sends count + digest.  A peer whose summary
  *   differs answers with up to DHT_SYNC_IDENTS identities; the initiator FETCHes
@@ -396,7 +396,20 @@ void dht__sync_start(struct dht_node *n, uint64_t now)
     if (n->sync_busy && now < n->sync_until)
         return;
     n->sync_busy = false;
-    k = dht_route_closest_leaves(rt, &n->self.id, partners, n->cfg.replicas);
+    /* Partners: the R nearest leaves on each side.  A key of our arc near one edge
+     * has replicas up to R nodes away on that side, so the R closest to our own
+     * ID would miss some of them. */
+    k = 0;
+    for (unsigned side = 0; side < 2; side++) {
+        const uint16_t *arr = side ? rt->succs : rt->preds;
+        unsigned cnt = side ? rt->n_succs : rt->n_preds;
+        for (unsigned j = 0; j < cnt && j < n->cfg.replicas; j++) {
+            struct dht_nbr *e = &rt->pool[arr[j]];
+            if ((e->flags & DHT_NBR_SUSPECT) || (side == 1 && (e->flags & DHT_NBR_PRED)))
+                continue;
+            partners[k++] = e;
+        }
+    }
     if (k == 0 || rt->n_preds == 0 || rt->n_succs == 0)
         return;
     to = partners[dht__rand(n) % k]->peer;

@@ -463,6 +463,60 @@ static void test_handoff_and_failure(void **state)
     free(net);
 }
 
+/* Anti-entropy: a record only the root holds reaches the replicas (SYNC, SYNC_REPLY,
+ * push), and one only a replica holds reaches the root (FETCH) and from there the
+ * rest of the replica set.  Only differences cross: in-sync rounds carry no
+ * identities. */
+static void test_anti_entropy(void **state)
+{
+    struct net *net = calloc(1, sizeof(*net));
+    uint8_t opk[32], osk[64];
+    struct dht_record a, b;
+    struct dht_id ka, kb;
+    struct tnode *ra, *rb, *rep;
+    struct dht_nbr *c[1];
+    uint64_t fetched = 0, rounds = 0;
+
+    (void)state;
+    assert_non_null(net);
+    net_init(net, 4, 2, 1);
+    net->cfg.sync_ms = 2000;
+    for (unsigned i = 0; i < 8; i++) {
+        struct tnode *t = net_add(net, (uint8_t)(40 + i));
+        join(net, t, i == 0 ? NULL : &net->n[0]);
+    }
+    net_run(net, net->now + 10000);
+    crypto_sign_keypair(opk, osk);
+    rand_id(&ka, 501);
+    rand_id(&kb, 502);
+    make_record(&a, &ka, 1, 1, net->now, osk);
+    make_record(&b, &kb, 1, 1, net->now, osk);
+    /* a: at its root only; b: at one replica only (bypassing the protocol) */
+    ra = true_root(net, &ka);
+    assert_int_equal(dht_store_put(ra->store, &a, net->now), 0);
+    rb = true_root(net, &kb);
+    assert_int_equal(dht_route_closest_leaves(dht_node_route(rb->node), &kb, c, 1), 1);
+    rep = NULL;
+    for (unsigned i = 0; i < net->count; i++)
+        if (dht_id_eq(dht_node_id(net->n[i].node), &c[0]->peer.id))
+            rep = &net->n[i];
+    assert_non_null(rep);
+    assert_int_equal(dht_store_put(rep->store, &b, net->now), 0);
+    assert_int_equal(holders(net, &a), 1);
+    assert_int_equal(holders(net, &b), 1);
+    net_run(net, net->now + 40000);
+    assert_true(held_by_replica_set(net, &a, 2));
+    assert_true(held_by_replica_set(net, &b, 2));
+    for (unsigned i = 0; i < net->count; i++) {
+        fetched += dht_node_counters(net->n[i].node)->sync_fetched;
+        rounds += dht_node_counters(net->n[i].node)->sync_rounds;
+    }
+    assert_true(fetched >= 1);
+    assert_true(rounds > 8);
+    net_free(net);
+    free(net);
+}
+
 static void test_bad_input_changes_nothing(void **state)
 {
     struct net *net = ring(4, 4, 2, 1);
@@ -583,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_join_converges_and_routes),
         cmocka_unit_test(test_put_replicates_with_quorum),
         cmocka_unit_test(test_handoff_and_failure),
+        cmocka_unit_test(test_anti_entropy),
         cmocka_unit_test(test_bad_input_changes_nothing),
         cmocka_unit_test(test_lone_node_and_cutoff),
     };
