@@ -86,27 +86,30 @@ bool sip__host_ok(struct p2p_slice h)
         }
         return colons >= 2 && colons <= 8;
     }
-    /* hostname = *( domainlabel "." ) toplabel [ "." ] or IPv4address */
-    if (sip__span(h.p, 0, h.len, SIP__C_HOST) != h.len)
-        return false;
+    /* hostname = *( domainlabel "." ) toplabel [ "." ] or IPv4address, in
+     * one pass: labels of alphanum and inner '-', one trailing '.' at most */
     bool all_num = true;
+    size_t ls = 0;
     for (size_t i = 0; i < h.len; i++) {
-        if (!sip__is((unsigned char)h.p[i], SIP__C_DIGIT) && h.p[i] != '.')
+        unsigned char c = (unsigned char)h.p[i];
+        if (c == '.') {
+            if (i == ls || h.p[i - 1] == '-')
+                return false;
+            ls = i + 1;
+        } else if (sip__is(c, SIP__C_ALNUM)) {
+            if (!sip__is(c, SIP__C_DIGIT))
+                all_num = false;
+        } else if (c == '-') {
+            if (i == ls)
+                return false;
             all_num = false;
+        } else {
+            return false;
+        }
     }
     if (all_num)
         return ipv4_ok(h);
-    size_t ls = 0;
-    for (size_t i = 0; i <= h.len; i++) {
-        if (i == h.len || h.p[i] == '.') {
-            if (i == ls) /* empty label: only a single trailing dot is allowed */
-                return i == h.len && i > 0 && ls == h.len;
-            if (h.p[ls] == '-' || h.p[i - 1] == '-')
-                return false;
-            ls = i + 1;
-        }
-    }
-    return true;
+    return ls == h.len || h.p[h.len - 1] != '-';
 }
 
 bool sip_is_token(struct p2p_slice s)
@@ -116,7 +119,7 @@ bool sip_is_token(struct p2p_slice s)
 
 int sip_uint_parse(struct p2p_slice value, uint32_t max, uint32_t *out)
 {
-    struct p2p_slice s = p2p_slice_trim(value);
+    struct p2p_slice s = sip__trim(value);
     uint64_t v;
 
     if (s.len == 0 || sip__span(s.p, 0, s.len, SIP__C_DIGIT) != s.len)
@@ -314,24 +317,24 @@ int sip_via_parse(struct p2p_slice value, struct sip_via *out)
     struct sip_param prm;
     int rc;
     while ((rc = sip_param_next(&rest, &prm)) == 1) {
-        if (p2p_slice_caseeq_cstr(prm.name, "branch")) {
+        if (SIP__NAME_IS(prm.name, "branch")) {
             if (prm.value.p == NULL || !sip_is_token(prm.value) || v.branch.p != NULL)
                 return -EBADMSG;
             v.branch = prm.value;
-        } else if (p2p_slice_caseeq_cstr(prm.name, "received")) {
+        } else if (SIP__NAME_IS(prm.name, "received")) {
             if (prm.value.p == NULL || !ip_ok(prm.value))
                 return -EBADMSG;
             v.received = prm.value;
-        } else if (p2p_slice_caseeq_cstr(prm.name, "maddr")) {
+        } else if (SIP__NAME_IS(prm.name, "maddr")) {
             if (prm.value.p == NULL || !sip__host_ok(prm.value))
                 return -EBADMSG;
             v.maddr = prm.value;
-        } else if (p2p_slice_caseeq_cstr(prm.name, "ttl")) {
+        } else if (SIP__NAME_IS(prm.name, "ttl")) {
             uint32_t t;
             if (prm.value.p == NULL || prm.value.len > 3 || sip_uint_parse(prm.value, 255, &t) != 0)
                 return -EBADMSG;
             v.ttl = prm.value;
-        } else if (p2p_slice_caseeq_cstr(prm.name, "rport")) {
+        } else if (SIP__NAME_IS(prm.name, "rport")) {
             /* RFC 3581 3: response-port = "rport" [EQUAL 1*DIGIT] */
             v.rport = true;
             v.rport_p = sip__sl(prm.name.p, 0, (size_t)(rest.p - prm.name.p));
@@ -356,12 +359,7 @@ static bool uri_shape_ok(struct p2p_slice u)
     if (s == 0 || s >= u.len || u.p[s] != ':' || sip__is((unsigned char)u.p[0], SIP__C_DIGIT) ||
         !sip__is((unsigned char)u.p[0], SIP__C_ALNUM))
         return false;
-    for (size_t i = s + 1; i < u.len; i++) {
-        unsigned char c = (unsigned char)u.p[i];
-        if (c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"')
-            return false;
-    }
-    return true;
+    return sip__span(u.p, s + 1, u.len, SIP__C_URIC) == u.len - s - 1;
 }
 
 int sip_addr_parse(struct p2p_slice value, struct sip_addr *out)
@@ -413,11 +411,10 @@ int sip_addr_parse(struct p2p_slice value, struct sip_addr *out)
     /* p[i] == '<': addr-spec RAQUOT, no LWS inside (RFC 4475 3.1.2.14) */
     {
         size_t s = i + 1;
-        i = s;
-        while (i < n && p[i] != '>')
-            i++;
-        if (i >= n)
+        const char *gt = memchr(p + s, '>', n - s);
+        if (gt == NULL)
             return -EBADMSG;
+        i = (size_t)(gt - p);
         a.uri = sip__sl(p, s, i);
         a.angle = true;
         if (!uri_shape_ok(a.uri))
@@ -431,7 +428,7 @@ params:
         struct sip_param prm;
         int rc;
         while ((rc = sip_param_next(&rest, &prm)) == 1) {
-            if (p2p_slice_caseeq_cstr(prm.name, "tag")) {
+            if (SIP__NAME_IS(prm.name, "tag")) {
                 if (prm.value.p == NULL || !sip_is_token(prm.value) || a.tag.p != NULL)
                     return -EBADMSG;
                 a.tag = prm.value;
@@ -473,7 +470,7 @@ static int qvalue_parse(struct p2p_slice s, uint16_t *out)
 int sip_contact_parse(struct p2p_slice value, struct sip_contact *out)
 {
     struct sip_contact c;
-    struct p2p_slice t = p2p_slice_trim(value);
+    struct p2p_slice t = sip__trim(value);
 
     memset(&c, 0, sizeof(c));
     if (t.len == 1 && t.p[0] == '*') {
@@ -487,7 +484,7 @@ int sip_contact_parse(struct p2p_slice value, struct sip_contact *out)
     struct sip_param prm;
     int rc;
     while ((rc = sip_param_next(&rest, &prm)) == 1) {
-        if (p2p_slice_caseeq_cstr(prm.name, "expires")) {
+        if (SIP__NAME_IS(prm.name, "expires")) {
             uint32_t e;
             int r;
             if (prm.value.p == NULL)
@@ -499,7 +496,7 @@ int sip_contact_parse(struct p2p_slice value, struct sip_contact *out)
                 return -EBADMSG;
             c.has_expires = true;
             c.expires = e;
-        } else if (p2p_slice_caseeq_cstr(prm.name, "q")) {
+        } else if (SIP__NAME_IS(prm.name, "q")) {
             if (prm.value.p == NULL || qvalue_parse(prm.value, &c.q) != 0)
                 return -EBADMSG;
             c.has_q = true;
@@ -639,7 +636,7 @@ int sip_auth_parse(struct p2p_slice value, struct sip_auth *out)
         return -EBADMSG;
     if (i < n && !sip__is((unsigned char)p[i], SIP__C_WS))
         return -EBADMSG;
-    a.params = p2p_slice_trim(sip__sl(p, i, n));
+    a.params = sip__trim(sip__sl(p, i, n));
     struct p2p_slice rest = a.params;
     while ((rc = sip_auth_param_next(&rest, &prm)) == 1) {
         static const char *const names[] = {"username",  "realm",  "nonce",   "uri", "response",

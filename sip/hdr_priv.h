@@ -31,6 +31,8 @@ enum {
     SIP__C_SCHEME = 1 << 11, /* ALPHA / DIGIT / "+" / "-" / "." */
     SIP__C_HOST = 1 << 12,   /* hostname chars: alphanum / "-" / "." */
     SIP__C_WORD = 1 << 13,   /* RFC 3261 25.1 word (Call-ID) */
+    SIP__C_LSEP = 1 << 14,   /* '"', '<', '>', ',': what a list split looks at */
+    SIP__C_URIC = 1 << 15,   /* a byte a URI may hold: visible, not '<' '>' '"' */
 };
 
 extern const uint16_t sip__cclass[256];
@@ -38,6 +40,35 @@ extern const uint16_t sip__cclass[256];
 static inline bool sip__is(unsigned char c, unsigned cls)
 {
     return (sip__cclass[c] & cls) != 0;
+}
+
+/* s equals the lower-case literal lit of n bytes, ignoring ASCII case. */
+static inline bool sip__name_is(struct p2p_slice s, const char *lit, size_t n)
+{
+    if (s.len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + 32);
+        if (c != (unsigned char)lit[i])
+            return false;
+    }
+    return true;
+}
+
+#define SIP__NAME_IS(s, lit) sip__name_is((s), (lit), sizeof(lit) - 1)
+
+/* Removes LWS at both ends. */
+static inline struct p2p_slice sip__trim(struct p2p_slice s)
+{
+    while (s.len > 0 && (sip__cclass[(unsigned char)s.p[0]] & SIP__C_WS)) {
+        s.p++;
+        s.len--;
+    }
+    while (s.len > 0 && (sip__cclass[(unsigned char)s.p[s.len - 1]] & SIP__C_WS))
+        s.len--;
+    return s;
 }
 
 /* Skips LWS (SP, HTAB, and the CR LF of folded lines). */

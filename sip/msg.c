@@ -27,26 +27,26 @@
 const uint16_t sip__cclass[256] = {
     0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0500, 0x0100, 0x0400,
     0x0400, 0x0100, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0500, 0x2409, 0x2400, 0x0400,
-    0x04f0, 0x2401, 0x04b0, 0x2409, 0x2408, 0x2408, 0x2409, 0x2cf1, 0x0490, 0x3c09, 0x3c09, 0x2470,
-    0x3e0f, 0x3e0f, 0x3e0f, 0x3e0f, 0x3e0f, 0x3e0f, 0x3e0f, 0x3e0f, 0x3e0f, 0x3e0f, 0x2460, 0x0410,
-    0x2400, 0x0490, 0x2400, 0x2450, 0x0400, 0x3c0f, 0x3c0f, 0x3c0f, 0x3c0f, 0x3c0f, 0x3c0f, 0x3c0b,
-    0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b,
-    0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x2460, 0x2400, 0x2460, 0x0400, 0x2409,
-    0x2401, 0x3c0f, 0x3c0f, 0x3c0f, 0x3c0f, 0x3c0f, 0x3c0f, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b,
-    0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b, 0x3c0b,
-    0x3c0b, 0x3c0b, 0x3c0b, 0x2400, 0x0400, 0x2400, 0x2409, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400,
-    0x0400, 0x0400, 0x0400, 0x0400,
+    0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0400, 0x0500, 0xa409, 0x6400, 0x8400,
+    0x84f0, 0xa401, 0x84b0, 0xa409, 0xa408, 0xa408, 0xa409, 0xacf1, 0xc490, 0xbc09, 0xbc09, 0xa470,
+    0xbe0f, 0xbe0f, 0xbe0f, 0xbe0f, 0xbe0f, 0xbe0f, 0xbe0f, 0xbe0f, 0xbe0f, 0xbe0f, 0xa460, 0x8410,
+    0x6400, 0x8490, 0x6400, 0xa450, 0x8400, 0xbc0f, 0xbc0f, 0xbc0f, 0xbc0f, 0xbc0f, 0xbc0f, 0xbc0b,
+    0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b,
+    0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xa460, 0xa400, 0xa460, 0x8400, 0xa409,
+    0xa401, 0xbc0f, 0xbc0f, 0xbc0f, 0xbc0f, 0xbc0f, 0xbc0f, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b,
+    0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b, 0xbc0b,
+    0xbc0b, 0xbc0b, 0xbc0b, 0xa400, 0x8400, 0xa400, 0xa409, 0x0400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400, 0x8400,
+    0x8400, 0x8400, 0x8400, 0x8400,
 };
 
 size_t sip__skip_quoted(const char *p, size_t i, size_t n)
@@ -195,19 +195,175 @@ static bool caseeq_n(const char *a, const char *b, size_t n)
     return true;
 }
 
+/* name (any case) equals the lower-case literal l of n bytes */
+static bool lower_eq(const char *name, const char *l, size_t n)
+{
+    if (lower((unsigned char)name[0]) != (unsigned char)l[0])
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        if (lower((unsigned char)name[i]) != (unsigned char)l[i])
+            return false;
+    }
+    return true;
+}
+
+static enum sip_hdr_id lookup_long(const char *name, size_t len)
+{
+    /* generated from hdr_names[]: candidates by length, then first letter */
+    switch (len) {
+    case 2:
+        if (lower_eq(name, "to", 2))
+            return SIP_HDR_TO;
+        break;
+    case 3:
+        if (lower_eq(name, "via", 3))
+            return SIP_HDR_VIA;
+        break;
+    case 4:
+        if (lower_eq(name, "cseq", 4))
+            return SIP_HDR_CSEQ;
+        if (lower_eq(name, "date", 4))
+            return SIP_HDR_DATE;
+        if (lower_eq(name, "from", 4))
+            return SIP_HDR_FROM;
+        if (lower_eq(name, "path", 4))
+            return SIP_HDR_PATH;
+        break;
+    case 5:
+        if (lower_eq(name, "allow", 5))
+            return SIP_HDR_ALLOW;
+        if (lower_eq(name, "event", 5))
+            return SIP_HDR_EVENT;
+        if (lower_eq(name, "route", 5))
+            return SIP_HDR_ROUTE;
+        break;
+    case 6:
+        if (lower_eq(name, "accept", 6))
+            return SIP_HDR_ACCEPT;
+        if (lower_eq(name, "server", 6))
+            return SIP_HDR_SERVER;
+        break;
+    case 7:
+        if (lower_eq(name, "call-id", 7))
+            return SIP_HDR_CALL_ID;
+        if (lower_eq(name, "contact", 7))
+            return SIP_HDR_CONTACT;
+        if (lower_eq(name, "expires", 7))
+            return SIP_HDR_EXPIRES;
+        if (lower_eq(name, "require", 7))
+            return SIP_HDR_REQUIRE;
+        if (lower_eq(name, "subject", 7))
+            return SIP_HDR_SUBJECT;
+        if (lower_eq(name, "warning", 7))
+            return SIP_HDR_WARNING;
+        break;
+    case 8:
+        if (lower_eq(name, "identity", 8))
+            return SIP_HDR_IDENTITY;
+        if (lower_eq(name, "priority", 8))
+            return SIP_HDR_PRIORITY;
+        if (lower_eq(name, "refer-to", 8))
+            return SIP_HDR_REFER_TO;
+        if (lower_eq(name, "reply-to", 8))
+            return SIP_HDR_REPLY_TO;
+        break;
+    case 9:
+        if (lower_eq(name, "call-info", 9))
+            return SIP_HDR_CALL_INFO;
+        if (lower_eq(name, "supported", 9))
+            return SIP_HDR_SUPPORTED;
+        if (lower_eq(name, "timestamp", 9))
+            return SIP_HDR_TIMESTAMP;
+        break;
+    case 10:
+        if (lower_eq(name, "alert-info", 10))
+            return SIP_HDR_ALERT_INFO;
+        if (lower_eq(name, "error-info", 10))
+            return SIP_HDR_ERROR_INFO;
+        if (lower_eq(name, "user-agent", 10))
+            return SIP_HDR_USER_AGENT;
+        break;
+    case 11:
+        if (lower_eq(name, "in-reply-to", 11))
+            return SIP_HDR_IN_REPLY_TO;
+        if (lower_eq(name, "min-expires", 11))
+            return SIP_HDR_MIN_EXPIRES;
+        if (lower_eq(name, "referred-by", 11))
+            return SIP_HDR_REFERRED_BY;
+        if (lower_eq(name, "retry-after", 11))
+            return SIP_HDR_RETRY_AFTER;
+        if (lower_eq(name, "unsupported", 11))
+            return SIP_HDR_UNSUPPORTED;
+        break;
+    case 12:
+        if (lower_eq(name, "allow-events", 12))
+            return SIP_HDR_ALLOW_EVENTS;
+        if (lower_eq(name, "content-type", 12))
+            return SIP_HDR_CONTENT_TYPE;
+        if (lower_eq(name, "max-forwards", 12))
+            return SIP_HDR_MAX_FORWARDS;
+        if (lower_eq(name, "mime-version", 12))
+            return SIP_HDR_MIME_VERSION;
+        if (lower_eq(name, "organization", 12))
+            return SIP_HDR_ORGANIZATION;
+        if (lower_eq(name, "record-route", 12))
+            return SIP_HDR_RECORD_ROUTE;
+        break;
+    case 13:
+        if (lower_eq(name, "authorization", 13))
+            return SIP_HDR_AUTHORIZATION;
+        if (lower_eq(name, "proxy-require", 13))
+            return SIP_HDR_PROXY_REQUIRE;
+        break;
+    case 14:
+        if (lower_eq(name, "accept-contact", 14))
+            return SIP_HDR_ACCEPT_CONTACT;
+        if (lower_eq(name, "content-length", 14))
+            return SIP_HDR_CONTENT_LENGTH;
+        if (lower_eq(name, "reject-contact", 14))
+            return SIP_HDR_REJECT_CONTACT;
+        break;
+    case 15:
+        if (lower_eq(name, "accept-encoding", 15))
+            return SIP_HDR_ACCEPT_ENCODING;
+        if (lower_eq(name, "accept-language", 15))
+            return SIP_HDR_ACCEPT_LANGUAGE;
+        if (lower_eq(name, "session-expires", 15))
+            return SIP_HDR_SESSION_EXPIRES;
+        break;
+    case 16:
+        if (lower_eq(name, "content-encoding", 16))
+            return SIP_HDR_CONTENT_ENCODING;
+        if (lower_eq(name, "content-language", 16))
+            return SIP_HDR_CONTENT_LANGUAGE;
+        if (lower_eq(name, "www-authenticate", 16))
+            return SIP_HDR_WWW_AUTHENTICATE;
+        break;
+    case 18:
+        if (lower_eq(name, "proxy-authenticate", 18))
+            return SIP_HDR_PROXY_AUTHENTICATE;
+        break;
+    case 19:
+        if (lower_eq(name, "authentication-info", 19))
+            return SIP_HDR_AUTHENTICATION_INFO;
+        if (lower_eq(name, "content-disposition", 19))
+            return SIP_HDR_CONTENT_DISPOSITION;
+        if (lower_eq(name, "proxy-authorization", 19))
+            return SIP_HDR_PROXY_AUTHORIZATION;
+        if (lower_eq(name, "request-disposition", 19))
+            return SIP_HDR_REQUEST_DISPOSITION;
+        break;
+    default:
+        break;
+    }
+    return SIP_HDR_OTHER;
+}
+
 enum sip_hdr_id sip_hdr_lookup(const char *name, size_t len)
 {
     if (len == 1)
         return compact_id((unsigned char)name[0]);
-    if (len < 2 || len > 24)
-        return SIP_HDR_OTHER;
-    unsigned char c0 = lower((unsigned char)name[0]);
-    for (size_t i = 0; i < sizeof(hdr_names) / sizeof(hdr_names[0]); i++) {
-        const struct hdr_name *h = &hdr_names[i];
-        if (h->len == len && lower((unsigned char)h->name[0]) == c0 && caseeq_n(h->name, name, len))
-            return (enum sip_hdr_id)h->id;
-    }
-    return SIP_HDR_OTHER;
+    return lookup_long(name, len);
 }
 
 const char *sip_hdr_name(enum sip_hdr_id id)
@@ -493,7 +649,15 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
         /* The value runs to a line end not followed by SP/HTAB (folding). */
         k = j;
         for (;;) {
-            k += sip__span(p, k, n, SIP__C_VALUE);
+            if (k - ls > SIP_MSG_MAX_LINE)
+                return fail(err, -EMSGSIZE, SIP_HDR_OTHER, SIZE_MAX, "Message Too Large");
+            /* the value ends at the first CR or LF (SIP__C_VALUE is every other
+             * byte); memchr finds it a word at a time, within the line cap */
+            size_t vlim = n - ls > SIP_MSG_MAX_LINE + 1 ? ls + SIP_MSG_MAX_LINE + 1 : n;
+            const char *q = memchr(p + k, '\n', vlim - k);
+            size_t e = q != NULL ? (size_t)(q - p) : vlim;
+            const char *cr = memchr(p + k, '\r', e - k);
+            k = cr != NULL ? (size_t)(cr - p) : e;
             if (k - ls > SIP_MSG_MAX_LINE)
                 return fail(err, -EMSGSIZE, SIP_HDR_OTHER, SIZE_MAX, "Message Too Large");
             if (k >= n)
@@ -522,7 +686,7 @@ int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg
         struct sip_hdr *h = &msg->hdrs[msg->nhdrs];
         h->id = sip_hdr_lookup(p + ls, name_end - ls);
         h->name = sip__sl(p, ls, name_end);
-        h->value = p2p_slice_trim(sip__sl(p, j, ve));
+        h->value = sip__trim(sip__sl(p, j, ve));
         h->line = sip__sl(p, ls, k);
         if (msg->first[h->id] == 0)
             msg->first[h->id] = (uint8_t)(msg->nhdrs + 1);
@@ -663,6 +827,10 @@ bool sip_list_next(struct p2p_slice *rest, struct p2p_slice *elem)
     }
     s = i;
     while (i < n) {
+        while (i < n && !sip__is((unsigned char)p[i], SIP__C_LSEP))
+            i++;
+        if (i >= n)
+            break;
         char c = p[i];
         if (c == '"') {
             i = sip__skip_quoted(p, i, n);
@@ -679,7 +847,7 @@ bool sip_list_next(struct p2p_slice *rest, struct p2p_slice *elem)
         i++;
     }
     e = i;
-    *elem = p2p_slice_trim(sip__sl(p, s, e));
+    *elem = sip__trim(sip__sl(p, s, e));
     if (i < n)
         i++;
     rest->p += i;

@@ -41,10 +41,7 @@ static size_t span_esc(const char *p, size_t i, size_t n, unsigned cls, bool *ba
     return i - s;
 }
 
-static bool scheme_is(struct p2p_slice s, const char *name)
-{
-    return p2p_slice_caseeq_cstr(s, name);
-}
+#define scheme_is(s, name) SIP__NAME_IS(s, name)
 
 static int parse_params(const char *p, size_t *ip, size_t n, struct sip_uri *u)
 {
