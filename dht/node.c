@@ -224,13 +224,22 @@ struct pend *dht__send_reliable(struct dht_node *n, const struct dht_peer *to, c
     return p;
 }
 
-/* (Re)sends a pending entry's bytes to p->to with a fresh txid. */
+/*
+ * (Re)sends a pending entry's bytes to p->to with a fresh txid.  RFC 6298 5.5: the
+ * timer doubles with each retransmission of this message, capped (2.5).  The
+ * backoff is the message's, not the neighbour's: several messages timing out at
+ * once must not stretch each other's timers (a dead leaf is then found late).
+ */
 static void pend_resend(struct dht_node *n, struct pend *p, uint64_t now)
 {
+    uint64_t rto = (uint64_t)rto_for(n, &p->to.id) << (p->tries > 1 ? p->tries - 1 : 0);
+
+    if (rto > n->cfg.rto.cap_ms)
+        rto = n->cfg.rto.cap_ms;
     p->txid = n->next_txid++;
     put_u32(p->buf + DHT_MSG_OFF_TXID, p->txid);
     p->sent_ms = now;
-    p->deadline = now + rto_for(n, &p->to.id);
+    p->deadline = now + rto;
     xmit(n, &p->to, p->buf, p->len);
 }
 
@@ -1081,19 +1090,17 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
         pend_resend(n, p, now); /* RFC 6298 5.4-5.6 applied per hop: reroute at once */
         return;
     case PK_DIRECT:
+        /* probe the neighbour at once, in parallel with the retransmissions */
+        suspect(n, &p->to.id, now);
         if (p->tries <= n->cfg.direct_retries) {
-            if ((e = dht_route_find(&n->route, &p->to.id)) != NULL)
-                dht_rto_backoff(&e->rto);
             p->tries++;
             n->ctr.retransmits++;
             pend_resend(n, p, now);
             return;
         }
-        to = p->to;
         if (p->collect != 0)
             dht__collect_ack(n, p->collect, -ETIMEDOUT, now);
         pend_free(n, p);
-        suspect(n, &to.id, now);
         return;
     case PK_PROBE:
         e = dht_route_find(&n->route, &p->to.id);
@@ -1111,7 +1118,6 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
             remove_nbr(n, &to.id, now);
             return;
         }
-        dht_rto_backoff(&e->rto);
         p->tries++;
         n->ctr.retransmits++;
         pend_resend(n, p, now);
