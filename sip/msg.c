@@ -6,8 +6,11 @@
  * 4475 fail here).  Each header line is name, optional white space, ':', value up
  * to a line end that is not followed by SP/HTAB (a folded line, RFC 3261 7.3.1);
  * the value slice keeps the fold, and the typed parsers treat CR/LF as LWS.
- * Header names map to an enum through a table bucketed by first letter; the
- * compact forms are the one-letter ones of RFC 3261 7.3.3 and the IANA registry.
+ * Line ends are found with memchr (a word at a time), never past the line cap.
+ * Header names map to an enum by a switch on the name's length; the compact
+ * forms are the one-letter ones of RFC 3261 7.3.3 and the IANA registry.
+ * A malformed request line or Content-Length does not stop the scan of the
+ * head, so a 400 can still be built from the Via and CSeq that follow.
  *
  * Invariants: no read past buf + len; no allocation; the caps of sip_msg.h hold
  * for every return value, including -EAGAIN (a peer cannot make us wait forever

@@ -43,8 +43,10 @@ struct sip_fwd {
  * Appends req forwarded as f says (RFC 3261 16.6): Max-Forwards decremented,
  * or "Max-Forwards: 70" added when absent (step 3); every other byte of the
  * original kept.  Content-Length is written when the request had none (stream
- * transports need it).  Returns 0, -EINVAL when req is not a request or its
- * Max-Forwards is 0 or malformed (the proxy answers 483 first, 16.3 step 3),
+ * transports need it).  req must come from a successful sip_msg_parse().
+ * Returns 0, -EINVAL when req is not a whole parsed request, when a value of f
+ * holds CR or LF, or when its Max-Forwards is 0 or malformed (the proxy answers
+ * 483 first, 16.3 step 3),
  * -EBADMSG for a malformed top Via/Route, -EMSGSIZE/-ENOMEM from the buffer.
  */
 int sip_build_forward(const struct sip_msg *req, const struct sip_fwd *f, struct p2p_buf *out);

@@ -147,13 +147,16 @@ struct sip_parse_err {
 
 /*
  * Parses one message from buf.  Returns the number of bytes consumed (> 0; in
- * stream mode leading CRLFs included), -EAGAIN (stream mode: incomplete),
- * -EBADMSG (malformed) or -EMSGSIZE (a cap passed, also on incomplete input).
- * On success *msg is filled.  On -EBADMSG/-EMSGSIZE, *err (may be NULL) says why,
- * and *msg holds the start line and the headers parsed before the fault, so that
- * sip_msg_answerable() can decide whether a 400 can be built from it; on -EAGAIN
- * *msg is unspecified.  Only the framing headers are checked here (Content-Length
- * must be a number); the rest is sip_msg_validate()'s job.
+ * stream mode leading CRLFs included; in datagram mode the message's own length,
+ * the octets past Content-Length being discarded, RFC 4475 3.1.1.8), -EAGAIN
+ * (stream mode: incomplete), -EBADMSG (malformed) or -EMSGSIZE (a cap passed,
+ * also on incomplete input).  On success *msg is filled.  On -EBADMSG/-EMSGSIZE,
+ * *err (may be NULL) says why, and *msg describes this input as far as it was
+ * read: after a malformed start line or Content-Length the rest of the head is
+ * still split into headers, so that sip_msg_answerable() can decide whether a
+ * 400 can be built from it (msg->head and msg->body are then empty); on -EAGAIN
+ * *msg is unspecified.  Only the framing header is checked here (Content-Length
+ * must be one number); the rest is sip_msg_validate()'s job.
  */
 int sip_msg_parse(struct sip_msg *msg, const char *buf, size_t len, enum sip_msg_mode mode,
                   struct sip_parse_err *err);
