@@ -280,19 +280,23 @@ it_sip_trace_summary() {
 # ---------------------------------------------------------------------------------
 # The SIP server under test.
 
-# it_server_start NAME PORT [--auth USERS_FILE] [--data-dir DIR] [--persist]
+# it_server_start NAME PORT [--auth USERS_FILE] [--md5] [--data-dir DIR] [--persist]
 #   Starts the server chosen by P2P_IT_SERVER (p2psipd, the default, or kamailio) as a
 #   registrar + stateful proxy for $IT_DOMAIN on udp:127.0.0.1:PORT and waits until it
 #   listens.  --auth: digest authentication for REGISTER against the users file
-#   (it_users format).  --data-dir: where bindings persist (p2psipd always persists;
+#   (it_users format).  --md5: challenge with MD5 only (sipp reads only the first
+#   challenge and knows no SHA-256; kamailio offers MD5 only anyway).
+#   --data-dir: where bindings persist (p2psipd always persists;
 #   kamailio only with --persist, in DIR/kamailio.db).
 it_server_start() {
     local name=$1 port=$2
     shift 2
     local auth="" dir="$IT_TMP/$name.data" persist=0
+    IT__ALGS=""
     while [ $# -gt 0 ]; do
         case $1 in
         --auth) auth=$2; shift 2 ;;
+        --md5) IT__ALGS=md5; shift ;;
         --data-dir) dir=$2; shift 2 ;;
         --persist) persist=1; shift ;;
         *) it_fail "it_server_start: unknown option $1" ;;
@@ -320,11 +324,13 @@ it__p2psipd_start() {
         echo "[sip]"
         echo "port = $port"
         echo "listen = 127.0.0.1"
-        echo "domain = $IT_DOMAIN"
+        # IT_DOMAIN_ANY=1: serve every domain (p2psipd's default, "*").
+        if [ "${IT_DOMAIN_ANY:-0}" = 1 ]; then echo "domain = *"; else echo "domain = $IT_DOMAIN"; fi
         if [ -n "$auth" ]; then
             echo "[auth]"
             echo "accounts = $dir/accounts"
             echo "realm = $IT_REALM"
+            [ -z "$IT__ALGS" ] || echo "algorithms = $IT__ALGS"
         fi
     } >"$conf"
     [ -z "$auth" ] || it_accounts_p2psipd "$auth" "$dir/accounts"

@@ -18,7 +18,9 @@ put on the wire:
                         ACK or a response gets nothing
 
 and for every message: the server never sends a request (it forwards none of them:
-every target is unregistered or foreign), answers only the first message of a
+every target is unregistered or foreign) except a valid request with a Route set
+that does not start with the server (RFC 3261 16.4: mpart01), which must go to that
+Route and nowhere else; the server answers only the first message of a
 datagram (RFC 4475 3.1.1.8: trailing octets are ignored), and after each message
 still answers an OPTIONS of ours (a barrier: the server handles datagrams in order,
 so once the barrier is answered every earlier message has been handled).
@@ -27,7 +29,8 @@ Every packet the server sends (UDP from its port) is seen on the wire, wherever 
 goes: responses go where the torture message's Via says (RFC 3261 18.2.2), mostly to
 hosts that do not exist; the namespace routes everything to loopback so that they
 are captured.  A packet is attributed to the message whose Call-ID, CSeq and top Via
-branch it carries (the latest one sent, when several match).
+branch it carries (the latest one sent before the packet was seen, when several
+match: RFC 5118's messages share their Call-ID).
 
 Exit status 0 when every message got its verdict, 1 otherwise; one line per message.
 """
@@ -88,6 +91,17 @@ def signature(msg):
         m = re.search(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", via, re.I)
         branch = m.group(1) if m else None
     return callid, cseqn, branch
+
+
+def route_target(msg):
+    """(host, port) of the first Route URI of a request, or None."""
+    route = header(msg, (b"route",))
+    if not route:
+        return None
+    m = re.search(rb"<sips?:(?:[^@>]*@)?(\[[^\]]+\]|[^:;>]+)(?::(\d+))?", route)
+    if not m:
+        return None
+    return m.group(1).decode("latin-1").strip("[]"), int(m.group(2) or 5060)
 
 
 def first_message(data):
@@ -201,8 +215,11 @@ def main():
         first = first_message(data)
         is_request = not first.startswith(b"SIP/")
         method = first.split(b" ", 1)[0] if is_request else None
+        route = route_target(first) if is_request else None
+        if route and route == (host, port):
+            route = None
         sent.append((i, signature(first), verdict, rel, section, is_request, method,
-                     len(sniff.packets)))
+                     len(sniff.packets), route))
         tx.sendto(data, (host, port))
         # Barrier: our OPTIONS, answered once everything before it was handled.
         callid, opt = barrier_options(i, bar_port, args.domain)
@@ -226,7 +243,7 @@ def main():
 
     results = {i: {"codes": [], "requests": []} for i in range(len(rows))}
     stray = []
-    for (src, sport, dst, dport, proto, payload) in sniff.packets:
+    for k, (src, sport, dst, dport, proto, payload) in enumerate(sniff.packets):
         if not (proto.startswith("udp") and sport == port and src == host):
             if proto == "tcp-syn" and dport not in (port,):
                 stray.append(f"TCP connection attempt {src}:{sport} -> {dst}:{dport}")
@@ -235,8 +252,13 @@ def main():
             continue
         sig = signature(payload)
         match = None
+        is_resp = payload.startswith(b"SIP/2.0 ")
         for s in reversed(sent):
-            if s[1] == sig or (s[1][0] == sig[0] and s[1][1] == sig[1] and sig[2] is None):
+            if s[7] > k:
+                continue  # sent after this packet was captured
+            # A forwarded request carries our Via on top: Call-ID and CSeq identify it.
+            if s[1] == sig or (s[1][0] == sig[0] and s[1][1] == sig[1]
+                               and (sig[2] is None or not is_resp)):
                 match = s
                 break
         line = payload.split(b"\r\n", 1)[0].decode("latin-1")
@@ -249,15 +271,26 @@ def main():
             except ValueError:
                 stray.append(f"bad status line to {dst}:{dport}: {line[:80]}")
         else:
-            results[match[0]]["requests"].append(f"{line[:60]} -> {dst}:{dport}")
+            results[match[0]]["requests"].append((f"{line[:60]} -> {dst}:{dport}",
+                                                  (dst, dport)))
 
-    for (i, _sig, verdict, rel, section, is_request, method, _n) in sent:
+    for (i, _sig, verdict, rel, section, is_request, method, _n, route) in sent:
         codes = sorted(set(results[i]["codes"]))
         finals = [c for c in codes if c >= 200]
         reqs = results[i]["requests"]
         ok, why = True, ""
-        if reqs:
-            ok, why = False, "forwarded: " + "; ".join(reqs[:3])
+        if route and verdict in EXPECT_VALID:
+            # RFC 3261 16.4, 16.6 steps 6-7: a valid request whose first Route is not
+            # us goes to that Route, and nowhere else; its final answer may come
+            # later than the barrier (Timer F).
+            wrong = [r[0] for r in reqs if r[1] != route]
+            if wrong or not reqs:
+                ok, why = False, f"want forwarded to its Route {route[0]}:{route[1]} only, " \
+                    f"got {'; '.join(r[0] for r in reqs[:3]) or 'nothing'}"
+            elif [c for c in finals if c == 400 or c >= 500 and c != 503 and c != 504]:
+                ok, why = False, f"forwarded, but answered {finals}"
+        elif reqs:
+            ok, why = False, "forwarded: " + "; ".join(r[0] for r in reqs[:3])
         elif verdict in EXPECT_CODE:
             want = EXPECT_CODE[verdict]
             if finals != [want]:

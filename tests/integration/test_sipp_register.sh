@@ -22,7 +22,7 @@ users=$IT_TMP/users.csv
 it_users "$N" "$users"
 sipp_common=(-i 127.0.0.1 -p 5070 -t u1 -inf "$users" -key domain "$IT_DOMAIN"
              -key contact_hp 127.0.0.1:5999 -key expires 3600 -max_retrans 6
-             -default_behaviors -bye)
+             -default_behaviors -bye -auth_uri "$IT_DOMAIN")
 
 # 1. No authentication: every REGISTER binds.
 it_server_start server "$PORT" --data-dir "$IT_TMP/data-open"
@@ -33,7 +33,7 @@ it_alive server || it_fail "server exited during the REGISTER run"
 it_stop server
 
 # 2. Digest authentication: challenged, then bound.
-it_server_start server "$PORT" --auth "$users" --data-dir "$IT_TMP/data-auth"
+it_server_start server "$PORT" --auth "$users" --md5 --data-dir "$IT_TMP/data-auth"
 it_sipp reg_auth 240 register_auth.xml "${sipp_common[@]}" -m "$N" -r "$RATE" -l 2000 \
     127.0.0.1:$PORT
 it_sipp_expect reg_auth $? "$N"
@@ -43,7 +43,7 @@ bad=$IT_TMP/bad.csv
 { echo SEQUENTIAL; sed -n '2,101p' "$users" | sed 's/password=\([^]]*\)]$/password=\1x]/'; } >"$bad"
 it_sipp reg_bad 120 register_badauth.xml -i 127.0.0.1 -p 5071 -t u1 -inf "$bad" \
     -key domain "$IT_DOMAIN" -key contact_hp 127.0.0.1:5998 -key expires 3600 \
-    -default_behaviors -bye -m 100 -r 100 127.0.0.1:$PORT
+    -default_behaviors -bye -auth_uri "$IT_DOMAIN" -m 100 -r 100 127.0.0.1:$PORT
 it_sipp_expect reg_bad $? 100
 it_alive server || it_fail "server exited during the digest runs"
 it_stop server
