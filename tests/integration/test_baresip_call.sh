@@ -105,7 +105,7 @@ saw bob "^$PROXY>$B\|MESSAGE sip:bob[^|]*\|[0-9]+ MESSAGE$" ||
 
 # Alice hangs up: BYE to bob along the route set, 200 back to alice.
 cmd alice hangup
-it_wait_log alice "Call with sip:bob@$IT_DOMAIN terminated" 30
+it_wait_log alice "terminate call '[^']*' with sip:bob@$IT_DOMAIN" 30
 wait_saw bob "^$PROXY>$B\|BYE sip:bob[^|]*\|[0-9]+ BYE$"
 it_wait_log bob "Call with sip:alice@$IT_DOMAIN terminated" 30
 wait_saw bob "^$B>$PROXY\|SIP/2.0 200 [^|]*\|[0-9]+ BYE$"
