@@ -47,16 +47,25 @@ struct fixture {
     int lk_status;
     struct sip_binding lk_b[4];
     size_t lk_n;
+    uint16_t fail_port; /* sends to this port fail with -ECONNREFUSED */
+    /* test resolver: one pending resolution */
+    sip_proxy_resolve_cb rs_cb;
+    void *rs_arg;
+    char rs_uri[SIP_CONTACT_MAX];
     /* real registrar + local locator (test_register_then_invite) */
     struct sip_registrar *reg;
     struct sip_locator_local *loc;
 };
+
+static uint16_t port_of(const struct sip_tsx_dest *d);
 
 static int on_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
 {
     struct fixture *f = arg;
     struct sent *s;
 
+    if (f->fail_port && port_of(dest) == f->fail_port)
+        return -ECONNREFUSED;
     assert_true(f->nsent < MAX_SENT);
     assert_true(len < sizeof(s->bytes));
     s = &f->sent[f->nsent++];
@@ -107,6 +116,16 @@ static void add_binding(struct fixture *f, const char *contact, uint16_t q)
 
 static uint32_t fx_keepalive_ms; /* set by the keep-alive test only */
 
+static int fake_resolve(void *ctx, const char *uri, sip_proxy_resolve_cb cb, void *arg)
+{
+    struct fixture *f = ctx;
+    assert_null(f->rs_cb);
+    f->rs_cb = cb;
+    f->rs_arg = arg;
+    snprintf(f->rs_uri, sizeof(f->rs_uri), "%s", uri);
+    return 0;
+}
+
 static void fx_start(struct fixture *f, enum sip_proxy_foreign foreign, bool real_registrar)
 {
     struct sip_proxy_config cfg;
@@ -122,6 +141,8 @@ static void fx_start(struct fixture *f, enum sip_proxy_foreign foreign, bool rea
     cfg.send_arg = f;
     cfg.foreign = foreign;
     cfg.keepalive_ms = fx_keepalive_ms;
+    cfg.resolver.resolve = fake_resolve;
+    cfg.resolver.ctx = f;
     cfg.keepalive_remove = true;
     if (real_registrar) {
         assert_int_equal(sip_locator_local_new(&f->loc, 16), 0);
@@ -887,6 +908,58 @@ static void test_other_methods(void **state)
     fx_stop(&f);
 }
 
+static void test_resolver_and_transport_error(void **state)
+{
+    static struct fixture f;
+    struct sip_tsx_dest d;
+    const char *msg = "MESSAGE sip:carol@other.net SIP/2.0\r\n"
+                      "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-d1\r\n"
+                      "Max-Forwards: 70\r\n"
+                      "From: <sip:alice@example.org>;tag=a1\r\n"
+                      "To: <sip:carol@other.net>\r\n"
+                      "Call-ID: d1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+    sip_proxy_resolve_cb cb;
+    int k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_FORWARD, false);
+    /* a host name: the daemon's RFC 3263 hook is asked, the request waits */
+    feed(&f, "127.0.0.1", 5070, msg);
+    assert_string_equal(f.rs_uri, "sip:carol@other.net");
+    assert_int_equal(f.nsent, 0);
+    d = dest_of("192.0.2.50", 5090, SIP_TSX_TCP);
+    cb = f.rs_cb;
+    f.rs_cb = NULL;
+    cb(0, &d, f.rs_arg);
+    k = find_sent(&f, 0, "MESSAGE", 0, 5090);
+    assert_true(k >= 0);
+    assert_int_equal(f.sent[k].dest.transport, SIP_TSX_TCP);
+    assert_true(has(&f.sent[k], "Via: SIP/2.0/TCP 10.0.0.1:5062;branch="));
+    answer(&f, k, 202, "c1");
+    assert_int_equal(count_sent(&f, NULL, 202, 5070), 1);
+    fx_stop(&f);
+
+    /* resolution fails: 503 for the branch, 500 upstream (16.7 step 6) */
+    fx_start(&f, SIP_PROXY_FOREIGN_FORWARD, false);
+    feed(&f, "127.0.0.1", 5070, msg);
+    cb = f.rs_cb;
+    f.rs_cb = NULL;
+    cb(-EHOSTUNREACH, NULL, f.rs_arg);
+    assert_int_equal(count_sent(&f, NULL, 500, 5070), 1);
+    fx_stop(&f);
+
+    /* the transport refuses to send to the only contact: 500 upstream */
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    f.fail_port = 6001;
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    lookup_complete(&f);
+    assert_int_equal(count_sent(&f, NULL, 500, 5070), 1);
+    advance(&f, 40000);
+    assert_int_equal(sip_proxy_requests(f.proxy), 0);
+    fx_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -908,6 +981,7 @@ int main(void)
         cmocka_unit_test(test_keepalive_removes_silent_udp_contact),
         cmocka_unit_test(test_strict_router_before_us),
         cmocka_unit_test(test_other_methods),
+        cmocka_unit_test(test_resolver_and_transport_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
