@@ -277,6 +277,47 @@ it_sip_trace_summary() {
         END { flush() }'
 }
 
+# it_sip_saw NAME PATTERN: NAME's log (a phone's SIP trace) has a message matching
+# PATTERN (ERE, on the summary line "SRC>DST|start line|CSeq").
+it_sip_saw() { it_sip_trace_summary "$IT_TMP/$1.log" | grep -Eq -- "$2"; }
+
+# it_sip_wait_saw NAME PATTERN [TIMEOUT]: polls it_sip_saw until it holds.
+it_sip_wait_saw() { it_wait_until "${3:-30}" "$1 to see /$2/" it_sip_saw "$1" "$2"; }
+
+# it_baresip_config NAME SIP_PORT PEER PROXY WAV: a baresip config directory
+# $IT_TMP/NAME for the account NAME@$IT_DOMAIN: SIP on 127.0.0.1:SIP_PORT (UDP and
+# TCP; TLS takes SIP_PORT+1), registered through PROXY (host:port, UDP), auto-answer,
+# audio from WAV and played to ALSA's null device (no sound card), the stdio UI
+# (long commands "/dial ..." on stdin; $IT_TMP/NAME/in is a FIFO for them), PEER as
+# the current contact (the target of /message).
+it_baresip_config() {
+    local name=$1 port=$2 peer=$3 proxy=$4 wav=$5 d=$IT_TMP/$1
+    mkdir -p "$d"
+    cat >"$d/config" <<EOC
+poll_method		epoll
+net_interface		127.0.0.1
+sip_listen		127.0.0.1:$port
+call_local_timeout	120
+call_max_calls		4
+audio_player		alsa,null
+audio_alert		alsa,null
+audio_source		aufile,$wav
+module_path		/usr/lib/baresip/modules
+module			stdio.so
+module			g711.so
+module			aufile.so
+module			alsa.so
+module_app		account.so
+module_app		contact.so
+module_app		menu.so
+EOC
+    printf '<sip:%s@%s>;auth_pass=%s;outbound="sip:%s;transport=udp";regint=600;answermode=auto\n' \
+        "$name" "$IT_DOMAIN" "pw-$name" "$proxy" >"$d/accounts"
+    printf '"%s" <sip:%s@%s>\n' "$peer" "$peer" "$IT_DOMAIN" >"$d/contacts"
+    printf 'sip:%s@%s' "$peer" "$IT_DOMAIN" >"$d/current_contact"
+    mkfifo "$d/in" || it_fail "mkfifo $d/in"
+}
+
 # ---------------------------------------------------------------------------------
 # The SIP server under test.
 

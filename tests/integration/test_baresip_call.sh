@@ -25,36 +25,6 @@ PORT=5062
 PROXY=127.0.0.1:$PORT
 it_wav "$IT_TMP/tone.wav" 120
 
-# phone NAME SIP_PORT PEER: a baresip config directory for NAME@domain.
-phone() {
-    local name=$1 port=$2 peer=$3 d=$IT_TMP/$1
-    mkdir -p "$d"
-    cat >"$d/config" <<EOC
-poll_method		epoll
-net_interface		127.0.0.1
-sip_listen		127.0.0.1:$port
-call_local_timeout	120
-call_max_calls		4
-audio_player		alsa,null
-audio_alert		alsa,null
-audio_source		aufile,$IT_TMP/tone.wav
-module_path		/usr/lib/baresip/modules
-module			stdio.so
-module			g711.so
-module			aufile.so
-module			alsa.so
-module_app		account.so
-module_app		contact.so
-module_app		menu.so
-EOC
-    printf '<sip:%s@%s>;auth_pass=%s;outbound="sip:%s;transport=udp";regint=600;answermode=auto\n' \
-        "$name" "$IT_DOMAIN" "pw-$name" "$PROXY" >"$d/accounts"
-    # The current contact is the peer: baresip's /message sends to it.
-    printf '"%s" <sip:%s@%s>\n' "$peer" "$peer" "$IT_DOMAIN" >"$d/contacts"
-    printf 'sip:%s@%s' "$peer" "$IT_DOMAIN" >"$d/current_contact"
-    mkfifo "$d/in"
-}
-
 # cmd NAME COMMAND: types a long command ("/dial ...") into the phone.
 cmd() {
     local fd
@@ -62,14 +32,12 @@ cmd() {
     printf '/%s\n' "$2" >&"$fd"
 }
 
-# saw NAME PATTERN: the phone's trace has a message matching PATTERN (ERE, on the
-# summary line "SRC>DST|start line|CSeq").
-saw() { it_sip_trace_summary "$IT_TMP/$1.log" | grep -Eq -- "$2"; }
-wait_saw() { it_wait_until "${3:-30}" "$1 to see /$2/" saw "$1" "$2"; }
+saw() { it_sip_saw "$@"; }
+wait_saw() { it_sip_wait_saw "$@"; }
 
 it_server_start server "$PORT"
-phone alice 5100 bob
-phone bob 5110 alice
+it_baresip_config alice 5100 bob "$PROXY" "$IT_TMP/tone.wav"
+it_baresip_config bob 5110 alice "$PROXY" "$IT_TMP/tone.wav"
 # Opened read-write, the FIFOs never block and never see EOF while we hold them.
 exec {alice_fd}<>"$IT_TMP/alice/in" {bob_fd}<>"$IT_TMP/bob/in"
 IT_STDIN=$IT_TMP/alice/in it_start alice baresip -s -t 300 -f "$IT_TMP/alice"
@@ -107,7 +75,8 @@ saw bob "^$PROXY>$B\|MESSAGE sip:bob[^|]*\|[0-9]+ MESSAGE$" ||
 cmd alice hangup
 it_wait_log alice "terminate call '[^']*' with sip:bob@$IT_DOMAIN" 30
 wait_saw bob "^$PROXY>$B\|BYE sip:bob[^|]*\|[0-9]+ BYE$"
-it_wait_log bob "Call with sip:alice@$IT_DOMAIN terminated" 30
+# baresip logs a remote hangup as "session closed" (BYE) or "Call ... terminated".
+it_wait_log bob "sip:alice@$IT_DOMAIN: session closed|Call with sip:alice@$IT_DOMAIN terminated" 30
 wait_saw bob "^$B>$PROXY\|SIP/2.0 200 [^|]*\|[0-9]+ BYE$"
 wait_saw alice "^$PROXY>$A\|SIP/2.0 200 [^|]*\|[0-9]+ BYE$"
 saw alice "^$A>$PROXY\|BYE sip:bob" || it_fail "alice's BYE did not go to the proxy"
