@@ -360,13 +360,17 @@ static void leafset_exchange(struct dht_node *n, const struct dht_peer *to, uint
     (void)dht__send_msg(n, to, &m, PK_DIRECT, 0, now);
 }
 
-/* Reactive repair after a leaf was removed: pull the leaf set of the farthest leaf
- * left on that side, at most once per repair_min_ms. */
+/*
+ * Reactive repair after a leaf was removed: pull the leaf set of the farthest
+ * live leaf on that side, at most once per repair_min_ms.  A side keeps being
+ * pulled for a few rounds after a removal even once it is full again: what filled
+ * it may be a far node that happened to answer first (after a mass failure), and
+ * the farthest member's leaf set is what shows the nodes in between.
+ */
 static void repair(struct dht_node *n, uint64_t now)
 {
     const struct dht_route *rt = &n->route;
     struct dht_peer to;
-    unsigned k;
 
     if (now < n->t_repair) {
         n->t_tick = n->t_repair < n->t_tick ? n->t_repair : n->t_tick;
@@ -375,10 +379,17 @@ static void repair(struct dht_node *n, uint64_t now)
     for (unsigned s = 0; s < 2; s++) {
         const uint16_t *arr = s ? rt->succs : rt->preds;
         unsigned cnt = s ? rt->n_succs : rt->n_preds;
-        if (cnt == 0 || cnt >= rt->leaf_half)
+        int k;
+        if (cnt >= rt->leaf_half && n->repair_left[s] == 0)
             continue;
-        k = cnt - 1;
+        if (n->repair_left[s] > 0)
+            n->repair_left[s]--;
+        for (k = (int)cnt - 1; k >= 0 && (rt->pool[arr[k]].flags & DHT_NBR_SUSPECT); k--)
+            ;
+        if (k < 0)
+            continue;
         to = rt->pool[arr[k]].peer;
+        n->repair_to[s] = to.id;
         leafset_exchange(n, &to, DHT_FLAG_WANT_REPLY, now);
         n->ctr.repairs++;
     }
@@ -407,6 +418,10 @@ static void remove_nbr(struct dht_node *n, const struct dht_id *id, uint64_t now
     n->dead[n->dead_next].until = now + 4 * (uint64_t)n->cfg.leafset_ms;
     n->dead_next = (n->dead_next + 1) % DHT_DEAD_MAX;
     n->ctr.removed++;
+    if (was & DHT_NBR_PRED)
+        n->repair_left[0] = 1;
+    if (was & DHT_NBR_SUCC)
+        n->repair_left[1] = 1;
     if (was & DHT_NBR_LEAF) {
         leaf_changed(n, now);
         repair(n, now);
@@ -464,10 +479,18 @@ static void learn(struct dht_node *n, const struct dht_peer *p, uint64_t now)
         return;
     e = dht_route_find(&n->route, &p->id);
     if (e != NULL) {
-        /* a table entry that now belongs in the leaf set (a leaf died) */
+        /* A table entry that now belongs in the leaf set (a leaf died): promoted
+         * at once if heard from lately, else probed first (after a mass failure
+         * the table is full of the dead); the ACK promotes it (mark_heard). */
         if (!(e->flags & (DHT_NBR_LEAF | DHT_NBR_SUSPECT)) &&
-            dht_route_leaf_promising(&n->route, &p->id))
-            add_peer(n, &e->peer, now);
+            dht_route_leaf_promising(&n->route, &p->id)) {
+            if (now - e->last_heard_ms < n->cfg.leaf_ping_ms) {
+                add_peer(n, &e->peer, now);
+            } else if (!probing(n, &p->id)) {
+                struct dht_peer to = e->peer;
+                send_ping(n, &to, PK_PROBE, now);
+            }
+        }
         return;
     }
     if (!dht_route_useful(&n->route, &p->id))
@@ -741,9 +764,22 @@ static void on_leafset(struct dht_node *n, const struct dht_peer *from, const st
                        uint64_t now)
 {
     struct dht_msg r;
+    unsigned fresh = 0;
 
-    for (size_t i = 0; i < m->n_peers; i++)
+    for (size_t i = 0; i < m->n_peers; i++) {
+        if (dht_route_find(&n->route, &m->peers[i].id) == NULL &&
+            dht_route_leaf_promising(&n->route, &m->peers[i].id))
+            fresh++;
         learn(n, &m->peers[i], now);
+    }
+    /* An answer to our repair pull that showed new would-be leaves: pull once more
+     * from the new farthest leaf, until a pull shows nothing new. */
+    for (unsigned s = 0; s < 2; s++)
+        if (fresh > 0 && !(m->flags & DHT_FLAG_WANT_REPLY) &&
+            dht_id_eq(&from->id, &n->repair_to[s])) {
+            n->repair_left[s] = 1;
+            memset(&n->repair_to[s], 0, sizeof(n->repair_to[s]));
+        }
     if (m->flags & DHT_FLAG_WANT_REPLY) {
         dht_msg_init(&r, DHT_MSG_LEAFSET, &n->self.id);
         r.n_peers = dht_route_leafset(&n->route, r.peers, DHT_MSG_PEERS_MAX);
@@ -1212,7 +1248,7 @@ static void maintain(struct dht_node *n, uint64_t now)
     if (now >= n->t_tick) {
         n->t_tick = now + 1000;
         ping_stale(n, now);
-        if (leaf_short(n) && now >= n->t_repair)
+        if ((leaf_short(n) || n->repair_left[0] > 0 || n->repair_left[1] > 0) && now >= n->t_repair)
             repair(n, now);
     }
     if (now >= n->t_leafset) {

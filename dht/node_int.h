@@ -108,6 +108,8 @@ struct dht_node {
 
     /* maintenance schedule */
     uint64_t t_tick, t_leafset, t_local, t_global, t_sync, t_expire, t_handoff, t_repair;
+    uint8_t repair_left[2];     /* pulls still due per side (pred, succ) after a removal */
+    struct dht_id repair_to[2]; /* whom the last repair pull of each side went to */
     double tokens;
     uint64_t t_tokens;
 
