@@ -81,6 +81,7 @@ struct sip_tsx_layer {
     struct tsx_timer **heap;
     uint32_t heap_len, heap_cap;
     size_t count;
+    struct sip_tsx_stats stats;
 };
 
 /* ---- timers: binary min-heap ------------------------------------------------ */
@@ -420,6 +421,7 @@ static void tsx_fail(struct sip_tsx *t, int err, uint64_t now_ms)
 {
     struct sip_tsx_layer *l = t->layer;
     tsx_terminate(t, now_ms);
+    l->stats.transport_errors++;
     if (l->ops.on_transport_error != NULL)
         l->ops.on_transport_error(t, err, l->ops.arg);
 }
@@ -466,6 +468,7 @@ static void server_match(struct sip_tsx *t, bool is_ack, const struct sip_msg *m
         switch (t->state) {
         case SIP_TSX_COMPLETED:
             /* RFC 3261 17.2.1: ACK -> Confirmed, Timer I = T4 (unreliable) or 0. */
+            l->stats.absorbed++;
             t->state = SIP_TSX_CONFIRMED;
             timer_disarm(t, TIMER_RETRANS);
             timer_arm(t, TIMER_TIMEOUT, now_ms + (t->reliable ? 0 : l->cfg.t4_ms));
@@ -480,6 +483,7 @@ static void server_match(struct sip_tsx *t, bool is_ack, const struct sip_msg *m
         return;
     }
     /* A retransmission of the request. */
+    l->stats.absorbed++;
     switch (t->state) {
     case SIP_TSX_PROCEEDING: /* 17.2.1 / 17.2.2: the most recent provisional again */
     case SIP_TSX_COMPLETED:  /* 17.2.1 / 17.2.2: the final response again */
@@ -498,8 +502,10 @@ static int server_new(struct sip_tsx_layer *l, const struct sip_msg *msg, const 
     struct sip_tsx *t;
     int rc;
 
-    if (l->count >= l->cfg.max_tsx)
+    if (l->count >= l->cfg.max_tsx) {
+        l->stats.refused++;
         return -ENOBUFS;
+    }
     t = tsx_alloc(l, raw.p, raw.len, &rc);
     if (t == NULL)
         return rc;
@@ -510,6 +516,7 @@ static int server_new(struct sip_tsx_layer *l, const struct sip_msg *msg, const 
     t->reliable = is_reliable(src);
     table_insert(t);
     l->count++;
+    l->stats.server_created++;
 
     if (t->invite) {
         t->state = SIP_TSX_PROCEEDING;
@@ -718,6 +725,7 @@ int sip_tsx_client_new(struct sip_tsx_layer *l, struct sip_tsx **out, const char
     }
     table_insert(t);
     l->count++;
+    l->stats.client_created++;
 
     /* RFC 3261 17.1.1.2 (Timer A) and 17.1.2.2 (Timer E): T1, unreliable only. */
     t->interval = l->cfg.t1_ms;
@@ -819,6 +827,7 @@ static void client_invite_response(struct sip_tsx *t, const struct sip_msg *msg,
         break;
     case SIP_TSX_COMPLETED:
         /* 17.1.1.2: a retransmitted final response gets the ACK again, not the TU. */
+        l->stats.absorbed++;
         if (status >= 300 && t->msg != NULL && (rc = tsx_send(t, t->msg, t->msg_len, &t->peer)) < 0)
             tsx_fail(t, rc, now_ms);
         break;
@@ -838,8 +847,10 @@ static void client_noninvite_response(struct sip_tsx *t, const struct sip_msg *m
 {
     struct sip_tsx_layer *l = t->layer;
 
-    if (t->state != SIP_TSX_TRYING && t->state != SIP_TSX_PROCEEDING)
-        return; /* 17.1.2.2: Completed absorbs retransmitted responses */
+    if (t->state != SIP_TSX_TRYING && t->state != SIP_TSX_PROCEEDING) {
+        l->stats.absorbed++; /* 17.1.2.2: Completed absorbs retransmitted responses */
+        return;
+    }
     if (msg->status < 200) {
         t->state = SIP_TSX_PROCEEDING;
     } else {
@@ -867,6 +878,7 @@ static int recv_response(struct sip_tsx_layer *l, const struct sip_msg *msg, str
         t = table_find(l, key);
     }
     if (t == NULL || !t->client) {
+        l->stats.stray_responses++;
         l->ops.on_response(NULL, msg, raw, src, l->ops.arg);
         return 0;
     }
@@ -910,8 +922,10 @@ static void fire_retrans(struct sip_tsx *t, uint64_t now_ms)
         else
             return;
         rc = tsx_send(t, t->req, t->req_len, &t->peer);
-        if (rc == 0)
+        if (rc == 0) {
+            l->stats.retransmitted++;
             timer_arm(t, TIMER_RETRANS, now_ms + t->interval);
+        }
     } else if (t->invite && t->state == SIP_TSX_PROCEEDING) {
         if (t->status == 0)
             rc = send_trying(t); /* 17.2.1: 200 ms without a TU response */
@@ -919,8 +933,10 @@ static void fire_retrans(struct sip_tsx *t, uint64_t now_ms)
         /* Timer G (17.2.1): the final response again, interval doubling up to T2. */
         t->interval = double_capped(t->interval, l->cfg.t2_ms);
         rc = tsx_send(t, t->msg, t->msg_len, &t->peer);
-        if (rc == 0)
+        if (rc == 0) {
+            l->stats.retransmitted++;
             timer_arm(t, TIMER_RETRANS, now_ms + t->interval);
+        }
     }
     if (rc < 0)
         tsx_fail(t, rc, now_ms);
@@ -928,6 +944,7 @@ static void fire_retrans(struct sip_tsx *t, uint64_t now_ms)
 
 static void timeout_cb(struct sip_tsx *t, enum sip_tsx_timeout why)
 {
+    t->layer->stats.timeouts++;
     if (t->layer->ops.on_timeout != NULL)
         t->layer->ops.on_timeout(t, why, t->layer->ops.arg);
 }
@@ -996,6 +1013,11 @@ uint64_t sip_tsx_layer_next_deadline(const struct sip_tsx_layer *l)
 size_t sip_tsx_layer_count(const struct sip_tsx_layer *l)
 {
     return l->count;
+}
+
+void sip_tsx_layer_stats(const struct sip_tsx_layer *l, struct sip_tsx_stats *out)
+{
+    *out = l->stats;
 }
 
 /* ---- layer ------------------------------------------------------------------------ */

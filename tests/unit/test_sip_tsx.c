@@ -451,6 +451,10 @@ static void test_client_noninvite_timer_e_f_k(void **state)
     /* RFC 3261 17.1.2.2: E = T1, then MIN(2E, T2): 500, 1000, 2000, 4000, 4000... */
     const uint64_t e[] = {500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500};
     expect_retransmits(w, e, 10, "OPTIONS ");
+    struct sip_tsx_stats st;
+    sip_tsx_layer_stats(w->layer, &st);
+    assert_int_equal(st.client_created, 1);
+    assert_int_equal(st.retransmitted, 10);
     /* Timer F = 64*T1 = 32 s. */
     assert_int_equal(sip_tsx_layer_next_deadline(w->layer), 32000);
     sip_tsx_layer_advance(w->layer, 32000);
@@ -600,6 +604,12 @@ static void test_server_noninvite(void **state)
     assert_int_equal(w->timeout_why[0], SIP_TSX_TIMEOUT_TU);
     assert_int_equal(w->nterm, 2);
     assert_int_equal(sip_tsx_layer_count(w->layer), 0);
+    struct sip_tsx_stats st;
+    sip_tsx_layer_stats(w->layer, &st);
+    assert_int_equal(st.server_created, 2);
+    assert_int_equal(st.absorbed, 3); /* Trying, Proceeding, Completed */
+    assert_int_equal(st.timeouts, 1);
+    assert_int_equal(st.retransmitted, 0);
     world_free(w);
 }
 
@@ -894,6 +904,9 @@ static void test_table_cap(void **state)
     assert_int_equal(feed_str(w, req, src, 0), 0);
     req_text(req, sizeof(req), "OPTIONS", "z9hG4bKm3", "", 1, "OPTIONS", NULL);
     assert_int_equal(feed_str(w, req, src, 0), -ENOBUFS); /* the caller answers 503 */
+    struct sip_tsx_stats st;
+    sip_tsx_layer_stats(w->layer, &st);
+    assert_int_equal(st.refused, 1);
     assert_int_equal(w->nreq, 2);
     int n = req_text(req, sizeof(req), "OPTIONS", "z9hG4bKm4", "", 1, "OPTIONS", NULL);
     assert_int_equal(sip_tsx_client_new(w->layer, &t, req, (size_t)n, &src, NULL, 0), -ENOBUFS);
@@ -923,6 +936,9 @@ static void test_stray_and_config(void **state)
     feed_resp(w, req, 200, "x", 0);
     assert_int_equal(w->nresp_null, 1);
     assert_int_equal(w->nresp, 0);
+    struct sip_tsx_stats st;
+    sip_tsx_layer_stats(w->layer, &st);
+    assert_int_equal(st.stray_responses, 1);
     world_free(w);
 
     sip_tsx_config_default(&cfg);

@@ -203,6 +203,19 @@ uint64_t sip_tsx_layer_next_deadline(const struct sip_tsx_layer *layer);
 /* Live transactions, terminated ones not yet destroyed included. */
 size_t sip_tsx_layer_count(const struct sip_tsx_layer *layer);
 
+/* Counters since the layer was created, for status output (sip/ does not log). */
+struct sip_tsx_stats {
+    uint64_t server_created, client_created;
+    uint64_t retransmitted;    /* timer-driven sends: Timers A, E, G */
+    uint64_t absorbed;         /* requests / responses matched as retransmissions */
+    uint64_t refused;          /* new server transactions refused at max_tsx */
+    uint64_t timeouts;         /* on_timeout calls */
+    uint64_t transport_errors; /* failed sends that ended a transaction */
+    uint64_t stray_responses;  /* responses matching no client transaction */
+};
+
+void sip_tsx_layer_stats(const struct sip_tsx_layer *layer, struct sip_tsx_stats *out);
+
 /*
  * Starts a client transaction for the request in bytes (any method but ACK; its top
  * Via must carry an RFC 3261 branch, z9hG4bK...), sends it to dest and arms its
