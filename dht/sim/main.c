@@ -28,7 +28,11 @@ static void usage(FILE *f)
           "  --loss P               independent message loss probability\n"
           "  --latency-ms MEAN      mean one-way latency (default 50)\n"
           "  --leaf L --replicas R --quorum Q   node configuration\n"
-          "  --leaf-ping-ms MS --leafset-ms MS  maintenance periods\n",
+          "  --leaf-ping-ms MS --leafset-ms MS  maintenance periods\n"
+          "environment (debugging; output on stderr):\n"
+          "  P2P_SIM_DEBUG=1        wrong roots, lost records, wrong leaf sets with the truth\n"
+          "  P2P_SIM_TRACE=HEX      every message whose key, sender or receiver starts with HEX\n"
+          "  P2P_SIM_DUMP=DIR       keep the first 4 messages of each type as files (fuzz seeds)\n",
           f);
 }
 

@@ -109,7 +109,7 @@ struct sim {
     double *put_lat;
     size_t n_put_lat;
     struct get_ctx *gets;
-    bool repaired;
+    bool repaired, debug;
     unsigned dumped[DHT_MSG_TYPE_MAX + 1];
     struct sim_result res;
 };
@@ -475,28 +475,6 @@ static void on_joined(int status, void *arg)
     sl->join_t = s->now;
     s->res.joins++;
     live_add(s, sl->idx);
-    if (getenv("P2P_SIM_DEBUG2") != NULL) {
-        const struct dht_route *rt = dht_node_route(sl->node);
-        unsigned gp = live_pos(s, &sl->id);
-        fprintf(stderr, "join t=%llu %02x%02x preds:", (unsigned long long)s->now, sl->id.b[0],
-                sl->id.b[1]);
-        for (unsigned q = 0; q < rt->n_preds; q++)
-            fprintf(stderr, " %02x%02x", rt->pool[rt->preds[q]].peer.id.b[0],
-                    rt->pool[rt->preds[q]].peer.id.b[1]);
-        fprintf(stderr, " succs:");
-        for (unsigned q = 0; q < rt->n_succs; q++)
-            fprintf(stderr, " %02x%02x", rt->pool[rt->succs[q]].peer.id.b[0],
-                    rt->pool[rt->succs[q]].peer.id.b[1]);
-        fprintf(stderr, "\n  truth preds:");
-        for (unsigned q = 1; q <= 8 && q < s->n_live; q++)
-            fprintf(stderr, " %02x%02x", s->live[(gp + s->n_live - q) % s->n_live].id.b[0],
-                    s->live[(gp + s->n_live - q) % s->n_live].id.b[1]);
-        fprintf(stderr, " succs:");
-        for (unsigned q = 1; q <= 8 && q < s->n_live; q++)
-            fprintf(stderr, " %02x%02x", s->live[(gp + q) % s->n_live].id.b[0],
-                    s->live[(gp + q) % s->n_live].id.b[1]);
-        fprintf(stderr, "\n");
-    }
 }
 
 static void kill_slot(struct sim *s, unsigned i)
@@ -533,6 +511,30 @@ static void spawn(struct sim *s, uint64_t at)
 
 /* ---- workload ------------------------------------------------------------------ */
 
+/* P2P_SIM_DEBUG: a node's leaf set against the truth, IDs cut to 4 hex digits. */
+static void debug_leafset(const struct sim *s, const struct slot *sl)
+{
+    const struct dht_route *rt = dht_node_route(sl->node);
+    unsigned p = live_pos(s, &sl->id), n = s->n_live;
+
+    fprintf(stderr, "  %02x%02x succs:", sl->id.b[0], sl->id.b[1]);
+    for (unsigned q = 0; q < rt->n_succs; q++)
+        fprintf(stderr, " %02x%02x", rt->pool[rt->succs[q]].peer.id.b[0],
+                rt->pool[rt->succs[q]].peer.id.b[1]);
+    fprintf(stderr, " (true:");
+    for (unsigned q = 1; q <= rt->leaf_half && q < n; q++)
+        fprintf(stderr, " %02x%02x", s->live[(p + q) % n].id.b[0], s->live[(p + q) % n].id.b[1]);
+    fprintf(stderr, ") preds:");
+    for (unsigned q = 0; q < rt->n_preds; q++)
+        fprintf(stderr, " %02x%02x", rt->pool[rt->preds[q]].peer.id.b[0],
+                rt->pool[rt->preds[q]].peer.id.b[1]);
+    fprintf(stderr, " (true:");
+    for (unsigned q = 1; q <= rt->leaf_half && q < n; q++)
+        fprintf(stderr, " %02x%02x", s->live[(p + n - q) % n].id.b[0],
+                s->live[(p + n - q) % n].id.b[1]);
+    fprintf(stderr, ")\n");
+}
+
 /*
  * The answer came from a node that died while its reply was in flight: it was the
  * right answer when given if that node was closer to the key than today's truth.
@@ -568,53 +570,19 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
             (dht_id_eq(truth, &root->id) || died_as_root(s, &g->key, root, truth))) {
             s->res.lookups_correct++;
             ok = true;
-        } else if (getenv("P2P_SIM_DEBUG") != NULL) {
+        } else if (s->debug) {
             char a[41], b[41], k[41];
+            unsigned gp = live_pos(s, &root->id) % s->n_live;
             dht_id_to_hex(&g->key, k);
             dht_id_to_hex(&root->id, a);
             dht_id_to_hex(truth, b);
-            unsigned gs = s->live[live_pos(s, &root->id) % s->n_live].slot;
-            unsigned ws = s->live[live_pos(s, truth) % s->n_live].slot;
-            const struct dht_nbr *e =
-                s->slots[gs]->alive && dht_id_eq(&s->slots[gs]->id, &root->id)
-                    ? dht_route_find(dht_node_route(s->slots[gs]->node), truth)
-                    : NULL;
-            fprintf(stderr,
-                    "t=%llu key %s got %s want %s hops %u; want joined %llu; got knows want: %s "
-                    "flags %d\n",
-                    (unsigned long long)s->now, k, a, b, hops,
-                    (unsigned long long)s->slots[ws]->join_t, e ? "yes" : "no", e ? e->flags : -1);
-            if (s->slots[gs]->alive) {
-                const struct dht_route *rt = dht_node_route(s->slots[gs]->node);
-                unsigned gp = live_pos(s, &root->id);
-                fprintf(stderr,
-                        "  got joined %llu preds:", (unsigned long long)s->slots[gs]->join_t);
-                for (unsigned q = 0; q < rt->n_preds; q++)
-                    fprintf(stderr, " %02x%02x", rt->pool[rt->preds[q]].peer.id.b[0],
-                            rt->pool[rt->preds[q]].peer.id.b[1]);
-                fprintf(stderr, " succs:");
-                for (unsigned q = 0; q < rt->n_succs; q++)
-                    fprintf(stderr, " %02x%02x", rt->pool[rt->succs[q]].peer.id.b[0],
-                            rt->pool[rt->succs[q]].peer.id.b[1]);
-                fprintf(stderr, "\n  truth preds:");
-                for (unsigned q = 1; q <= 8; q++)
-                    fprintf(stderr, " %02x%02x", s->live[(gp + s->n_live - q) % s->n_live].id.b[0],
-                            s->live[(gp + s->n_live - q) % s->n_live].id.b[1]);
-                fprintf(stderr, " succs:");
-                for (unsigned q = 1; q <= 8; q++)
-                    fprintf(stderr, " %02x%02x", s->live[(gp + q) % s->n_live].id.b[0],
-                            s->live[(gp + q) % s->n_live].id.b[1]);
-                fprintf(stderr, "\n");
-            }
+            fprintf(stderr, "wrong root t=%llu key %s got %s want %s hops %u\n",
+                    (unsigned long long)s->now, k, a, b, hops);
+            debug_leafset(s, s->slots[s->live[gp].slot]);
         }
-        if (g->ok == 0)
-            g->root = root->id;
-        else if (!dht_id_eq(&g->root, &root->id))
-            g->agree = false;
-        g->ok++;
     } else {
         g->agree = false;
-        if (getenv("P2P_SIM_DEBUG") != NULL) {
+        if (s->debug) {
             char k[41];
             dht_id_to_hex(&g->key, k);
             fprintf(stderr, "fail t=%llu t0=%llu key %s status %d\n", (unsigned long long)s->now,
@@ -738,34 +706,16 @@ static bool leafsets_correct(const struct sim *s)
     for (unsigned p = 0; p < n; p++) {
         const struct slot *sl = s->slots[s->live[p].slot];
         const struct dht_route *rt = dht_node_route(sl->node);
-        if (rt->n_succs != want || rt->n_preds != want) {
-            if (getenv("P2P_SIM_DEBUG3") != NULL)
-                fprintf(stderr, "t=%llu node %02x%02x has %u preds %u succs, want %u\n",
-                        (unsigned long long)s->now, sl->id.b[0], sl->id.b[1], rt->n_preds,
-                        rt->n_succs, want);
-            return false;
-        }
-        for (unsigned k = 0; k < want; k++) {
-            if (!dht_id_eq(&rt->pool[rt->succs[k]].peer.id, &s->live[(p + 1 + k) % n].id) ||
-                !dht_id_eq(&rt->pool[rt->preds[k]].peer.id, &s->live[(p + n - 1 - k) % n].id)) {
-                if (getenv("P2P_SIM_DEBUG3") != NULL) {
-                    fprintf(stderr,
-                            "t=%llu node %02x%02x differs at %u:", (unsigned long long)s->now,
-                            sl->id.b[0], sl->id.b[1], k);
-                    for (unsigned q = 0; q < want; q++)
-                        fprintf(stderr, " %02x%02x/%02x%02x", rt->pool[rt->succs[q]].peer.id.b[0],
-                                rt->pool[rt->succs[q]].peer.id.b[1],
-                                s->live[(p + 1 + q) % n].id.b[0], s->live[(p + 1 + q) % n].id.b[1]);
-                    fprintf(stderr, " |");
-                    for (unsigned q = 0; q < want; q++)
-                        fprintf(stderr, " %02x%02x/%02x%02x", rt->pool[rt->preds[q]].peer.id.b[0],
-                                rt->pool[rt->preds[q]].peer.id.b[1],
-                                s->live[(p + n - 1 - q) % n].id.b[0],
-                                s->live[(p + n - 1 - q) % n].id.b[1]);
-                    fprintf(stderr, "\n");
-                }
-                return false;
+        bool ok = rt->n_succs == want && rt->n_preds == want;
+        for (unsigned k = 0; ok && k < want; k++)
+            ok = dht_id_eq(&rt->pool[rt->succs[k]].peer.id, &s->live[(p + 1 + k) % n].id) &&
+                 dht_id_eq(&rt->pool[rt->preds[k]].peer.id, &s->live[(p + n - 1 - k) % n].id);
+        if (!ok) {
+            if (s->debug) {
+                fprintf(stderr, "leaf set wrong t=%llu\n", (unsigned long long)s->now);
+                debug_leafset(s, sl);
             }
+            return false;
         }
     }
     return true;
@@ -895,6 +845,7 @@ static int setup(struct sim *s, const struct sim_config *cfg)
     if (cfg->leafset_ms)
         s->ncfg.leafset_ms = cfg->leafset_ms;
     s->rng = mix(cfg->seed ^ 0x5eed5eed5eedull);
+    s->debug = getenv("P2P_SIM_DEBUG") != NULL;
     s->now = 1;
     s->res.repair_time_s = -1;
 
@@ -982,7 +933,7 @@ static void finish(struct sim *s)
         }
         if (!held) {
             r->records_lost++;
-            if (getenv("P2P_SIM_DEBUG") != NULL) {
+            if (s->debug) {
                 char hx[41];
                 dht_id_to_hex(&s->puts[k].key, hx);
                 fprintf(stderr, "lost %s put at %llu\n", hx, (unsigned long long)s->puts[k].t0);

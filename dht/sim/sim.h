@@ -13,6 +13,17 @@
  * quiet, then the measured window of duration_s in which sessions, lookups, puts,
  * gets and the mass kill happen.  Everything is driven by one seeded PRNG, so a
  * seed gives the same output every time.
+ *
+ * Measures: a lookup succeeds when it returns the live, joined node closest to
+ * the key at completion (or a node that was that root and died while its answer
+ * was in flight); a failed lookup counts at its deadline in the latency figures.
+ * Consistency: the lookup_group simultaneous lookups of one key from different
+ * nodes all succeed and agree.  Maintenance bytes: bytes of every message not
+ * flagged CLIENT, sent inside the window, divided by the live node-seconds.
+ * Repair time: from the mass kill until every live leaf set is exactly the true
+ * one (checked every 250 ms).  Records lost: stored (quorum-acknowledged) records
+ * that no live node holds at the end.  The environment variables of
+ * p2psip-dht-sim --help print debugging traces.
  */
 #ifndef P2P_DHT_SIM_H
 #define P2P_DHT_SIM_H
