@@ -557,7 +557,6 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
     struct sim *s = c->sim;
     struct group *g = &s->groups[c->group];
     const struct dht_id *truth;
-    bool ok = false;
 
     s->res.lookups++;
     g->done++;
@@ -569,7 +568,6 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
         if (truth != NULL &&
             (dht_id_eq(truth, &root->id) || died_as_root(s, &g->key, root, truth))) {
             s->res.lookups_correct++;
-            ok = true;
         } else if (s->debug) {
             char a[41], b[41], k[41];
             unsigned gp = live_pos(s, &root->id) % s->n_live;
@@ -580,6 +578,11 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
                     (unsigned long long)s->now, k, a, b, hops);
             debug_leafset(s, s->slots[s->live[gp].slot]);
         }
+        if (g->ok == 0)
+            g->root = root->id;
+        else if (!dht_id_eq(&g->root, &root->id))
+            g->agree = false;
+        g->ok++;
     } else {
         g->agree = false;
         if (s->debug) {
@@ -589,7 +592,6 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
                     (unsigned long long)c->t0, k, status);
         }
     }
-    (void)ok;
 }
 
 static void do_lookup_group(struct sim *s, unsigned gi)
