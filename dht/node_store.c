@@ -459,8 +459,8 @@ void dht__on_sync(struct dht_node *n, const struct dht_peer *from, const struct 
     m.have |= DHT_HAVE(DHT_ATTR_LO) | DHT_HAVE(DHT_ATTR_HI) | DHT_HAVE(DHT_ATTR_COUNT) |
               DHT_HAVE(DHT_ATTR_STATUS);
     if (memcmp(in->summary + 4, sum.digest, DHT_STORE_DIGEST_LEN) != 0 ||
-        (uint32_t)(in->summary[0] << 24 | in->summary[1] << 16 | in->summary[2] << 8 |
-                   in->summary[3]) != sum.count) {
+        ((uint32_t)in->summary[0] << 24 | (uint32_t)in->summary[1] << 16 |
+         (uint32_t)in->summary[2] << 8 | in->summary[3]) != sum.count) {
         (void)dht_store_list(n->store, &in->lo, &in->hi, NULL, now, m.idents, DHT_SYNC_IDENTS,
                              &m.n_idents, &more);
         m.have |= DHT_HAVE(DHT_ATTR_IDENTS);

@@ -66,7 +66,8 @@ static int tsend(void *arg, const struct dht_peer *to, const uint8_t *buf, size_
     assert_int_equal(to->addr.len, 1);
     if (net->qn == net->qcap) {
         /* compact, then grow */
-        memmove(net->q, net->q + net->qh, (net->qn - net->qh) * sizeof(*net->q));
+        if (net->q != NULL)
+            memmove(net->q, net->q + net->qh, (net->qn - net->qh) * sizeof(*net->q));
         net->qn -= net->qh;
         net->qh = 0;
         if (net->qn == net->qcap) {
