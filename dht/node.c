@@ -345,7 +345,7 @@ static void add_peer(struct dht_node *n, const struct dht_peer *p, uint64_t now)
 
 /* Asks a leaf for its leaf set (push ours, want a reply). */
 static void leafset_exchange(struct dht_node *n, const struct dht_peer *to, uint8_t flags,
-                             uint64_t now)
+                             uint32_t tag, uint64_t now)
 {
     struct dht_msg m;
 
@@ -357,7 +357,7 @@ static void leafset_exchange(struct dht_node *n, const struct dht_peer *to, uint
         memcpy(m.sender_key, n->pubkey, DHT_PUBKEY_LEN);
         m.have |= DHT_HAVE(DHT_ATTR_SENDER_KEY);
     }
-    (void)dht__send_msg(n, to, &m, PK_DIRECT, 0, now);
+    (void)dht__send_msg(n, to, &m, PK_DIRECT, tag, now);
 }
 
 /*
@@ -390,7 +390,7 @@ static void repair(struct dht_node *n, uint64_t now)
             continue;
         to = rt->pool[arr[k]].peer;
         n->repair_to[s] = to.id;
-        leafset_exchange(n, &to, DHT_FLAG_WANT_REPLY, now);
+        leafset_exchange(n, &to, DHT_FLAG_WANT_REPLY, 0, now);
         n->ctr.repairs++;
     }
     n->t_repair = now + n->cfg.repair_min_ms;
@@ -687,16 +687,49 @@ static void on_join_reply(struct dht_node *n, const struct dht_msg *m, uint64_t 
     n->had_peers = true;
     start_maintenance(n, now);
     /* Announce ourselves to the leaf set; every member answers with its own leaf
-     * set, so nodes that joined at the same time as we did are found at once. */
+     * set, so nodes that joined at the same time as we did are found at once.  The
+     * join completes when the nearest predecessor and successor have acknowledged
+     * (until then they would still answer for keys that are now ours), or after
+     * 4 RTO floors. */
     nl = dht_route_leafset(&n->route, leaves, 2 * DHT_LEAF_HALF_MAX);
-    for (size_t i = 0; i < nl; i++)
-        leafset_exchange(n, &leaves[i], DHT_FLAG_ANNOUNCE | DHT_FLAG_WANT_REPLY, now);
+    n->join_wait = 0;
+    for (size_t i = 0; i < nl; i++) {
+        const struct dht_nbr *e = dht_route_find(&n->route, &leaves[i].id);
+        bool nearest =
+            e != NULL && ((n->route.n_preds > 0 && &n->route.pool[n->route.preds[0]] == e) ||
+                          (n->route.n_succs > 0 && &n->route.pool[n->route.succs[0]] == e));
+        if (nearest)
+            n->join_wait++;
+        leafset_exchange(n, &leaves[i], DHT_FLAG_ANNOUNCE | DHT_FLAG_WANT_REPLY,
+                         nearest ? DHT_JOIN_TAG : 0, now);
+    }
     n->n_hview = 0;
     for (size_t i = 0; i < nl; i++)
         n->hview[n->n_hview++] = leaves[i].id;
     n->t_handoff = 0;
-    struct request c = req_take(r);
-    c.cb.join(0, c.arg);
+    n->join_req = r->id;
+    r->next_try = UINT64_MAX;
+    /* a nearest leaf that is dead (the root had not noticed yet) must not hold the
+     * join back: after a few RTOs it completes anyway (see the timeout in advance) */
+    r->deadline = now + 4 * (uint64_t)n->cfg.rto.floor_ms;
+    if (n->join_wait == 0) {
+        r->ready = true; /* told from advance() */
+        r->status = 0;
+    }
+}
+
+/* An announce to a nearest neighbour was acknowledged (or gave up). */
+static void join_announced(struct dht_node *n)
+{
+    struct request *r;
+
+    if (n->join_wait == 0 || --n->join_wait > 0)
+        return;
+    r = req_find(n, n->join_req);
+    if (r != NULL && r->kind == RQ_JOIN) {
+        r->ready = true;
+        r->status = 0;
+    }
 }
 
 static void on_reply(struct dht_node *n, const struct dht_msg *m)
@@ -755,7 +788,9 @@ static void on_ack(struct dht_node *n, const struct dht_peer *from, const struct
     /* Karn: only a first transmission gives an unambiguous sample. */
     if (p->tries == 1 && (e = dht_route_find(&n->route, &from->id)) != NULL)
         dht_rto_sample(&e->rto, (uint32_t)(now - p->sent_ms));
-    if (p->collect != 0)
+    if (p->collect == DHT_JOIN_TAG)
+        join_announced(n);
+    else if (p->collect != 0)
         dht__collect_ack(n, p->collect, (m->have & DHT_HAVE(DHT_ATTR_STATUS)) ? m->status : 0, now);
     pend_free(n, p);
 }
@@ -1134,7 +1169,9 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
             pend_resend(n, p, now);
             return;
         }
-        if (p->collect != 0)
+        if (p->collect == DHT_JOIN_TAG)
+            join_announced(n);
+        else if (p->collect != 0)
             dht__collect_ack(n, p->collect, -ETIMEDOUT, now);
         pend_free(n, p);
         return;
@@ -1256,7 +1293,7 @@ static void maintain(struct dht_node *n, uint64_t now)
         struct dht_peer leaves[2 * DHT_LEAF_HALF_MAX];
         size_t k = dht_route_leafset(rt, leaves, 2 * DHT_LEAF_HALF_MAX);
         if (k > 0)
-            leafset_exchange(n, &leaves[dht__rand(n) % k], DHT_FLAG_WANT_REPLY, now);
+            leafset_exchange(n, &leaves[dht__rand(n) % k], DHT_FLAG_WANT_REPLY, 0, now);
     }
     if (now >= n->t_local) {
         n->t_local = now + jitter(n, n->cfg.local_tune_ms);
@@ -1318,7 +1355,7 @@ void dht_node_advance(struct dht_node *n, uint64_t now)
             switch (c.kind) {
             case RQ_JOIN:
                 n->joining = false;
-                c.cb.join(-ETIMEDOUT, c.arg);
+                c.cb.join(n->joined ? 0 : -ETIMEDOUT, c.arg);
                 break;
             case RQ_LOOKUP:
                 c.cb.lookup(-ETIMEDOUT, NULL, 0, c.arg);

@@ -16,8 +16,9 @@
 #define DHT_DEAD_MAX 32
 #define DHT_LOOP_MAX 64
 #define DHT_COLLECT_MAX 64
-#define DHT_SYNC_IDENTS 24 /* identities per SYNC_REPLY: keeps it near one datagram */
-#define DHT_DATAGRAM 1400  /* size aimed at for messages without records */
+#define DHT_SYNC_IDENTS 24      /* identities per SYNC_REPLY: keeps it near one datagram */
+#define DHT_DATAGRAM 1400       /* size aimed at for messages without records */
+#define DHT_JOIN_TAG UINT32_MAX /* pend.collect of a joiner's announce to a nearest leaf */
 
 enum pend_kind {
     PK_HOP = 1, /* a routed message forwarded to one hop: reroute on timeout */
@@ -88,6 +89,8 @@ struct dht_node {
     uint32_t next_txid, next_req, next_collect;
 
     bool joined, joining, had_peers;
+    unsigned join_wait; /* announces to the nearest leaves not yet acknowledged */
+    uint32_t join_req;
     uint64_t last_leaf_heard;
 
     struct pend **pend; /* slots; NULL = free */

@@ -102,7 +102,7 @@ void dht__root_put(struct dht_node *n, const struct dht_msg *in, uint64_t now)
     }
     c->used = true;
     c->id = n->next_collect++;
-    if (n->next_collect == 0)
+    if (n->next_collect == 0 || n->next_collect == DHT_JOIN_TAG)
         n->next_collect = 1;
     c->origin = in->origin;
     c->req_id = in->req_id;

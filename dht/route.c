@@ -298,14 +298,17 @@ bool dht_route_in_leaf_range(const struct dht_route *rt, const struct dht_id *ke
     return dht_id_cmp(&off, &span) <= 0;
 }
 
-static bool usable(const struct dht_nbr *e, const struct dht_id *excl, size_t n_excl)
+static bool excluded(const struct dht_nbr *e, const struct dht_id *excl, size_t n_excl)
 {
-    if (e->flags & DHT_NBR_SUSPECT)
-        return false;
     for (size_t k = 0; k < n_excl; k++)
         if (dht_id_eq(&e->peer.id, &excl[k]))
-            return false;
-    return true;
+            return true;
+    return false;
+}
+
+static bool usable(const struct dht_nbr *e, const struct dht_id *excl, size_t n_excl)
+{
+    return !(e->flags & DHT_NBR_SUSPECT) && !excluded(e, excl, n_excl);
 }
 
 struct dht_nbr *dht_route_next_hop(const struct dht_route *rt, const struct dht_id *key,
@@ -316,14 +319,17 @@ struct dht_nbr *dht_route_next_hop(const struct dht_route *rt, const struct dht_
     unsigned r;
     uint16_t cell;
 
-    /* Pastry step 1: the key is covered by the leaf set. */
+    /* Pastry step 1: the key is covered by the leaf set.  A suspect leaf is still
+     * tried here (only this message's failed hops are skipped): passing over a
+     * live root because one ACK was lost would deliver at the wrong node, and a
+     * dead one costs one RTO before the message is rerouted. */
     if (dht_route_in_leaf_range(rt, key)) {
         for (unsigned s = 0; s < 2; s++) {
             const uint16_t *arr = s ? rt->succs : rt->preds;
             unsigned n = s ? rt->n_succs : rt->n_preds;
             for (unsigned k = 0; k < n; k++) {
                 struct dht_nbr *e = &rt->pool[arr[k]];
-                if (usable(e, excl, n_excl) && dht_id_closer(key, &e->peer.id, best_id) < 0) {
+                if (!excluded(e, excl, n_excl) && dht_id_closer(key, &e->peer.id, best_id) < 0) {
                     best = e;
                     best_id = &e->peer.id;
                 }

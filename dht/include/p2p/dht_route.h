@@ -22,7 +22,9 @@
  * 3. else ("rare case") any known node sharing at least as long a prefix with the
  *    key and numerically closer to it than self (the closest such);
  * 4. else self is the root.
- * Suspected nodes and the caller's excluded IDs are skipped at every step.
+ * The caller's excluded IDs (hops this message already failed at) are skipped at
+ * every step, suspected nodes at steps 2 and 3 only: in the leaf set a suspect may
+ * be the root, and skipping it after one lost ACK would deliver at the wrong node.
  */
 #ifndef P2P_DHT_ROUTE_H
 #define P2P_DHT_ROUTE_H
