@@ -93,8 +93,10 @@ int bindings_db_open(struct bindings_db **out, const char *path, char *err, size
         errf(err, errlen, "%s: %s", path, b->db ? sqlite3_errmsg(b->db) : "out of memory");
         goto fail;
     }
-    /* A second process (the sqlite3 CLI, a test) may read while we write. */
-    sqlite3_busy_timeout(b->db, 1000);
+    /* Another connection (the DHT store, the sqlite3 CLI) may hold the write lock for
+     * a moment; wait a little, but never stall the loop long: past this a write
+     * fails and the REGISTER gets 503. */
+    sqlite3_busy_timeout(b->db, 200);
     if (exec(b->db, "PRAGMA journal_mode=WAL") != 0 ||
         exec(b->db, "PRAGMA synchronous=NORMAL") != 0 || user_version(b->db, &version) != 0) {
         errf(err, errlen, "%s: %s", path, sqlite3_errmsg(b->db));
