@@ -73,8 +73,8 @@ uint64_t dht__rand(struct dht_node *n)
 static uint64_t jitter(struct dht_node *n, uint32_t period)
 {
     if (period == 0)
-        return UINT64_MAX / 2;
-    return period / 2 + dht__rand(n) % (period == 0 ? 1 : period);
+        return UINT64_MAX / 2; /* a period of 0 turns the task off */
+    return period / 2 + dht__rand(n) % period;
 }
 
 static bool is_self(const struct dht_node *n, const struct dht_id *id)
@@ -1272,7 +1272,7 @@ static void global_tune(struct dht_node *n, uint64_t now)
                 key.b[d / 2] = (uint8_t)((key.b[d / 2] & 0xf0) | v);
         }
         if (start_routed(n, RQ_TUNE, DHT_MSG_LOOKUP, &key, NULL, DHT_FLAG_MAINT, now, &r) == 0)
-            r->deadline = now + n->cfg.request_timeout_ms, r->next_try = UINT64_MAX;
+            r->next_try = UINT64_MAX; /* one try: the next tuning round asks again */
         return;
     }
 }

@@ -15,11 +15,14 @@
  * straight to the origin, which retries a request every request_retry_ms until
  * request_timeout_ms.  Join: routed to the joiner's own ID; every hop sends its
  * routing rows, the root its leaf set; the joiner then announces itself to its
- * leaf set.  Maintenance (all periods jittered +-50%): leaf-set push/pull with a
- * random leaf, pings of leaves and table entries not heard from, local tuning
- * (ROW_REQ to a table entry), global tuning (lookups for empty cells), anti-entropy
- * with a replica neighbour.  Optional maintenance draws on a byte budget; reactive
- * leaf-set repair is rate-limited.
+ * leaf set, whose members answer with theirs.  Nodes learned second-hand are
+ * probed before use; a node that messages us is alive and learned at once.
+ * Maintenance (all periods jittered +-50%): leaf-set push/pull with a random leaf,
+ * pings of leaves and table entries not heard from, local tuning (ROW_REQ to a
+ * table entry), global tuning (lookups for empty cells), anti-entropy with a
+ * replica neighbour.  The tuning draws on a byte budget (it is what can wait);
+ * failure detection, leaf-set upkeep and anti-entropy never do.  Reactive
+ * leaf-set repair is rate-limited (repair_min_ms).
  *
  * Storage: the root stores a put, replicates it to its cfg.replicas closest leaves
  * and answers after cfg.quorum acknowledgements.  When the leaf set changes,
@@ -65,7 +68,7 @@ struct dht_config {
     uint32_t request_timeout_ms; /* and gives up: 8000 */
     uint32_t join_timeout_ms;    /* a join gives up: 30000 */
     uint32_t put_timeout_ms;     /* root waits for the quorum: 4000 */
-    uint32_t byte_budget;        /* optional maintenance bytes per second: 200 */
+    uint32_t byte_budget;        /* bytes/s that let routing-table tuning run: 200 */
     unsigned max_pending;        /* unacknowledged messages in flight: 256 */
     unsigned max_requests;       /* client requests in flight: 256 */
     uint64_t seed;               /* PRNG seed for jitter and random choices */
@@ -138,7 +141,9 @@ const struct dht_peer *dht_node_self(const struct dht_node *node);
 /*
  * Joins the ring through bootstrap, or starts a new ring when bootstrap is NULL
  * (the node is then a ring of one, joined at once).  cb(0) once the root's leaf
- * set arrived; cb(-ETIMEDOUT) after join_timeout_ms.  Returns 0, -EALREADY (joined
+ * set arrived and the nearest leaf on each side acknowledged our announcement
+ * (or 4 RTO floors later, when one of them is dead); cb(-ETIMEDOUT) after
+ * join_timeout_ms without an answer.  Returns 0, -EALREADY (joined
  * or joining), -ENOMEM.
  */
 int dht_node_join(struct dht_node *node, const struct dht_peer *bootstrap, dht_join_cb cb,
