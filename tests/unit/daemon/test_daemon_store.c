@@ -5,8 +5,9 @@
  * batch, one commit per batch, expired rows dropped at load, fields round-tripped.
  * locator_local: publishes complete on the next loop turn (never inside the call),
  * after the commit, one commit for all the publishes of a turn; a publish made by a
- * callback waits one more turn; the ring cap; close completes what waits and leaves
- * nothing on the loop (uv_loop_close() returns 0).
+ * callback waits one more turn; the ring cap; a locked database fails the publish
+ * (-EIO, the registrar's 503); close completes what waits and leaves nothing on the
+ * loop (uv_loop_close() returns 0).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -367,6 +368,51 @@ static void test_locator_close_completes(void **state)
     bindings_db_close(db);
 }
 
+/* Another connection holds the write lock: the publish completes with -EIO (the
+ * registrar then answers 503), and works again once the lock is gone. */
+static void test_locator_locked_database(void **state)
+{
+    struct fixture *f = *state;
+    struct bindings_db *db;
+    struct locator_local *loc;
+    struct locator_local_stats st;
+    struct sip_binding b;
+    struct calls c = {0};
+    sqlite3 *other;
+    uv_loop_t loop;
+    char err[256];
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(bindings_db_open(&db, f->path, err, sizeof(err)), 0);
+    assert_int_equal(locator_local_new(&loc, &loop, db, 8, NULL), 0);
+    struct sip_locator l = locator_local_get(loc);
+    assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    binding(&b, "sip:w@p2p.test", "sip:w@x", 60000);
+    struct sip_binding_change ch = {&b, false};
+    assert_int_equal(l.ops->publish(l.ctx, &ch, 1, on_publish, &c), 0);
+    assert_int_equal(c.n, 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.status[0], -EIO);
+    locator_local_stats(loc, &st);
+    assert_int_equal(st.publish_errors, 1);
+
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(l.ops->publish(l.ctx, &ch, 1, on_publish, &c), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.status[1], 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM binding"), 1);
+
+    locator_local_close(loc);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    bindings_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +421,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_db_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locator_next_turn_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locator_close_completes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locator_locked_database, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
