@@ -501,6 +501,59 @@ static void resolved(int status, const struct sip_tsx_dest *dest, void *arg)
     req_release(r);
 }
 
+/* True for loopback, RFC 1918, link-local and IPv6 unique-local addresses. */
+static bool is_private(const struct sip_tsx_dest *d)
+{
+    if (d->addr.ss_family == AF_INET) {
+        const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in *)&d->addr)->sin_addr;
+        return a[0] == 10 || a[0] == 127 || (a[0] == 172 && (a[1] & 0xf0) == 16) ||
+               (a[0] == 192 && a[1] == 168) || (a[0] == 169 && a[1] == 254);
+    }
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&d->addr)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a6) || IN6_IS_ADDR_LINKLOCAL(a6) || (a6->s6_addr[0] & 0xfe) == 0xfc;
+}
+
+static bool same_host(const struct sip_tsx_dest *x, const struct sip_tsx_dest *y)
+{
+    if (x->addr.ss_family != y->addr.ss_family)
+        return false;
+    if (x->addr.ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)&x->addr)->sin_addr,
+                      &((const struct sockaddr_in *)&y->addr)->sin_addr, 4) == 0;
+    return memcmp(&((const struct sockaddr_in6 *)&x->addr)->sin6_addr,
+                  &((const struct sockaddr_in6 *)&y->addr)->sin6_addr, 16) == 0;
+}
+
+/*
+ * Where to send a request for a registered contact: the address its REGISTER came
+ * from (the path), or the Contact URI itself.  Over TCP/TLS the path, to reuse the
+ * phone's connection (its Contact port rarely listens).  Over UDP the path only
+ * when the Contact looks unreachable from here: a name, or a private address that
+ * is not the source's (a phone behind NAT, RFC 3581); otherwise the Contact, so
+ * that a third party may register a contact other than its own address (a device
+ * on the same host with another port, a public address).
+ */
+static bool prefer_path(const struct sip_path *path, const char *uri)
+{
+    struct sip_tsx_dest src, contact;
+    struct sip_uri u;
+
+    if (!path->host[0])
+        return false;
+    if (!p2p_slice_caseeq_cstr(p2p_slice_cstr(path->transport), "UDP"))
+        return true;
+    if (sip_proxy_numeric_dest(p2p_slice_cstr(path->host), path->port, P2P_SLICE_LIT("udp"), 0,
+                               &src) != 0)
+        return false;
+    if (sip_uri_parse(p2p_slice_cstr(uri), &u) != 0 ||
+        sip_proxy_numeric_dest(u.maddr.p ? u.maddr : u.host, u.port, P2P_SLICE_LIT("udp"), 0,
+                               &contact) != 0)
+        return true;
+    if (same_host(&src, &contact))
+        return false;
+    return is_private(&contact);
+}
+
 /* Finds where the branch goes, then sends it (now or when resolved). */
 static void branch_start(struct proxy_branch *b)
 {
@@ -508,7 +561,7 @@ static void branch_start(struct proxy_branch *b)
     struct sip_proxy *p = r->p;
     struct sip_uri u;
 
-    if (b->path.host[0]) {
+    if (prefer_path(&b->path, b->hop)) {
         /* the registered phone's own path (RFC 3581 received/rport, connection) */
         if (sip_proxy_numeric_dest(p2p_slice_cstr(b->path.host), b->path.port,
                                    p2p_slice_cstr(b->path.transport), b->path.conn_id,
@@ -1085,11 +1138,23 @@ static void ka_send(const struct sip_binding *b, void *arg)
     struct p2p_buf out;
     char branch[SIP_BRANCH_LEN + 1], tag[SIP_BRANCH_LEN + 1];
     int rc;
+    struct sip_uri u;
 
-    if (!p2p_slice_caseeq_cstr(p2p_slice_cstr(b->path.transport), "UDP") || !b->path.host[0] ||
-        sip_proxy_numeric_dest(p2p_slice_cstr(b->path.host), b->path.port, P2P_SLICE_LIT("udp"), 0,
-                               &dest) != 0)
+    /* UDP bindings only (a TCP phone's connection is its keep-alive), at the
+     * address requests for it go to */
+    if (!p2p_slice_caseeq_cstr(p2p_slice_cstr(b->path.transport), "UDP") || !b->path.host[0])
         return;
+    if (prefer_path(&b->path, b->contact)) {
+        if (sip_proxy_numeric_dest(p2p_slice_cstr(b->path.host), b->path.port, P2P_SLICE_LIT("udp"),
+                                   0, &dest) != 0)
+            return;
+    } else if (sip_uri_parse(p2p_slice_cstr(b->contact), &u) != 0 ||
+               sip_proxy_numeric_dest(u.maddr.p ? u.maddr : u.host, u.port,
+                                      u.transport.p ? u.transport : P2P_SLICE_LIT("udp"), 0,
+                                      &dest) != 0 ||
+               dest.transport != SIP_TSX_UDP) {
+        return;
+    }
     if (sip_branch_new(branch, sizeof(branch)) < 0 || sip_branch_new(tag, sizeof(tag)) < 0)
         return;
     ka = calloc(1, sizeof(*ka));

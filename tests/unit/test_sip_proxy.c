@@ -960,6 +960,43 @@ static void test_resolver_and_transport_error(void **state)
     fx_stop(&f);
 }
 
+static void set_path(struct sip_binding *b, const char *host, uint16_t port, const char *tp)
+{
+    strcpy(b->path.host, host);
+    b->path.port = port;
+    strcpy(b->path.transport, tp);
+}
+
+static void test_contact_or_path(void **state)
+{
+    static struct fixture f;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    /* behind NAT: a private Contact, REGISTER from another (public) address: the
+     * request goes where the REGISTER came from (RFC 3581) */
+    add_binding(&f, "sip:bob@192.168.1.7:5060", 1000);
+    set_path(&f.lk_b[0], "198.51.100.5", 40000, "UDP");
+    /* registered by a third party on this host: the Contact's own port */
+    add_binding(&f, "sip:bob@127.0.0.1:5080", 1000);
+    set_path(&f.lk_b[1], "127.0.0.1", 5071, "UDP");
+    /* a public Contact registered from elsewhere: the Contact */
+    add_binding(&f, "sip:bob@203.0.113.9:5060", 1000);
+    set_path(&f.lk_b[2], "198.51.100.6", 5060, "UDP");
+    lookup_complete(&f);
+    assert_true(find_sent(&f, 0, "INVITE", 0, 40000) >= 0);
+    assert_true(find_sent(&f, 0, "INVITE", 0, 5080) >= 0);
+    assert_int_equal(find_sent(&f, 0, "INVITE", 0, 5071), -1);
+    int k = find_sent(&f, 0, "INVITE", 0, 5060);
+    assert_true(k >= 0);
+    char ip[64];
+    struct sip_src src;
+    assert_int_equal(sip_tsx_dest_src(&f.sent[k].dest, ip, sizeof(ip), &src), 0);
+    assert_string_equal(ip, "203.0.113.9");
+    fx_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -982,6 +1019,7 @@ int main(void)
         cmocka_unit_test(test_strict_router_before_us),
         cmocka_unit_test(test_other_methods),
         cmocka_unit_test(test_resolver_and_transport_error),
+        cmocka_unit_test(test_contact_or_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
