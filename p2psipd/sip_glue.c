@@ -126,6 +126,20 @@ static void on_send_error(void *arg, const struct overlay_sip_dest *dest, int er
              addr_text(&dest->addr, a, sizeof(a)), uv_strerror(err));
 }
 
+/* Parses the top Via of a message we are about to send (a response's routing). */
+static int top_via(struct p2psipd *d, const char *bytes, size_t len, struct sip_via *out)
+{
+    struct sip_hdr_iter it;
+    struct p2p_slice top;
+
+    if (sip_msg_parse(d->scratch, bytes, len, SIP_MSG_DGRAM, NULL) < 0)
+        return -EINVAL;
+    sip_hdr_iter_init(&it, d->scratch, SIP_HDR_VIA);
+    if (!sip_hdr_iter_next(&it, &top) || sip_via_parse(top, out) != 0)
+        return -EINVAL;
+    return 0;
+}
+
 static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
 {
     struct p2psipd *d = arg;
@@ -139,14 +153,12 @@ static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *de
     if (len > 8 && memcmp(bytes, "SIP/2.0 ", 8) == 0) {
         /* A response: RFC 3261 18.2.2 / RFC 3581 4 routing from its top Via. */
         struct overlay_sip_source src;
-        struct sip_hdr_iter it;
-        struct p2p_slice top;
         struct sip_via via;
-        if (sip_msg_parse(d->scratch, bytes, len, SIP_MSG_DGRAM, NULL) < 0)
+        if (top_via(d, bytes, len, &via) != 0) {
+            d->sip_stats.send_errors++;
+            p2p_info(d->log, "not sending a response whose top Via does not parse");
             return -EINVAL;
-        sip_hdr_iter_init(&it, d->scratch, SIP_HDR_VIA);
-        if (!sip_hdr_iter_next(&it, &top) || sip_via_parse(top, &via) != 0)
-            return -EINVAL;
+        }
         memset(&src, 0, sizeof(src));
         src.proto = proto;
         src.listener = -1; /* the first listener of the family sends */
