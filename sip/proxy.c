@@ -931,7 +931,7 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
     struct sip_hdr_iter it;
     struct p2p_slice v, hop = {NULL, 0};
     size_t nroutes = 0;
-    bool pop = false, in_dialog;
+    bool pop = false, strict = false, in_dialog;
     struct proxy_req *r;
     uint32_t mf;
     int rc;
@@ -1004,6 +1004,7 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
             goto out;
         }
         msg = &msgbuf;
+        strict = true; /* we were in the route set, as a strict router saw it */
         raw = (struct p2p_slice){fixed.data, fixed.len};
     }
     /* 16.4: our own address on top of Route is removed; the next one is the hop. */
@@ -1065,9 +1066,11 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
     r->record_route = p->cfg.record_route && is_dialog_creating(msg);
     memcpy(r->loop_hash, hash, sizeof(hash));
 
-    /* Relaying policy: an out-of-dialog request that names no domain of ours and
-     * did not come to us as a member of its route set is someone else's. */
-    if (!pop && !in_dialog && p->cfg.foreign != SIP_PROXY_FOREIGN_FORWARD &&
+    /* Relaying policy: a request that names no domain of ours and did not come to
+     * us as a member of its route set is someone else's.  In-dialog requests are
+     * no exception: we Record-Route every dialog we are on, so theirs carry our
+     * Route; a To tag alone must not make us an open relay. */
+    if (!pop && !strict && p->cfg.foreign != SIP_PROXY_FOREIGN_FORWARD &&
         !sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
         req_respond(r, p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? 403 : 404,
                     p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? "Forbidden - no relaying"
@@ -1084,9 +1087,11 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
         branch_start(branch_add(r, "", hopz, NULL));
         r->starting = false;
         check_done(r);
-    } else if (!in_dialog && sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
-        /* 16.5: a domain of ours (our own Route, if any, popped: we are the
-         * phone's outbound proxy): ask the location service */
+    } else if (!((pop || strict) && in_dialog) &&
+               sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
+        /* 16.5: a domain of ours: ask the location service.  Not for the last hop
+         * of a dialog's route set, whose Request-URI is the remote target (a
+         * Contact), whatever its host looks like. */
         char aor[SIP_AOR_MAX];
         if (sip_uri_aor(&ruri, aor, sizeof(aor)) < 0) {
             req_respond(r, 404, NULL, NULL);

@@ -606,6 +606,17 @@ static void test_in_dialog_bye(void **state)
     assert_null(sip_msg_hdr(&f.sent[k].m, SIP_HDR_RECORD_ROUTE)); /* not dialog-creating */
     answer(&f, k, 200, "b2");
     assert_int_equal(count_sent(&f, NULL, 200, 5070), 1);
+    /* an in-dialog request that does not carry our Route, for an address that is
+     * not ours: refused like any relay attempt (foreign = 404) */
+    feed(&f, "127.0.0.1", 5070,
+         "BYE sip:mallory@192.0.2.66:5060 SIP/2.0\r\n"
+         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-bye2\r\n"
+         "Max-Forwards: 70\r\n"
+         "From: <sip:alice@example.org>;tag=a1\r\n"
+         "To: <sip:bob@example.org>;tag=b2\r\n"
+         "Call-ID: call-2\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(count_sent(&f, "BYE", 0, 5060), 0);
+    assert_int_equal(count_sent(&f, NULL, 404, 5070), 1);
     /* ACK to a 2xx with a Route: forwarded statelessly (16.11) */
     feed(&f, "127.0.0.1", 5070,
          "ACK sip:bob@127.0.0.1:6001 SIP/2.0\r\n"
