@@ -643,6 +643,33 @@ static void test_digest(void **state)
     fx_stop(&f);
 }
 
+static void test_instance_id(void **state)
+{
+    static struct fixture f;
+    struct sip_binding b[4];
+    (void)state;
+
+    fx_start(&f, NULL, false);
+    do_register(&f, NULL, "c1", 1,
+                "<sip:alice@127.0.0.1:5070>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-"
+                "000A95A0E128>\"",
+                NULL, 0);
+    complete(&f, 0);
+    assert_true(has_contact(&f, "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-"
+                                "000A95A0E128>\""));
+    /* RFC 5626 6: the same instance with a new Contact (new port after a
+     * restart) replaces its binding, even with another Call-ID */
+    do_register(&f, NULL, "c2", 1,
+                "<sip:alice@127.0.0.1:5080>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-"
+                "000A95A0E128>\"",
+                NULL, 0);
+    complete(&f, 0);
+    assert_int_equal(sip_registrar_binding_count(f.reg), 1);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 0, b, 4), 1);
+    assert_string_equal(b[0].contact, "sip:alice@127.0.0.1:5080");
+    fx_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -658,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_restore_lookup_foreach),
         cmocka_unit_test(test_local_phones_only),
         cmocka_unit_test(test_digest),
+        cmocka_unit_test(test_instance_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
