@@ -104,7 +104,12 @@ void sip_proxy_free(struct sip_proxy *p);
  */
 void sip_proxy_set_registrar(struct sip_proxy *p, struct sip_registrar *reg);
 
-/* sip_registrar_reply_cb that sends the registrar's answer on its transaction. */
+/*
+ * sip_registrar_reply_cb that sends the registrar's answer on its transaction.
+ * Answers given from a publish completion use the time of the last
+ * sip_proxy_recv() / sip_proxy_advance() call for the transaction's timers (at
+ * most a loop turn old).
+ */
 void sip_proxy_registrar_reply(void *txn, const char *msg, size_t len, void *arg);
 
 /*
@@ -117,7 +122,10 @@ void sip_proxy_registrar_reply(void *txn, const char *msg, size_t len, void *arg
 int sip_proxy_recv(struct sip_proxy *p, const char *buf, size_t len, const struct sip_tsx_dest *src,
                    uint64_t now_ms);
 
-/* Runs the transaction timers and the keep-alive round due at now_ms. */
+/*
+ * Runs the transaction timers and the keep-alive round due at now_ms.  The
+ * keep-alive schedule starts at the first call, so call it once at start.
+ */
 void sip_proxy_advance(struct sip_proxy *p, uint64_t now_ms);
 
 /* When sip_proxy_advance() must run next, UINT64_MAX when nothing is armed. */
