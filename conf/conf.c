@@ -67,6 +67,7 @@ static const struct key keys[] = {
     {"registrar.max_contacts", K_U32, OFF(registrar.max_contacts), 1, 16},
     {"registrar.max_aors", K_U32, OFF(registrar.max_aors), 1, 10000000},
     {"registrar.options_keepalive", K_SECONDS_OFF, OFF(registrar.options_keepalive), 5, 3600},
+    {"registrar.keepalive_remove", K_BOOL, OFF(registrar.keepalive_remove), 0, 0},
     {"proxy.forward_foreign", K_BOOL, OFF(proxy.forward_foreign), 0, 0},
     {"proxy.foreign_reply", K_REPLY, OFF(proxy.foreign_reply), 0, 0},
     {"timers.t1", K_U32, OFF(timers.t1_ms), 10, 60000},
@@ -843,6 +844,7 @@ int conf_format(const struct conf *c, struct p2p_buf *out)
         PUT("options_keepalive = off\n");
     else
         PUT("options_keepalive = %u\n", (unsigned)c->registrar.options_keepalive);
+    PUT("keepalive_remove = %s\n", onoff(c->registrar.keepalive_remove));
     PUT("\n[proxy]\nforward_foreign = %s\nforeign_reply = %u\n", onoff(c->proxy.forward_foreign),
         (unsigned)c->proxy.foreign_reply);
     PUT("\n[timers]\nt1 = %u\nt2 = %u\nt4 = %u\n", (unsigned)c->timers.t1_ms,

@@ -206,6 +206,14 @@ static bool same_domains(const struct conf_sip *a, const struct conf_sip *b)
     return true;
 }
 
+static bool same_registrar(const struct conf_registrar *a, const struct conf_registrar *b)
+{
+    return a->min_expires == b->min_expires && a->max_expires == b->max_expires &&
+           a->default_expires == b->default_expires && a->max_contacts == b->max_contacts &&
+           a->max_aors == b->max_aors && a->options_keepalive == b->options_keepalive &&
+           a->keepalive_remove == b->keepalive_remove;
+}
+
 /*
  * Keeps the settings that need a restart at their running values in *next, and says
  * which ones the new configuration wanted to change.
@@ -229,7 +237,7 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
         p2p_warn(d->log, "reload: p2p.* need a restart; keeping the running values");
     /* The registrar copies its limits, accounts and realm at creation and has no way
      * to change them yet (sip_registrar.h); the proxy policy likewise. */
-    if (memcmp(&next->registrar, &cur->registrar, sizeof(next->registrar)) != 0)
+    if (!same_registrar(&next->registrar, &cur->registrar))
         p2p_warn(d->log, "reload: registrar.* need a restart; keeping the running values");
     if (strcmp(next->auth.accounts, cur->auth.accounts) != 0 ||
         strcmp(next->auth.realm, cur->auth.realm) != 0 ||

@@ -408,6 +408,8 @@ int p2psipd__sip_start(struct p2psipd *d)
     pcfg.foreign = d->conf.proxy.forward_foreign        ? SIP_PROXY_FOREIGN_FORWARD
                    : d->conf.proxy.foreign_reply == 403 ? SIP_PROXY_FOREIGN_403
                                                         : SIP_PROXY_FOREIGN_404;
+    pcfg.keepalive_ms = d->conf.registrar.options_keepalive * 1000;
+    pcfg.keepalive_remove = d->conf.registrar.keepalive_remove;
     rc = sip_proxy_new(&d->proxy, &pcfg);
     if (rc != 0) {
         p2p_err(d->log, "cannot create the proxy: %s", strerror(-rc));
@@ -435,6 +437,8 @@ int p2psipd__sip_start(struct p2psipd *d)
         return rc;
     }
     sip_proxy_set_registrar(d->proxy, d->registrar);
+    /* Starts the keep-alive schedule (sip_proxy.h). */
+    sip_proxy_advance(d->proxy, uv_now(d->loop));
     locator_local_attach(d->locator, d->registrar);
     rc = restore_bindings(d);
     if (rc != 0)
@@ -456,8 +460,6 @@ int p2psipd__sip_start(struct p2psipd *d)
     rc = start_transport(d);
     if (rc != 0)
         return rc;
-    if (d->conf.registrar.options_keepalive != 0)
-        p2p_warn(d->log, "registrar.options_keepalive is not implemented yet: ignored");
     if (d->conf.p2p.server || d->conf.p2p.port != 0 || d->conf.p2p.server_count != 0)
         p2p_notice(d->log, "p2p settings (-s, -P, -S) are stored for the overlay, which is "
                            "not built yet: this node is an overlay of one");

@@ -14,7 +14,7 @@
 # publishes; after a restart live bindings are served and expired ones are not.
 # Transports: IPv6 UDP and TCP REGISTERs get 200, a bad CSeq 400, garbage nothing; a
 # daemon on a taken port exits 1.  After kill -9, every binding answered 200 is
-# restored.
+# restored.  OPTIONS keep-alive: a dead contact loses its binding, a live one keeps it.
 #
 # Fails when any of those outputs, statuses, database rows or log lines is missing
 # or different.
@@ -189,4 +189,19 @@ it_wait_log node5 'restored 2 bindings from the database \(0 expired dropped\)' 
 it_stop node5 TERM
 [ "${IT_EXIT_OF[node5]}" -eq 0 ] || it_fail "node5: exit status ${IT_EXIT_OF[node5]}"
 
-it_pass "help/version, bad config file:line, overrides, data dir lock, SIGHUP, SIGTERM in $stop_ms ms; REGISTER 200, trace, expiry, group commit ($commits commits for $publishes publishes), restart keeps bindings and drops expired ones; v6/TCP/400/taken port; bindings survive kill -9"
+# 11. OPTIONS keep-alive (registrar.options_keepalive, keepalive_remove): a contact
+# that answers keeps its binding, one whose socket is gone loses it, in the database
+# too.  T1 = 50 ms so that an unanswered OPTIONS gives up after 64*T1 = 3.2 s.
+printf '[registrar]\noptions_keepalive = 5\nkeepalive_remove = yes\n[timers]\nt1 = 50\nt2 = 400\n' \
+    >"$IT_TMP/ka.conf"
+it_start node6 "$bin" --config "$IT_TMP/ka.conf" -p 5066 --data-dir "$IT_TMP/data6"
+it_wait_log node6 'running: data directory' 10
+out=$(it_run 40 python3 "$IT_LIB_DIR/daemon/keepalive.py" 5066 "$IT_TMP/data6/p2psip.db") ||
+    it_fail "keepalive.py: $out"
+grep -qE '^options [1-9]' <<<"$out" || it_fail "no OPTIONS keep-alive reached the live contact: $out"
+grep -qx 'ghost_rows 0' <<<"$out" || it_fail "the dead contact kept its binding: $out"
+grep -qx 'live_rows 1' <<<"$out" || it_fail "the live contact lost its binding: $out"
+it_stop node6 TERM
+[ "${IT_EXIT_OF[node6]}" -eq 0 ] || it_fail "node6: exit status ${IT_EXIT_OF[node6]}"
+
+it_pass "help/version, bad config file:line, overrides, data dir lock, SIGHUP, SIGTERM in $stop_ms ms; REGISTER 200, trace, expiry, group commit ($commits commits for $publishes publishes), restart keeps bindings and drops expired ones; v6/TCP/400/taken port; bindings survive kill -9; keep-alive"

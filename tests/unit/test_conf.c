@@ -54,6 +54,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.registrar.max_expires, 7200);
     assert_int_equal(c.registrar.default_expires, 3600);
     assert_int_equal(c.registrar.options_keepalive, 0);
+    assert_false(c.registrar.keepalive_remove);
     assert_false(c.proxy.forward_foreign);
     assert_int_equal(c.proxy.foreign_reply, 404);
     assert_int_equal(c.timers.t1_ms, 500);
@@ -116,6 +117,7 @@ static void test_sections_dotted_and_comments(void **state)
                           "algorithms = MD5-sess\n"
                           "[registrar]\n"
                           "options_keepalive = 30\n"
+                          "keepalive_remove = yes\n"
                           "[log]\n"
                           "level = info\n"
                           "trace = On\n"
@@ -143,6 +145,7 @@ static void test_sections_dotted_and_comments(void **state)
     /* '#' not preceded by a blank belongs to the value. */
     assert_string_equal(c.auth.accounts, "/etc/p2psip/accounts#1");
     assert_int_equal(c.registrar.options_keepalive, 30);
+    assert_true(c.registrar.keepalive_remove);
     assert_int_equal(c.auth.algorithms, CONF_DIGEST_MD5_SESS);
     assert_int_equal(c.log.level, P2P_LOG_INFO);
     assert_true(c.log.trace);

@@ -83,6 +83,7 @@ struct conf_registrar {
     uint32_t max_contacts;      /* bindings per AoR */
     uint32_t max_aors;          /* AoRs served by this node */
     uint32_t options_keepalive; /* seconds between OPTIONS pings to contacts; 0 = off */
+    bool keepalive_remove;      /* drop a binding whose contact does not answer a ping */
 };
 
 struct conf_proxy {
