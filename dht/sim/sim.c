@@ -622,12 +622,17 @@ static void on_put(int status, unsigned acks, void *arg)
     struct put_ctx *p = arg;
     struct sim *s = p->sim;
 
-    (void)acks;
     p->done = true;
+    s->res.puts++; /* counted when answered: a put whose origin died has no verdict */
     s->put_lat[s->n_put_lat++] = (double)(s->now - p->t0);
     if (status == 0) {
         p->ok = true;
         s->res.puts_ok++;
+    } else if (s->debug) {
+        char k[41];
+        dht_id_to_hex(&p->key, k);
+        fprintf(stderr, "put failed t=%llu t0=%llu key %s status %d acks %u\n",
+                (unsigned long long)s->now, (unsigned long long)p->t0, k, status, acks);
     }
 }
 
@@ -664,7 +669,6 @@ static void do_put(struct sim *s, unsigned idx)
     p->seq = rec.seq;
     p->t0 = s->now;
     i = random_live(s);
-    s->res.puts++;
     if (dht_node_put(s->slots[i]->node, &rec, on_put, p, s->now) != 0)
         p->done = true;
     sched(s, i, s->now);
@@ -676,13 +680,18 @@ static void on_get(int status, const struct dht_record *recs, size_t n, void *ar
     struct sim *s = g->sim;
     const struct put_ctx *p = &s->puts[g->put];
 
-    if (status != 0)
-        return;
-    for (size_t k = 0; k < n; k++)
+    s->res.gets++; /* counted when answered, as puts */
+    for (size_t k = 0; status == 0 && k < n; k++)
         if (dht_id_eq(&recs[k].value_id, &p->vid) && recs[k].seq >= p->seq) {
             s->res.gets_ok++;
             return;
         }
+    if (s->debug) {
+        char hx[41];
+        dht_id_to_hex(&p->key, hx);
+        fprintf(stderr, "get failed t=%llu key %s status %d records %zu\n",
+                (unsigned long long)s->now, hx, status, n);
+    }
 }
 
 static void do_gets(struct sim *s)
@@ -694,8 +703,7 @@ static void do_gets(struct sim *s)
         s->gets[k].sim = s;
         s->gets[k].put = k;
         i = random_live(s);
-        if (dht_node_get(s->slots[i]->node, &s->puts[k].key, on_get, &s->gets[k], s->now) == 0)
-            s->res.gets++;
+        (void)dht_node_get(s->slots[i]->node, &s->puts[k].key, on_get, &s->gets[k], s->now);
         sched(s, i, s->now);
     }
 }

@@ -59,9 +59,9 @@ struct sim_result {
     double lookup_success, consistency;
     double hops_mean, hops_p99;
     double lookup_p50_ms, lookup_p99_ms;
-    uint64_t puts, puts_ok;
+    uint64_t puts, puts_ok; /* puts answered (an origin that died gave no verdict), ok */
     double put_p50_ms, put_p99_ms;
-    uint64_t gets, gets_ok;
+    uint64_t gets, gets_ok; /* gets answered, and those returning the record */
     double get_success;
     uint64_t records_stored, records_lost;
     double maint_bytes_per_node_s;
