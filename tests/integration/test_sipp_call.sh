@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 #
 # test_sipp_call.sh: calls through the stateful proxy reach a registered UAS.
-# 100 AoRs are registered with the contact of a sipp UAS; a sipp UAC then places 1,000
+# 100 AoRs are registered with the contact of a sipp UAS (from the UAS's own address,
+# as a phone registers itself; with IT_THIRD_PARTY=1 from another port, a third-party
+# registration, RFC 3261 10.2: pending/test_sipp_call_thirdparty.sh); a sipp UAC then
+# places 1,000
 # calls (INVITE, 100, 180, 200, ACK, BYE, 200) to those AoRs via the proxy at 100
 # calls/s; the UAS checks each INVITE was retargeted to its contact with Max-Forwards
 # decremented and a Via added (sipp/uas.xml).  Then 20 INVITEs to a user with no
@@ -25,16 +28,21 @@ it_users 100 "$users" callee
 
 it_server_start server "$PORT"
 
-# The UAS first, so that no INVITE can find its port closed.  -m: it exits after the
-# expected number of calls, so more calls than placed can never go unnoticed.
-it_sipp_bg uas uas.xml -i 127.0.0.1 -p "$UAS_PORT" -t u1 -m "$CALLS" -trace_counts \
-    -default_behaviors -bye
-it_wait_udp "$UAS_PORT"
-
-it_sipp reg 60 register.xml -i 127.0.0.1 -p 5070 -t u1 -inf "$users" \
+reg_port=$UAS_PORT
+if [ "${IT_THIRD_PARTY:-0}" = 1 ]; then
+    reg_port=5070
+    it_log "third-party registration: REGISTERs from port $reg_port for contacts on $UAS_PORT"
+fi
+it_sipp reg 60 register.xml -i 127.0.0.1 -p "$reg_port" -t u1 -inf "$users" \
     -key domain "$IT_DOMAIN" -key contact_hp "127.0.0.1:$UAS_PORT" -key expires 3600 \
     -default_behaviors -bye -m 100 -r 100 127.0.0.1:$PORT
 it_sipp_expect reg $? 100
+
+# -m: the UAS exits after the expected number of calls, so more calls than placed
+# can never go unnoticed.
+it_sipp_bg uas uas.xml -i 127.0.0.1 -p "$UAS_PORT" -t u1 -m "$CALLS" -trace_counts \
+    -default_behaviors -bye
+it_wait_udp "$UAS_PORT"
 
 it_sipp uac 240 uac.xml -i 127.0.0.1 -p 5071 -t u1 -inf "$users" -key domain "$IT_DOMAIN" \
     -trace_counts -m "$CALLS" -r "$RATE" -l 200 -rsa 127.0.0.1:$PORT 127.0.0.1:$PORT
