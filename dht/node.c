@@ -828,7 +828,9 @@ static int handle(struct dht_node *n, const struct dht_peer *from, const struct 
 {
     int rc;
 
-    if (!local)
+    /* The sender is alive; but a joiner's own JOIN does not make it a neighbour
+     * yet: it neither routes nor answers until its join completes. */
+    if (!local && !(m->type == DHT_MSG_JOIN && dht_id_eq(&m->origin.id, &from->id)))
         mark_heard(n, from, now);
     if (!n->joined && m->type != DHT_MSG_ACK && m->type != DHT_MSG_JOIN_REPLY &&
         m->type != DHT_MSG_ROWS && !local)
