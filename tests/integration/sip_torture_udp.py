@@ -32,6 +32,11 @@ are captured.  A packet is attributed to the message whose Call-ID, CSeq and top
 branch it carries (the latest one sent before the packet was seen, when several
 match: RFC 5118's messages share their Call-ID).
 
+Two torture messages may belong to the same server transaction (same branch, sent-by
+and method): the second is then a retransmission for the server (RFC 3261 17.2.3).
+--groups splits the files so that no group holds two such messages; the test runs
+each group against a freshly started server.
+
 Exit status 0 when every message got its verdict, 1 otherwise; one line per message.
 """
 
@@ -102,6 +107,23 @@ def route_target(msg):
     if not m:
         return None
     return m.group(1).decode("latin-1").strip("[]"), int(m.group(2) or 5060)
+
+
+def transaction_key(msg):
+    """The server transaction a request belongs to (RFC 3261 17.2.3): branch, sent-by
+    and method (ACK as INVITE) when the branch has the magic cookie; otherwise the
+    RFC 2543 fields (Call-ID, CSeq, From, top Via).  None for a response."""
+    if msg.startswith(b"SIP/"):
+        return None
+    method = msg.split(b" ", 1)[0]
+    if method == b"ACK":
+        method = b"INVITE"
+    via = header(msg, (b"via", b"v")) or b""
+    callid, cseqn, branch = signature(msg)
+    if branch and branch.startswith(b"z9hG4bK") and len(branch) > 7:
+        sent_by = re.sub(rb"^\s*SIP\s*/\s*2\.0\s*/\s*\S+\s+", b"", via).split(b";")[0]
+        return (b"3261", branch, sent_by.strip().lower(), method)
+    return (b"2543", callid, cseqn, header(msg, (b"from", b"f")), via.split(b",")[0])
 
 
 def first_message(data):
@@ -192,11 +214,31 @@ def main():
     ap.add_argument("--domain", default="p2p.test")
     ap.add_argument("--barrier-timeout", type=float, default=10.0)
     ap.add_argument("--only", action="append", help="run only these files (repeat)")
+    ap.add_argument("--groups", action="store_true",
+                    help="print the files in groups, one group a line, such that no two "
+                         "messages of a group belong to the same server transaction; "
+                         "then exit")
     args = ap.parse_args()
 
     host, port = args.server.rsplit(":", 1)
     port = int(port)
     rows = read_table(args.table)
+    if args.groups:
+        # A request whose transaction key was seen before is, for the server, a
+        # retransmission (RFC 3261 17.2.3), answered with the earlier response while
+        # that transaction lives (Timer J: 32 s): such a message needs a fresh server.
+        group, keys = [], set()
+        for rel, _, _ in rows:
+            with open(os.path.join(args.data, rel), "rb") as f:
+                key = transaction_key(first_message(f.read()))
+            if key is not None and key in keys:
+                print(" ".join(group))
+                group, keys = [], set()
+            group.append(rel)
+            if key is not None:
+                keys.add(key)
+        print(" ".join(group))
+        return 0
     if args.only:
         rows = [r for r in rows if r[0] in args.only]
 
