@@ -339,6 +339,15 @@ static void test_bad_lines(void **state)
     static const char nul[] = "OPTIONS sip:a@b SIP/2.0\r\nSubject: a\0b\r\nl: 0\r\n\r\n";
     assert_int_equal(sip_msg_parse(&msg, nul, sizeof(nul) - 1, SIP_MSG_STREAM, NULL),
                      (int)sizeof(nul) - 1);
+    /* a bad request line: the head is still read, so the 400 can be built */
+    const char *bl = "INVITE  sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n"
+                     "CSeq: 1 INVITE\r\nl: 0\r\n\r\n";
+    struct sip_parse_err err;
+    assert_int_equal(sip_msg_parse(&msg, bl, strlen(bl) - 2, SIP_MSG_STREAM, NULL), -EAGAIN);
+    assert_int_equal(sip_msg_parse(&msg, bl, strlen(bl), SIP_MSG_STREAM, &err), -EBADMSG);
+    assert_string_equal(err.phrase, "Bad Request - malformed Request-Line");
+    assert_int_equal(msg.nhdrs, 3);
+    assert_true(sip_msg_answerable(&msg));
     /* LF-only line ends are accepted */
     assert_true(parse("OPTIONS sip:a@b SIP/2.0\nl: 0\n\n", SIP_MSG_STREAM) > 0);
 }
