@@ -36,11 +36,23 @@
 
 struct reg_aor;
 
+/*
+ * A binding as held in memory: the fixed-size struct sip_binding (about 1.3 KB)
+ * is only the exchange format; here the strings take what they need, in one
+ * allocation with the node (a typical binding is about 250 bytes).
+ */
 struct reg_binding {
-    struct sip_binding b;
     struct reg_aor *aor;
-    size_t heap_idx;
     struct reg_binding *next; /* in aor->bindings */
+    size_t heap_idx;
+    uint64_t expires_ms;
+    uint64_t conn_id;
+    uint32_t cseq;
+    uint16_t q;
+    uint16_t path_port;
+    char transport[8];
+    const char *contact, *call_id, *instance, *path_host; /* into strs */
+    char strs[];
 };
 
 struct reg_pending;
@@ -51,7 +63,7 @@ struct reg_aor {
     struct reg_binding *bindings;
     size_t nbindings;
     struct reg_pending *pending; /* REGISTER in flight for this AoR */
-    char aor[SIP_AOR_MAX];
+    char aor[];                  /* canonical, NUL-terminated */
 };
 
 struct reg_change {
@@ -144,7 +156,7 @@ static int aor_add(struct sip_registrar *reg, const char *aor, struct reg_aor **
         return -EINVAL;
     if (reg->naors >= reg->nbuckets && table_grow(reg) != 0)
         return -ENOMEM;
-    a = calloc(1, sizeof(*a));
+    a = calloc(1, sizeof(*a) + len + 1);
     if (!a)
         return -ENOMEM;
     memcpy(a->aor, aor, len + 1);
@@ -187,7 +199,7 @@ static void heap_up(struct sip_registrar *reg, size_t i)
 
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (reg->heap[parent]->b.expires_ms <= b->b.expires_ms)
+        if (reg->heap[parent]->expires_ms <= b->expires_ms)
             break;
         heap_set(reg, i, reg->heap[parent]);
         i = parent;
@@ -201,12 +213,12 @@ static void heap_down(struct sip_registrar *reg, size_t i)
 
     for (;;) {
         size_t l = 2 * i + 1, m = i;
-        uint64_t best = b->b.expires_ms;
-        if (l < reg->nheap && reg->heap[l]->b.expires_ms < best) {
+        uint64_t best = b->expires_ms;
+        if (l < reg->nheap && reg->heap[l]->expires_ms < best) {
             m = l;
-            best = reg->heap[l]->b.expires_ms;
+            best = reg->heap[l]->expires_ms;
         }
-        if (l + 1 < reg->nheap && reg->heap[l + 1]->b.expires_ms < best)
+        if (l + 1 < reg->nheap && reg->heap[l + 1]->expires_ms < best)
             m = l + 1;
         if (m == i)
             break;
@@ -253,35 +265,106 @@ static void heap_fix(struct sip_registrar *reg, struct reg_binding *b)
 /* ---- bindings ---- */
 
 /* RFC 3261 10.3 step 6 / RFC 5626 6: same instance id, else URI equality (19.1.4). */
-static bool binding_matches(const struct sip_binding *x, const struct sip_binding *y)
+static bool contact_matches(const char *xc, const char *xi, const char *yc, const char *yi)
 {
     struct sip_uri ux, uy;
 
-    if (x->instance[0] && y->instance[0])
-        return strcmp(x->instance, y->instance) == 0;
-    if (sip_uri_parse(p2p_slice_cstr(x->contact), &ux) != 0 ||
-        sip_uri_parse(p2p_slice_cstr(y->contact), &uy) != 0)
-        return strcmp(x->contact, y->contact) == 0;
+    if (xi[0] && yi[0])
+        return strcmp(xi, yi) == 0;
+    if (sip_uri_parse(p2p_slice_cstr(xc), &ux) != 0 || sip_uri_parse(p2p_slice_cstr(yc), &uy) != 0)
+        return strcmp(xc, yc) == 0;
     return sip_uri_equal(&ux, &uy);
+}
+
+static bool binding_matches(const struct sip_binding *x, const struct sip_binding *y)
+{
+    return contact_matches(x->contact, x->instance, y->contact, y->instance);
 }
 
 static struct reg_binding *binding_find(struct reg_aor *a, const struct sip_binding *b)
 {
     for (struct reg_binding *rb = a->bindings; rb; rb = rb->next) {
-        if (binding_matches(&rb->b, b))
+        if (contact_matches(rb->contact, rb->instance, b->contact, b->instance))
             return rb;
     }
     return NULL;
 }
 
+/* The exchange form of a stored binding. */
+static void binding_export(const struct reg_binding *rb, struct sip_binding *out)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->aor, sizeof(out->aor), "%s", rb->aor->aor);
+    snprintf(out->contact, sizeof(out->contact), "%s", rb->contact);
+    snprintf(out->call_id, sizeof(out->call_id), "%s", rb->call_id);
+    snprintf(out->instance, sizeof(out->instance), "%s", rb->instance);
+    snprintf(out->path.host, sizeof(out->path.host), "%s", rb->path_host);
+    memcpy(out->path.transport, rb->transport, sizeof(out->path.transport));
+    out->path.port = rb->path_port;
+    out->path.conn_id = rb->conn_id;
+    out->expires_ms = rb->expires_ms;
+    out->q = rb->q;
+    out->cseq = rb->cseq;
+}
+
+/* A stored binding made from b (whose strings the callers checked are
+ * NUL-terminated), not linked anywhere yet. */
+static struct reg_binding *binding_alloc(struct reg_aor *a, const struct sip_binding *b)
+{
+    size_t lc = strlen(b->contact) + 1, li = strlen(b->call_id) + 1;
+    size_t ln = strlen(b->instance) + 1, lh = strlen(b->path.host) + 1;
+    struct reg_binding *rb = malloc(sizeof(*rb) + lc + li + ln + lh);
+    char *p;
+
+    if (!rb)
+        return NULL;
+    memset(rb, 0, sizeof(*rb));
+    p = rb->strs;
+    rb->contact = memcpy(p, b->contact, lc);
+    p += lc;
+    rb->call_id = memcpy(p, b->call_id, li);
+    p += li;
+    rb->instance = memcpy(p, b->instance, ln);
+    p += ln;
+    rb->path_host = memcpy(p, b->path.host, lh);
+    memcpy(rb->transport, b->path.transport, sizeof(rb->transport));
+    rb->transport[sizeof(rb->transport) - 1] = '\0';
+    rb->path_port = b->path.port;
+    rb->conn_id = b->path.conn_id;
+    rb->expires_ms = b->expires_ms;
+    rb->q = b->q;
+    rb->cseq = b->cseq;
+    rb->aor = a;
+    return rb;
+}
+
+/* Puts a new version of old in its place (list and heap).  -ENOMEM keeps old. */
+static int binding_replace(struct sip_registrar *reg, struct reg_binding *old,
+                           const struct sip_binding *b)
+{
+    struct reg_binding *nb = binding_alloc(old->aor, b);
+
+    if (!nb)
+        return -ENOMEM;
+    for (struct reg_binding **pp = &old->aor->bindings; *pp; pp = &(*pp)->next) {
+        if (*pp == old) {
+            *pp = nb;
+            break;
+        }
+    }
+    nb->next = old->next;
+    heap_set(reg, old->heap_idx, nb);
+    heap_fix(reg, nb);
+    free(old);
+    return 0;
+}
+
 static int binding_insert(struct sip_registrar *reg, struct reg_aor *a, const struct sip_binding *b)
 {
-    struct reg_binding *rb = malloc(sizeof(*rb));
+    struct reg_binding *rb = binding_alloc(a, b);
 
     if (!rb)
         return -ENOMEM;
-    rb->b = *b;
-    rb->aor = a;
     if (heap_push(reg, rb) != 0) {
         free(rb);
         return -ENOMEM;
@@ -359,13 +442,13 @@ static int reply_ok(struct sip_registrar *reg, void *txn, const struct sip_msg *
 
     p2p_buf_init(&extra, RESP_CAP);
     for (const struct reg_binding *rb = a ? a->bindings : NULL; rb && rc == 0; rb = rb->next) {
-        uint64_t left = rb->b.expires_ms > now_ms ? (rb->b.expires_ms - now_ms + 999) / 1000 : 0;
-        rc = p2p_buf_printf(&extra, "Contact: <%s>;expires=%llu", rb->b.contact,
+        uint64_t left = rb->expires_ms > now_ms ? (rb->expires_ms - now_ms + 999) / 1000 : 0;
+        rc = p2p_buf_printf(&extra, "Contact: <%s>;expires=%llu", rb->contact,
                             (unsigned long long)left);
-        if (rc == 0 && rb->b.q != 1000)
-            rc = p2p_buf_printf(&extra, ";q=%u.%03u", rb->b.q / 1000u, rb->b.q % 1000u);
-        if (rc == 0 && rb->b.instance[0])
-            rc = p2p_buf_printf(&extra, ";+sip.instance=\"%s\"", rb->b.instance);
+        if (rc == 0 && rb->q != 1000)
+            rc = p2p_buf_printf(&extra, ";q=%u.%03u", rb->q / 1000u, rb->q % 1000u);
+        if (rc == 0 && rb->instance[0])
+            rc = p2p_buf_printf(&extra, ";+sip.instance=\"%s\"", rb->instance);
         if (rc == 0)
             rc = p2p_buf_append(&extra, "\r\n", 2);
     }
@@ -528,13 +611,13 @@ static unsigned compute_changes(struct sip_registrar *reg, const struct sip_msg 
         }
         for (struct reg_binding *rb = a ? a->bindings : NULL; rb; rb = rb->next) {
             /* Same Call-ID: only a higher CSeq may remove it. */
-            if (p2p_slice_eq(callid, p2p_slice_cstr(rb->b.call_id)) && cseq.num <= rb->b.cseq) {
+            if (p2p_slice_eq(callid, p2p_slice_cstr(rb->call_id)) && cseq.num <= rb->cseq) {
                 *reason = "Out of order CSeq";
                 return 500;
             }
             if (p->nchanges == SIP_PUBLISH_MAX)
                 break;
-            p->changes[p->nchanges].b = rb->b;
+            binding_export(rb, &p->changes[p->nchanges].b);
             p->changes[p->nchanges].remove = true;
             p->nchanges++;
         }
@@ -595,12 +678,12 @@ static unsigned compute_changes(struct sip_registrar *reg, const struct sip_msg 
         old = a ? binding_find(a, &ch->b) : NULL;
         if (old) {
             /* RFC 3261 10.3 step 7: same Call-ID needs a higher CSeq. */
-            if (strcmp(old->b.call_id, ch->b.call_id) == 0 && cseq.num <= old->b.cseq) {
+            if (strcmp(old->call_id, ch->b.call_id) == 0 && cseq.num <= old->cseq) {
                 *reason = "Out of order CSeq";
                 return 500;
             }
             if (ch->remove) {
-                ch->b = old->b; /* publish the removal of what is stored */
+                binding_export(old, &ch->b); /* publish the removal of what is stored */
                 nremoved++;
             }
         } else if (ch->remove) {
@@ -641,8 +724,9 @@ static int commit(struct sip_registrar *reg, struct reg_pending *p)
             if (old)
                 binding_remove(reg, old);
         } else if (old) {
-            old->b = ch->b;
-            heap_fix(reg, old);
+            int r = binding_replace(reg, old, &ch->b);
+            if (r != 0)
+                rc = r;
         } else if (a->nbindings < reg->cfg.max_contacts) {
             int r = binding_insert(reg, a, &ch->b);
             if (r != 0)
@@ -689,7 +773,8 @@ int sip_registrar_register(struct sip_registrar *reg, const struct sip_msg *req,
     unsigned status;
     int rc;
 
-    if (!req->is_request || !p2p_slice_eq(req->method, P2P_SLICE_LIT("REGISTER")))
+    if (!req->is_request || !p2p_slice_eq(req->method, P2P_SLICE_LIT("REGISTER")) ||
+        !memchr(from->host, '\0', sizeof(from->host)))
         return -EINVAL;
     if (reg->cut_off) {
         rc = reply_retry(reg, txn, req, from, 503, "Cut off from the overlay");
@@ -815,11 +900,14 @@ size_t sip_registrar_advance(struct sip_registrar *reg, uint64_t now_ms)
 {
     size_t n = 0;
 
-    while (reg->nheap > 0 && reg->heap[0]->b.expires_ms <= now_ms) {
+    while (reg->nheap > 0 && reg->heap[0]->expires_ms <= now_ms) {
         struct reg_binding *rb = reg->heap[0];
         struct reg_aor *a = rb->aor;
-        if (reg->cfg.expired)
-            reg->cfg.expired(&rb->b, reg->cfg.expired_arg);
+        if (reg->cfg.expired) {
+            struct sip_binding b;
+            binding_export(rb, &b);
+            reg->cfg.expired(&b, reg->cfg.expired_arg);
+        }
         binding_remove(reg, rb);
         aor_release(reg, a);
         n++;
@@ -829,7 +917,7 @@ size_t sip_registrar_advance(struct sip_registrar *reg, uint64_t now_ms)
 
 uint64_t sip_registrar_next_deadline(const struct sip_registrar *reg)
 {
-    return reg->nheap ? reg->heap[0]->b.expires_ms : UINT64_MAX;
+    return reg->nheap ? reg->heap[0]->expires_ms : UINT64_MAX;
 }
 
 int sip_registrar_lookup(const struct sip_registrar *reg, const char *aor, uint64_t now_ms,
@@ -842,18 +930,18 @@ int sip_registrar_lookup(const struct sip_registrar *reg, const char *aor, uint6
         return -ENOENT;
     for (const struct reg_binding *rb = a ? a->bindings : NULL; rb; rb = rb->next) {
         size_t i;
-        if (rb->b.expires_ms <= now_ms)
+        if (rb->expires_ms <= now_ms)
             continue;
         if (n == max) {
             /* Keep the highest q: replace the lowest if this one is higher. */
-            if (max == 0 || out[max - 1].q >= rb->b.q)
+            if (max == 0 || out[max - 1].q >= rb->q)
                 continue;
             n--;
         }
         /* insertion sort, highest q first */
-        for (i = n; i > 0 && out[i - 1].q < rb->b.q; i--)
+        for (i = n; i > 0 && out[i - 1].q < rb->q; i--)
             out[i] = out[i - 1];
-        out[i] = rb->b;
+        binding_export(rb, &out[i]);
         n++;
     }
     return (int)n;
@@ -870,6 +958,7 @@ int sip_registrar_restore(struct sip_registrar *reg, const struct sip_binding *b
     if (!memchr(b->aor, '\0', sizeof(b->aor)) || !memchr(b->contact, '\0', sizeof(b->contact)) ||
         !memchr(b->call_id, '\0', sizeof(b->call_id)) ||
         !memchr(b->instance, '\0', sizeof(b->instance)) ||
+        !memchr(b->path.host, '\0', sizeof(b->path.host)) ||
         sip_uri_parse(p2p_slice_cstr(b->contact), &u) != 0 || b->q > 1000)
         return -EINVAL;
     a = aor_find(reg, b->aor);
@@ -904,8 +993,11 @@ int sip_registrar_remove(struct sip_registrar *reg, const char *aor, const char 
     rb = binding_find(a, &key);
     if (!rb)
         return -ENOENT;
-    if (reg->cfg.expired)
-        reg->cfg.expired(&rb->b, reg->cfg.expired_arg);
+    if (reg->cfg.expired) {
+        struct sip_binding b;
+        binding_export(rb, &b);
+        reg->cfg.expired(&b, reg->cfg.expired_arg);
+    }
     binding_remove(reg, rb);
     aor_release(reg, a);
     return 0;
@@ -916,8 +1008,11 @@ void sip_registrar_foreach(const struct sip_registrar *reg,
 {
     for (size_t i = 0; i < reg->nbuckets; i++) {
         for (const struct reg_aor *a = reg->buckets[i]; a; a = a->hnext) {
-            for (const struct reg_binding *rb = a->bindings; rb; rb = rb->next)
-                cb(&rb->b, arg);
+            for (const struct reg_binding *rb = a->bindings; rb; rb = rb->next) {
+                struct sip_binding b;
+                binding_export(rb, &b);
+                cb(&b, arg);
+            }
         }
     }
 }
