@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "p2p/log.h"
+#include "p2p/sip_build.h"
 #include "p2p/slice.h"
 
 #define SIP_DEFAULT_PORT 5060 /* RFC 3261 18.2.2, 19.1.2 */
@@ -131,18 +132,6 @@ static int addr_parse_ip(struct p2p_slice s, struct sockaddr_storage *out)
     }
     *out = a;
     return 0;
-}
-
-/* True when a and b hold the same IP (ports ignored). */
-static bool addr_same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
 }
 
 /* ---- handle bookkeeping ---- */
@@ -589,9 +578,12 @@ int overlay_sip_via_fix(const struct overlay_sip_source *src, const struct sip_v
                         struct overlay_sip_via_fix *out)
 {
     struct overlay_sip_via_fix f;
-    struct sockaddr_storage sent_by;
+    struct sip_via_fix fix;
+    struct sip_src s;
     int r;
 
+    /* Only the conversion lives here: the rule itself (RFC 3261 18.2.1, RFC 3581
+     * 4) is sip_via_fix(), the one the SIP core applies to every response. */
     memset(&f, 0, sizeof(f));
     if (src->remote.ss_family == AF_INET6)
         r = uv_ip6_name((const struct sockaddr_in6 *)&src->remote, f.received, sizeof(f.received));
@@ -601,17 +593,13 @@ int overlay_sip_via_fix(const struct overlay_sip_source *src, const struct sip_v
         return -EINVAL;
     if (r < 0)
         return -EINVAL;
-    if (via->rport) {
-        /* RFC 3581 4: an rport without a value gets the source port, and received
-         * is added even when it equals sent-by. */
-        f.set_rport = via->rport_value == 0;
-        f.rport = f.set_rport ? addr_port(&src->remote) : 0;
-        f.add_received = true;
-    } else {
-        /* RFC 3261 18.2.1: received when sent-by is a name or another IP. */
-        f.add_received =
-            addr_parse_ip(via->host, &sent_by) < 0 || !addr_same_ip(&sent_by, &src->remote);
-    }
+    s.host = p2p_slice_cstr(f.received);
+    s.port = addr_port(&src->remote);
+    if (sip_via_fix(via, &s, &fix) != 0)
+        return -EINVAL;
+    f.add_received = fix.received;
+    f.set_rport = fix.rport;
+    f.rport = fix.rport ? s.port : 0;
     *out = f;
     return 0;
 }

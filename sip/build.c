@@ -9,12 +9,16 @@
  * Responses, CANCEL and ACK are assembled from whole header lines of the request.
  *
  * Invariants: at most MAX_EDITS edits per message; edits never overlap; output
- * only through p2p_buf (capped); on failure the buffer length is restored.
+ * only through p2p_buf (capped); on failure the buffer length is restored.  The
+ * received/rport rule exists once, in sip_via_fix(); overlay's transport and every
+ * response and forward built here use it.
  * RFC 3261 8.2.6, 9.1, 16.4, 16.6, 16.7, 17.1.1.3, 18.2.1, 18.2.2; RFC 3581 4.
  */
 #include "p2p/sip_build.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,32 +124,75 @@ static bool first_value(const struct sip_msg *m, enum sip_hdr_id id, struct p2p_
 }
 
 /*
- * RFC 3261 18.2.1 and RFC 3581 4: the server transport notes where a request
- * came from in its top Via: received= when the sent-by host differs from the
- * source (always when rport is present), rport=port when rport has no value.
+ * Parses a numeric IPv4 or IPv6 address into the 16-byte IPv6 form, IPv4 as an
+ * IPv4-mapped address (RFC 4291 2.5.5.2), so that one memcmp compares two
+ * addresses whatever their text: "::1", "0:0:0:0:0:0:0:1", "[::1]" (brackets only
+ * when brackets is set: an IPv6reference in sent-by, RFC 3261 25.1).  Returns
+ * false for anything else, a host name included.
  */
+static bool ip_parse(struct p2p_slice s, bool brackets, unsigned char out[16])
+{
+    char text[INET6_ADDRSTRLEN];
+    struct in_addr v4;
+
+    if (brackets && s.len >= 2 && s.p[0] == '[' && s.p[s.len - 1] == ']') {
+        s.p++;
+        s.len -= 2;
+    }
+    /* inet_pton stops at a NUL: one inside the slice would hide what follows */
+    if (s.len == 0 || memchr(s.p, '\0', s.len) != NULL ||
+        p2p_slice_copy(s, text, sizeof(text)) != 0)
+        return false;
+    if (inet_pton(AF_INET, text, &v4) == 1) {
+        memset(out, 0, 10);
+        out[10] = 0xff;
+        out[11] = 0xff;
+        memcpy(out + 12, &v4, 4);
+        return true;
+    }
+    return inet_pton(AF_INET6, text, out) == 1;
+}
+
+int sip_via_fix(const struct sip_via *via, const struct sip_src *src, struct sip_via_fix *out)
+{
+    unsigned char from[16], sent_by[16];
+    struct sip_via_fix f = {.received = false, .rport = false};
+
+    if (src->host.len > 0) {
+        /* RFC 3261 25.1: received carries an IPv4address or IPv6address, no name
+         * and no brackets; anything else here is the caller's bug */
+        if (!ip_parse(src->host, false, from))
+            return -EINVAL;
+        /* RFC 3581 4: an rport without a value is filled with the source port */
+        f.rport = via->rport && via->rport_value == 0 && src->port != 0;
+        /* RFC 3261 18.2.1: received when sent-by is a domain name or an address
+         * other than the source; RFC 3581 4: always when rport is present */
+        f.received = via->rport || !ip_parse(via->host, true, sent_by) ||
+                     memcmp(from, sent_by, sizeof(from)) != 0;
+    }
+    *out = f;
+    return 0;
+}
+
+/* Applies sip_via_fix() to the top Via of m: the edits that write rport and
+ * received (replacing a received already there). */
 static int via_src_edits(const struct sip_msg *m, const struct sip_src *src, struct edits *ed)
 {
     struct p2p_slice top;
     struct sip_via via;
+    struct sip_via_fix fix;
     struct edit *e;
+    int rc;
 
     if (src == NULL || src->host.len == 0)
         return 0;
-    if (has_crlf(src->host) || src->host.len > 64)
-        return -EINVAL;
     if (!first_value(m, SIP_HDR_VIA, &top, NULL, NULL) || sip_via_parse(top, &via) != 0)
         return -EBADMSG;
-    if (via.rport && via.rport_value == 0 && src->port != 0) {
-        if (edit_num(ed, via.rport_p.p, via.rport_p.len, "rport=", src->port) == NULL)
-            return -EINVAL;
-    }
-    struct p2p_slice h = via.host;
-    if (h.len > 2 && h.p[0] == '[') {
-        h.p++;
-        h.len -= 2;
-    }
-    if (!via.rport && p2p_slice_caseeq(h, src->host))
+    if ((rc = sip_via_fix(&via, src, &fix)) != 0)
+        return rc;
+    if (fix.rport && edit_num(ed, via.rport_p.p, via.rport_p.len, "rport=", src->port) == NULL)
+        return -EINVAL;
+    if (!fix.received)
         return 0;
     if (via.received.p != NULL) {
         e = edit_add(ed, via.received.p, via.received.len, src->host.p, src->host.len);

@@ -1,7 +1,7 @@
 /*
  * test_sip_build.c: forwarding by splicing (RFC 3261 16.6), responses (8.2.6,
- * 16.7, RFC 3581 4), CANCEL (9.1), ACK for a non-2xx (17.1.1.3), branch ids.
- * Outputs are compared byte for byte with the message the RFC calls for.
+ * 16.7), the received/rport rule (18.2.1, RFC 3581 4), CANCEL (9.1), ACK for a non-2xx (17.1.1.3),
+ * branch ids. Outputs are compared byte for byte with the message the RFC calls for.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -114,13 +114,17 @@ static void test_forward_minimal(void **state)
                      "Via: SIP/2.0/UDP h.example.org;branch=z9hG4bK1\r\n"
                      "To: <sip:bob@example.org>\r\n"
                      "Content-Length: 3\r\n\r\nxyz");
-    /* the received= rule: the same host and no rport leaves the Via alone */
+    /* RFC 3261 18.2.1: a host name in sent-by always gets received= */
     p2p_buf_reset(&out);
     f.pop_route = false;
-    f.src.host = P2P_SLICE_LIT("h.example.org");
+    f.src.host = P2P_SLICE_LIT("192.0.2.9");
     f.src.port = 5060;
     assert_int_equal(sip_build_forward(&req, &f, &out), 0);
-    assert_true(contains(&out, "Via: SIP/2.0/UDP h.example.org;branch=z9hG4bK1\r\n"));
+    assert_true(
+        contains(&out, "Via: SIP/2.0/UDP h.example.org;branch=z9hG4bK1;received=192.0.2.9\r\n"));
+    /* the source must be the packet's numeric address, never a name */
+    struct sip_fwd named = {.src = {P2P_SLICE_LIT("h.example.org"), 5060}};
+    assert_int_equal(sip_build_forward(&req, &named, &out), -EINVAL);
     /* a cap too small: an error and the buffer as it was */
     struct p2p_buf small;
     p2p_buf_init(&small, 40);
@@ -218,6 +222,108 @@ static void test_response(void **state)
     p2p_buf_free(&out);
 }
 
+static struct sip_via via_of(const char *value)
+{
+    struct sip_via via;
+    assert_int_equal(sip_via_parse(p2p_slice_cstr(value), &via), 0);
+    return via;
+}
+
+/* The decision alone: sip_via_fix(via, {host, port}) -> {received, rport}. */
+static void expect_fix(const char *via_value, const char *host, uint16_t port, bool received,
+                       bool rport)
+{
+    struct sip_via via = via_of(via_value);
+    struct sip_src src = {p2p_slice_cstr(host), port};
+    struct sip_via_fix fix = {.received = !received, .rport = !rport};
+
+    assert_int_equal(sip_via_fix(&via, &src, &fix), 0);
+    if (fix.received != received || fix.rport != rport)
+        fail_msg("%s from %s:%u: received %d rport %d, want %d %d", via_value, host, port,
+                 fix.received, fix.rport, received, rport);
+}
+
+static void test_via_fix(void **state)
+{
+    struct sip_via via = via_of("SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK1");
+    struct sip_via_fix fix = {.received = true, .rport = true};
+    struct sip_src src;
+
+    (void)state;
+    /* RFC 3261 18.2.1, IPv4: the same address -> nothing, another -> received */
+    expect_fix("SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK1", "192.0.2.7", 40000, false, false);
+    expect_fix("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1", "192.0.2.7", 40000, true, false);
+    /* a host name in sent-by always gets received, even one that looks numeric */
+    expect_fix("SIP/2.0/UDP pc.example.org:5060;branch=z9hG4bK1", "192.0.2.7", 40000, true, false);
+    expect_fix("SIP/2.0/UDP 192.0.2.7.example.org;branch=z9hG4bK1", "192.0.2.7", 1, true, false);
+    /* IPv6: compared as addresses, not as text; brackets in sent-by only */
+    expect_fix("SIP/2.0/UDP [::1]:5070;branch=z9hG4bK1", "0:0:0:0:0:0:0:1", 5070, false, false);
+    expect_fix("SIP/2.0/TCP [2001:DB8:0::1]:5070;branch=z9hG4bK1", "2001:db8::1", 5070, false,
+               false);
+    expect_fix("SIP/2.0/TCP [2001:db8::2]:5070;branch=z9hG4bK1", "2001:db8::1", 5070, true, false);
+    /* a dual-stack socket reports an IPv4 peer as IPv4-mapped: the same host */
+    expect_fix("SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK1", "::ffff:192.0.2.7", 5060, false, false);
+    expect_fix("SIP/2.0/UDP 192.0.2.8;branch=z9hG4bK1", "::ffff:192.0.2.7", 5060, true, false);
+    /* RFC 3581 4: rport without a value -> filled, and received even when equal */
+    expect_fix("SIP/2.0/UDP 192.0.2.7:5060;rport;branch=z9hG4bK1", "192.0.2.7", 40000, true, true);
+    expect_fix("SIP/2.0/UDP [::1];rport;branch=z9hG4bK1", "::1", 40000, true, true);
+    /* an rport that has a value is left alone; received still added */
+    expect_fix("SIP/2.0/UDP 192.0.2.7;rport=1234;branch=z9hG4bK1", "192.0.2.7", 40000, true, false);
+    /* no source port known: nothing to fill rport with */
+    expect_fix("SIP/2.0/UDP 192.0.2.7;rport;branch=z9hG4bK1", "192.0.2.7", 0, true, false);
+
+    /* no source: nothing, and *out written */
+    src = (struct sip_src){P2P_SLICE_LIT(""), 5060};
+    assert_int_equal(sip_via_fix(&via, &src, &fix), 0);
+    assert_false(fix.received);
+    assert_false(fix.rport);
+    /* the source must be a numeric address without brackets; *out untouched */
+    const char *bad[] = {"pc.example.org", "[::1]", "192.0.2", "fe80::1%eth0", "1.2.3.4 "};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        src = (struct sip_src){p2p_slice_cstr(bad[i]), 5060};
+        fix = (struct sip_via_fix){.received = true, .rport = true};
+        assert_int_equal(sip_via_fix(&via, &src, &fix), -EINVAL);
+        assert_true(fix.received && fix.rport);
+    }
+    src = (struct sip_src){{"192.0.2.7\0x", 11}, 5060}; /* a NUL inside the slice */
+    assert_int_equal(sip_via_fix(&via, &src, &fix), -EINVAL);
+}
+
+/* The builder applies that rule: IPv6 in another textual form leaves the Via as it
+ * came, byte for byte; a name gets received= (without brackets for IPv6). */
+static void test_response_via_ipv6(void **state)
+{
+    struct p2p_buf out;
+    struct sip_resp r = {.status = 200, .src = {P2P_SLICE_LIT("2001:db8::1"), 5062}};
+
+    (void)state;
+    parse(&req,
+          "OPTIONS sip:b@c SIP/2.0\r\nVia: SIP/2.0/UDP [2001:DB8:0:0::1]:5062;branch=z9hG4bK6\r\n"
+          "CSeq: 1 OPTIONS\r\n\r\n");
+    p2p_buf_init(&out, 4096);
+    assert_int_equal(sip_build_response(&req, &r, &out), 0);
+    assert_out(&out, "SIP/2.0 200 OK\r\n"
+                     "Via: SIP/2.0/UDP [2001:DB8:0:0::1]:5062;branch=z9hG4bK6\r\n"
+                     "CSeq: 1 OPTIONS\r\n"
+                     "Content-Length: 0\r\n\r\n");
+    parse(&req,
+          "OPTIONS sip:b@c SIP/2.0\r\nVia: SIP/2.0/UDP pc.example.org;branch=z9hG4bK6;rport\r\n"
+          "CSeq: 1 OPTIONS\r\n\r\n");
+    p2p_buf_reset(&out);
+    assert_int_equal(sip_build_response(&req, &r, &out), 0);
+    assert_out(&out, "SIP/2.0 200 OK\r\n"
+                     "Via: SIP/2.0/UDP pc.example.org;branch=z9hG4bK6;rport=5062"
+                     ";received=2001:db8::1\r\n"
+                     "CSeq: 1 OPTIONS\r\n"
+                     "Content-Length: 0\r\n\r\n");
+    /* a source that is not an address: refused, the buffer as it was */
+    r.src.host = P2P_SLICE_LIT("[2001:db8::1]");
+    p2p_buf_reset(&out);
+    assert_int_equal(sip_build_response(&req, &r, &out), -EINVAL);
+    assert_int_equal(out.len, 0);
+    p2p_buf_free(&out);
+}
+
 static void test_cancel_and_ack(void **state)
 {
     (void)state;
@@ -285,8 +391,12 @@ static void test_branch(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_forward_all), cmocka_unit_test(test_forward_minimal),
-        cmocka_unit_test(test_response),    cmocka_unit_test(test_cancel_and_ack),
+        cmocka_unit_test(test_forward_all),
+        cmocka_unit_test(test_forward_minimal),
+        cmocka_unit_test(test_response),
+        cmocka_unit_test(test_via_fix),
+        cmocka_unit_test(test_response_via_ipv6),
+        cmocka_unit_test(test_cancel_and_ack),
         cmocka_unit_test(test_branch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -218,12 +218,11 @@ int overlay_sip_send_response(struct overlay_sip_transport *t,
                               const char *buf, size_t len);
 
 /*
- * What a server adds to the top Via of a request it received (RFC 3261 18.2.1,
- * RFC 3581 4): received (the source IP as text, without brackets for IPv6) when the
- * sent-by host is a name or an IP other than the source, or whenever rport is
- * present; rport's value (the source port) when the request carried "rport" without
- * a value.  The SIP core replaces any "received" already in the Via with ours.  The
- * IP comparison is binary, so "2001:db8:0::1" and "2001:DB8::1" are the same host.
+ * What a server adds to the top Via of a request it received, for a caller that
+ * holds the source as a socket address: the rule is sip_via_fix() (RFC 3261
+ * 18.2.1, RFC 3581 4), applied to src->remote; received is that address as text
+ * (IPv6 without brackets), rport its port.  The SIP core replaces any "received"
+ * already in the Via with ours.
  */
 struct overlay_sip_via_fix {
     bool add_received;
@@ -232,7 +231,8 @@ struct overlay_sip_via_fix {
     char received[INET6_ADDRSTRLEN];
 };
 
-/* Computes the additions above.  Returns 0 and writes *out, or -EINVAL. */
+/* Converts src and calls sip_via_fix().  Returns 0 and writes *out, or -EINVAL
+ * (src->remote neither IPv4 nor IPv6). */
 int overlay_sip_via_fix(const struct overlay_sip_source *src, const struct sip_via *via,
                         struct overlay_sip_via_fix *out);
 

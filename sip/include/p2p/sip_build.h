@@ -20,15 +20,37 @@
 #include "p2p/slice.h"
 
 /*
- * Where the request came from, for the server transport's Via rules: RFC 3261
- * 18.2.1 (received= when the sent-by host differs from host) and RFC 3581 4
- * (with rport in the top Via: received= always, rport=port).  host empty: leave
- * the top Via as it is.
+ * Where the request came from, for the server transport's Via rules (see
+ * sip_via_fix()).  host empty: leave the top Via as it is.
  */
 struct sip_src {
-    struct p2p_slice host; /* source address as text, IPv6 without brackets */
-    uint16_t port;
+    struct p2p_slice host; /* the packet's source address, numeric: IPv4 dotted or
+                              IPv6 without brackets or zone (as inet_ntop writes it) */
+    uint16_t port;         /* the packet's source port; 0: rport is not filled in */
 };
+
+/*
+ * What the server transport adds to the top Via of a request it received.
+ * received= carries src->host as given (it replaces any received= already in the
+ * Via); rport= carries src->port.
+ */
+struct sip_via_fix {
+    bool received; /* add received=src->host */
+    bool rport;    /* fill the valueless rport with src->port */
+};
+
+/*
+ * The one place of the rule (RFC 3261 18.2.1, RFC 3581 4): received when the
+ * sent-by host is a name, or an IP address other than src->host (compared as
+ * addresses: "::1" and "0:0:0:0:0:0:0:1" or "[::1]" are the same host, and an
+ * IPv4-mapped IPv6 source equals its IPv4 address), and always when the Via has
+ * rport; rport filled when the Via has rport without a value and src->port != 0.
+ * sip_build_forward() and sip_build_response() apply it through their src field;
+ * a transport that writes the Via itself calls it directly.
+ * Returns 0 and writes *out (both false when src->host is empty), or -EINVAL when
+ * src->host is not a numeric IPv4 or IPv6 address.
+ */
+int sip_via_fix(const struct sip_via *via, const struct sip_src *src, struct sip_via_fix *out);
 
 struct sip_fwd {
     struct p2p_slice ruri;         /* new Request-URI, empty: keep (RFC 3261 16.6 step 2) */
@@ -45,8 +67,8 @@ struct sip_fwd {
  * original kept.  Content-Length is written when the request had none (stream
  * transports need it).  req must come from a successful sip_msg_parse().
  * Returns 0, -EINVAL when req is not a whole parsed request, when a value of f
- * holds CR or LF, or when its Max-Forwards is 0 or malformed (the proxy answers
- * 483 first, 16.3 step 3),
+ * holds CR or LF or f->src.host is not a numeric address, or when its
+ * Max-Forwards is 0 or malformed (the proxy answers 483 first, 16.3 step 3),
  * -EBADMSG for a malformed top Via/Route, -EMSGSIZE/-ENOMEM from the buffer.
  */
 int sip_build_forward(const struct sip_msg *req, const struct sip_fwd *f, struct p2p_buf *out);
@@ -67,8 +89,9 @@ struct sip_resp {
  * header line in order, From, To (plus ";tag=" as above), Call-ID, CSeq, then
  * extra, Content-Type and Content-Length, an empty line and the body.  Works on a
  * request that failed validation as long as sip_msg_answerable() says so.
- * Returns 0, -EINVAL (bad status, not a request, header missing), -EBADMSG
- * (top Via unparseable while src asks to change it), -EMSGSIZE/-ENOMEM.
+ * Returns 0, -EINVAL (bad status, not a request, header missing, src->host not
+ * a numeric address), -EBADMSG (top Via unparseable while src asks to change it),
+ * -EMSGSIZE/-ENOMEM.
  */
 int sip_build_response(const struct sip_msg *req, const struct sip_resp *r, struct p2p_buf *out);
 
