@@ -74,6 +74,18 @@ int p2p_slice_to_u64(struct p2p_slice s, uint64_t max, uint64_t *out)
     return 0;
 }
 
+bool p2p_slice_is_hex(struct p2p_slice s)
+{
+    if (s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return false;
+    }
+    return true;
+}
+
 int p2p_slice_copy(struct p2p_slice s, char *dst, size_t size)
 {
     if (size == 0)

@@ -38,16 +38,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool is_hex(struct p2p_slice s)
-{
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.p[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-            return false;
-    }
-    return true;
-}
-
 static bool has_prefix(struct p2p_slice s, const char *pfx, size_t n)
 {
     return s.len >= n && memcmp(s.p, pfx, n) == 0;
@@ -124,7 +114,7 @@ static int parse_line(struct p2p_slice line, struct sip_account **out, const cha
     if (has_prefix(secret, "HA1-md5:", 8)) {
         secret.p += 8;
         secret.len -= 8;
-        if (secret.len != 32 || !is_hex(secret)) {
+        if (secret.len != 32 || !p2p_slice_is_hex(secret)) {
             *why = "HA1-md5 needs 32 hex digits";
             return -EINVAL;
         }
@@ -132,7 +122,7 @@ static int parse_line(struct p2p_slice line, struct sip_account **out, const cha
     } else if (has_prefix(secret, "HA1-sha256:", 11)) {
         secret.p += 11;
         secret.len -= 11;
-        if (secret.len != 64 || !is_hex(secret)) {
+        if (secret.len != 64 || !p2p_slice_is_hex(secret)) {
             *why = "HA1-sha256 needs 64 hex digits";
             return -EINVAL;
         }

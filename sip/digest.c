@@ -128,16 +128,6 @@ static int unquote(struct p2p_slice in, char buf[SIP_DIGEST_PARAM_MAX + 1], stru
     return 0;
 }
 
-static bool is_hex(struct p2p_slice s)
-{
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.p[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-            return false;
-    }
-    return true;
-}
-
 static void hex_lower(struct p2p_slice s, char *out)
 {
     for (size_t i = 0; i < s.len; i++) {
@@ -204,7 +194,7 @@ static int check_qop(const struct sip_auth *cr, enum sip_digest_alg alg)
     } else {
         if (!p2p_slice_caseeq_cstr(cr->qop, "auth"))
             return -EBADMSG;
-        if (cr->nc.len != NC_HEX_LEN || !is_hex(cr->nc) || cr->cnonce.len == 0)
+        if (cr->nc.len != NC_HEX_LEN || !p2p_slice_is_hex(cr->nc) || cr->cnonce.len == 0)
             return -EBADMSG;
     }
     /* RFC 7616 3.4.2: the -sess variants hash the cnonce into A1. */
@@ -233,7 +223,7 @@ static int compute(const struct sip_auth *cr, const struct unquoted *u, enum sip
     } else {
         /* A stored HA1 only serves its own hash function. */
         if (alg_is_sha256(secret->ha1_alg) != alg_is_sha256(alg) ||
-            secret->value.len != 2 * c.h->digest_size || !is_hex(secret->value))
+            secret->value.len != 2 * c.h->digest_size || !p2p_slice_is_hex(secret->value))
             return -EACCES;
         hex_lower(secret->value, ha1);
         ha1_len = secret->value.len;
@@ -501,7 +491,7 @@ static bool response_matches(struct p2p_slice got, const char *want)
     char low[SIP_DIGEST_HEX_MAX];
     size_t n = strlen(want);
 
-    if (got.len != n || !is_hex(got))
+    if (got.len != n || !p2p_slice_is_hex(got))
         return false;
     hex_lower(got, low); /* RFC 7616 3.4: LHEX, but be lenient on case */
     return sodium_memcmp(low, want, n) == 0;

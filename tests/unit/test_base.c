@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "p2p/buf.h"
+#include "p2p/errmsg.h"
 #include "p2p/log.h"
 #include "p2p/slice.h"
 
@@ -40,6 +41,18 @@ static void test_slice_numbers(void **state)
     assert_int_equal(p2p_slice_copy(P2P_SLICE_LIT("abc"), out, sizeof(out)), 0);
     assert_string_equal(out, "abc");
     assert_int_equal(p2p_slice_copy(P2P_SLICE_LIT("abcd"), out, sizeof(out)), -ENOSPC);
+}
+
+static void test_hex_and_errf(void **state)
+{
+    char err[8] = "x";
+    (void)state;
+    assert_true(p2p_slice_is_hex(P2P_SLICE_LIT("09afAF")));
+    assert_false(p2p_slice_is_hex(P2P_SLICE_LIT("09ag")));
+    assert_false(p2p_slice_is_hex(P2P_SLICE_LIT("")));
+    p2p_errf(err, sizeof(err), "line %d: %s", 12, "bad");
+    assert_string_equal(err, "line 12"); /* truncated, NUL-terminated */
+    p2p_errf(NULL, 0, "ignored %d", 1);
 }
 
 static void test_buf_cap(void **state)
@@ -79,9 +92,8 @@ static void test_log_levels(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slice_compare),
-        cmocka_unit_test(test_slice_numbers),
-        cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_slice_compare), cmocka_unit_test(test_slice_numbers),
+        cmocka_unit_test(test_hex_and_errf),  cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_log_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

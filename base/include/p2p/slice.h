@@ -39,6 +39,9 @@ struct p2p_slice p2p_slice_trim(struct p2p_slice s);
  */
 int p2p_slice_to_u64(struct p2p_slice s, uint64_t max, uint64_t *out);
 
+/* True when the slice is non-empty and every byte is a hex digit (either case). */
+bool p2p_slice_is_hex(struct p2p_slice s);
+
 /*
  * Copies the slice into dst as a NUL-terminated string.  Returns 0, or -ENOSPC
  * (dst untouched beyond dst[0] = '\0') when it does not fit in size bytes.
