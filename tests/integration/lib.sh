@@ -352,6 +352,13 @@ it_server_start() {
     it_wait_udp "$port" 30
 }
 
+# it_server_stop NAME: stops the server with SIGTERM and fails the test unless it
+# exits 0 (p2psipd exits 1 when a libuv handle leaked at shutdown).
+it_server_stop() {
+    it_stop "$1" TERM
+    [ "${IT_EXIT_OF[$1]}" -eq 0 ] || it_fail "$1 exit status ${IT_EXIT_OF[$1]} on SIGTERM"
+}
+
 # Which binary: $P2P_P2PSIPD if set, else the build tree's.
 it_p2psipd_bin() { echo "${P2P_P2PSIPD:-$IT_BUILD/p2psipd/p2psipd}"; }
 

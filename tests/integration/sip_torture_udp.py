@@ -9,7 +9,8 @@ tests/unit/test_sip_torture.c (one row per file: file, RFC section, verdict), th
 same table the parser's unit test uses, and mapped to what a registrar + proxy must
 put on the wire:
 
-  V_400 400, V_505 505, V_416 416, V_420 420, V_401 401, V_483 483
+  V_400 400, V_505 505, V_416 416, V_420 420, V_401 401, V_483 483, V_400_AOR 400,
+  V_HOP_500 500 (a Route naming a host that cannot resolve here)
   V_DROP, V_RESP_DROP   nothing at all (an invalid or unroutable response is dropped)
   V_VALID, V_TSX, V_415, V_406
                         a request gets a final response that is neither 400 nor 5xx
@@ -52,8 +53,12 @@ import time
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 
+# V_400_AOR: a registrar answers 400 when To is not a SIP/SIPS AoR (RFC 4475 3.3.4).
+# V_HOP_500: the next hop (first Route) is a name; the test's namespace resolves no
+# name, so the branch fails (RFC 3261 16.9) and the lone 503 goes upstream as 500
+# (16.7 step 6).
 EXPECT_CODE = {"V_400": 400, "V_505": 505, "V_416": 416, "V_420": 420, "V_401": 401,
-               "V_483": 483}
+               "V_483": 483, "V_400_AOR": 400, "V_HOP_500": 500}
 EXPECT_NOTHING = {"V_DROP", "V_RESP_DROP"}
 EXPECT_VALID = {"V_VALID", "V_TSX", "V_415", "V_406"}
 

@@ -90,5 +90,5 @@ done
 it_wait_until 30 "the phones to quit" eval '! it_alive alice && ! it_alive bob'
 it_stop alice
 it_stop bob
-it_stop server
+it_server_stop server
 it_pass "baresip alice -> bob via the proxy: established, RTP both ways, MESSAGE delivered, BYE answered"

@@ -82,5 +82,5 @@ printf '/quit\n' >&"$bob_fd"
 it_wait_until 30 "the phones to quit" eval '! it_alive carol && ! it_alive bob'
 it_stop carol
 it_stop bob
-it_stop server
+it_server_stop server
 it_pass "linphone carol -> baresip bob via the proxy: established, RTP, BYE answered"

@@ -29,8 +29,7 @@ it_sipp reg 60 register.xml -i 127.0.0.1 -p "$UAS_PORT" -t u1 -inf "$users" \
     -default_behaviors -bye -m "$N" -r 50 127.0.0.1:$PORT
 it_sipp_expect reg $? "$N"
 
-it_stop server TERM
-[ "${IT_EXIT_OF[server]}" -eq 0 ] || it_fail "server exit status ${IT_EXIT_OF[server]} on SIGTERM"
+it_server_stop server
 it_server_start server "$PORT" --data-dir "$data" --persist
 
 it_sipp_bg uas uas.xml -i 127.0.0.1 -p "$UAS_PORT" -t u1 -m "$N" -default_behaviors -bye
@@ -49,5 +48,5 @@ it_sipp notfound 60 uac_notfound.xml -i 127.0.0.1 -p 5072 -t u1 -inf "$nobody" \
 it_sipp_expect notfound $? 1
 
 it_alive server || it_fail "server exited"
-it_stop server
+it_server_stop server
 it_pass "$N bindings kept across a SIGTERM restart: $N calls reached the UAS"

@@ -68,5 +68,5 @@ it_sipp notfound 60 uac_notfound.xml -i 127.0.0.1 -p 5072 -t u1 -inf "$nobody" \
 it_sipp_expect notfound $? 20
 
 it_alive server || it_fail "server exited during the calls"
-it_stop server
+it_server_stop server
 it_pass "$CALLS calls via the proxy to registered UAS contacts, 0 failures; unregistered user refused"

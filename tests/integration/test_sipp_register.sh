@@ -30,7 +30,7 @@ it_sipp reg_open 180 register.xml "${sipp_common[@]}" -m "$N" -r "$RATE" -l 2000
     127.0.0.1:$PORT
 it_sipp_expect reg_open $? "$N"
 it_alive server || it_fail "server exited during the REGISTER run"
-it_stop server
+it_server_stop server
 
 # 2. Digest authentication: challenged, then bound.
 it_server_start server "$PORT" --auth "$users" --md5 --data-dir "$IT_TMP/data-auth"
@@ -46,5 +46,5 @@ it_sipp reg_bad 120 register_badauth.xml -i 127.0.0.1 -p 5071 -t u1 -inf "$bad" 
     -default_behaviors -bye -auth_uri "$IT_DOMAIN" -m 100 -r 100 127.0.0.1:$PORT
 it_sipp_expect reg_bad $? 100
 it_alive server || it_fail "server exited during the digest runs"
-it_stop server
+it_server_stop server
 it_pass "10000 REGISTERs without and with digest, 0 failures; 100 wrong passwords refused"

@@ -38,7 +38,9 @@ torture=(python3 "$IT_LIB_DIR/sip_torture_udp.py" --server "127.0.0.1:$PORT"
 
 # Messages of one server transaction (same branch, sent-by, method) go to different
 # server runs: for one server the second would be a retransmission of the first.
-mapfile -t groups < <("${torture[@]}" --groups) || it_fail "cannot read the verdict table"
+"${torture[@]}" --groups >"$IT_TMP/groups" 2>&1 ||
+    it_fail "cannot plan the torture run: $(cat "$IT_TMP/groups")"
+mapfile -t groups <"$IT_TMP/groups"
 [ ${#groups[@]} -gt 0 ] || it_fail "no torture messages"
 bad=0 total=0 g=0
 for group in "${groups[@]}"; do
@@ -55,9 +57,7 @@ for group in "${groups[@]}"; do
     bad=$((bad + nbad))
     [ "$st" -eq 0 ] || [ "$nbad" -gt 0 ] || it_fail "torture group $g: status $st: $(tail -n 3 "$IT_TMP/torture.$g.out")"
     it_alive server || it_fail "server exited during torture group $g"
-    it_stop server
-    [ "${IT_EXIT_OF[server]}" -eq 0 ] ||
-        it_fail "server exit status ${IT_EXIT_OF[server]} on SIGTERM after torture group $g"
+    it_server_stop server
 done
 [ "$bad" -eq 0 ] || it_fail "$bad of $total torture lines not as their RFCs say (see above)"
 it_pass "$total torture messages handled as their RFCs say, none forwarded, server alive"
