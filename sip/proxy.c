@@ -197,6 +197,7 @@ static void respond(struct sip_proxy *p, struct sip_tsx *t, const struct sip_msg
     struct p2p_buf out;
     struct sip_resp r;
     char host[64];
+    int rc;
 
     memset(&r, 0, sizeof(r));
     r.status = status;
@@ -206,7 +207,15 @@ static void respond(struct sip_proxy *p, struct sip_tsx *t, const struct sip_msg
     if (src_of(src, host, sizeof(host), &r.src) != 0)
         memset(&r.src, 0, sizeof(r.src));
     p2p_buf_init(&out, MSG_CAP);
-    if (sip_build_response(req, &r, &out) == 0) {
+    rc = sip_build_response(req, &r, &out);
+    if (rc == -EBADMSG && r.src.host.len > 0) {
+        /* RFC 4475 3.1.2.1: a top Via too broken to parse cannot take received/rport;
+         * it is copied as it is and the 400 goes to the datagram's source, which is
+         * where src already points (RFC 3581 4 sends there anyway). */
+        memset(&r.src, 0, sizeof(r.src));
+        rc = sip_build_response(req, &r, &out);
+    }
+    if (rc == 0) {
         if (t)
             (void)sip_tsx_server_respond(t, out.data, out.len, p->now);
         else

@@ -514,6 +514,20 @@ static void test_validation(void **state)
     struct sip_tsx_dest src = dest_of("127.0.0.1", 5070, SIP_TSX_UDP);
     assert_int_equal(sip_proxy_recv(f.proxy, bad, strlen(bad), &src, 0), -EBADMSG);
     assert_int_equal(count_sent(&f, NULL, 400, 5070), 1);
+    /* RFC 4475 3.1.2.1 (badinv01): a top Via that does not parse cannot take
+     * received/rport; the 400 still goes, to the source, with the Via as it was */
+    const char *badvia = "INVITE sip:bob@example.org SIP/2.0\r\n"
+                         "Via: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n"
+                         "Max-Forwards: 10\r\n"
+                         "From: <sip:alice@example.org>;tag=a1\r\n"
+                         "To: <sip:bob@example.org>\r\n"
+                         "Call-ID: m5\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    src = dest_of("127.0.0.1", 5071, SIP_TSX_UDP);
+    assert_int_equal(sip_proxy_recv(f.proxy, badvia, strlen(badvia), &src, 0), -EBADMSG);
+    k = find_sent(&f, 0, NULL, 400, 5071);
+    assert_true(k >= 0);
+    assert_true(has(&f.sent[k], "\r\nVia: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n"));
+    assert_true(has(&f.sent[k], "Call-ID: m5\r\n"));
     fx_stop(&f);
 }
 

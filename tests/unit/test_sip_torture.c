@@ -17,9 +17,23 @@
  * and canonicalises as its lower-cased text.  Rejecting it with 400 would refuse
  * a message the grammar our peers implement allows, for no safety gain.
  *
+ * unksm2 (RFC 4475 3.3.4) parses, but "A registrar would reject this request with
+ * a 400 Bad Request response, since the To: header field is required to contain a
+ * SIP or SIPS URI as an AOR" (isbn: here): V_400_AOR, checked against the proxy
+ * and registrar the daemon runs.
+ *
+ * wsinv (RFC 4475 3.1.1.1) is valid, and its first Route, not us, is the next
+ * hop (RFC 3261 16.6 step 7): services.example.com, a name.  Where it does not
+ * resolve (no resolver, or no DNS as in the integration test's namespace) the
+ * branch counts as a 503 (16.9: the transport layer could not send it) and a
+ * lone 503 goes upstream as 500 (16.7 step 6): V_HOP_500, checked against the
+ * proxy, whose resolver must have been asked for the Route, not the
+ * Request-URI.  With a name that resolves, the request goes to that Route.
+ *
  * For every valid request the test also checks: each strict prefix gives -EAGAIN
  * in stream mode, and forwarding splices the proxy's changes into otherwise
- * untouched bytes.  For every 400 it builds the 400 and parses it back.
+ * untouched bytes.  For every 400 it builds the 400 as the proxy does (with the
+ * source address for received/rport) and parses it back.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -33,8 +47,14 @@
 #include <cmocka.h>
 
 #include "p2p/buf.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "p2p/sip_build.h"
+#include "p2p/sip_locator.h"
 #include "p2p/sip_msg.h"
+#include "p2p/sip_proxy.h"
+#include "p2p/sip_registrar.h"
 #include "p2p/sip_uri.h"
 
 enum verdict {
@@ -50,6 +70,9 @@ enum verdict {
     V_483,       /* valid parse; Max-Forwards 0 on a request to forward */
     V_TSX,       /* valid parse; branch is only the magic cookie: not an RFC 3261 id */
     V_RESP_DROP, /* valid response; a proxy must not forward it (broadcast Via) */
+    V_400_AOR,   /* valid parse; a registrar answers 400: To is not a SIP/SIPS AoR */
+    V_HOP_500,   /* valid; its next hop (first Route) is a name that does not resolve:
+                    500 (RFC 3261 16.9 + 16.7 step 6), else forwarded there */
 };
 
 struct row {
@@ -61,7 +84,8 @@ struct row {
 
 static const struct row rows[] = {
     /* RFC 4475 3.1.1: valid messages */
-    {"rfc4475/wsinv.dat", "RFC 4475 3.1.1.1", V_VALID, NULL},
+    /* valid; 500 only because its Route's host does not resolve: file comment */
+    {"rfc4475/wsinv.dat", "RFC 4475 3.1.1.1", V_HOP_500, NULL},
     {"rfc4475/intmeth.dat", "RFC 4475 3.1.1.2", V_VALID, NULL},
     {"rfc4475/esc01.dat", "RFC 4475 3.1.1.3", V_VALID, NULL},
     {"rfc4475/escnull.dat", "RFC 4475 3.1.1.4", V_VALID, NULL},
@@ -102,7 +126,8 @@ static const struct row rows[] = {
     {"rfc4475/insuf.dat", "RFC 4475 3.3.1", V_400, "missing"},
     {"rfc4475/unkscm.dat", "RFC 4475 3.3.2", V_416, NULL},
     {"rfc4475/novelsc.dat", "RFC 4475 3.3.3", V_416, NULL},
-    {"rfc4475/unksm2.dat", "RFC 4475 3.3.4", V_VALID, NULL},
+    /* 3.3.4: "A registrar would reject this request with a 400 Bad Request" */
+    {"rfc4475/unksm2.dat", "RFC 4475 3.3.4", V_400_AOR, NULL},
     {"rfc4475/bext01.dat", "RFC 4475 3.3.5", V_420, NULL},
     {"rfc4475/invut.dat", "RFC 4475 3.3.6", V_415, NULL},
     {"rfc4475/regaut01.dat", "RFC 4475 3.3.7", V_401, NULL},
@@ -226,8 +251,18 @@ static void check_400(const struct sip_msg *m, const char *phrase)
 
     r.reason = p2p_slice_cstr(phrase);
     r.to_tag = P2P_SLICE_LIT("t0rture");
+    /* as the proxy builds it: received/rport from the datagram's source, unless
+     * the top Via is too broken to take them (RFC 4475 3.1.2.1, badinv01): then
+     * it is copied as it is */
+    r.src.host = P2P_SLICE_LIT("192.0.2.99");
+    r.src.port = 5070;
     p2p_buf_init(&out, 8192);
-    assert_int_equal(sip_build_response(m, &r, &out), 0);
+    int rc = sip_build_response(m, &r, &out);
+    if (rc == -EBADMSG) {
+        memset(&r.src, 0, sizeof(r.src));
+        rc = sip_build_response(m, &r, &out);
+    }
+    assert_int_equal(rc, 0);
     assert_true(sip_msg_parse(&resp, out.data, out.len, SIP_MSG_STREAM, NULL) > 0);
     assert_false(resp.is_request);
     assert_int_equal(resp.status, 400);
@@ -236,6 +271,146 @@ static void check_400(const struct sip_msg *m, const char *phrase)
         p2p_slice_eq(sip_msg_hdr(&resp, SIP_HDR_CSEQ)->value, sip_msg_hdr(m, SIP_HDR_CSEQ)->value));
     assert_int_equal(sip_msg_hdr_count(&resp, SIP_HDR_VIA), sip_msg_hdr_count(m, SIP_HDR_VIA));
     p2p_buf_free(&out);
+}
+
+/*
+ * The daemon's SIP core: proxy + registrar on a local locator, every domain
+ * ours (no domain configured, as p2psipd's default "*"), and a resolver that
+ * fails every name it is asked for, as a resolver without DNS does.
+ */
+struct core {
+    struct sip_self self;
+    struct sip_locator_local *loc;
+    struct sip_registrar *reg;
+    struct sip_proxy *proxy;
+    unsigned finals[8];
+    size_t nfinals;
+    size_t nrequests;               /* requests the proxy sent (forwarded) */
+    char resolved[SIP_CONTACT_MAX]; /* the last URI the resolver was asked for */
+    sip_proxy_resolve_cb rs_cb;
+    void *rs_arg;
+};
+
+static int core_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
+{
+    struct core *c = arg;
+    static struct sip_msg m;
+    (void)dest;
+    assert_true(sip_msg_parse(&m, bytes, len, SIP_MSG_DGRAM, NULL) > 0);
+    if (m.is_request)
+        c->nrequests++;
+    else if (m.status >= 200 && c->nfinals < 8)
+        c->finals[c->nfinals++] = m.status;
+    return 0;
+}
+
+static int core_resolve(void *ctx, const char *uri, sip_proxy_resolve_cb cb, void *arg)
+{
+    struct core *c = ctx;
+    assert_null(c->rs_cb);
+    snprintf(c->resolved, sizeof(c->resolved), "%s", uri);
+    c->rs_cb = cb;
+    c->rs_arg = arg;
+    return 0;
+}
+
+/* Runs one datagram through the core; the resolution, if asked, fails. */
+static void core_run(struct core *c, const char *buf, size_t len)
+{
+    struct sip_proxy_config pc;
+    struct sip_registrar_config rc;
+    struct sip_tsx_dest src;
+
+    memset(c, 0, sizeof(*c));
+    c->self.default_port = 5062;
+    assert_int_equal(sip_self_add_addr(&c->self, "127.0.0.1", 5062), 0);
+    assert_int_equal(sip_locator_local_new(&c->loc, 16), 0);
+    sip_proxy_config_default(&pc);
+    pc.self = &c->self;
+    pc.locator = sip_locator_local_get(c->loc);
+    pc.send = core_send;
+    pc.send_arg = c;
+    pc.resolver.resolve = core_resolve;
+    pc.resolver.ctx = c;
+    assert_int_equal(sip_proxy_new(&c->proxy, &pc), 0);
+    sip_registrar_config_default(&rc);
+    rc.locator = sip_locator_local_get(c->loc);
+    rc.self = &c->self;
+    rc.reply = sip_proxy_registrar_reply;
+    rc.reply_arg = c->proxy;
+    assert_int_equal(sip_registrar_new(&c->reg, &rc), 0);
+    sip_locator_local_attach(c->loc, c->reg);
+    sip_proxy_set_registrar(c->proxy, c->reg);
+
+    assert_int_equal(
+        sip_proxy_numeric_dest(P2P_SLICE_LIT("127.0.0.1"), 5070, P2P_SLICE_LIT("udp"), 0, &src), 0);
+    assert_int_equal(sip_proxy_recv(c->proxy, buf, len, &src, 0), 0);
+    sip_locator_local_run(c->loc, 0);
+    if (c->rs_cb) {
+        sip_proxy_resolve_cb cb = c->rs_cb;
+        c->rs_cb = NULL;
+        cb(-EHOSTUNREACH, NULL, c->rs_arg);
+    }
+    sip_locator_local_run(c->loc, 0);
+}
+
+static void core_free(struct core *c)
+{
+    sip_locator_local_free(c->loc);
+    sip_proxy_free(c->proxy);
+    sip_registrar_free(c->reg);
+}
+
+/* RFC 4475 3.3.4: the registrar behind the proxy answers 400 and binds nothing. */
+static void check_registrar_400(const struct row *row, const char *buf, size_t n)
+{
+    static struct core core;
+    struct sip_addr to;
+    struct sip_uri u;
+
+    assert_int_equal(sip_addr_parse(sip_msg_hdr(&msg, SIP_HDR_TO)->value, &to), 0);
+    assert_int_equal(sip_uri_parse(to.uri, &u), -EPROTONOSUPPORT);
+    core_run(&core, buf, n);
+    if (core.nfinals != 1 || core.finals[0] != 400)
+        fail_msg("%s (%s): %zu answers, first %u; RFC says a registrar's 400", row->file,
+                 row->section, core.nfinals, core.nfinals ? core.finals[0] : 0);
+    assert_int_equal(core.nrequests, 0);
+    assert_int_equal(sip_registrar_binding_count(core.reg), 0);
+    core_free(&core);
+}
+
+/* RFC 3261 16.6 step 7, 16.9, 16.7 step 6: the next hop is the first Route; when
+ * it does not resolve, 500 upstream and nothing forwarded. */
+static void check_hop_500(const struct row *row, const char *buf, size_t n)
+{
+    static struct core core;
+    struct sip_addr rt;
+    struct sip_uri u;
+
+    assert_int_equal(sip_addr_parse(sip_msg_hdr(&msg, SIP_HDR_ROUTE)->value, &rt), 0);
+    assert_int_equal(sip_uri_parse(rt.uri, &u), 0);
+    core_run(&core, buf, n);
+    /* the resolver was asked for the Route, the next hop, not the Request-URI */
+    assert_true(p2p_slice_eq(p2p_slice_cstr(core.resolved), rt.uri));
+    if (core.nfinals != 1 || core.finals[0] != 500)
+        fail_msg("%s (%s): %zu answers, first %u; want 500 for a next hop that does not resolve",
+                 row->file, row->section, core.nfinals, core.nfinals ? core.finals[0] : 0);
+    assert_int_equal(core.nrequests, 0);
+    core_free(&core);
+}
+
+/* What every valid message passes: SIP/2.0, and a request's Request-URI parses
+ * and it forwards byte-exact. */
+static void check_valid_request(void)
+{
+    struct sip_uri u;
+
+    assert_true(sip_msg_version_ok(&msg));
+    if (msg.is_request) {
+        int urc = sip_uri_parse(msg.ruri, &u);
+        assert_int_equal(urc, 0);
+        check_forward(&msg);
+    }
 }
 
 static void run_row(const struct row *row)
@@ -290,13 +465,16 @@ static void run_row(const struct row *row)
 
     struct sip_uri u;
     switch (row->verdict) {
+    case V_400_AOR:
+        check_registrar_400(row, buf, n);
+        break;
+    case V_HOP_500:
+        check_hop_500(row, buf, n);
+        /* and everything a valid request must be: */
+        check_valid_request();
+        break;
     case V_VALID:
-        assert_true(sip_msg_version_ok(&msg));
-        if (msg.is_request) {
-            int urc = sip_uri_parse(msg.ruri, &u);
-            assert_int_equal(urc, 0);
-            check_forward(&msg);
-        }
+        check_valid_request();
         break;
     case V_505:
         assert_false(sip_msg_version_ok(&msg));
