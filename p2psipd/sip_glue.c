@@ -155,16 +155,19 @@ static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *de
         struct overlay_sip_source src;
         struct sip_via via;
         if (top_via(d, bytes, len, &via) != 0) {
-            d->sip_stats.send_errors++;
-            p2p_info(d->log, "not sending a response whose top Via does not parse");
-            return -EINVAL;
+            /* RFC 4475 3.1.2.1 (badinv01): the 400 to a request whose top Via does
+             * not parse goes where the SIP core says, the request's source. */
+            struct overlay_sip_dest od = {proto, dest->addr};
+            rc = dest->conn_id != 0 ? overlay_sip_send_conn(d->transport, dest->conn_id, bytes, len)
+                                    : overlay_sip_send(d->transport, &od, bytes, len);
+        } else {
+            memset(&src, 0, sizeof(src));
+            src.proto = proto;
+            src.listener = -1; /* the first listener of the family sends */
+            src.conn_id = dest->conn_id;
+            src.remote = dest->addr;
+            rc = overlay_sip_send_response(d->transport, &src, &via, bytes, len);
         }
-        memset(&src, 0, sizeof(src));
-        src.proto = proto;
-        src.listener = -1; /* the first listener of the family sends */
-        src.conn_id = dest->conn_id;
-        src.remote = dest->addr;
-        rc = overlay_sip_send_response(d->transport, &src, &via, bytes, len);
     } else if (dest->conn_id != 0) {
         rc = overlay_sip_send_conn(d->transport, dest->conn_id, bytes, len);
     } else {
