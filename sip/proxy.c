@@ -17,9 +17,14 @@
  * struct proxy_req or a struct proxy_branch, told apart by their first member.
  *
  * Lifetime invariants:
- *  - a proxy_req lives while its server transaction lives, a locator lookup is
- *    pending, or one of its branches has a live client transaction or a pending
- *    resolution (req_release() checks all four);
+ *  - a proxy_req lives while it has something left to do: no final response went
+ *    upstream yet (and its server transaction lives), a locator lookup is pending,
+ *    a branch is resolving, or a branch's client transaction has no final answer
+ *    yet (req_release() checks them).  Then it is freed and its transactions are
+ *    detached (arg NULL): they linger alone for Timers J, K, D, L, M and absorb
+ *    retransmissions.  A 2xx retransmitted to a detached INVITE client
+ *    transaction in Accepted (RFC 6026 7.2) is forwarded statelessly upstream by
+ *    its next Via (16.11, 18.2.2), as the ACK to a 2xx is;
  *  - final_sent is set once a final response went upstream; after it only
  *    further 2xx to an INVITE are forwarded (RFC 6026 Accepted);
  *  - branches[] holds at most max_branches entries per group, reused group by
@@ -85,6 +90,7 @@ struct proxy_req {
     bool starting;   /* inside start_group(): hold off the final decision */
     bool pop_route;
     bool record_route;
+    bool held; /* handle_request() still uses it: not freed yet */
     char loop_hash[LOOP_HASH_LEN + 1];
     struct proxy_target *targets;
     size_t ntargets, next_target;
@@ -122,6 +128,7 @@ struct sip_proxy {
 
 static void req_release(struct proxy_req *r);
 static void check_done(struct proxy_req *r);
+static void branch_detach(struct proxy_branch *b);
 
 /* ---- small helpers ---- */
 
@@ -336,16 +343,25 @@ static void branches_clear(struct proxy_req *r)
     r->nbranches = 0;
 }
 
+/* Frees r once it has nothing left to do (see the lifetime invariants above). */
 static void req_release(struct proxy_req *r)
 {
     struct sip_proxy *p = r->p;
 
-    if (r->server || r->lookup_pending)
+    if (r->held || r->starting || r->lookup_pending || (r->server && !r->final_sent))
         return;
     for (size_t i = 0; i < r->nbranches; i++) {
-        if (r->branches[i].client || r->branches[i].resolving)
+        const struct proxy_branch *b = &r->branches[i];
+        if (b->resolving || (b->client && !b->final))
             return;
     }
+    /* The transactions carry on without us (17.2.1, 17.2.2, RFC 6026 7.1, 7.2). */
+    if (r->server) {
+        sip_tsx_set_arg(r->server, NULL);
+        r->server = NULL;
+    }
+    for (size_t i = 0; i < r->nbranches; i++)
+        branch_detach(&r->branches[i]);
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -852,6 +868,7 @@ static void handle_cancel(struct sip_proxy *p, struct sip_tsx *t, const struct s
     }
     cancel_others(r, NULL);
     check_done(r);
+    req_release(r);
 }
 
 /* ACK to a 2xx (16.11): forwarded statelessly by Route or Request-URI. */
@@ -941,7 +958,7 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
     struct p2p_slice v, hop = {NULL, 0};
     size_t nroutes = 0;
     bool pop = false, strict = false, in_dialog;
-    struct proxy_req *r;
+    struct proxy_req *r = NULL;
     uint32_t mf;
     int rc;
 
@@ -1070,6 +1087,7 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
         respond(p, t, msg, src, 500, NULL, NULL);
         goto out;
     }
+    r->held = true; /* freed at the end of this function at the earliest */
     r->is_invite = method_is(msg, "INVITE");
     r->pop_route = pop;
     r->record_route = p->cfg.record_route && is_dialog_creating(msg);
@@ -1126,6 +1144,10 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
         check_done(r);
     }
 out:
+    if (r) {
+        r->held = false;
+        req_release(r); /* answered at once: nothing more to do */
+    }
     p2p_buf_free(&fixed);
 }
 
@@ -1211,6 +1233,35 @@ static void ka_failed(struct sip_proxy *p, struct proxy_ka *ka)
 
 /* ---- transaction layer callbacks ---- */
 
+/*
+ * RFC 6026 7.2: a 2xx retransmission reaching an INVITE client transaction in
+ * Accepted after the request context was freed.  Sent upstream without our Via,
+ * to the next Via (16.11 as for a stateless proxy, 18.2.2: received, RFC 3581
+ * rport), so the caller still gets it if the first copy was lost.
+ */
+static void forward_2xx_stateless(struct sip_proxy *p, const struct sip_msg *resp)
+{
+    struct sip_hdr_iter it;
+    struct p2p_slice v;
+    struct sip_via via;
+    struct sip_tsx_dest dest;
+    struct p2p_buf out;
+    int n = 0;
+
+    sip_hdr_iter_init(&it, resp, SIP_HDR_VIA);
+    while (n < 2 && sip_hdr_iter_next(&it, &v))
+        n++;
+    if (n < 2 || sip_via_parse(v, &via) != 0 ||
+        sip_proxy_numeric_dest(via.received.p ? via.received : via.host,
+                               via.rport_value ? via.rport_value : via.port, via.transport, 0,
+                               &dest) != 0)
+        return; /* no upstream hop we can reach without a lookup: dropped */
+    p2p_buf_init(&out, MSG_CAP);
+    if (sip__proxy_strip_via(resp, (struct p2p_slice){NULL, 0}, &out) == 0)
+        (void)p->cfg.send(out.data, out.len, &dest, p->cfg.send_arg);
+    p2p_buf_free(&out);
+}
+
 static void on_request(struct sip_tsx *t, const struct sip_msg *msg, struct p2p_slice raw,
                        const struct sip_tsx_dest *src, void *arg)
 {
@@ -1234,10 +1285,14 @@ static void on_response(struct sip_tsx *t, const struct sip_msg *msg, struct p2p
     enum arg_kind *k;
 
     (void)src;
-    (void)arg;
     if (!t) /* RFC 6026 8.4: a stateful proxy drops stray responses */
         return;
     k = sip_tsx_arg(t);
+    if (!k && sip_tsx_is_client(t) && sip_tsx_is_invite(t) && msg->status >= 200 &&
+        msg->status < 300) {
+        forward_2xx_stateless(arg, msg); /* its request context is gone */
+        return;
+    }
     if (k && *k == ARG_BRANCH) {
         struct proxy_req *r = ((struct proxy_branch *)k)->req;
         on_branch_response((struct proxy_branch *)k, msg, raw);
@@ -1330,6 +1385,10 @@ void sip_proxy_config_default(struct sip_proxy_config *cfg)
     cfg->record_route = true;
     cfg->max_branches = 8;
     cfg->max_requests = 10000;
+    /* Transactions linger up to 64*T1 after their request context is freed: an
+     * INVITE and a BYE make 2 server + 2 client transactions, 3 of which linger
+     * 32 s (L, M, J; K is T4).  2^18 holds 2,000 calls/s (about 200,000). */
+    cfg->tsx.max_tsx = 1u << 18;
 }
 
 int sip_proxy_new(struct sip_proxy **out, const struct sip_proxy_config *cfg)

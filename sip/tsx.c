@@ -2,8 +2,10 @@
  * tsx.c: the SIP transaction layer (RFC 3261 17, RFC 6026).
  *
  * Design: each transaction is one allocation holding its state, a copy of the
- * request that created it, and the one message it may have to send again (the
- * last response of a server transaction, the ACK of an INVITE client transaction).
+ * request that created it (freed once the transaction has its final response:
+ * matching needs only the hashed key from then on), and the one message it may
+ * have to send again (the last response of a server transaction, the ACK of an
+ * INVITE client transaction), each copy allocated to its exact size.
  * Transactions are found through a chained hash table on a 128-bit key, a keyed
  * BLAKE2b of the 17.1.3 / 17.2.3 matching fields, so a lookup is O(1) whatever the
  * number of transactions and a peer cannot choose which bucket its branch lands in.
@@ -381,6 +383,20 @@ static struct sip_tsx *tsx_alloc(struct sip_tsx_layer *l, const char *bytes, siz
     return t;
 }
 
+/*
+ * Once a transaction has its final response, nothing reads its request again:
+ * server matching uses the hash key (RFC 3261 17.2.3 branch, sent-by, method, or
+ * the RFC 2543 fields, all hashed in it) and the To tag hash; the client has built
+ * its ACK (17.1.1.3) and sends no CANCEL any more (9.1).  Freeing the copy there
+ * keeps a lingering transaction (Timer J, K, D, L, M: up to 64*T1) small.
+ */
+static void drop_request(struct sip_tsx *t)
+{
+    free(t->req);
+    t->req = NULL;
+    t->req_len = 0;
+}
+
 static void tsx_free(struct sip_tsx *t)
 {
     free(t->req);
@@ -629,6 +645,8 @@ int sip_tsx_server_respond(struct sip_tsx *t, const char *bytes, size_t len, uin
         t->msg_len = 0;
     }
     t->status = status;
+    if (status >= 200)
+        drop_request(t);
 
     if (t->invite) {
         if (status < 200) {
@@ -810,6 +828,7 @@ static void client_invite_response(struct sip_tsx *t, const struct sip_msg *msg,
             t->state = SIP_TSX_ACCEPTED;
             timer_disarm(t, TIMER_RETRANS);
             timer_arm(t, TIMER_TIMEOUT, now_ms + t1x64(l));
+            drop_request(t);
             pass_up(t, msg, raw, src);
         } else {
             /* RFC 3261 17.1.1.2: 300-699 -> Completed, ACK, Timer D (>= 32 s
@@ -818,6 +837,7 @@ static void client_invite_response(struct sip_tsx *t, const struct sip_msg *msg,
             timer_disarm(t, TIMER_RETRANS);
             timer_arm(t, TIMER_TIMEOUT, now_ms + (t->reliable ? 0 : l->cfg.timer_d_ms));
             rc = build_ack(t, msg);
+            drop_request(t);
             pass_up(t, msg, raw, src);
             if (rc == 0)
                 rc = tsx_send(t, t->msg, t->msg_len, &t->peer);
@@ -858,6 +878,7 @@ static void client_noninvite_response(struct sip_tsx *t, const struct sip_msg *m
         t->state = SIP_TSX_COMPLETED;
         timer_disarm(t, TIMER_RETRANS);
         timer_arm(t, TIMER_TIMEOUT, now_ms + (t->reliable ? 0 : l->cfg.t4_ms));
+        drop_request(t);
     }
     pass_up(t, msg, raw, src);
 }
@@ -1050,7 +1071,10 @@ int sip_tsx_layer_new(struct sip_tsx_layer **out, const struct sip_tsx_config *c
         return -EINVAL;
     if (sodium_init() < 0)
         return -EIO;
-    while (nb < cfg->max_tsx)
+    /* At most 4 transactions per bucket at max_tsx: the table stays small (its
+     * buckets are touched at random, so all of it is resident) while a chain
+     * is a few 16-byte compares. */
+    while (nb < cfg->max_tsx / 4)
         nb <<= 1;
     l = calloc(1, sizeof(*l));
     if (l == NULL)

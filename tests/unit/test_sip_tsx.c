@@ -247,6 +247,18 @@ static void respond(struct sip_tsx *t, unsigned status, const char *tag, uint64_
     p2p_buf_free(&b);
 }
 
+/* As respond(), from the request text: once t has its final response, it keeps
+ * no copy of its request (sip_tsx_request() is empty). */
+static void respond_req(struct sip_tsx *t, const char *req, unsigned status, const char *tag,
+                        uint64_t now, int want)
+{
+    struct p2p_buf b;
+    p2p_buf_init(&b, MSG_MAX);
+    assert_int_equal(build_resp(req, strlen(req), status, tag, &b), 0);
+    assert_int_equal(sip_tsx_server_respond(t, b.data, b.len, now), want);
+    p2p_buf_free(&b);
+}
+
 static bool starts(const struct sent *s, const char *prefix)
 {
     return strncmp(s->bytes, prefix, strlen(prefix)) == 0;
@@ -585,7 +597,10 @@ static void test_server_noninvite(void **state)
     /* Responses are handed to the transport with the request's source (18.2.2 is
      * the transport's). */
     assert_int_equal(port_of(&w->sent[2].dest), 40000);
-    respond(t, 200, "s1", 1100, -EINVAL);             /* one final response only */
+    /* Completed: the request copy is gone, matching works from the key alone. */
+    assert_null(sip_tsx_request(t).p);
+    assert_int_equal(sip_tsx_request(t).len, 0);
+    respond_req(t, req, 200, "s1", 1100, -EINVAL);    /* one final response only */
     assert_int_equal(feed_str(w, req, src, 2000), 0); /* the final response again */
     assert_int_equal(w->nsent, 4);
     assert_string_equal(w->sent[3].bytes, w->sent[2].bytes);
@@ -765,6 +780,7 @@ static void test_server_invite_2xx_accepted(void **state)
     struct sip_tsx *t = w->req_tsx[0];
     respond(t, 200, "s2", 1000, 0);
     assert_int_equal(sip_tsx_state(t), SIP_TSX_ACCEPTED);
+    assert_int_equal(sip_tsx_request(t).len, 0); /* Accepted keeps no request copy */
     /* RFC 6026 7.1: retransmitted INVITEs absorbed, no 2xx retransmission by us. */
     assert_int_equal(feed_str(w, req, src, 1500), 0);
     assert_int_equal(w->nreq, 1);
@@ -772,9 +788,9 @@ static void test_server_invite_2xx_accepted(void **state)
     sip_tsx_layer_advance(w->layer, 5000);
     assert_int_equal(w->nsent, 2);
     /* The TU's own 2xx retransmissions pass through; other statuses do not. */
-    respond(t, 200, "s2", 1500, 0);
+    respond_req(t, req, 200, "s2", 1500, 0);
     assert_int_equal(w->nsent, 3);
-    respond(t, 486, "s2", 1600, -EINVAL);
+    respond_req(t, req, 486, "s2", 1600, -EINVAL);
     /* The ACK to the 2xx has a new branch: it goes to the TU without a transaction. */
     req_text(ack, sizeof(ack), "ACK", "z9hG4bKv1ack", "", 1, "ACK", "s2");
     assert_int_equal(feed_str(w, ack, src, 1700), 0);
@@ -860,6 +876,9 @@ static void test_rfc2543_fallback(void **state)
     respond(w->req_tsx[1], 500, "totag2", 700, 0);
 
     respond(t, 404, "totag1", 1000, 0);
+    /* Completed without its request copy: the 2543 ACK still matches by the hashed
+     * R-URI, tags, Call-ID, CSeq and top Via, and by our To tag. */
+    assert_int_equal(sip_tsx_request(t).len, 0);
     /* The ACK carries the To tag of our response: it matches, G stops. */
     req_text(ack, sizeof(ack), "ACK", NULL, "", 3, "ACK", "totag1");
     assert_int_equal(feed_str(w, ack, src, 1200), 0);
@@ -875,6 +894,7 @@ static void test_rfc2543_fallback(void **state)
     assert_int_equal(feed_str(w, req, src, 2000), 0);
     struct sip_tsx *bye = w->req_tsx[w->nreq - 1];
     respond(bye, 200, NULL, 2100, 0);
+    assert_int_equal(sip_tsx_request(bye).len, 0);
     int sent = w->nsent;
     assert_int_equal(feed_str(w, req, src, 2200), 0);
     assert_int_equal(w->nsent, sent + 1);

@@ -122,7 +122,8 @@ typedef int (*sip_tsx_send_cb)(const char *bytes, size_t len, const struct sip_t
  * A request that created a server transaction t, or an ACK that belongs to no
  * transaction or to one in Accepted (t == NULL: an ACK to a 2xx, which a proxy
  * forwards statelessly, 16.11).  msg and raw are valid during the call only; the
- * bytes stay available from sip_tsx_request(t).  src is where it came from.
+ * bytes stay available from sip_tsx_request(t) until t's final response.  src
+ * is where it came from.
  */
 typedef void (*sip_tsx_request_cb)(struct sip_tsx *t, const struct sip_msg *msg,
                                    struct p2p_slice raw, const struct sip_tsx_dest *src, void *arg);
@@ -261,7 +262,10 @@ enum sip_tsx_state sip_tsx_state(const struct sip_tsx *t);
 bool sip_tsx_is_client(const struct sip_tsx *t);
 bool sip_tsx_is_invite(const struct sip_tsx *t);
 
-/* The request that created t, valid as long as t. */
+/* The request that created t, valid until t has a final response (sent by a
+ * server transaction, received by a client one) or t ends, whichever is first;
+ * an empty slice (NULL, 0) from then on: a lingering transaction keeps only what
+ * matching and retransmission need. */
 struct p2p_slice sip_tsx_request(const struct sip_tsx *t);
 
 /* Last response status sent (server) or received (client), 0 before any. */
