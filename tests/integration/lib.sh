@@ -13,7 +13,9 @@
 # temporary directory (kept when P2P_IT_KEEP=1).  Waiting is always a bounded poll on
 # a condition (a port bound, a line in a log, a process gone), never a fixed sleep.
 # A failing check calls it_fail, which prints the reason and the tail of every log,
-# and exits 1; it_pass prints the verdict and exits 0.
+# and exits 1; it_pass prints the verdict and exits 0.  The server under test is
+# always stopped with it_server_stop, which also fails the test unless it exits 0
+# on SIGTERM.
 #
 # The SIP server under test is p2psipd by default; P2P_IT_SERVER=kamailio runs the
 # same scenario against kamailio with bench/kamailio/registrar-proxy.cfg instead
@@ -382,6 +384,7 @@ it__p2psipd_start() {
         fi
     } >"$conf"
     [ -z "$auth" ] || it_accounts_p2psipd "$auth" "$dir/accounts"
+    # shellcheck disable=SC2086 # IT_P2PSIPD_ARGS: extra words, e.g. "-d"
     it_start "$name" "$bin" -s --config "$conf" --data-dir "$dir" ${IT_P2PSIPD_ARGS:-}
 }
 
