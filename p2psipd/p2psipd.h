@@ -24,6 +24,7 @@
 
 struct bindings_db;
 struct locator_local;
+struct overlay_sip_resolver;
 struct overlay_sip_transport;
 struct sip_accounts;
 struct sip_digest;
@@ -56,6 +57,7 @@ struct p2psipd {
     struct sip_proxy *proxy;
     struct sip_registrar *registrar;
     struct locator_local *locator;
+    struct overlay_sip_resolver *resolver; /* RFC 3263, when proxy.forward_foreign */
     struct sip_accounts *accounts;
     struct sip_digest *digest;
     struct sip_self self;

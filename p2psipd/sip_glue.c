@@ -20,7 +20,8 @@
  * Invariants.  After p2psipd__sip_stop() no SIP callback reaches a freed object: the
  * transport is closed first (no more messages), then the locator (its completions
  * reach a live registrar and proxy, whose sends are refused while stopping), then
- * the proxy and the registrar are freed.
+ * the RFC 3263 resolver (pending resolutions complete with -ECANCELED), then the
+ * proxy and the registrar are freed.
  */
 #include "p2psipd.h"
 
@@ -33,6 +34,7 @@
 #include "bindings_db.h"
 #include "locator_local.h"
 #include "p2p/overlay_sip.h"
+#include "p2p/overlay_sip_resolver.h"
 #include "p2p/sip_accounts.h"
 #include "p2p/sip_build.h"
 #include "p2p/sip_digest.h"
@@ -353,6 +355,31 @@ static int start_transport(struct p2psipd *d)
     return 0;
 }
 
+/*
+ * The RFC 3263 resolver for forwarding to foreign domains: only the transports and
+ * address families we can send on (a UDP send needs a UDP listener of its family).
+ */
+static int start_resolver(struct p2psipd *d)
+{
+    struct overlay_sip_resolver_config cfg;
+    const struct conf_sip *c = &d->conf.sip;
+    bool v4 = false, v6 = false;
+    int rc;
+
+    overlay_sip_resolver_config_default(&cfg);
+    cfg.transports = ((c->transports & CONF_TRANSPORT_UDP) ? OVERLAY_SIP_RESOLVER_UDP : 0) |
+                     ((c->transports & CONF_TRANSPORT_TCP) ? OVERLAY_SIP_RESOLVER_TCP : 0);
+    for (size_t i = 0; i < c->listen_count; i++) {
+        v4 |= c->listen[i].family == AF_INET;
+        v6 |= c->listen[i].family == AF_INET6;
+    }
+    cfg.family = v4 && !v6 ? AF_INET : v6 && !v4 ? AF_INET6 : AF_UNSPEC;
+    rc = overlay_sip_resolver_new(&d->resolver, d->loop, &cfg, d->log);
+    if (rc != 0)
+        p2p_err(d->log, "cannot create the RFC 3263 resolver: %s", strerror(-rc));
+    return rc;
+}
+
 int p2psipd__sip_start(struct p2psipd *d)
 {
     struct sip_proxy_config pcfg;
@@ -413,6 +440,12 @@ int p2psipd__sip_start(struct p2psipd *d)
                                                         : SIP_PROXY_FOREIGN_404;
     pcfg.keepalive_ms = d->conf.registrar.options_keepalive * 1000;
     pcfg.keepalive_remove = d->conf.registrar.keepalive_remove;
+    if (d->conf.proxy.forward_foreign) {
+        rc = start_resolver(d);
+        if (rc != 0)
+            return rc;
+        pcfg.resolver = overlay_sip_resolver_hook(d->resolver);
+    }
     rc = sip_proxy_new(&d->proxy, &pcfg);
     if (rc != 0) {
         p2p_err(d->log, "cannot create the proxy: %s", strerror(-rc));
@@ -492,6 +525,11 @@ void p2psipd__sip_stop(struct p2psipd *d)
     if (d->locator != NULL) {
         locator_local_close(d->locator);
         d->locator = NULL;
+    }
+    /* Completes pending resolutions (-ECANCELED) while the proxy still lives. */
+    if (d->resolver != NULL) {
+        overlay_sip_resolver_close(d->resolver, NULL, NULL);
+        d->resolver = NULL;
     }
     sip_proxy_free(d->proxy);
     d->proxy = NULL;
