@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 #include <resolv.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,9 @@
 #include "p2p/slice.h"
 
 #define SIP_DEFAULT_PORT 5060 /* RFC 3263 4.2: the default port for sip URIs */
+/* NAPTR replacements whose SRV records a plan asks for: each query may block for
+ * seconds, and the first records are the ones RFC 3403 prefers. */
+#define MAX_NAPTR_FOLLOWED 3
 
 /* ---- pure part ---- */
 
@@ -321,7 +325,7 @@ int overlay_sip_resolver_plan(const char *host, int transport, unsigned transpor
             goto out; /* a DNS failure, or NAPTR records but none for UDP/TCP */
         if (rc == 0) {
             /* RFC 3263 4.2: SRV of each NAPTR replacement in turn. */
-            for (size_t i = 0; i < nnaptr && n < max; i++) {
+            for (size_t i = 0; i < nnaptr && i < MAX_NAPTR_FOLLOWED && n < max; i++) {
                 rc = query_srv(naptr[i].replacement, query, query_arg, uniform, uniform_arg, buf,
                                srv, &nsrv);
                 if (rc == 0)
@@ -384,7 +388,8 @@ struct resolution {
     uv_work_t work;
     uv_getaddrinfo_t gai;
     bool in_work, in_gai, closing;
-    bool have_dest; /* numeric target: dest is the answer */
+    bool have_dest;        /* numeric target: dest is the answer */
+    atomic_bool abandoned; /* answered while the worker runs: it asks nothing more */
     struct sip_tsx_dest dest;
     /* set before the work starts, read-only while it runs */
     char host[OVERLAY_SIP_RESOLVER_NAME_MAX];
@@ -415,9 +420,9 @@ static uint32_t sodium_uniform(uint32_t upper_bound, void *arg)
 }
 
 /* The system resolver: one struct __res_state per query, nothing shared. */
-static int system_query(const char *name, int type, uint8_t *buf, size_t size, void *arg)
+static int system_query(const char *name, int type, uint8_t *buf, size_t size,
+                        const struct overlay_sip_resolver *r)
 {
-    const struct overlay_sip_resolver *r = arg;
     struct __res_state st;
     int n, herr;
 
@@ -489,6 +494,7 @@ static void deliver(struct resolution *q, int status, const struct sip_tsx_dest 
     if (cb == NULL)
         return;
     q->cb = NULL;
+    atomic_store(&q->abandoned, true);
     uv_timer_stop(&q->timer);
     if (status != 0)
         p2p_debug(q->r->log, "RFC 3263: %s: %s", q->host[0] ? q->host : "(numeric)",
@@ -583,16 +589,27 @@ static void gai_done(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     next_target(q);
 }
 
+/* Worker thread: one question, unless the answer was already given (timeout, close). */
+static int worker_query(const char *name, int type, uint8_t *buf, size_t size, void *arg)
+{
+    struct resolution *q = arg;
+    const struct overlay_sip_resolver *r = q->r;
+
+    if (atomic_load(&q->abandoned))
+        return -ECANCELED;
+    if (r->cfg.query)
+        return r->cfg.query(name, type, buf, size, r->cfg.query_arg);
+    return system_query(name, type, buf, size, r);
+}
+
 /* Worker thread: the NAPTR/SRV chain. */
 static void plan_work(uv_work_t *req)
 {
     struct resolution *q = req->data;
     const struct overlay_sip_resolver *r = q->r;
-    overlay_sip_dns_query_fn query = r->cfg.query ? r->cfg.query : system_query;
-    void *query_arg = r->cfg.query ? r->cfg.query_arg : (void *)r;
 
     q->plan_rc = overlay_sip_resolver_plan(
-        q->host, q->transport, r->cfg.transports, r->cfg.prefer_udp, query, query_arg,
+        q->host, q->transport, r->cfg.transports, r->cfg.prefer_udp, worker_query, q,
         sodium_uniform, NULL, q->targets, OVERLAY_SIP_RESOLVER_MAX_TARGETS, &q->ntargets);
 }
 
@@ -744,6 +761,7 @@ int overlay_sip_resolver_resolve(struct overlay_sip_resolver *r, const char *uri
     if (q == NULL)
         return -ENOMEM;
     q->r = r;
+    atomic_init(&q->abandoned, false);
     q->transport = transport;
     rc = uv_timer_init(r->loop, &q->timer);
     if (rc != 0) {

@@ -883,6 +883,8 @@ static void test_resolver_close_with_worker_running(void **state)
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.closes, 1);
+    /* answered: the worker asked no SRV question after the blocked NAPTR one */
+    assert_int_equal(z.nasked, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
     zone_fini(&z);
 }
@@ -910,6 +912,7 @@ static void test_resolver_timeout(void **state)
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.status, -ETIMEDOUT);
     assert_true(z.entered);
+    assert_int_equal(z.nasked, 1); /* nothing asked after the timeout */
     /* the late plan result was dropped and the resolution freed */
     assert_int_equal(overlay_sip_resolver_pending(r), 0);
     close_and_finish(&loop, r, &a);

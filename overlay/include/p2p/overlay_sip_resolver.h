@@ -124,7 +124,8 @@ int overlay_sip_srv_parse(const uint8_t *answer, size_t len, overlay_sip_uniform
  * Asks DNS one question: writes the response packet for (name, type) (ns_t_naptr or
  * ns_t_srv, class IN) into buf, returns its length, or -ENOENT when the name or the
  * data does not exist, or another negative errno (-ETIMEDOUT, -EAGAIN for a server
- * failure, -EIO).  Runs on a worker thread: it may only touch arg.
+ * failure, -EIO).  Runs on a worker thread: it may only touch arg.  The resolver asks
+ * nothing more once a resolution was answered (timeout, close): -ECANCELED then.
  */
 typedef int (*overlay_sip_dns_query_fn)(const char *name, int type, uint8_t *buf, size_t size,
                                         void *arg);
@@ -133,14 +134,13 @@ typedef int (*overlay_sip_dns_query_fn)(const char *name, int type, uint8_t *buf
  * RFC 3263 4.1 and 4.2 for a host name without an explicit port.  transport is the
  * URI's transport, or -1 when it gave none.  With -1: NAPTR of host; the usable
  * records (overlay_sip_naptr_parse) give the transports, and the SRV records of each
- * replacement in turn the targets; with no NAPTR record, SRV of _sip._udp.host and
- * _sip._tcp.host (the preferred one first, prefer_udp) for the transports in
- * transports; with no SRV record either, host itself over UDP at 5060.  With a
- * transport: SRV of _sip._udp / _sip._tcp .host, else host at 5060.  Writes the
- * targets in the order to try (at most max, at most OVERLAY_SIP_RESOLVER_MAX_TARGETS).
- * Returns 0 with *count >= 1, or a negative errno: a query error other than -ENOENT,
- * -EPROTONOSUPPORT (NAPTR records, none usable; or transport not in transports),
- * -ENOENT (NAPTR records whose SRV names all have no SRV record), -ECONNREFUSED
+ * replacement in turn (the first three: each query may block) the targets; with no NAPTR record,
+ * SRV of _sip._udp.host and _sip._tcp.host (the preferred one first, prefer_udp) for the transports
+ * in transports; with no SRV record either, host itself over UDP at 5060.  With a transport: SRV of
+ * _sip._udp / _sip._tcp .host, else host at 5060.  Writes the targets in the order to try (at most
+ * max, at most OVERLAY_SIP_RESOLVER_MAX_TARGETS). Returns 0 with *count >= 1, or a negative errno:
+ * a query error other than -ENOENT, -EPROTONOSUPPORT (NAPTR records, none usable; or transport not
+ * in transports), -ENOENT (NAPTR records whose SRV names all have no SRV record), -ECONNREFUSED
  * (SRV "."), -EBADMSG, -EINVAL (host too long).  Written only on success.
  */
 int overlay_sip_resolver_plan(const char *host, int transport, unsigned transports, bool prefer_udp,
