@@ -53,6 +53,18 @@ struct tsx_timer {
     struct sip_tsx *t;
 };
 
+/* A struct sip_tsx_dest without the room of a sockaddr_storage (AF_INET and
+ * AF_INET6 only, as sip_tsx_dest says): 48 bytes instead of 144 in every
+ * transaction, which lingers up to 64*T1. */
+struct tsx_peer {
+    union {
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } addr;
+    uint64_t conn_id;
+    uint8_t transport; /* enum sip_tsx_transport */
+};
+
 struct sip_tsx {
     struct sip_tsx_layer *layer;
     struct sip_tsx *hnext;
@@ -66,7 +78,7 @@ struct sip_tsx {
     struct tsx_timer timers[2];
     /* client: destination; server: source of the request, where responses are sent
      * (the transport applies RFC 3261 18.2.2 / RFC 3581 from the top Via) */
-    struct sip_tsx_dest peer;
+    struct tsx_peer peer;
     char *req;
     size_t req_len;
     char *msg; /* server: last response sent; client INVITE: the ACK */
@@ -426,10 +438,27 @@ static void tsx_destroy(struct sip_tsx *t)
     tsx_free(t);
 }
 
-static int tsx_send(struct sip_tsx *t, const char *bytes, size_t len,
-                    const struct sip_tsx_dest *dest)
+static void peer_set(struct sip_tsx *t, const struct sip_tsx_dest *d)
 {
-    return t->layer->ops.send(bytes, len, dest, t->layer->ops.arg);
+    memcpy(&t->peer.addr, &d->addr, sizeof(t->peer.addr));
+    t->peer.conn_id = d->conn_id;
+    t->peer.transport = (uint8_t)d->transport;
+}
+
+static void peer_get(const struct sip_tsx *t, struct sip_tsx_dest *d)
+{
+    memset(d, 0, sizeof(*d));
+    memcpy(&d->addr, &t->peer.addr, sizeof(t->peer.addr));
+    d->conn_id = t->peer.conn_id;
+    d->transport = (enum sip_tsx_transport)t->peer.transport;
+}
+
+/* Sends to the transaction's peer. */
+static int tsx_send(struct sip_tsx *t, const char *bytes, size_t len)
+{
+    struct sip_tsx_dest d;
+    peer_get(t, &d);
+    return t->layer->ops.send(bytes, len, &d, t->layer->ops.arg);
 }
 
 /* RFC 3261 17.1.4 / 17.2.4: a transport failure ends the transaction. */
@@ -454,13 +483,15 @@ static int send_trying(struct sip_tsx *t)
 {
     struct sip_msg req;
     struct sip_resp r = {.status = 100};
+    struct sip_tsx_dest peer;
     struct p2p_buf b;
     char host[INET6_ADDRSTRLEN];
     int rc;
 
     if (sip_msg_parse(&req, t->req, t->req_len, SIP_MSG_DGRAM, NULL) < 0)
         return -EBADMSG;
-    if ((rc = sip_tsx_dest_src(&t->peer, host, sizeof(host), &r.src)) < 0)
+    peer_get(t, &peer);
+    if ((rc = sip_tsx_dest_src(&peer, host, sizeof(host), &r.src)) < 0)
         return rc;
     p2p_buf_init(&b, t->layer->cfg.max_msg);
     rc = sip_build_response(&req, &r, &b);
@@ -470,7 +501,7 @@ static int send_trying(struct sip_tsx *t)
     if (rc < 0)
         return rc;
     t->status = 100;
-    return tsx_send(t, t->msg, t->msg_len, &t->peer);
+    return tsx_send(t, t->msg, t->msg_len);
 }
 
 /* A request (or ACK) that matched server transaction t. */
@@ -503,7 +534,7 @@ static void server_match(struct sip_tsx *t, bool is_ack, const struct sip_msg *m
     switch (t->state) {
     case SIP_TSX_PROCEEDING: /* 17.2.1 / 17.2.2: the most recent provisional again */
     case SIP_TSX_COMPLETED:  /* 17.2.1 / 17.2.2: the final response again */
-        if (t->msg != NULL && (rc = tsx_send(t, t->msg, t->msg_len, &t->peer)) < 0)
+        if (t->msg != NULL && (rc = tsx_send(t, t->msg, t->msg_len)) < 0)
             tsx_fail(t, rc, now_ms);
         break;
     default:
@@ -528,7 +559,7 @@ static int server_new(struct sip_tsx_layer *l, const struct sip_msg *msg, const 
     memcpy(t->key, key, KEY_LEN);
     t->invite = p2p_slice_eq(msg->method, P2P_SLICE_LIT("INVITE"));
     t->rfc2543 = !mi->rfc3261;
-    t->peer = *src;
+    peer_set(t, src);
     t->reliable = is_reliable(src);
     table_insert(t);
     l->count++;
@@ -677,7 +708,7 @@ int sip_tsx_server_respond(struct sip_tsx *t, const char *bytes, size_t len, uin
         timer_arm(t, TIMER_TIMEOUT, now_ms + (t->reliable ? 0 : t1x64(l)));
     }
 
-    rc = tsx_send(t, bytes, len, &t->peer);
+    rc = tsx_send(t, bytes, len);
     if (rc < 0)
         tsx_terminate(t, now_ms); /* RFC 3261 17.2.4; the TU learns it from rc */
     return rc;
@@ -734,10 +765,10 @@ int sip_tsx_client_new(struct sip_tsx_layer *l, struct sip_tsx **out, const char
     memcpy(t->key, key, KEY_LEN);
     t->client = true;
     t->invite = p2p_slice_eq(req.method, P2P_SLICE_LIT("INVITE"));
-    t->peer = *dest;
+    peer_set(t, dest);
     t->reliable = is_reliable(dest);
     t->arg = arg;
-    if ((rc = tsx_send(t, t->req, t->req_len, &t->peer)) < 0) {
+    if ((rc = tsx_send(t, t->req, t->req_len)) < 0) {
         tsx_free(t);
         return rc;
     }
@@ -840,7 +871,7 @@ static void client_invite_response(struct sip_tsx *t, const struct sip_msg *msg,
             drop_request(t);
             pass_up(t, msg, raw, src);
             if (rc == 0)
-                rc = tsx_send(t, t->msg, t->msg_len, &t->peer);
+                rc = tsx_send(t, t->msg, t->msg_len);
             if (rc < 0 && t->state != SIP_TSX_TERMINATED)
                 tsx_fail(t, rc, now_ms);
         }
@@ -848,7 +879,7 @@ static void client_invite_response(struct sip_tsx *t, const struct sip_msg *msg,
     case SIP_TSX_COMPLETED:
         /* 17.1.1.2: a retransmitted final response gets the ACK again, not the TU. */
         l->stats.absorbed++;
-        if (status >= 300 && t->msg != NULL && (rc = tsx_send(t, t->msg, t->msg_len, &t->peer)) < 0)
+        if (status >= 300 && t->msg != NULL && (rc = tsx_send(t, t->msg, t->msg_len)) < 0)
             tsx_fail(t, rc, now_ms);
         break;
     case SIP_TSX_ACCEPTED:
@@ -942,7 +973,7 @@ static void fire_retrans(struct sip_tsx *t, uint64_t now_ms)
             t->interval = l->cfg.t2_ms;
         else
             return;
-        rc = tsx_send(t, t->req, t->req_len, &t->peer);
+        rc = tsx_send(t, t->req, t->req_len);
         if (rc == 0) {
             l->stats.retransmitted++;
             timer_arm(t, TIMER_RETRANS, now_ms + t->interval);
@@ -953,7 +984,7 @@ static void fire_retrans(struct sip_tsx *t, uint64_t now_ms)
     } else if (t->invite && t->state == SIP_TSX_COMPLETED) {
         /* Timer G (17.2.1): the final response again, interval doubling up to T2. */
         t->interval = double_capped(t->interval, l->cfg.t2_ms);
-        rc = tsx_send(t, t->msg, t->msg_len, &t->peer);
+        rc = tsx_send(t, t->msg, t->msg_len);
         if (rc == 0) {
             l->stats.retransmitted++;
             timer_arm(t, TIMER_RETRANS, now_ms + t->interval);
@@ -1160,9 +1191,9 @@ unsigned sip_tsx_status(const struct sip_tsx *t)
     return t->status;
 }
 
-const struct sip_tsx_dest *sip_tsx_peer(const struct sip_tsx *t)
+void sip_tsx_peer(const struct sip_tsx *t, struct sip_tsx_dest *out)
 {
-    return &t->peer;
+    peer_get(t, out);
 }
 
 int sip_tsx_dest_src(const struct sip_tsx_dest *d, char *buf, size_t size, struct sip_src *out)

@@ -1113,7 +1113,11 @@ static void test_ipv6_source(void **state)
     assert_int_equal(s.port, 40002);
     req_text(req, sizeof(req), "OPTIONS", "z9hG4bK6", "", 1, "OPTIONS", NULL);
     assert_int_equal(feed_str(w, req, src, 0), 0);
-    assert_int_equal(sip_tsx_peer(w->req_tsx[0])->addr.ss_family, AF_INET6);
+    struct sip_tsx_dest peer;
+    sip_tsx_peer(w->req_tsx[0], &peer);
+    assert_int_equal(peer.addr.ss_family, AF_INET6);
+    assert_memory_equal(&peer.addr, &src.addr, sizeof(struct sockaddr_in6));
+    assert_int_equal(peer.transport, SIP_TSX_UDP);
     respond(w->req_tsx[0], 200, "s", 10, 0);
     assert_int_equal(ntohs(((struct sockaddr_in6 *)&w->sent[0].dest.addr)->sin6_port), 40002);
     sip_tsx_set_arg(w->req_tsx[0], w);

@@ -271,8 +271,9 @@ struct p2p_slice sip_tsx_request(const struct sip_tsx *t);
 /* Last response status sent (server) or received (client), 0 before any. */
 unsigned sip_tsx_status(const struct sip_tsx *t);
 
-/* Client: where the request goes.  Server: where the request came from. */
-const struct sip_tsx_dest *sip_tsx_peer(const struct sip_tsx *t);
+/* Client: where the request goes.  Server: where the request came from.  Written
+ * to *out (the transaction keeps it in a compact form, not as a sip_tsx_dest). */
+void sip_tsx_peer(const struct sip_tsx *t, struct sip_tsx_dest *out);
 
 /*
  * Writes the address of d as text into buf (size >= 46) and fills *out for
