@@ -1038,16 +1038,42 @@ void sip_registrar_config_default(struct sip_registrar_config *cfg)
     cfg->retry_after_s = 5;
 }
 
+/* The policy checks shared by sip_registrar_new() and sip_registrar_reconfigure(). */
+static int config_check_policy(const struct sip_registrar_config *cfg)
+{
+    if (cfg->max_aors == 0 || cfg->max_contacts == 0 || cfg->max_contacts > SIP_PUBLISH_MAX ||
+        cfg->min_expires_s > cfg->max_expires_s || cfg->default_expires_s == 0)
+        return -EINVAL;
+    if (cfg->accounts && (!cfg->digest || !cfg->realm))
+        return -EINVAL;
+    return 0;
+}
+
+int sip_registrar_reconfigure(struct sip_registrar *reg, const struct sip_registrar_config *cfg)
+{
+    int rc = config_check_policy(cfg);
+
+    if (rc != 0)
+        return rc;
+    reg->cfg.accounts = cfg->accounts;
+    reg->cfg.digest = cfg->digest;
+    reg->cfg.realm = cfg->realm;
+    reg->cfg.default_expires_s = cfg->default_expires_s;
+    reg->cfg.min_expires_s = cfg->min_expires_s;
+    reg->cfg.max_expires_s = cfg->max_expires_s;
+    reg->cfg.max_aors = cfg->max_aors;
+    reg->cfg.max_contacts = cfg->max_contacts;
+    reg->cfg.retry_after_s = cfg->retry_after_s;
+    return 0;
+}
+
 int sip_registrar_new(struct sip_registrar **out, const struct sip_registrar_config *cfg)
 {
     struct sip_registrar *reg;
     char branch[SIP_BRANCH_LEN + 1];
 
-    if (!cfg->reply || !cfg->locator.ops || !cfg->locator.ops->publish || cfg->max_aors == 0 ||
-        cfg->max_contacts == 0 || cfg->max_contacts > SIP_PUBLISH_MAX ||
-        cfg->min_expires_s > cfg->max_expires_s || cfg->default_expires_s == 0)
-        return -EINVAL;
-    if (cfg->accounts && (!cfg->digest || !cfg->realm))
+    if (!cfg->reply || !cfg->locator.ops || !cfg->locator.ops->publish ||
+        config_check_policy(cfg) != 0)
         return -EINVAL;
     reg = calloc(1, sizeof(*reg));
     if (!reg)

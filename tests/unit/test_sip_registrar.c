@@ -643,6 +643,61 @@ static void test_digest(void **state)
     fx_stop(&f);
 }
 
+/* SIGHUP: a running registrar takes new accounts and limits; a bad policy changes nothing. */
+static void test_reconfigure(void **state)
+{
+    struct fixture f;
+    struct sip_registrar_config cfg;
+    struct sip_accounts *acc;
+    struct sip_digest *digest;
+    struct sip_digest_config dc;
+    char err[256], v[64];
+    static const char accounts[] = "sip:alice@example.org wonderland\n";
+    (void)state;
+
+    fx_start(&f, NULL, false);
+    do_register(&f, "192.0.2.50", "c1", 1, "<sip:alice@192.0.2.50:5070>", NULL, 0);
+    assert_int_equal(f.resp.status, 403);
+
+    assert_int_equal(
+        sip_accounts_parse(&acc, "accounts", accounts, strlen(accounts), err, sizeof(err)), 0);
+    sip_digest_config_default(&dc);
+    assert_int_equal(sip_digest_new(&digest, &dc), 0);
+    sip_registrar_config_default(&cfg);
+    cfg.accounts = acc; /* without digest and realm: refused, nothing changes */
+    cfg.max_contacts = 3;
+    cfg.max_aors = 4;
+    assert_int_equal(sip_registrar_reconfigure(f.reg, &cfg), -EINVAL);
+    do_register(&f, "192.0.2.50", "c1", 2, "<sip:alice@192.0.2.50:5070>", NULL, 0);
+    assert_int_equal(f.resp.status, 403);
+
+    cfg.digest = digest;
+    cfg.realm = "example.org";
+    cfg.min_expires_s = 120;
+    assert_int_equal(sip_registrar_reconfigure(f.reg, &cfg), 0);
+    /* Now a remote phone is challenged instead of refused... */
+    do_register(&f, "192.0.2.50", "c1", 3, "<sip:alice@192.0.2.50:5070>", NULL, 10);
+    assert_int_equal(f.resp.status, 401);
+    /* ... and the new Min-Expires applies (RFC 3261 10.3 step 7). */
+    do_register(&f, "10.0.0.1", "c2", 1, "<sip:alice@10.0.0.1:5070>;expires=60", NULL, 20);
+    assert_int_equal(f.resp.status, 401);
+    fx_stop(&f);
+    sip_digest_free(digest);
+    sip_accounts_free(acc);
+
+    /* The limits alone, without accounts: 423 with the new Min-Expires. */
+    fx_start(&f, NULL, false);
+    sip_registrar_config_default(&cfg);
+    cfg.min_expires_s = 120;
+    cfg.max_contacts = 3;
+    cfg.max_aors = 4;
+    assert_int_equal(sip_registrar_reconfigure(f.reg, &cfg), 0);
+    do_register(&f, NULL, "c3", 1, "<sip:alice@127.0.0.1:5070>;expires=60", NULL, 0);
+    assert_int_equal(f.resp.status, 423);
+    assert_string_equal(hdr_value(&f, SIP_HDR_MIN_EXPIRES, v, sizeof(v)), "120");
+    fx_stop(&f);
+}
+
 static void test_instance_id(void **state)
 {
     static struct fixture f;
@@ -686,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_local_phones_only),
         cmocka_unit_test(test_digest),
         cmocka_unit_test(test_instance_id),
+        cmocka_unit_test(test_reconfigure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,6 +76,17 @@ void sip_registrar_config_default(struct sip_registrar_config *cfg);
 int sip_registrar_new(struct sip_registrar **out, const struct sip_registrar_config *cfg);
 
 /*
+ * Applies a new policy to a running registrar (the daemon's SIGHUP): accounts,
+ * digest, realm, the expiry limits, max_aors, max_contacts and retry_after_s are
+ * taken from cfg; locator, self, reply and expired keep their running values.
+ * Bindings already held stay as they are until refreshed, even where they exceed a
+ * lowered limit.  The old accounts table may be freed once this returns: the
+ * registrar reads accounts only inside sip_registrar_register().  Returns 0, or
+ * -EINVAL (same checks as sip_registrar_new) and nothing changes.
+ */
+int sip_registrar_reconfigure(struct sip_registrar *reg, const struct sip_registrar_config *cfg);
+
+/*
  * Frees the registrar and its bindings.  Its locator's pending publishes must have
  * completed (sip_locator.h: shut the locator down first).  NULL is a no-op.
  */
