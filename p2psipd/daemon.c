@@ -206,14 +206,6 @@ static bool same_domains(const struct conf_sip *a, const struct conf_sip *b)
     return true;
 }
 
-static bool same_registrar(const struct conf_registrar *a, const struct conf_registrar *b)
-{
-    return a->min_expires == b->min_expires && a->max_expires == b->max_expires &&
-           a->default_expires == b->default_expires && a->max_contacts == b->max_contacts &&
-           a->max_aors == b->max_aors && a->options_keepalive == b->options_keepalive &&
-           a->keepalive_remove == b->keepalive_remove;
-}
-
 /*
  * Keeps the settings that need a restart at their running values in *next, and says
  * which ones the new configuration wanted to change.
@@ -235,19 +227,17 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
         p2p_warn(d->log, "reload: timers.* need a restart; keeping the running values");
     if (!same_p2p(&next->p2p, &cur->p2p))
         p2p_warn(d->log, "reload: p2p.* need a restart; keeping the running values");
-    /* The registrar copies its limits, accounts and realm at creation and has no way
-     * to change them yet (sip_registrar.h); the proxy policy likewise. */
-    if (!same_registrar(&next->registrar, &cur->registrar))
-        p2p_warn(d->log, "reload: registrar.* need a restart; keeping the running values");
-    if (strcmp(next->auth.accounts, cur->auth.accounts) != 0 ||
-        strcmp(next->auth.realm, cur->auth.realm) != 0 ||
-        next->auth.algorithms != cur->auth.algorithms)
-        p2p_warn(d->log, "reload: auth.* need a restart; keeping the running values");
+    /* The registrar's policy and the accounts are applied by p2psipd__sip_reconfigure();
+     * the keep-alive schedule and the proxy policy live in the proxy, built once. */
+    if (next->registrar.options_keepalive != cur->registrar.options_keepalive ||
+        next->registrar.keepalive_remove != cur->registrar.keepalive_remove)
+        p2p_warn(d->log, "reload: registrar.options_keepalive and keepalive_remove need a "
+                         "restart; keeping the running values");
     if (next->proxy.forward_foreign != cur->proxy.forward_foreign ||
         next->proxy.foreign_reply != cur->proxy.foreign_reply)
         p2p_warn(d->log, "reload: proxy.* need a restart; keeping the running values");
-    next->registrar = cur->registrar;
-    next->auth = cur->auth;
+    next->registrar.options_keepalive = cur->registrar.options_keepalive;
+    next->registrar.keepalive_remove = cur->registrar.keepalive_remove;
     next->proxy = cur->proxy;
     next->sip = cur->sip;
     memcpy(next->data_dir, cur->data_dir, sizeof(next->data_dir));
@@ -269,6 +259,11 @@ int p2psipd_reload(struct p2psipd *d)
         return -EINVAL;
     }
     keep_restart_only(d, &next);
+    /* Accounts and registrar policy first: if the accounts file is bad, nothing changes. */
+    if (p2psipd__sip_reconfigure(d, &next) != 0) {
+        p2p_err(d->log, "reload failed, configuration unchanged");
+        return -EINVAL;
+    }
     /* Said before the new log settings apply, so that it reaches the old log. */
     p2p_notice(d->log, "configuration reloaded from %s",
                d->args.config_path ? d->args.config_path : "the command line");

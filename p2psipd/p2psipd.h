@@ -86,10 +86,11 @@ void p2psipd_stop(struct p2psipd *d);
 
 /*
  * Re-reads the configuration (defaults, --config file, command line) and applies
- * what can change at run time: log level, syslog and trace.  Every other setting
- * needs a restart (the registrar copies its limits, accounts and realm at creation):
- * it keeps its running value and the change is reported.  A bad configuration is
- * logged and changes nothing.  Returns 0 or -EINVAL.
+ * what can change at run time: log level, syslog and trace; the accounts file
+ * (re-read), auth realm and algorithms; the registrar's expiry limits, max_aors and
+ * max_contacts.  Every other setting needs a restart: it keeps its running value and
+ * the change is reported.  A bad configuration or accounts file is logged and
+ * changes nothing.  Returns 0 or -EINVAL.
  */
 int p2psipd_reload(struct p2psipd *d);
 
@@ -104,6 +105,9 @@ void p2psipd_free(struct p2psipd *d);
  * without touching freed state; p2psipd__sip_free() frees what outlives the loop.
  */
 int p2psipd__sip_start(struct p2psipd *d);
+/* SIGHUP: re-reads accounts and applies the registrar policy of next; 0 or -errno,
+ * and then nothing changed. */
+int p2psipd__sip_reconfigure(struct p2psipd *d, const struct conf *next);
 void p2psipd__sip_stop(struct p2psipd *d);
 void p2psipd__sip_free(struct p2psipd *d);
 

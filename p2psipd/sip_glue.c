@@ -380,12 +380,104 @@ static int start_resolver(struct p2psipd *d)
     return rc;
 }
 
+/*
+ * Loads the accounts file of conf (if any) and creates the digest state for its
+ * algorithms.  Both outputs stay NULL without auth.accounts.  Used at start and on
+ * SIGHUP, so that a reload checks exactly what a start checks.
+ */
+static int load_auth(struct p2psipd *d, const struct conf *conf, struct sip_accounts **acc_out,
+                     struct sip_digest **digest_out)
+{
+    struct sip_digest_config dcfg;
+    struct sip_accounts *acc = NULL;
+    struct sip_digest *digest = NULL;
+    char err[CONF_ERR_MAX];
+    int rc;
+
+    if (conf->auth.accounts[0] != '\0') {
+        rc = sip_accounts_load(&acc, conf->auth.accounts, err, sizeof(err));
+        if (rc != 0) {
+            p2p_err(d->log, "%s", err);
+            return rc;
+        }
+        sip_digest_config_default(&dcfg);
+        dcfg.algs = 0;
+        if (conf->auth.algorithms & CONF_DIGEST_MD5)
+            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_MD5);
+        if (conf->auth.algorithms & CONF_DIGEST_MD5_SESS)
+            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_MD5_SESS);
+        if (conf->auth.algorithms & CONF_DIGEST_SHA256)
+            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_SHA256);
+        if (conf->auth.algorithms & CONF_DIGEST_SHA256_SESS)
+            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_SHA256_SESS);
+        rc = sip_digest_new(&digest, &dcfg);
+        if (rc != 0) {
+            p2p_err(d->log, "cannot set up digest authentication: %s", strerror(-rc));
+            sip_accounts_free(acc);
+            return rc;
+        }
+        p2p_notice(d->log, "%zu accounts from %s, realm \"%s\"", sip_accounts_count(acc),
+                   conf->auth.accounts, conf->auth.realm);
+    }
+    *acc_out = acc;
+    *digest_out = digest;
+    return 0;
+}
+
+/*
+ * The registrar's policy from conf.  realm points into d->conf, which outlives the
+ * registrar (a reload rewrites that array in place after the registrar took the
+ * new policy).
+ */
+static void registrar_policy(struct p2psipd *d, const struct conf *conf, struct sip_accounts *acc,
+                             struct sip_digest *digest, struct sip_registrar_config *rcfg)
+{
+    sip_registrar_config_default(rcfg);
+    rcfg->locator = locator_local_get(d->locator);
+    rcfg->self = &d->self;
+    rcfg->accounts = acc;
+    rcfg->digest = digest;
+    rcfg->realm = d->conf.auth.realm;
+    rcfg->default_expires_s = conf->registrar.default_expires;
+    rcfg->min_expires_s = conf->registrar.min_expires;
+    rcfg->max_expires_s = conf->registrar.max_expires;
+    rcfg->max_aors = conf->registrar.max_aors;
+    rcfg->max_contacts = conf->registrar.max_contacts;
+}
+
+int p2psipd__sip_reconfigure(struct p2psipd *d, const struct conf *next)
+{
+    struct sip_registrar_config rcfg;
+    struct sip_accounts *acc;
+    struct sip_digest *digest;
+    int rc;
+
+    if (!d->sip_started || d->registrar == NULL)
+        return 0;
+    rc = load_auth(d, next, &acc, &digest);
+    if (rc != 0)
+        return rc;
+    registrar_policy(d, next, acc, digest, &rcfg);
+    rc = sip_registrar_reconfigure(d->registrar, &rcfg);
+    if (rc != 0) {
+        p2p_err(d->log, "reload: the registrar refused the new settings: %s", strerror(-rc));
+        sip_digest_free(digest);
+        sip_accounts_free(acc);
+        return rc;
+    }
+    /* The registrar reads accounts and digest only inside a REGISTER: the old ones
+     * are unused from here on. */
+    sip_digest_free(d->digest);
+    sip_accounts_free(d->accounts);
+    d->accounts = acc;
+    d->digest = digest;
+    return 0;
+}
+
 int p2psipd__sip_start(struct p2psipd *d)
 {
     struct sip_proxy_config pcfg;
     struct sip_registrar_config rcfg;
-    struct sip_digest_config dcfg;
-    char err[CONF_ERR_MAX];
     int rc;
 
     d->timer_due = UINT64_MAX;
@@ -395,31 +487,9 @@ int p2psipd__sip_start(struct p2psipd *d)
     rc = build_self(d);
     if (rc != 0)
         return rc;
-
-    if (d->conf.auth.accounts[0] != '\0') {
-        rc = sip_accounts_load(&d->accounts, d->conf.auth.accounts, err, sizeof(err));
-        if (rc != 0) {
-            p2p_err(d->log, "%s", err);
-            return rc;
-        }
-        sip_digest_config_default(&dcfg);
-        dcfg.algs = 0;
-        if (d->conf.auth.algorithms & CONF_DIGEST_MD5)
-            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_MD5);
-        if (d->conf.auth.algorithms & CONF_DIGEST_MD5_SESS)
-            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_MD5_SESS);
-        if (d->conf.auth.algorithms & CONF_DIGEST_SHA256)
-            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_SHA256);
-        if (d->conf.auth.algorithms & CONF_DIGEST_SHA256_SESS)
-            dcfg.algs |= SIP_DIGEST_ALG_BIT(SIP_DIGEST_SHA256_SESS);
-        rc = sip_digest_new(&d->digest, &dcfg);
-        if (rc != 0) {
-            p2p_err(d->log, "cannot set up digest authentication: %s", strerror(-rc));
-            return rc;
-        }
-        p2p_notice(d->log, "%zu accounts from %s, realm \"%s\"", sip_accounts_count(d->accounts),
-                   d->conf.auth.accounts, d->conf.auth.realm);
-    }
+    rc = load_auth(d, &d->conf, &d->accounts, &d->digest);
+    if (rc != 0)
+        return rc;
 
     rc = locator_local_new(&d->locator, d->loop, d->db, LOCATOR_MAX_PENDING, d->log);
     if (rc != 0) {
@@ -452,17 +522,7 @@ int p2psipd__sip_start(struct p2psipd *d)
         return rc;
     }
 
-    sip_registrar_config_default(&rcfg);
-    rcfg.locator = locator_local_get(d->locator);
-    rcfg.self = &d->self;
-    rcfg.accounts = d->accounts;
-    rcfg.digest = d->digest;
-    rcfg.realm = d->conf.auth.realm;
-    rcfg.default_expires_s = d->conf.registrar.default_expires;
-    rcfg.min_expires_s = d->conf.registrar.min_expires;
-    rcfg.max_expires_s = d->conf.registrar.max_expires;
-    rcfg.max_aors = d->conf.registrar.max_aors;
-    rcfg.max_contacts = d->conf.registrar.max_contacts;
+    registrar_policy(d, &d->conf, d->accounts, d->digest, &rcfg);
     rcfg.reply = sip_proxy_registrar_reply;
     rcfg.reply_arg = d->proxy;
     rcfg.expired = registrar_expired;

@@ -128,6 +128,24 @@ it_wait_until 5 "carol's expired binding to leave the database" carol_gone
 # publishes (one transaction per loop turn).
 n=$(reg --burst 200 5062) || it_fail "burst failed: $n"
 [ "$n" = 200 ] || it_fail "burst: $n of 200 REGISTERs got 200"
+# SIGHUP re-reads the accounts file: with accounts, a REGISTER is challenged (401)
+# where it was accepted; a broken accounts file on the next SIGHUP changes nothing.
+printf 'sip:erin@p2p.test secret\n' >"$IT_TMP/accounts"
+printf '[sip]\nport = 5062\n[registrar]\nmin_expires = 1\n[auth]\naccounts = %s\n' \
+    "$IT_TMP/accounts" >"$conf"
+kill -HUP "$(it_pid node2)"
+it_wait_log node2 '1 accounts from' 10
+out=$(reg 5062 erin sip:erin@127.0.0.1:5995 600)
+[ "$(head -n1 <<<"$out")" = 401 ] || it_fail "after SIGHUP with accounts, REGISTER erin: $out"
+printf 'sip:erin@p2p.test\n' >"$IT_TMP/accounts"
+kill -HUP "$(it_pid node2)"
+it_wait_log node2 'reload failed, configuration unchanged' 10
+out=$(reg 5062 erin sip:erin@127.0.0.1:5995 600)
+[ "$(head -n1 <<<"$out")" = 401 ] || it_fail "a broken accounts file changed the registrar: $out"
+printf '[sip]\nport = 5062\n[registrar]\nmin_expires = 1\n' >"$conf"
+kill -HUP "$(it_pid node2)"
+it_wait_until 10 "the reload without accounts" \
+    eval '[ "$(it_log_count node2 "configuration reloaded from")" -ge 2 ]'
 # dave's binding (3 s) must expire while the node is down, so stop right after.
 out=$(reg 5062 dave sip:dave@127.0.0.1:5996 3)
 [ "$(head -n1 <<<"$out")" = 200 ] || it_fail "REGISTER dave: $out"
