@@ -429,8 +429,9 @@ static int system_query(const char *name, int type, uint8_t *buf, size_t size,
     memset(&st, 0, sizeof(st));
     if (res_ninit(&st) != 0)
         return -EIO;
-    /* Bound the blocking time near the resolution's own timeout. */
-    st.retrans = (int)(r->cfg.timeout_ms / 2000);
+    /* Bound the blocking time by the resolution's own timeout: glibc waits retrans
+     * seconds, then twice that (retry 2), per server. */
+    st.retrans = (int)(r->cfg.timeout_ms / 3000);
     if (st.retrans < 1)
         st.retrans = 1;
     st.retry = 2;
@@ -528,7 +529,9 @@ static int start_lookup(struct resolution *q)
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = q->r->cfg.family;
     hints.ai_socktype = t->transport == SIP_TSX_TCP ? SOCK_STREAM : SOCK_DGRAM;
-    hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+    /* With a family given, ask for it even on a host whose only address of that
+     * family is loopback (AI_ADDRCONFIG would then return nothing). */
+    hints.ai_flags = AI_NUMERICSERV | (q->r->cfg.family == AF_UNSPEC ? AI_ADDRCONFIG : 0);
     snprintf(port, sizeof(port), "%u", (unsigned)t->port);
     rc = uv_getaddrinfo(q->r->loop, &q->gai, gai_done, t->host, port, &hints);
     if (rc == 0)

@@ -499,6 +499,36 @@ static void test_plan_naptr_then_srv(void **state)
     zone_fini(&z);
 }
 
+static void test_plan_naptr_bounded(void **state)
+{
+    struct overlay_sip_target t[OVERLAY_SIP_RESOLVER_MAX_TARGETS];
+    struct zone z;
+    size_t n;
+    (void)state;
+
+    /* Five usable NAPTR records, no SRV anywhere: only the first three replacements
+     * are asked (each question may block), then the host with the first transport. */
+    zone_init(&z);
+    struct pkt *p = zone_add(&z, "many.example", ns_t_naptr);
+    add_naptr(p, 1, 5, "s", "SIP+D2U", "", "e.many.example");
+    add_naptr(p, 1, 1, "s", "SIP+D2T", "", "a.many.example");
+    add_naptr(p, 1, 2, "s", "SIP+D2U", "", "b.many.example");
+    add_naptr(p, 1, 3, "s", "SIP+D2U", "", "c.many.example");
+    add_naptr(p, 1, 4, "s", "SIP+D2U", "", "d.many.example");
+    assert_int_equal(overlay_sip_resolver_plan("many.example", -1, BOTH, true, zone_query, &z,
+                                               draw_zero, NULL, t, 16, &n),
+                     0);
+    assert_int_equal(z.nasked, 4);
+    assert_string_equal(z.asked[1], "SRV a.many.example");
+    assert_string_equal(z.asked[2], "SRV b.many.example");
+    assert_string_equal(z.asked[3], "SRV c.many.example");
+    assert_int_equal(n, 1);
+    assert_int_equal(t[0].transport, SIP_TSX_TCP);
+    assert_string_equal(t[0].host, "many.example");
+    assert_int_equal(t[0].port, 5060);
+    zone_fini(&z);
+}
+
 static void test_plan_no_naptr(void **state)
 {
     struct overlay_sip_target t[OVERLAY_SIP_RESOLVER_MAX_TARGETS];
@@ -930,6 +960,7 @@ int main(void)
         cmocka_unit_test(test_srv_weight_zero_first),
         cmocka_unit_test(test_srv_none_and_dot),
         cmocka_unit_test(test_plan_naptr_then_srv),
+        cmocka_unit_test(test_plan_naptr_bounded),
         cmocka_unit_test(test_plan_no_naptr),
         cmocka_unit_test(test_plan_fallback_to_host),
         cmocka_unit_test(test_plan_errors),

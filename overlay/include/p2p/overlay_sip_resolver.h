@@ -140,8 +140,9 @@ typedef int (*overlay_sip_dns_query_fn)(const char *name, int type, uint8_t *buf
  * _sip._udp / _sip._tcp .host, else host at 5060.  Writes the targets in the order to try (at most
  * max, at most OVERLAY_SIP_RESOLVER_MAX_TARGETS). Returns 0 with *count >= 1, or a negative errno:
  * a query error other than -ENOENT, -EPROTONOSUPPORT (NAPTR records, none usable; or transport not
- * in transports), -ENOENT (NAPTR records whose SRV names all have no SRV record), -ECONNREFUSED
- * (SRV "."), -EBADMSG, -EINVAL (host too long).  Written only on success.
+ * in transports), -ECONNREFUSED (SRV "." and no other target), -EBADMSG, -EINVAL (host empty or
+ * too long).  NAPTR records whose SRV names have no SRV record lead to host itself, with the first
+ * record's transport, at 5060 (RFC 3263 4.2).  Written only on success.
  */
 int overlay_sip_resolver_plan(const char *host, int transport, unsigned transports, bool prefer_udp,
                               overlay_sip_dns_query_fn query, void *query_arg,
