@@ -12,10 +12,10 @@
  * Invariants.  At most CONF_ARGS_MAX settings are kept; more is an error, never a
  * silent drop.  Output structs are written only on success.
  */
+#include "p2p/errmsg.h"
 #include "p2p/conf.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -53,20 +53,6 @@ static const struct opt options[] = {
 
 #define OPTION_COUNT (sizeof(options) / sizeof(options[0]))
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static bool takes_value(const struct opt *o)
 {
     return o->action == OPT_SET || o->action == OPT_CONFIG;
@@ -94,7 +80,7 @@ static int record(struct conf_args *a, const struct opt *o, const char *value, c
         break;
     }
     if (a->set_count + (o->key2 ? 2 : 1) > CONF_ARGS_MAX) {
-        errf(err, errlen, "too many options (max %d settings)", CONF_ARGS_MAX);
+        p2p_errf(err, errlen, "too many options (max %d settings)", CONF_ARGS_MAX);
         return -EINVAL;
     }
     a->set[a->set_count++] =
@@ -132,7 +118,8 @@ int conf_args_parse(struct conf_args *out, int argc, char *const argv[], char *e
                     o = &options[k];
             }
             if (o == NULL) {
-                errf(err, errlen, "unknown option '--%.*s'", (int)(nlen > 64 ? 64 : nlen), name);
+                p2p_errf(err, errlen, "unknown option '--%.*s'", (int)(nlen > 64 ? 64 : nlen),
+                         name);
                 return -EINVAL;
             }
             if (takes_value(o)) {
@@ -141,11 +128,11 @@ int conf_args_parse(struct conf_args *out, int argc, char *const argv[], char *e
                 else if (i + 1 < argc)
                     value = argv[++i];
                 else {
-                    errf(err, errlen, "option '--%s' needs a value", o->long_name);
+                    p2p_errf(err, errlen, "option '--%s' needs a value", o->long_name);
                     return -EINVAL;
                 }
             } else if (eq != NULL) {
-                errf(err, errlen, "option '--%s' takes no value", o->long_name);
+                p2p_errf(err, errlen, "option '--%s' takes no value", o->long_name);
                 return -EINVAL;
             }
             if (record(&a, o, value, err, errlen) != 0)
@@ -161,7 +148,7 @@ int conf_args_parse(struct conf_args *out, int argc, char *const argv[], char *e
                     o = &options[k];
             }
             if (o == NULL) {
-                errf(err, errlen, "unknown option '-%c'", *p);
+                p2p_errf(err, errlen, "unknown option '-%c'", *p);
                 return -EINVAL;
             }
             if (takes_value(o)) {
@@ -170,7 +157,7 @@ int conf_args_parse(struct conf_args *out, int argc, char *const argv[], char *e
                 else if (i + 1 < argc)
                     value = argv[++i];
                 else {
-                    errf(err, errlen, "option '-%c' needs a value", *p);
+                    p2p_errf(err, errlen, "option '-%c' needs a value", *p);
                     return -EINVAL;
                 }
             }
@@ -181,7 +168,7 @@ int conf_args_parse(struct conf_args *out, int argc, char *const argv[], char *e
         }
     }
     if (i < argc) {
-        errf(err, errlen, "unexpected argument '%.64s'", argv[i]);
+        p2p_errf(err, errlen, "unexpected argument '%.64s'", argv[i]);
         return -EINVAL;
     }
     *out = a;
@@ -196,7 +183,7 @@ int conf_args_apply(struct conf *c, const struct conf_args *args, char *err, siz
     for (size_t i = 0; i < args->set_count; i++) {
         const struct conf_arg_set *s = &args->set[i];
         if (conf_set(&tmp, s->key, s->value, why, sizeof(why)) != 0) {
-            errf(err, errlen, "--%s: %s", s->option, why);
+            p2p_errf(err, errlen, "--%s: %s", s->option, why);
             return -EINVAL;
         }
     }
@@ -222,7 +209,7 @@ int conf_build(struct conf *out, const struct conf_args *args, char *err, size_t
         rc = conf_default_data_dir(c.data_dir, sizeof(c.data_dir), geteuid() == 0,
                                    getenv("XDG_DATA_HOME"), getenv("HOME"));
         if (rc != 0) {
-            errf(err, errlen, "no data directory: set --data-dir, data_dir, or $HOME");
+            p2p_errf(err, errlen, "no data directory: set --data-dir, data_dir, or $HOME");
             return rc;
         }
     }

@@ -13,13 +13,13 @@
  * quote the offending text, cut to CONF_QUOTE_MAX bytes so any message fits in
  * CONF_ERR_MAX.
  */
+#include "p2p/errmsg.h"
 #include "p2p/conf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -87,20 +87,6 @@ static const struct key keys[] = {
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const sections[] = {"sip", "registrar", "proxy", "timers", "auth", "log", "p2p"};
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The quoted form of a value in an error message: at most CONF_QUOTE_MAX bytes. */
 static int qlen(struct p2p_slice s)
@@ -277,7 +263,7 @@ static int parse_hostport(struct p2p_slice v, struct conf_hostport *out, char *w
     if (v.len > 0 && v.p[0] == '[') {
         const char *close = memchr(v.p, ']', v.len);
         if (close == NULL || (size_t)(close - v.p) + 1 >= v.len || close[1] != ':') {
-            errf(why, wlen, "expected [ipv6]:port");
+            p2p_errf(why, wlen, "expected [ipv6]:port");
             return -EINVAL;
         }
         colon = close + 1;
@@ -285,14 +271,14 @@ static int parse_hostport(struct p2p_slice v, struct conf_hostport *out, char *w
         for (size_t i = 0; i < v.len; i++) {
             if (v.p[i] == ':') {
                 if (colon != NULL) {
-                    errf(why, wlen, "an IPv6 address needs brackets: [addr]:port");
+                    p2p_errf(why, wlen, "an IPv6 address needs brackets: [addr]:port");
                     return -EINVAL;
                 }
                 colon = v.p + i;
             }
         }
         if (colon == NULL) {
-            errf(why, wlen, "expected host:port");
+            p2p_errf(why, wlen, "expected host:port");
             return -EINVAL;
         }
     }
@@ -301,11 +287,11 @@ static int parse_hostport(struct p2p_slice v, struct conf_hostport *out, char *w
     port.p = colon + 1;
     port.len = v.len - host.len - 1;
     if (parse_host(host, hp.host, sizeof(hp.host)) != 0) {
-        errf(why, wlen, "'%.*s' is not a host name or address", qlen(host), host.p);
+        p2p_errf(why, wlen, "'%.*s' is not a host name or address", qlen(host), host.p);
         return -EINVAL;
     }
     if (p2p_slice_to_u64(port, 65535, &n) != 0 || n == 0) {
-        errf(why, wlen, "'%.*s' is not a port number (1-65535)", qlen(port), port.p);
+        p2p_errf(why, wlen, "'%.*s' is not a port number (1-65535)", qlen(port), port.p);
         return -EINVAL;
     }
     hp.port = (uint16_t)n;
@@ -336,14 +322,14 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
 
     /* Empty means "none" for a path and for the server list; elsewhere it is a mistake. */
     if (v.len == 0 && k->kind != K_PATH && k->kind != K_SERVERS) {
-        errf(why, wlen, "%s: missing value", k->name);
+        p2p_errf(why, wlen, "%s: missing value", k->name);
         return -EINVAL;
     }
     switch (k->kind) {
     case K_PORT:
         if (p2p_slice_to_u64(v, 65535, &n) != 0 || n < k->lo) {
-            errf(why, wlen, "%s: '%.*s' is not a port number (%u-65535)", k->name, qlen(v), v.p,
-                 (unsigned)k->lo);
+            p2p_errf(why, wlen, "%s: '%.*s' is not a port number (%u-65535)", k->name, qlen(v), v.p,
+                     (unsigned)k->lo);
             return -EINVAL;
         }
         *(uint16_t *)(void *)(base + k->off) = (uint16_t)n;
@@ -357,13 +343,13 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
     case K_U32: {
         int rc = p2p_slice_to_u64(v, UINT32_MAX, &n);
         if (rc == -EINVAL) {
-            errf(why, wlen, "%s: '%.*s' is not a number%s", k->name, qlen(v), v.p,
-                 k->kind == K_SECONDS_OFF ? " or 'off'" : "");
+            p2p_errf(why, wlen, "%s: '%.*s' is not a number%s", k->name, qlen(v), v.p,
+                     k->kind == K_SECONDS_OFF ? " or 'off'" : "");
             return -EINVAL;
         }
         if (rc != 0 || n < k->lo || n > k->hi) {
-            errf(why, wlen, "%s: %.*s is out of range (%u-%u)", k->name, qlen(v), v.p,
-                 (unsigned)k->lo, (unsigned)k->hi);
+            p2p_errf(why, wlen, "%s: %.*s is out of range (%u-%u)", k->name, qlen(v), v.p,
+                     (unsigned)k->lo, (unsigned)k->hi);
             return -EINVAL;
         }
         *(uint32_t *)(void *)(base + k->off) = (uint32_t)n;
@@ -372,8 +358,8 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
     case K_BOOL: {
         bool b;
         if (parse_bool(v, &b) != 0) {
-            errf(why, wlen, "%s: '%.*s' is not a boolean (yes/no, on/off, true/false, 1/0)",
-                 k->name, qlen(v), v.p);
+            p2p_errf(why, wlen, "%s: '%.*s' is not a boolean (yes/no, on/off, true/false, 1/0)",
+                     k->name, qlen(v), v.p);
             return -EINVAL;
         }
         *(bool *)(void *)(base + k->off) = b;
@@ -383,16 +369,16 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
     case K_REALM: {
         size_t size = k->kind == K_PATH ? CONF_PATH_MAX : CONF_REALM_MAX;
         if (has_ctl(v)) {
-            errf(why, wlen, "%s: control character in value", k->name);
+            p2p_errf(why, wlen, "%s: control character in value", k->name);
             return -EINVAL;
         }
         /* The realm goes into a quoted-string (RFC 3261 25.1): no quote, no backslash. */
         if (k->kind == K_REALM && (memchr(v.p, '"', v.len) || memchr(v.p, '\\', v.len))) {
-            errf(why, wlen, "%s: '\"' and '\\' are not allowed in a realm", k->name);
+            p2p_errf(why, wlen, "%s: '\"' and '\\' are not allowed in a realm", k->name);
             return -EINVAL;
         }
         if (v.len >= size) {
-            errf(why, wlen, "%s: value too long (max %zu bytes)", k->name, size - 1);
+            p2p_errf(why, wlen, "%s: value too long (max %zu bytes)", k->name, size - 1);
             return -EINVAL;
         }
         if (v.len > 0)
@@ -407,21 +393,22 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
         while (list_next(&rest, &e)) {
             struct conf_addr a;
             if (e.len == 0) {
-                errf(why, wlen, "%s: empty list element", k->name);
+                p2p_errf(why, wlen, "%s: empty list element", k->name);
                 return -EINVAL;
             }
             if (parse_addr(e, &a) != 0) {
-                errf(why, wlen, "%s: '%.*s' is not an IPv4 or IPv6 address", k->name, qlen(e), e.p);
+                p2p_errf(why, wlen, "%s: '%.*s' is not an IPv4 or IPv6 address", k->name, qlen(e),
+                         e.p);
                 return -EINVAL;
             }
             for (size_t i = 0; i < count; i++) {
                 if (strcmp(list[i].host, a.host) == 0) {
-                    errf(why, wlen, "%s: duplicate address %s", k->name, a.host);
+                    p2p_errf(why, wlen, "%s: duplicate address %s", k->name, a.host);
                     return -EINVAL;
                 }
             }
             if (count == CONF_LISTEN_MAX) {
-                errf(why, wlen, "%s: more than %d addresses", k->name, CONF_LISTEN_MAX);
+                p2p_errf(why, wlen, "%s: more than %d addresses", k->name, CONF_LISTEN_MAX);
                 return -EINVAL;
             }
             list[count++] = a;
@@ -439,12 +426,12 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
             } else if (p2p_slice_caseeq_cstr(e, "tcp")) {
                 bit = CONF_TRANSPORT_TCP;
             } else {
-                errf(why, wlen, "%s: unsupported transport '%.*s' (udp, tcp)", k->name, qlen(e),
-                     e.p);
+                p2p_errf(why, wlen, "%s: unsupported transport '%.*s' (udp, tcp)", k->name, qlen(e),
+                         e.p);
                 return -EINVAL;
             }
             if (bits & bit) {
-                errf(why, wlen, "%s: duplicate transport '%.*s'", k->name, qlen(e), e.p);
+                p2p_errf(why, wlen, "%s: duplicate transport '%.*s'", k->name, qlen(e), e.p);
                 return -EINVAL;
             }
             bits |= bit;
@@ -463,24 +450,25 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
         }
         while (list_next(&rest, &e)) {
             if (e.len == 0) {
-                errf(why, wlen, "%s: empty list element", k->name);
+                p2p_errf(why, wlen, "%s: empty list element", k->name);
                 return -EINVAL;
             }
             if (p2p_slice_eq(e, P2P_SLICE_LIT("*"))) {
-                errf(why, wlen, "%s: '*' (any domain) cannot be combined with names", k->name);
+                p2p_errf(why, wlen, "%s: '*' (any domain) cannot be combined with names", k->name);
                 return -EINVAL;
             }
             if (count == CONF_DOMAIN_MAX) {
-                errf(why, wlen, "%s: more than %d domains", k->name, CONF_DOMAIN_MAX);
+                p2p_errf(why, wlen, "%s: more than %d domains", k->name, CONF_DOMAIN_MAX);
                 return -EINVAL;
             }
             if (parse_host(e, list[count], sizeof(list[count])) != 0) {
-                errf(why, wlen, "%s: '%.*s' is not a host name or address", k->name, qlen(e), e.p);
+                p2p_errf(why, wlen, "%s: '%.*s' is not a host name or address", k->name, qlen(e),
+                         e.p);
                 return -EINVAL;
             }
             for (size_t i = 0; i < count; i++) {
                 if (strcmp(list[i], list[count]) == 0) {
-                    errf(why, wlen, "%s: duplicate domain %s", k->name, list[count]);
+                    p2p_errf(why, wlen, "%s: duplicate domain %s", k->name, list[count]);
                     return -EINVAL;
                 }
             }
@@ -508,13 +496,13 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
                     bit = algs[i].bit;
             }
             if (bit == 0) {
-                errf(why, wlen,
-                     "%s: unknown algorithm '%.*s' (md5, md5-sess, sha-256, sha-256-sess)", k->name,
-                     qlen(e), e.p);
+                p2p_errf(why, wlen,
+                         "%s: unknown algorithm '%.*s' (md5, md5-sess, sha-256, sha-256-sess)",
+                         k->name, qlen(e), e.p);
                 return -EINVAL;
             }
             if (bits & bit) {
-                errf(why, wlen, "%s: duplicate algorithm '%.*s'", k->name, qlen(e), e.p);
+                p2p_errf(why, wlen, "%s: duplicate algorithm '%.*s'", k->name, qlen(e), e.p);
                 return -EINVAL;
             }
             bits |= bit;
@@ -526,8 +514,8 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
         char name[16];
         enum p2p_log_level level;
         if (p2p_slice_copy(v, name, sizeof(name)) != 0 || p2p_log_level_parse(name, &level) != 0) {
-            errf(why, wlen, "%s: '%.*s' is not a log level (err, warn, notice, info, debug)",
-                 k->name, qlen(v), v.p);
+            p2p_errf(why, wlen, "%s: '%.*s' is not a log level (err, warn, notice, info, debug)",
+                     k->name, qlen(v), v.p);
             return -EINVAL;
         }
         c->log.level = level;
@@ -535,7 +523,7 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
     }
     case K_REPLY:
         if (p2p_slice_to_u64(v, 999, &n) != 0 || (n != 403 && n != 404)) {
-            errf(why, wlen, "%s: '%.*s' is not 403 or 404", k->name, qlen(v), v.p);
+            p2p_errf(why, wlen, "%s: '%.*s' is not 403 or 404", k->name, qlen(v), v.p);
             return -EINVAL;
         }
         c->proxy.foreign_reply = (uint16_t)n;
@@ -547,15 +535,15 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
         char sub[CONF_ERR_MAX / 2];
         while (v.len > 0 && list_next(&rest, &e)) {
             if (e.len == 0) {
-                errf(why, wlen, "%s: empty list element", k->name);
+                p2p_errf(why, wlen, "%s: empty list element", k->name);
                 return -EINVAL;
             }
             if (count == CONF_SERVER_MAX) {
-                errf(why, wlen, "%s: more than %d servers", k->name, CONF_SERVER_MAX);
+                p2p_errf(why, wlen, "%s: more than %d servers", k->name, CONF_SERVER_MAX);
                 return -EINVAL;
             }
             if (parse_hostport(e, &list[count], sub, sizeof(sub)) != 0) {
-                errf(why, wlen, "%s: '%.*s': %s", k->name, qlen(e), e.p, sub);
+                p2p_errf(why, wlen, "%s: '%.*s': %s", k->name, qlen(e), e.p, sub);
                 return -EINVAL;
             }
             count++;
@@ -565,7 +553,7 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
         return 0;
     }
     }
-    errf(why, wlen, "%s: internal error: unknown kind", k->name);
+    p2p_errf(why, wlen, "%s: internal error: unknown kind", k->name);
     return -EINVAL;
 }
 
@@ -575,7 +563,7 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
     struct p2p_slice v = p2p_slice_trim(p2p_slice_cstr(value));
 
     if (k == NULL) {
-        errf(err, errlen, "unknown key '%.*s'", qlen(p2p_slice_cstr(key)), key);
+        p2p_errf(err, errlen, "unknown key '%.*s'", qlen(p2p_slice_cstr(key)), key);
         return -EINVAL;
     }
     return set_value(c, k, v, err, errlen);
@@ -609,7 +597,7 @@ int conf_load_buf(struct conf *c, const char *name, const char *buf, size_t len,
     unsigned lineno = 0;
 
     if (len > CONF_FILE_MAX) {
-        errf(err, errlen, "%s: file too large (max %d bytes)", name, CONF_FILE_MAX);
+        p2p_errf(err, errlen, "%s: file too large (max %d bytes)", name, CONF_FILE_MAX);
         return -EFBIG;
     }
     while (pos < len) {
@@ -624,11 +612,12 @@ int conf_load_buf(struct conf *c, const char *name, const char *buf, size_t len,
         lineno++;
         pos = nl ? end + 1 : len;
         if (line.len > CONF_LINE_MAX) {
-            errf(err, errlen, "%s:%u: line too long (max %d bytes)", name, lineno, CONF_LINE_MAX);
+            p2p_errf(err, errlen, "%s:%u: line too long (max %d bytes)", name, lineno,
+                     CONF_LINE_MAX);
             return -EINVAL;
         }
         if (memchr(line.p, '\0', line.len) != NULL) {
-            errf(err, errlen, "%s:%u: NUL byte in line", name, lineno);
+            p2p_errf(err, errlen, "%s:%u: NUL byte in line", name, lineno);
             return -EINVAL;
         }
         line = p2p_slice_trim(line);
@@ -639,19 +628,19 @@ int conf_load_buf(struct conf *c, const char *name, const char *buf, size_t len,
             const char *close = memchr(line.p, ']', line.len);
             bool known = false;
             if (close == NULL) {
-                errf(err, errlen, "%s:%u: missing ']' in section header", name, lineno);
+                p2p_errf(err, errlen, "%s:%u: missing ']' in section header", name, lineno);
                 return -EINVAL;
             }
             if (cut_comment((struct p2p_slice){close + 1, line.len - (size_t)(close - line.p) - 1})
                     .len != 0) {
-                errf(err, errlen, "%s:%u: text after section header", name, lineno);
+                p2p_errf(err, errlen, "%s:%u: text after section header", name, lineno);
                 return -EINVAL;
             }
             s = p2p_slice_trim((struct p2p_slice){line.p + 1, (size_t)(close - line.p) - 1});
             for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
                 known = known || p2p_slice_eq(s, p2p_slice_cstr(sections[i]));
             if (!known) {
-                errf(err, errlen, "%s:%u: unknown section [%.*s]", name, lineno, qlen(s), s.p);
+                p2p_errf(err, errlen, "%s:%u: unknown section [%.*s]", name, lineno, qlen(s), s.p);
                 return -EINVAL;
             }
             section = s;
@@ -659,24 +648,25 @@ int conf_load_buf(struct conf *c, const char *name, const char *buf, size_t len,
         }
         eq = memchr(line.p, '=', line.len);
         if (eq == NULL) {
-            errf(err, errlen, "%s:%u: expected 'key = value' or '[section]'", name, lineno);
+            p2p_errf(err, errlen, "%s:%u: expected 'key = value' or '[section]'", name, lineno);
             return -EINVAL;
         }
         keyname = p2p_slice_trim((struct p2p_slice){line.p, (size_t)(eq - line.p)});
         value = cut_comment((struct p2p_slice){eq + 1, line.len - (size_t)(eq - line.p) - 1});
         if (keyname.len == 0) {
-            errf(err, errlen, "%s:%u: missing key before '='", name, lineno);
+            p2p_errf(err, errlen, "%s:%u: missing key before '='", name, lineno);
             return -EINVAL;
         }
         for (size_t i = 0; i < keyname.len; i++) {
             if (!is_key_char(keyname.p[i])) {
-                errf(err, errlen, "%s:%u: invalid key '%.*s'", name, lineno, qlen(keyname),
-                     keyname.p);
+                p2p_errf(err, errlen, "%s:%u: invalid key '%.*s'", name, lineno, qlen(keyname),
+                         keyname.p);
                 return -EINVAL;
             }
         }
         if (section.len + 1 + keyname.len >= sizeof(full)) {
-            errf(err, errlen, "%s:%u: unknown key '%.*s'", name, lineno, qlen(keyname), keyname.p);
+            p2p_errf(err, errlen, "%s:%u: unknown key '%.*s'", name, lineno, qlen(keyname),
+                     keyname.p);
             return -EINVAL;
         }
         if (section.len > 0)
@@ -686,17 +676,17 @@ int conf_load_buf(struct conf *c, const char *name, const char *buf, size_t len,
             snprintf(full, sizeof(full), "%.*s", (int)keyname.len, keyname.p);
         k = key_find(p2p_slice_cstr(full));
         if (k == NULL) {
-            errf(err, errlen, "%s:%u: unknown key '%s'", name, lineno, full);
+            p2p_errf(err, errlen, "%s:%u: unknown key '%s'", name, lineno, full);
             return -EINVAL;
         }
         if (set_line[k - keys] != 0) {
-            errf(err, errlen, "%s:%u: duplicate key '%s' (first set on line %u)", name, lineno,
-                 full, set_line[k - keys]);
+            p2p_errf(err, errlen, "%s:%u: duplicate key '%s' (first set on line %u)", name, lineno,
+                     full, set_line[k - keys]);
             return -EINVAL;
         }
         set_line[k - keys] = lineno;
         if (set_value(&tmp, k, value, why, sizeof(why)) != 0) {
-            errf(err, errlen, "%s:%u: %s", name, lineno, why);
+            p2p_errf(err, errlen, "%s:%u: %s", name, lineno, why);
             return -EINVAL;
         }
     }
@@ -714,14 +704,14 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = -errno;
-        errf(err, errlen, "%s: %s", path, strerror(-rc));
+        p2p_errf(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
     }
     /* Read at most one byte past the cap, so an oversized file is reported as such. */
     buf = malloc(CONF_FILE_MAX + 1);
     if (buf == NULL) {
         rc = -ENOMEM;
-        errf(err, errlen, "%s: out of memory", path);
+        p2p_errf(err, errlen, "%s: out of memory", path);
         goto out;
     }
     for (;;) {
@@ -730,7 +720,7 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
             continue;
         if (n < 0) {
             rc = -errno;
-            errf(err, errlen, "%s: %s", path, strerror(-rc));
+            p2p_errf(err, errlen, "%s: %s", path, strerror(-rc));
             goto out;
         }
         if (n == 0 || len + (size_t)n > CONF_FILE_MAX) {
@@ -751,29 +741,29 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
     const struct conf_registrar *r = &c->registrar;
 
     if (r->min_expires > r->max_expires) {
-        errf(err, errlen, "registrar.min_expires (%u) is above registrar.max_expires (%u)",
-             (unsigned)r->min_expires, (unsigned)r->max_expires);
+        p2p_errf(err, errlen, "registrar.min_expires (%u) is above registrar.max_expires (%u)",
+                 (unsigned)r->min_expires, (unsigned)r->max_expires);
         return -EINVAL;
     }
     if (r->default_expires < r->min_expires || r->default_expires > r->max_expires) {
-        errf(err, errlen,
-             "registrar.default_expires (%u) is outside registrar.min_expires..max_expires "
-             "(%u-%u)",
-             (unsigned)r->default_expires, (unsigned)r->min_expires, (unsigned)r->max_expires);
+        p2p_errf(err, errlen,
+                 "registrar.default_expires (%u) is outside registrar.min_expires..max_expires "
+                 "(%u-%u)",
+                 (unsigned)r->default_expires, (unsigned)r->min_expires, (unsigned)r->max_expires);
         return -EINVAL;
     }
     if (c->timers.t1_ms > c->timers.t2_ms) {
-        errf(err, errlen, "timers.t1 (%u ms) is above timers.t2 (%u ms)", (unsigned)c->timers.t1_ms,
-             (unsigned)c->timers.t2_ms);
+        p2p_errf(err, errlen, "timers.t1 (%u ms) is above timers.t2 (%u ms)",
+                 (unsigned)c->timers.t1_ms, (unsigned)c->timers.t2_ms);
         return -EINVAL;
     }
     if (c->sip.listen_count == 0 || c->sip.transports == 0) {
-        errf(err, errlen, "sip.listen and sip.transports must not be empty");
+        p2p_errf(err, errlen, "sip.listen and sip.transports must not be empty");
         return -EINVAL;
     }
     /* The seed's multicast discovery shared port 5062 with SIP and never worked. */
     if (c->p2p.port != 0 && c->p2p.port == c->sip.port) {
-        errf(err, errlen, "p2p.port (%u) must differ from sip.port", (unsigned)c->p2p.port);
+        p2p_errf(err, errlen, "p2p.port (%u) must differ from sip.port", (unsigned)c->p2p.port);
         return -EINVAL;
     }
     return 0;

@@ -15,8 +15,9 @@
  */
 #include "bindings_db.h"
 
+#include "p2p/errmsg.h"
+
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,20 +46,6 @@ static const char schema_v1[] =
     " PRIMARY KEY (aor, contact)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS binding_expires ON binding (expires_ms);"
     "PRAGMA user_version = 1;";
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int exec(sqlite3 *db, const char *sql)
 {
@@ -90,7 +77,7 @@ int bindings_db_open(struct bindings_db **out, const char *path, char *err, size
         return -ENOMEM;
     if (sqlite3_open_v2(path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
-        errf(err, errlen, "%s: %s", path, b->db ? sqlite3_errmsg(b->db) : "out of memory");
+        p2p_errf(err, errlen, "%s: %s", path, b->db ? sqlite3_errmsg(b->db) : "out of memory");
         goto fail;
     }
     /* Another connection (the DHT store, the sqlite3 CLI) may hold the write lock for
@@ -103,17 +90,17 @@ int bindings_db_open(struct bindings_db **out, const char *path, char *err, size
     if (exec(b->db, "PRAGMA journal_mode=WAL") != 0 ||
         exec(b->db, "PRAGMA synchronous=NORMAL") != 0 ||
         exec(b->db, "PRAGMA cache_size=-512") != 0 || user_version(b->db, &version) != 0) {
-        errf(err, errlen, "%s: %s", path, sqlite3_errmsg(b->db));
+        p2p_errf(err, errlen, "%s: %s", path, sqlite3_errmsg(b->db));
         goto fail;
     }
     if (version > BINDINGS_DB_SCHEMA) {
-        errf(err, errlen, "%s: schema version %d is newer than this p2psipd's (%d)", path, version,
-             BINDINGS_DB_SCHEMA);
+        p2p_errf(err, errlen, "%s: schema version %d is newer than this p2psipd's (%d)", path,
+                 version, BINDINGS_DB_SCHEMA);
         rc = -EPROTO;
         goto fail;
     }
     if (version < 1 && exec(b->db, schema_v1) != 0) {
-        errf(err, errlen, "%s: creating the schema: %s", path, sqlite3_errmsg(b->db));
+        p2p_errf(err, errlen, "%s: creating the schema: %s", path, sqlite3_errmsg(b->db));
         goto fail;
     }
     if (sqlite3_prepare_v2(b->db,
@@ -128,7 +115,7 @@ int bindings_db_open(struct bindings_db **out, const char *path, char *err, size
                            " path_port, path_transport, instance FROM binding"
                            " ORDER BY aor, expires_ms",
                            -1, &b->load, NULL) != SQLITE_OK) {
-        errf(err, errlen, "%s: %s", path, sqlite3_errmsg(b->db));
+        p2p_errf(err, errlen, "%s: %s", path, sqlite3_errmsg(b->db));
         goto fail;
     }
     *out = b;
