@@ -795,7 +795,7 @@ int overlay_sip_resolver_resolve(struct overlay_sip_resolver *r, const char *uri
     if (rc == 0 && u.has_port) {
         /* RFC 3263 4.2: a name with a port: A/AAAA only, transport given or UDP. */
         q->targets[0].transport = transport >= 0 ? (enum sip_tsx_transport)transport : SIP_TSX_UDP;
-        q->targets[0].port = u.port;
+        q->targets[0].port = u.port ? u.port : SIP_DEFAULT_PORT;
         memcpy(q->targets[0].host, q->host, sizeof(q->host));
         q->ntargets = 1;
         q->cb = cb;
