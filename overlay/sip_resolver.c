@@ -48,16 +48,17 @@
 
 /* ---- pure part ---- */
 
-/* Parses the header of answer; -ENOENT for NXDOMAIN or an empty answer section. */
+/* Parses the header of answer; -ENOENT for NXDOMAIN or no answer, -EIO for another
+ * error rcode. */
 static int answer_init(const uint8_t *answer, size_t len, ns_msg *msg)
 {
     if (len > OVERLAY_SIP_RESOLVER_ANSWER_MAX || ns_initparse(answer, (int)len, msg) != 0)
         return -EBADMSG;
-    if (ns_msg_getflag(*msg, ns_f_rcode) == ns_r_nxdomain || ns_msg_count(*msg, ns_s_an) == 0)
+    if (ns_msg_getflag(*msg, ns_f_rcode) == ns_r_nxdomain)
         return -ENOENT;
     if (ns_msg_getflag(*msg, ns_f_rcode) != ns_r_noerror)
-        return -EIO;
-    return 0;
+        return -EIO; /* SERVFAIL, REFUSED...: a failure, not "no such records" */
+    return ns_msg_count(*msg, ns_s_an) == 0 ? -ENOENT : 0;
 }
 
 /* Reads a <character-string> (RFC 1035 3.3) at *pos within [.., end). */

@@ -355,6 +355,8 @@ static void test_srv_none_and_dot(void **state)
     pkt_start(&p, "_sip._udp.example.com", ns_t_srv, ns_r_servfail);
     add_srv(&p, 1, 1, 5060, "a.example.com");
     assert_int_equal(overlay_sip_srv_parse(p.b, p.len, scripted, &s, out, 4, &n), -EIO);
+    pkt_start(&p, "_sip._udp.example.com", ns_t_srv, ns_r_servfail); /* no answers */
+    assert_int_equal(overlay_sip_srv_parse(p.b, p.len, scripted, &s, out, 4, &n), -EIO);
     pkt_start(&p, "_sip._udp.example.com", ns_t_srv, 0);
     add_srv(&p, 1, 1, 5060, "a.example.com");
     for (size_t len = 0; len < p.len; len++)
