@@ -151,6 +151,11 @@ static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *de
 
     if (d->stopping)
         return -ECANCELED;
+    /* No TLS transport exists yet: a sips target must never leave as plain TCP. */
+    if (dest->transport == SIP_TSX_TLS) {
+        d->sip_stats.send_errors++;
+        return -EPROTONOSUPPORT;
+    }
     trace(d, "send", proto, NULL, &dest->addr, bytes, len);
     if (len > 8 && memcmp(bytes, "SIP/2.0 ", 8) == 0) {
         /* A response: RFC 3261 18.2.2 / RFC 3581 4 routing from its top Via. */

@@ -7,7 +7,8 @@ A UA socket sends MESSAGE sip:bob@localhost:SINK_PORT to the proxy; a sink socke
 on 127.0.0.1:SINK_PORT must receive it (the proxy resolved "localhost" through its
 RFC 3263 resolver: a name with a port is an A/AAAA lookup, /etc/hosts here) with the
 proxy's Via on top, and answers 200, which must reach the UA.  Then a sips URI must
-be answered with a failure (no TLS: the resolver refuses it) and reach no sink.
+be answered with a failure (no TLS: the resolver refuses it) and reach no sink,
+and so must a numeric sips target (no DNS involved), which must not leave as TCP.
 Prints one line per check; exits 1 on the first failure.
 """
 import socket
@@ -95,6 +96,27 @@ def main():
     except socket.timeout:
         pass
     print("sips refused:", line)
+
+    # A numeric sips target needs no DNS; it must not leave as plain TCP either.
+    tcp_sink = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp_sink.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp_sink.bind(("127.0.0.1", sink_port))
+    tcp_sink.listen(4)
+    tcp_sink.settimeout(0.5)
+    ua.sendto(request(f"sips:bob@127.0.0.1:{sink_port}", "f3", ua_port), proxy)
+    try:
+        line = final(ua)
+    except socket.timeout:
+        fail("no answer to the numeric sips request")
+    if not line.startswith("SIP/2.0 5"):
+        fail(f"numeric sips request answered {line!r}, want 5xx")
+    try:
+        conn, _ = tcp_sink.accept()
+        conn.close()
+        fail("the numeric sips request left as plain TCP")
+    except socket.timeout:
+        pass
+    print("numeric sips refused:", line)
 
 
 if __name__ == "__main__":
