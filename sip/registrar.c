@@ -391,6 +391,24 @@ static void binding_remove(struct sip_registrar *reg, struct reg_binding *rb)
     free(rb);
 }
 
+/*
+ * A binding leaves the table other than by a REGISTER (expiry, or the proxy's
+ * keep-alive): the daemon is told through the expired callback, then the binding
+ * and, when it was the last, its AoR entry go.
+ */
+static void binding_drop(struct sip_registrar *reg, struct reg_binding *rb)
+{
+    struct reg_aor *a = rb->aor;
+
+    if (reg->cfg.expired) {
+        struct sip_binding b;
+        binding_export(rb, &b);
+        reg->cfg.expired(&b, reg->cfg.expired_arg);
+    }
+    binding_remove(reg, rb);
+    aor_release(reg, a);
+}
+
 /* ---- responses ---- */
 
 static int reply_status(struct sip_registrar *reg, void *txn, const struct sip_msg *req,
@@ -902,14 +920,7 @@ size_t sip_registrar_advance(struct sip_registrar *reg, uint64_t now_ms)
 
     while (reg->nheap > 0 && reg->heap[0]->expires_ms <= now_ms) {
         struct reg_binding *rb = reg->heap[0];
-        struct reg_aor *a = rb->aor;
-        if (reg->cfg.expired) {
-            struct sip_binding b;
-            binding_export(rb, &b);
-            reg->cfg.expired(&b, reg->cfg.expired_arg);
-        }
-        binding_remove(reg, rb);
-        aor_release(reg, a);
+        binding_drop(reg, rb);
         n++;
     }
     return n;
@@ -993,13 +1004,7 @@ int sip_registrar_remove(struct sip_registrar *reg, const char *aor, const char 
     rb = binding_find(a, &key);
     if (!rb)
         return -ENOENT;
-    if (reg->cfg.expired) {
-        struct sip_binding b;
-        binding_export(rb, &b);
-        reg->cfg.expired(&b, reg->cfg.expired_arg);
-    }
-    binding_remove(reg, rb);
-    aor_release(reg, a);
+    binding_drop(reg, rb);
     return 0;
 }
 
