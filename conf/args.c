@@ -248,7 +248,7 @@ void conf_usage(FILE *f, const char *prog, const char *default_data_dir)
             "  -V, --version          version\n"
             "\n"
             "Signals: SIGTERM/SIGINT stop (bindings are kept in the database), SIGHUP\n"
-            "re-reads the configuration file (log settings change at once, others need a\n"
-            "restart).  See p2psipd(8).\n",
+            "re-reads the configuration and accounts files (log, auth and registrar limits\n"
+            "change at once, others need a restart).  See p2psipd(8).\n",
             prog, CONF_DEFAULT_SIP_PORT, default_data_dir ? default_data_dir : "none");
 }
