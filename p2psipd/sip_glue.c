@@ -218,10 +218,13 @@ static void on_prepare(uv_prepare_t *h)
     if (due == d->timer_due)
         return;
     d->timer_due = due;
+    /* Neither call can fail here: the callback is set and the timer is not closing
+     * (it is closed together with the prepare handle that calls this, and a closing
+     * prepare handle runs no more). */
     if (due == UINT64_MAX)
-        uv_timer_stop(&d->timer);
+        (void)uv_timer_stop(&d->timer);
     else
-        uv_timer_start(&d->timer, on_timer, due > now ? due - now : 0, 0);
+        (void)uv_timer_start(&d->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
 /* Converts a database row to the loop clock and gives it back to the registrar. */
