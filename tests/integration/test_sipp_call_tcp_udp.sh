@@ -6,8 +6,9 @@
 # own socket (sipp/uas_register.xml, Contact ;transport=tcp or udp) and answers the
 # calls on that same socket (sipp/uas_check_via.xml as its out-of-call scenario), and
 # a caller (sipp/uac.xml) placing CALLS calls at RATE/s:
-#   1. callee on TCP (its one connection to the proxy, which the proxy must reuse:
-#      RFC 3261 18.2.2, 10.3), caller on UDP;
+#   1. callee on TCP, caller on UDP; the callee's Contact names a port nothing
+#      listens on (a phone behind NAT), so only its one connection to the proxy,
+#      which the proxy must reuse (RFC 3261 18.2.2, 10.3), reaches it;
 #   2. callee on UDP, caller on TCP (responses back over the caller's connection,
 #      RFC 3261 18.2.2).
 # The callee checks every INVITE: top Via the proxy's with the callee's transport
@@ -18,8 +19,8 @@
 # Fails when: the registration fails; the caller's sipp exits non-zero or does not
 # count exactly CALLS successful and 0 failed calls; the callee did not complete
 # exactly CALLS calls with the expected Vias; the server exits or does not exit 0.
-# IT_WRONG_TRANSPORT=1 makes the callee expect the wrong transport (a self-test: the
-# test must then fail).
+# IT_WRONG_TRANSPORT=tcp_callee (or udp_callee) makes that round's callee expect the
+# wrong transport on the top Via (a self-test: the test must then fail).
 set -u
 here=$(dirname "$0"); [ -f "$here/lib.sh" ] || here=$here/..
 . "$here/lib.sh"
@@ -31,6 +32,7 @@ RATE=${IT_RATE:-50}
 PORT=5066
 UAS_PORT=5086
 UAC_PORT=5076
+DEAD_PORT=5099 # nothing listens there
 
 it_server_start server "$PORT"
 it_wait_tcp "$PORT"
@@ -44,8 +46,12 @@ round() {
     printf 'SEQUENTIAL\n%s\n' "$name" >"$users"
     want_top=$([ "$uas_t" = t1 ] && echo TCP || echo UDP)
     want_caller=$([ "$uac_t" = t1 ] && echo TCP || echo UDP)
+    # Over TCP a Contact port nothing listens on; over UDP the callee's own port (the
+    # proxy sends to a same-host UDP Contact as registered).
+    local contact_port=$UAS_PORT
+    [ "$uas_t" = u1 ] || contact_port=$DEAD_PORT
     local expect_top=$want_top
-    if [ "${IT_WRONG_TRANSPORT:-0}" = 1 ]; then
+    if [ "${IT_WRONG_TRANSPORT:-}" = "$name" ]; then
         expect_top=$([ "$want_top" = TCP ] && echo UDP || echo TCP)
     fi
 
@@ -53,12 +59,13 @@ round() {
     cp "$IT_SIPP_DIR/uas_check_via.xml" "$IT_TMP/$uas.ooc.xml" || it_fail "cp uas_check_via.xml"
     it_sipp_bg "$uas" uas_register.xml -i 127.0.0.1 -p "$UAS_PORT" -t "$uas_t" \
         -oocsf "$uas.ooc.xml" -inf "$users" -key domain "$IT_DOMAIN" -key expires 600 \
-        -key via_top "$expect_top" -key via_caller "$want_caller" -trace_logs \
-        -d 200000 -m 1 127.0.0.1:$PORT
+        -key contact_port "$contact_port" -key via_top "$expect_top" \
+        -key via_caller "$want_caller" -trace_logs -d 200000 -m 1 127.0.0.1:$PORT
     it_wait_until 30 "$uas to register" eval \
         "grep -qs '^registered: ' '$IT_TMP'/${uas}_*_logs.log"
-    grep -qs "^registered: .*transport=$want_top" "$IT_TMP/${uas}"_*_logs.log ||
-        it_fail "$uas: the 200 to its REGISTER does not list its transport=$want_top contact"
+    grep -qs "^registered: .*@127\.0\.0\.1:$contact_port;transport=$want_top>" \
+        "$IT_TMP/${uas}"_*_logs.log ||
+        it_fail "$uas: the 200 to its REGISTER does not list its contact (port $contact_port, transport=$want_top)"
 
     it_sipp "$uac" 240 uac.xml -i 127.0.0.1 -p "$UAC_PORT" -t "$uac_t" -inf "$users" \
         -key domain "$IT_DOMAIN" -trace_counts -m "$CALLS" -r "$RATE" -l 200 \
