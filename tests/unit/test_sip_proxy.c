@@ -25,75 +25,17 @@
 #include "p2p/sip_registrar.h"
 #include "p2p/sip_tsx.h"
 
-#define MAX_SENT 64
-
-struct sent {
-    char bytes[8192];
-    size_t len;
-    struct sip_tsx_dest dest;
-    struct sip_msg m;
-};
-
-struct fixture {
-    struct sip_self self;
-    struct sip_proxy *proxy;
-    struct sent sent[MAX_SENT];
-    size_t nsent;
-    uint64_t now;
-    /* test locator: one pending lookup at a time */
-    sip_locator_lookup_cb lk_cb;
-    void *lk_arg;
-    char lk_aor[SIP_AOR_MAX];
-    int lk_status;
-    struct sip_binding lk_b[4];
-    size_t lk_n;
-    uint16_t fail_port; /* sends to this port fail with -ECONNREFUSED */
-    /* test resolver: one pending resolution */
-    sip_proxy_resolve_cb rs_cb;
-    void *rs_arg;
-    char rs_uri[SIP_CONTACT_MAX];
-    /* real registrar + local locator (test_register_then_invite) */
-    struct sip_registrar *reg;
+/* test locator results, test resolver, real registrar + local locator */
+#define PROXY_FIXTURE_EXTRA                                                                        \
+    int lk_status;                                                                                 \
+    struct sip_binding lk_b[4];                                                                    \
+    size_t lk_n;                                                                                   \
+    sip_proxy_resolve_cb rs_cb;                                                                    \
+    void *rs_arg;                                                                                  \
+    char rs_uri[SIP_CONTACT_MAX];                                                                  \
+    struct sip_registrar *reg;                                                                     \
     struct sip_locator_local *loc;
-};
-
-static uint16_t port_of(const struct sip_tsx_dest *d);
-
-static int on_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
-{
-    struct fixture *f = arg;
-    struct sent *s;
-
-    if (f->fail_port && port_of(dest) == f->fail_port)
-        return -ECONNREFUSED;
-    assert_true(f->nsent < MAX_SENT);
-    assert_true(len < sizeof(s->bytes));
-    s = &f->sent[f->nsent++];
-    memcpy(s->bytes, bytes, len);
-    s->len = len;
-    s->dest = *dest;
-    assert_true(sip_msg_parse(&s->m, s->bytes, s->len, SIP_MSG_DGRAM, NULL) > 0);
-    return 0;
-}
-
-static int fake_lookup(void *ctx, const char *aor, sip_locator_lookup_cb cb, void *arg)
-{
-    struct fixture *f = ctx;
-    assert_null(f->lk_cb);
-    f->lk_cb = cb;
-    f->lk_arg = arg;
-    snprintf(f->lk_aor, sizeof(f->lk_aor), "%s", aor);
-    return 0;
-}
-
-static int fake_publish(void *ctx, const struct sip_binding_change *c, size_t n,
-                        sip_locator_publish_cb cb, void *arg)
-{
-    (void)ctx, (void)c, (void)n, (void)cb, (void)arg;
-    return -ENOSYS;
-}
-
-static const struct sip_locator_ops fake_ops = {fake_lookup, fake_publish};
+#include "proxy_fixture.h"
 
 /* Completes the pending lookup with what the test set up. */
 static void lookup_complete(struct fixture *f)
@@ -130,15 +72,8 @@ static void fx_start(struct fixture *f, enum sip_proxy_foreign foreign, bool rea
 {
     struct sip_proxy_config cfg;
 
-    memset(f, 0, sizeof(*f));
-    f->self.default_port = 5062;
-    assert_int_equal(sip_self_add_addr(&f->self, "10.0.0.1", 5062), 0);
+    fx_config(f, &cfg);
     assert_int_equal(sip_self_add_addr(&f->self, "127.0.0.1", 5062), 0);
-    assert_int_equal(sip_self_add_domain(&f->self, "example.org"), 0);
-    sip_proxy_config_default(&cfg);
-    cfg.self = &f->self;
-    cfg.send = on_send;
-    cfg.send_arg = f;
     cfg.foreign = foreign;
     cfg.keepalive_ms = fx_keepalive_ms;
     cfg.resolver.resolve = fake_resolve;
@@ -147,9 +82,6 @@ static void fx_start(struct fixture *f, enum sip_proxy_foreign foreign, bool rea
     if (real_registrar) {
         assert_int_equal(sip_locator_local_new(&f->loc, 16), 0);
         cfg.locator = sip_locator_local_get(f->loc);
-    } else {
-        cfg.locator.ops = &fake_ops;
-        cfg.locator.ctx = f;
     }
     assert_int_equal(sip_proxy_new(&f->proxy, &cfg), 0);
     if (real_registrar) {
@@ -170,62 +102,6 @@ static void fx_stop(struct fixture *f)
     sip_locator_local_free(f->loc);
     sip_proxy_free(f->proxy);
     sip_registrar_free(f->reg);
-}
-
-static struct sip_tsx_dest dest_of(const char *ip, uint16_t port, enum sip_tsx_transport tp)
-{
-    struct sip_tsx_dest d;
-    assert_int_equal(sip_proxy_numeric_dest(p2p_slice_cstr(ip), port, P2P_SLICE_LIT(""), 0, &d), 0);
-    d.transport = tp;
-    return d;
-}
-
-static uint16_t port_of(const struct sip_tsx_dest *d)
-{
-    return ntohs(((const struct sockaddr_in *)&d->addr)->sin_port);
-}
-
-static void feed(struct fixture *f, const char *ip, uint16_t port, const char *text)
-{
-    struct sip_tsx_dest src = dest_of(ip, port, SIP_TSX_UDP);
-    assert_int_equal(sip_proxy_recv(f->proxy, text, strlen(text), &src, f->now), 0);
-}
-
-static void advance(struct fixture *f, uint64_t to)
-{
-    /* run every timer up to 'to', in order */
-    while (sip_proxy_next_deadline(f->proxy) <= to) {
-        f->now = sip_proxy_next_deadline(f->proxy);
-        sip_proxy_advance(f->proxy, f->now);
-    }
-    f->now = to;
-    sip_proxy_advance(f->proxy, to);
-}
-
-/* Index of the n-th (0-based) sent message matching method (request) or status
- * (response), to port (0: any), from index 'from'; -1 if none. */
-static int find_sent(struct fixture *f, size_t from, const char *method, unsigned status,
-                     uint16_t port)
-{
-    for (size_t i = from; i < f->nsent; i++) {
-        struct sent *s = &f->sent[i];
-        if (port && port_of(&s->dest) != port)
-            continue;
-        if (method && s->m.is_request && p2p_slice_eq(s->m.method, p2p_slice_cstr(method)))
-            return (int)i;
-        if (!method && !s->m.is_request && s->m.status == status)
-            return (int)i;
-    }
-    return -1;
-}
-
-static int count_sent(struct fixture *f, const char *method, unsigned status, uint16_t port)
-{
-    int n = 0;
-    for (int i = find_sent(f, 0, method, status, port); i >= 0;
-         i = find_sent(f, (size_t)i + 1, method, status, port))
-        n++;
-    return n;
 }
 
 /* Answers the sent request at index i with status, from the address it went to. */
@@ -256,16 +132,6 @@ static void answer_extra(struct fixture *f, int i, unsigned status, const char *
 static void answer(struct fixture *f, int i, unsigned status, const char *to_tag)
 {
     answer_extra(f, i, status, to_tag, NULL);
-}
-
-static bool has(const struct sent *s, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; i + n <= s->len; i++) {
-        if (memcmp(s->bytes + i, needle, n) == 0)
-            return true;
-    }
-    return false;
 }
 
 static const char *invite_bob = "INVITE sip:bob@example.org SIP/2.0\r\n"

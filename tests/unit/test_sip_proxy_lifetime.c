@@ -28,63 +28,9 @@
 #include "p2p/sip_proxy.h"
 #include "p2p/sip_tsx.h"
 
-#define MAX_SENT 32
-
-struct sent {
-    char bytes[4096];
-    size_t len;
-    struct sip_tsx_dest dest;
-    struct sip_msg m;
-};
-
-struct fixture {
-    struct sip_self self;
-    struct sip_proxy *proxy;
-    struct sent sent[MAX_SENT];
-    size_t nsent;
-    uint64_t now;
-    sip_locator_lookup_cb lk_cb; /* the one pending lookup */
-    void *lk_arg;
-};
-
-static uint16_t port_of(const struct sip_tsx_dest *d)
-{
-    return ntohs(((const struct sockaddr_in *)&d->addr)->sin_port);
-}
-
-static int on_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
-{
-    struct fixture *f = arg;
-    struct sent *s;
-
-    assert_true(f->nsent < MAX_SENT);
-    assert_true(len < sizeof(s->bytes));
-    s = &f->sent[f->nsent++];
-    memcpy(s->bytes, bytes, len);
-    s->len = len;
-    s->dest = *dest;
-    assert_true(sip_msg_parse(&s->m, s->bytes, s->len, SIP_MSG_DGRAM, NULL) > 0);
-    return 0;
-}
-
-static int fake_lookup(void *ctx, const char *aor, sip_locator_lookup_cb cb, void *arg)
-{
-    struct fixture *f = ctx;
-    (void)aor;
-    assert_null(f->lk_cb);
-    f->lk_cb = cb;
-    f->lk_arg = arg;
-    return 0;
-}
-
-static int fake_publish(void *ctx, const struct sip_binding_change *c, size_t n,
-                        sip_locator_publish_cb cb, void *arg)
-{
-    (void)ctx, (void)c, (void)n, (void)cb, (void)arg;
-    return -ENOSYS;
-}
-
-static const struct sip_locator_ops fake_ops = {fake_lookup, fake_publish};
+#define PROXY_FIXTURE_MAX_SENT 32
+#define PROXY_FIXTURE_SENT_BYTES 4096
+#include "proxy_fixture.h"
 
 /* Completes the pending lookup: bob at 127.0.0.1:6001, or unknown. */
 static void lookup_complete(struct fixture *f, bool known)
@@ -106,49 +52,8 @@ static void fx_start(struct fixture *f)
 {
     struct sip_proxy_config cfg;
 
-    memset(f, 0, sizeof(*f));
-    f->self.default_port = 5062;
-    assert_int_equal(sip_self_add_addr(&f->self, "10.0.0.1", 5062), 0);
-    assert_int_equal(sip_self_add_domain(&f->self, "example.org"), 0);
-    sip_proxy_config_default(&cfg);
-    cfg.self = &f->self;
-    cfg.send = on_send;
-    cfg.send_arg = f;
-    cfg.locator.ops = &fake_ops;
-    cfg.locator.ctx = f;
+    fx_config(f, &cfg);
     assert_int_equal(sip_proxy_new(&f->proxy, &cfg), 0);
-}
-
-static void feed(struct fixture *f, uint16_t port, const char *text)
-{
-    struct sip_tsx_dest src;
-    assert_int_equal(
-        sip_proxy_numeric_dest(P2P_SLICE_LIT("127.0.0.1"), port, P2P_SLICE_LIT(""), 0, &src), 0);
-    assert_int_equal(sip_proxy_recv(f->proxy, text, strlen(text), &src, f->now), 0);
-}
-
-static void advance(struct fixture *f, uint64_t to)
-{
-    while (sip_proxy_next_deadline(f->proxy) <= to) {
-        f->now = sip_proxy_next_deadline(f->proxy);
-        sip_proxy_advance(f->proxy, f->now);
-    }
-    f->now = to;
-    sip_proxy_advance(f->proxy, to);
-}
-
-static int count_sent(struct fixture *f, const char *method, unsigned status, uint16_t port)
-{
-    int n = 0;
-    for (size_t i = 0; i < f->nsent; i++) {
-        struct sent *s = &f->sent[i];
-        if (port_of(&s->dest) != port)
-            continue;
-        if (method ? (s->m.is_request && p2p_slice_eq(s->m.method, p2p_slice_cstr(method)))
-                   : (!s->m.is_request && s->m.status == status))
-            n++;
-    }
-    return n;
 }
 
 static int last_sent(struct fixture *f, const char *method, unsigned status, uint16_t port)
@@ -182,16 +87,6 @@ static void answer(struct fixture *f, int i, unsigned status)
     p2p_buf_free(&out);
 }
 
-static bool has(const struct sent *s, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; i + n <= s->len; i++) {
-        if (memcmp(s->bytes + i, needle, n) == 0)
-            return true;
-    }
-    return false;
-}
-
 static const char *invite_bob = "INVITE sip:bob@example.org SIP/2.0\r\n"
                                 "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-life1;rport\r\n"
                                 "Max-Forwards: 70\r\n"
@@ -221,7 +116,7 @@ static void test_invite_context_freed_at_2xx(void **state)
     (void)state;
 
     fx_start(&f);
-    feed(&f, 5070, invite_bob);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
     lookup_complete(&f, true);
     inv = last_sent(&f, "INVITE", 0, 6001);
     assert_true(inv > 0);
@@ -237,7 +132,7 @@ static void test_invite_context_freed_at_2xx(void **state)
     /* The caller retransmits its INVITE: absorbed by the server transaction, not
      * forwarded again and no new context. */
     f.now += 500;
-    feed(&f, 5070, invite_bob);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
     assert_int_equal(count_sent(&f, "INVITE", 0, 6001), 1);
     assert_int_equal(sip_proxy_requests(f.proxy), 0);
 
@@ -265,7 +160,7 @@ static void test_bye_context_freed_at_final(void **state)
     (void)state;
 
     fx_start(&f);
-    feed(&f, 5070, bye_bob);
+    feed(&f, "127.0.0.1", 5070, bye_bob);
     bye = last_sent(&f, "BYE", 0, 6001);
     assert_true(bye >= 0);
     assert_int_equal(sip_proxy_requests(f.proxy), 1);
@@ -275,7 +170,7 @@ static void test_bye_context_freed_at_final(void **state)
     assert_int_equal(sip_tsx_layer_count(sip_proxy_tsx(f.proxy)), 2);
 
     f.now += 500;
-    feed(&f, 5070, bye_bob);
+    feed(&f, "127.0.0.1", 5070, bye_bob);
     assert_int_equal(count_sent(&f, NULL, 200, 5070), 2); /* 17.2.2: the final again */
     assert_int_equal(count_sent(&f, "BYE", 0, 6001), 1);  /* not forwarded again */
     assert_int_equal(sip_proxy_requests(f.proxy), 0);
@@ -295,7 +190,7 @@ static void test_own_answer_frees_context(void **state)
     (void)state;
 
     fx_start(&f);
-    feed(&f, 5070, invite_bob);
+    feed(&f, "127.0.0.1", 5070, invite_bob);
     assert_int_equal(sip_proxy_requests(f.proxy), 1); /* lookup pending */
     lookup_complete(&f, false);
     assert_int_equal(count_sent(&f, NULL, 404, 5070), 1);
