@@ -13,7 +13,19 @@
  * Invariants:
  *  - every binding in the table is in the heap at heap[b->heap_idx];
  *  - an AoR entry is in the table while it has a binding or a REGISTER in flight
- *    (aor->pending), and is freed as soon as it has neither;
+ *    (aor->pending); when it has neither it is freed at once if it never held a
+ *    binding, else it is "remembered" (issue 3): kept without bindings, on the
+ *    reg->remembered FIFO, so that a lookup reports it as known without contact
+ *    (the proxy's 480) rather than unknown (404);
+ *  - remembering: an entry joins the FIFO's tail stamped with reg->clock_ms, the
+ *    highest now_ms the registrar has been given (monotone, so the FIFO is sorted
+ *    by that stamp), and is forgotten by sip_registrar_advance() once
+ *    stamp + max_expires_s has passed (the longest a binding could have lived, so
+ *    a phone that is merely late to refresh still gets 480; the current limit, so
+ *    that a reconfigure keeps the FIFO sorted by due time), or dropped from the
+ *    head (oldest first) when aor_add() needs room under max_aors; it leaves the
+ *    FIFO when a REGISTER of it goes in flight or a binding is restored into it.
+ *    Remembered entries are not persisted: a restart forgets them;
  *  - at most one REGISTER per AoR is in flight; a pending REGISTER's changes are
  *    re-matched against the bindings at commit time, since expiry may have removed
  *    some meanwhile;
@@ -62,8 +74,12 @@ struct reg_aor {
     uint64_t hash;
     struct reg_binding *bindings;
     size_t nbindings;
-    struct reg_pending *pending; /* REGISTER in flight for this AoR */
-    char aor[];                  /* canonical, NUL-terminated */
+    struct reg_pending *pending;   /* REGISTER in flight for this AoR */
+    bool bound;                    /* has held a binding: remembered when emptied */
+    struct reg_aor *rprev, *rnext; /* in reg->remembered, while remembered */
+    bool remembered;
+    uint64_t gone_ms; /* while remembered: reg->clock_ms when it became so */
+    char aor[];       /* canonical, NUL-terminated */
 };
 
 struct reg_change {
@@ -97,6 +113,10 @@ struct sip_registrar {
     size_t nheap, heap_alloc;
 
     struct reg_pending *pending; /* REGISTERs waiting for their publish */
+
+    /* AoR entries without binding kept for the 404/480 choice, oldest first */
+    struct reg_aor *remembered, *remembered_tail;
+    uint64_t clock_ms; /* highest now_ms seen */
 };
 
 /* ---- hash table of AoRs ---- */
@@ -144,16 +164,66 @@ static int table_grow(struct sip_registrar *reg)
     return 0;
 }
 
-/* Creates the entry of aor; the caller checked it is absent.  -ENOSPC when full. */
+static void aor_unlink_table(struct sip_registrar *reg, struct reg_aor *a)
+{
+    for (struct reg_aor **pp = &reg->buckets[a->hash & (reg->nbuckets - 1)]; *pp;
+         pp = &(*pp)->hnext) {
+        if (*pp == a) {
+            *pp = a->hnext;
+            break;
+        }
+    }
+    reg->naors--;
+}
+
+/* Takes a off the remembered FIFO (it is in use again); no-op if not on it. */
+static void aor_unremember(struct sip_registrar *reg, struct reg_aor *a)
+{
+    if (!a->remembered)
+        return;
+    if (a->rprev)
+        a->rprev->rnext = a->rnext;
+    else
+        reg->remembered = a->rnext;
+    if (a->rnext)
+        a->rnext->rprev = a->rprev;
+    else
+        reg->remembered_tail = a->rprev;
+    a->rprev = a->rnext = NULL;
+    a->remembered = false;
+}
+
+/* Forgets a remembered entry: it leaves the FIFO and the table. */
+static void aor_forget(struct sip_registrar *reg, struct reg_aor *a)
+{
+    aor_unremember(reg, a);
+    aor_unlink_table(reg, a);
+    free(a);
+}
+
+/* When a remembered entry stamped gone_ms is forgotten (saturating). */
+static uint64_t remember_until(const struct sip_registrar *reg, uint64_t gone_ms)
+{
+    uint64_t d = (uint64_t)reg->cfg.max_expires_s * 1000u;
+
+    return gone_ms > UINT64_MAX - d ? UINT64_MAX : gone_ms + d;
+}
+
+/*
+ * Creates the entry of aor; the caller checked it is absent.  When the table is
+ * full, the oldest remembered entry makes room; -ENOSPC when there is none.
+ */
 static int aor_add(struct sip_registrar *reg, const char *aor, struct reg_aor **out)
 {
     struct reg_aor *a;
     size_t len = strlen(aor);
 
-    if (reg->naors >= reg->cfg.max_aors)
-        return -ENOSPC;
     if (len >= SIP_AOR_MAX)
         return -EINVAL;
+    while (reg->naors >= reg->cfg.max_aors && reg->remembered)
+        aor_forget(reg, reg->remembered); /* more than one only after max_aors was lowered */
+    if (reg->naors >= reg->cfg.max_aors)
+        return -ENOSPC;
     if (reg->naors >= reg->nbuckets && table_grow(reg) != 0)
         return -ENOMEM;
     a = calloc(1, sizeof(*a) + len + 1);
@@ -168,21 +238,35 @@ static int aor_add(struct sip_registrar *reg, const char *aor, struct reg_aor **
     return 0;
 }
 
-/* Frees the entry when it holds nothing any more. */
+/*
+ * The entry holds nothing any more: remembered (FIFO tail, stamped with the
+ * registrar's clock) when it once held a binding, else freed.
+ */
 static void aor_release(struct sip_registrar *reg, struct reg_aor *a)
 {
-    struct reg_aor **pp;
-
-    if (a->bindings || a->pending)
+    if (a->bindings || a->pending || a->remembered)
         return;
-    for (pp = &reg->buckets[a->hash & (reg->nbuckets - 1)]; *pp; pp = &(*pp)->hnext) {
-        if (*pp == a) {
-            *pp = a->hnext;
-            break;
-        }
+    if (!a->bound) {
+        aor_unlink_table(reg, a);
+        free(a);
+        return;
     }
-    reg->naors--;
-    free(a);
+    a->remembered = true;
+    a->gone_ms = reg->clock_ms;
+    a->rnext = NULL;
+    a->rprev = reg->remembered_tail;
+    if (a->rprev)
+        a->rprev->rnext = a;
+    else
+        reg->remembered = a;
+    reg->remembered_tail = a;
+}
+
+/* The registrar's clock only moves forward (keeps the remembered FIFO sorted). */
+static void clock_see(struct sip_registrar *reg, uint64_t now_ms)
+{
+    if (now_ms > reg->clock_ms)
+        reg->clock_ms = now_ms;
 }
 
 /* ---- expiry heap ---- */
@@ -372,6 +456,8 @@ static int binding_insert(struct sip_registrar *reg, struct reg_aor *a, const st
     rb->next = a->bindings;
     a->bindings = rb;
     a->nbindings++;
+    a->bound = true;
+    aor_unremember(reg, a);
     return 0;
 }
 
@@ -794,6 +880,7 @@ int sip_registrar_register(struct sip_registrar *reg, const struct sip_msg *req,
     if (!req->is_request || !p2p_slice_eq(req->method, P2P_SLICE_LIT("REGISTER")) ||
         !memchr(from->host, '\0', sizeof(from->host)))
         return -EINVAL;
+    clock_see(reg, now_ms);
     if (reg->cut_off) {
         rc = reply_retry(reg, txn, req, from, 503, "Cut off from the overlay");
         return rc < 0 ? rc : 0;
@@ -827,6 +914,10 @@ int sip_registrar_register(struct sip_registrar *reg, const struct sip_msg *req,
         return rc < 0 ? rc : 0;
 
     a = aor_find(reg, aor);
+    if (a && a->remembered && remember_until(reg, a->gone_ms) <= now_ms) {
+        aor_forget(reg, a); /* due, advance() has not run yet: unknown */
+        a = NULL;
+    }
     if (a && a->pending) {
         rc = reply_retry(reg, txn, req, from, 500, "Registration of this AoR in progress");
         return rc < 0 ? rc : 0;
@@ -886,6 +977,7 @@ int sip_registrar_register(struct sip_registrar *reg, const struct sip_msg *req,
         changes[i].remove = p->changes[i].remove;
     }
     a->pending = p;
+    aor_unremember(reg, a); /* in use again; re-remembered if it ends empty */
     rc = reg->cfg.locator.ops->publish(reg->cfg.locator.ctx, changes, p->nchanges, publish_done, p);
     if (rc != 0) {
         a->pending = NULL;
@@ -918,17 +1010,28 @@ size_t sip_registrar_advance(struct sip_registrar *reg, uint64_t now_ms)
 {
     size_t n = 0;
 
+    clock_see(reg, now_ms);
     while (reg->nheap > 0 && reg->heap[0]->expires_ms <= now_ms) {
         struct reg_binding *rb = reg->heap[0];
         binding_drop(reg, rb);
         n++;
     }
+    /* The FIFO is sorted by gone_ms: forget from its head what is due. */
+    while (reg->remembered && remember_until(reg, reg->remembered->gone_ms) <= now_ms)
+        aor_forget(reg, reg->remembered);
     return n;
 }
 
 uint64_t sip_registrar_next_deadline(const struct sip_registrar *reg)
 {
-    return reg->nheap ? reg->heap[0]->expires_ms : UINT64_MAX;
+    uint64_t t = reg->nheap ? reg->heap[0]->expires_ms : UINT64_MAX;
+
+    if (reg->remembered) {
+        uint64_t r = remember_until(reg, reg->remembered->gone_ms);
+        if (r < t)
+            t = r;
+    }
+    return t;
 }
 
 int sip_registrar_lookup(const struct sip_registrar *reg, const char *aor, uint64_t now_ms,
@@ -937,6 +1040,9 @@ int sip_registrar_lookup(const struct sip_registrar *reg, const char *aor, uint6
     const struct reg_aor *a = aor_find(reg, aor);
     size_t n = 0;
 
+    /* A remembered entry past its time is unknown, even before advance() ran. */
+    if (a && a->remembered && remember_until(reg, a->gone_ms) <= now_ms)
+        a = NULL;
     if (!a && !(reg->cfg.accounts && sip_accounts_find(reg->cfg.accounts, p2p_slice_cstr(aor))))
         return -ENOENT;
     for (const struct reg_binding *rb = a ? a->bindings : NULL; rb; rb = rb->next) {
@@ -964,6 +1070,7 @@ int sip_registrar_restore(struct sip_registrar *reg, const struct sip_binding *b
     struct sip_uri u;
     int rc;
 
+    clock_see(reg, now_ms);
     if (b->expires_ms <= now_ms)
         return -ETIME;
     if (!memchr(b->aor, '\0', sizeof(b->aor)) || !memchr(b->contact, '\0', sizeof(b->contact)) ||

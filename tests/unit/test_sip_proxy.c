@@ -323,6 +323,91 @@ static void test_unknown_and_unavailable(void **state)
     fx_stop(&f);
 }
 
+/* An INVITE for user@example.org from 127.0.0.1:port (Call-ID and branch from port). */
+static void feed_invite(struct fixture *f, const char *user, uint16_t port)
+{
+    char text[1024];
+    int n = snprintf(text, sizeof(text),
+                     "INVITE sip:%s@example.org SIP/2.0\r\n"
+                     "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bK-inv%u;rport\r\n"
+                     "Max-Forwards: 70\r\n"
+                     "From: <sip:alice@example.org>;tag=a1\r\n"
+                     "To: <sip:%s@example.org>\r\n"
+                     "Call-ID: call-%u\r\n"
+                     "CSeq: 1 INVITE\r\n"
+                     "Contact: <sip:alice@127.0.0.1:%u>\r\n"
+                     "Content-Length: 0\r\n\r\n",
+                     user, port, port, user, port, port);
+    assert_true(n > 0 && (size_t)n < sizeof(text));
+    feed(f, "127.0.0.1", port, text);
+    assert_int_equal(sip_locator_local_run(f->loc, f->now), 1); /* the lookup */
+}
+
+/* bob REGISTERs over UDP from 127.0.0.1:6001 (Call-ID reg-1) at f->now: 200. */
+static void register_bob(struct fixture *f, unsigned cseq, const char *expires)
+{
+    char text[1024];
+    int before = count_sent(f, NULL, 200, 6001);
+    int n = snprintf(text, sizeof(text),
+                     "REGISTER sip:example.org SIP/2.0\r\n"
+                     "Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bK-reg%u;rport\r\n"
+                     "Max-Forwards: 70\r\n"
+                     "From: <sip:bob@example.org>;tag=r1\r\n"
+                     "To: <sip:bob@example.org>\r\n"
+                     "Call-ID: reg-1\r\nCSeq: %u REGISTER\r\n"
+                     "Contact: <sip:bob@127.0.0.1:6001>\r\n"
+                     "Expires: %s\r\n"
+                     "Content-Length: 0\r\n\r\n",
+                     cseq, cseq, expires);
+    assert_true(n > 0 && (size_t)n < sizeof(text));
+    feed(f, "127.0.0.1", 6001, text);
+    assert_int_equal(sip_locator_local_run(f->loc, f->now), 1); /* the publish */
+    assert_int_equal(count_sent(f, NULL, 200, 6001), before + 1);
+}
+
+/*
+ * Issue 3, through the real registrar and local locator: a never-registered AoR
+ * gets 404; an AoR whose binding was removed (Expires: 0) or expired gets 480
+ * (RFC 3261 21.4.18) while the registrar remembers it (max_expires_s, 86400 s by
+ * default), and 404 again once that time has passed.
+ */
+static void test_known_aor_480_unknown_404(void **state)
+{
+    static struct fixture f;
+    const uint64_t keep = 86400u * 1000u;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, true);
+    feed_invite(&f, "carol", 5071); /* never registered */
+    assert_true(find_sent(&f, 0, NULL, 404, 5071) >= 0);
+
+    register_bob(&f, 1, "60");
+    register_bob(&f, 2, "0"); /* removed */
+    feed_invite(&f, "bob", 5072);
+    assert_true(find_sent(&f, 0, NULL, 480, 5072) >= 0);
+    assert_int_equal(find_sent(&f, 0, NULL, 404, 5072), -1);
+
+    register_bob(&f, 3, "60");
+    f.now = 60000; /* the daemon advances the registrar on its deadline */
+    assert_int_equal(sip_registrar_next_deadline(f.reg), 60000);
+    assert_int_equal(sip_registrar_advance(f.reg, f.now), 1);
+    feed_invite(&f, "bob", 5073);
+    assert_true(find_sent(&f, 0, NULL, 480, 5073) >= 0);
+    assert_int_equal(find_sent(&f, 0, NULL, 404, 5073), -1);
+    feed_invite(&f, "carol", 5074);
+    assert_true(find_sent(&f, 0, NULL, 404, 5074) >= 0);
+
+    /* The remembering ends max_expires_s after the expiry was seen: 404. */
+    f.now = 60000 + keep;
+    assert_int_equal(sip_registrar_next_deadline(f.reg), f.now);
+    assert_int_equal(sip_registrar_advance(f.reg, f.now), 0);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 0);
+    feed_invite(&f, "bob", 5075);
+    assert_true(find_sent(&f, 0, NULL, 404, 5075) >= 0);
+    assert_int_equal(find_sent(&f, 0, NULL, 480, 5075), -1);
+    fx_stop(&f);
+}
+
 static void test_validation(void **state)
 {
     static struct fixture f;
@@ -897,6 +982,7 @@ int main(void)
         cmocka_unit_test(test_q_groups_sequential),
         cmocka_unit_test(test_all_timeout_408),
         cmocka_unit_test(test_unknown_and_unavailable),
+        cmocka_unit_test(test_known_aor_480_unknown_404),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_loop_482),
         cmocka_unit_test(test_route_popped_and_loose_routing),

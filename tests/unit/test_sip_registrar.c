@@ -271,8 +271,9 @@ static void test_add_refresh_remove(void **state)
     assert_int_equal(f.resp.status, 200);
     assert_null(sip_msg_hdr(&f.resp, SIP_HDR_CONTACT));
     assert_int_equal(sip_registrar_binding_count(f.reg), 0);
-    assert_int_equal(sip_registrar_aor_count(f.reg), 0);
-    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 4000, b, 4), -ENOENT);
+    /* The AoR is remembered without contact (issue 3), see test_remembered_aor. */
+    assert_int_equal(sip_registrar_aor_count(f.reg), 1);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 4000, b, 4), 0);
     fx_stop(&f);
 }
 
@@ -375,7 +376,8 @@ static void test_star(void **state)
     assert_int_equal(f.resp.status, 200);
     assert_null(sip_msg_hdr(&f.resp, SIP_HDR_CONTACT));
     assert_int_equal(sip_registrar_binding_count(f.reg), 0);
-    assert_int_equal(sip_registrar_next_deadline(f.reg), UINT64_MAX);
+    /* No binding left: the next deadline is the end of the AoR's remembering. */
+    assert_int_equal(sip_registrar_next_deadline(f.reg), 86400u * 1000u);
     fx_stop(&f);
 }
 
@@ -418,8 +420,134 @@ static void test_expiry_on_time(void **state)
     /* A lookup never returns an expired binding, even before advance() ran. */
     assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 125000, b, 4), 0);
     assert_int_equal(sip_registrar_advance(f.reg, 200000), 1);
+    /* Expired, the AoR is still known without contact (the proxy's 480) for
+     * max_expires_s (86400 s) after the advance() that saw its last binding go. */
+    assert_int_equal(sip_registrar_aor_count(f.reg), 1);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 200000, b, 4), 0);
+    assert_int_equal(sip_registrar_next_deadline(f.reg), 200000 + 86400u * 1000u);
+    assert_int_equal(sip_registrar_advance(f.reg, 200000 + 86400u * 1000u - 1), 0);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 1);
+    assert_int_equal(sip_registrar_advance(f.reg, 200000 + 86400u * 1000u), 0);
     assert_int_equal(sip_registrar_aor_count(f.reg), 0);
-    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 200000, b, 4), -ENOENT);
+    assert_int_equal(sip_registrar_next_deadline(f.reg), UINT64_MAX);
+    assert_int_equal(
+        sip_registrar_lookup(f.reg, "sip:alice@example.org", 200000 + 86400u * 1000u, b, 4),
+        -ENOENT);
+    fx_stop(&f);
+}
+
+/*
+ * Issue 3: an AoR whose bindings were removed stays known (lookup 0, the proxy's
+ * 480) until max_expires_s after, then is unknown (-ENOENT, 404), even before
+ * advance() runs; an AoR never registered is unknown; a failed first REGISTER
+ * leaves nothing to remember; a new REGISTER takes a remembered AoR back.
+ */
+static void test_remembered_aor(void **state)
+{
+    struct fixture f;
+    struct sip_binding b[4];
+    const uint64_t keep = 86400u * 1000u;
+    (void)state;
+
+    fx_start(&f, NULL, false);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 0, b, 4), -ENOENT);
+    do_register(&f, NULL, "c1", 1, "<sip:alice@127.0.0.1:5070>", NULL, 1000);
+    complete(&f, 1000);
+    do_register(&f, NULL, "c1", 2, "<sip:alice@127.0.0.1:5070>", "Expires: 0\r\n", 5000);
+    complete(&f, 5000);
+    assert_int_equal(f.resp.status, 200);
+    assert_int_equal(sip_registrar_binding_count(f.reg), 0);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 1);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 5000, b, 4), 0);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:bob@example.org", 5000, b, 4), -ENOENT);
+    assert_int_equal(sip_registrar_next_deadline(f.reg), 5000 + keep);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 5000 + keep - 1, b, 4),
+                     0);
+    /* Time is up: unknown at once, forgotten by advance(). */
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 5000 + keep, b, 4),
+                     -ENOENT);
+    assert_int_equal(sip_registrar_advance(f.reg, 5000 + keep), 0);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 0);
+    assert_int_equal(sip_registrar_next_deadline(f.reg), UINT64_MAX);
+
+    /* Registered again, then its binding removed by the keep-alive path. */
+    do_register(&f, NULL, "c2", 1, "<sip:alice@127.0.0.1:5072>", NULL, 6000 + keep);
+    complete(&f, 6000 + keep);
+    assert_int_equal(
+        sip_registrar_remove(f.reg, "sip:alice@example.org", "sip:alice@127.0.0.1:5072"), 0);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 6000 + keep, b, 4), 0);
+    /* A REGISTER takes it back into use: when that binding expires, the AoR is
+     * remembered anew, not forgotten at the first remembering's deadline. */
+    do_register(&f, NULL, "c2", 2, "<sip:alice@127.0.0.1:5072>", NULL, 7000 + keep);
+    complete(&f, 7000 + keep);
+    assert_int_equal(sip_registrar_next_deadline(f.reg), 7000 + keep + 3600 * 1000);
+    assert_int_equal(sip_registrar_advance(f.reg, 6000 + 2 * keep), 1);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 6000 + 2 * keep, b, 4),
+                     0);
+    fx_stop(&f);
+
+    /* A first REGISTER whose publish fails bound nothing: not remembered. */
+    fx_start(&f, NULL, true);
+    f.publish_status = -ETIMEDOUT;
+    do_register(&f, NULL, "c1", 1, "<sip:alice@127.0.0.1:5070>", NULL, 0);
+    complete(&f, 0);
+    assert_int_equal(f.resp.status, 503);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 0);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 0, b, 4), -ENOENT);
+    fx_stop(&f);
+}
+
+/*
+ * Remembered AoRs count against max_aors (4 here) but give way, oldest first, to
+ * a new AoR; when live AoRs alone fill the table, a REGISTER still gets 503.
+ */
+static void test_max_aors_evicts_remembered(void **state)
+{
+    struct fixture f;
+    struct sip_binding b = {0}, got[2];
+    (void)state;
+
+    fx_start(&f, NULL, false);
+    for (int i = 0; i < 4; i++) {
+        snprintf(b.aor, sizeof(b.aor), "sip:u%d@example.org", i);
+        snprintf(b.contact, sizeof(b.contact), "sip:u%d@127.0.0.1:6000", i);
+        b.expires_ms = 10000u * (unsigned)(i + 1);
+        b.q = 1000;
+        assert_int_equal(sip_registrar_restore(f.reg, &b, 0), 0);
+    }
+    /* u0 then u1 expire: remembered, in that order, still counted. */
+    assert_int_equal(sip_registrar_advance(f.reg, 10000), 1);
+    assert_int_equal(sip_registrar_advance(f.reg, 20000), 1);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 4);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:u0@example.org", 20000, got, 2), 0);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:u1@example.org", 20000, got, 2), 0);
+    /* A REGISTER of a fifth AoR: u0, the oldest remembered, makes room. */
+    do_register(&f, NULL, "c1", 1, "<sip:alice@127.0.0.1:5070>", NULL, 20000);
+    complete(&f, 20000);
+    assert_int_equal(f.resp.status, 200);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 4);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:u0@example.org", 20000, got, 2), -ENOENT);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:u1@example.org", 20000, got, 2), 0);
+    /* A restored sixth AoR takes u1's place; then only live AoRs are left. */
+    strcpy(b.aor, "sip:u4@example.org");
+    strcpy(b.contact, "sip:u4@127.0.0.1:6000");
+    b.expires_ms = 500000;
+    assert_int_equal(sip_registrar_restore(f.reg, &b, 20000), 0);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:u1@example.org", 20000, got, 2), -ENOENT);
+    strcpy(b.aor, "sip:u5@example.org");
+    assert_int_equal(sip_registrar_restore(f.reg, &b, 20000), -ENOSPC);
+    /* alice's binding removed: remembered; the table is full of live AoRs plus
+     * alice, so a new AoR evicts alice, and with four live ones, 503. */
+    do_register(&f, NULL, "c1", 2, "<sip:alice@127.0.0.1:5070>", "Expires: 0\r\n", 20000);
+    complete(&f, 20000);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 20000, got, 2), 0);
+    assert_int_equal(sip_registrar_restore(f.reg, &b, 20000), 0);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:alice@example.org", 20000, got, 2), -ENOENT);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 4);
+    do_register(&f, NULL, "c1", 3, "<sip:alice@127.0.0.1:5070>", NULL, 20000);
+    assert_int_equal(f.resp.status, 503);
+    assert_int_equal(sip_registrar_aor_count(f.reg), 4);
+    assert_int_equal(sip_registrar_lookup(f.reg, "sip:u2@example.org", 20000, got, 2), 1);
     fx_stop(&f);
 }
 
@@ -737,6 +865,8 @@ int main(void)
         cmocka_unit_test(test_publish_failure_503),
         cmocka_unit_test(test_cut_off_and_limits),
         cmocka_unit_test(test_max_aors),
+        cmocka_unit_test(test_remembered_aor),
+        cmocka_unit_test(test_max_aors_evicts_remembered),
         cmocka_unit_test(test_restore_lookup_foreach),
         cmocka_unit_test(test_local_phones_only),
         cmocka_unit_test(test_digest),

@@ -9,6 +9,18 @@
  * Bindings expire on the registrar's clock: sip_registrar_advance(now_ms) drops
  * what is due, sip_registrar_next_deadline() says when to call it next.
  *
+ * Known AoRs without contact (issue 3): an AoR whose last binding goes (expiry,
+ * REGISTER removal, sip_registrar_remove) is remembered, without bindings, for
+ * max_expires_s after that moment as the registrar's clock saw it (the highest
+ * now_ms given to register/advance/restore), the longest any of its bindings could
+ * have lived.  Meanwhile sip_registrar_lookup() answers 0 bindings (known, no
+ * contact: the proxy's 480) instead of -ENOENT (404).  Remembered AoRs count
+ * against max_aors and are dropped oldest first when a new AoR needs room, so a
+ * REGISTER is refused 503 "Registrar full" only when live AoRs (or REGISTERs in
+ * flight) fill the table.  An AoR that never held a binding is not remembered.
+ * They are in memory only: a restart forgets them (not persisted, not given to
+ * cfg->expired or sip_registrar_foreach).
+ *
  * It does no I/O: a REGISTER comes in as a parsed, validated message with the
  * address it came from and an opaque transaction handle; the response leaves
  * through the reply callback with that handle.  Immediate answers (401, 423, 400,
@@ -55,8 +67,9 @@ struct sip_registrar_config {
     const char *realm;                   /* digest realm, required with accounts */
     uint32_t default_expires_s;          /* without Expires anywhere (3600) */
     uint32_t min_expires_s;              /* below: 423 with Min-Expires (60) */
-    uint32_t max_expires_s;              /* above: lowered to it (86400) */
-    size_t max_aors;                     /* AoRs held (100000); beyond: 503 */
+    uint32_t max_expires_s;              /* above: lowered to it; also how long an
+                                            AoR is remembered (86400) */
+    size_t max_aors;                     /* AoRs held, remembered ones too (100000) */
     size_t max_contacts;                 /* bindings per AoR (10, <= SIP_PUBLISH_MAX); 403 */
     uint32_t retry_after_s;              /* Retry-After of 500/503 answers (5) */
     sip_registrar_reply_cb reply;
@@ -114,19 +127,24 @@ void sip_registrar_forget(struct sip_registrar *reg, void *txn);
 void sip_registrar_set_cut_off(struct sip_registrar *reg, bool cut_off);
 
 /*
- * Drops every binding whose expiry is <= now_ms (calling cfg->expired for each).
- * Returns how many were dropped.
+ * Drops every binding whose expiry is <= now_ms (calling cfg->expired for each),
+ * and forgets the remembered AoRs whose time is up (oldest first, O(1) each).
+ * Returns how many bindings were dropped.
  */
 size_t sip_registrar_advance(struct sip_registrar *reg, uint64_t now_ms);
 
-/* Earliest binding expiry, or UINT64_MAX when there are no bindings. */
+/*
+ * Earliest binding expiry or end of a remembered AoR's time, or UINT64_MAX when
+ * there is neither.
+ */
 uint64_t sip_registrar_next_deadline(const struct sip_registrar *reg);
 
 /*
  * Copies the live bindings (expiry > now_ms) of a canonical AoR into out (at most
- * max, highest q first).  Returns how many, or -ENOENT when the AoR has no entry
- * here and no account (0 bindings with an account: the AoR is known but has no
- * contact, RFC 3261 16.5 -> 480).
+ * max, highest q first).  Returns how many, or -ENOENT when the AoR has no account
+ * and neither an entry here nor a remembered one whose time is not up at now_ms.
+ * 0 bindings: the AoR is known (account, or bindings lately) but has no contact,
+ * RFC 3261 16.5 -> 480.
  */
 int sip_registrar_lookup(const struct sip_registrar *reg, const char *aor, uint64_t now_ms,
                          struct sip_binding *out, size_t max);
@@ -151,7 +169,7 @@ int sip_registrar_remove(struct sip_registrar *reg, const char *aor, const char 
 void sip_registrar_foreach(const struct sip_registrar *reg,
                            void (*cb)(const struct sip_binding *b, void *arg), void *arg);
 
-/* Numbers of AoRs and of bindings held. */
+/* Numbers of AoRs (remembered ones included) and of bindings held. */
 size_t sip_registrar_aor_count(const struct sip_registrar *reg);
 size_t sip_registrar_binding_count(const struct sip_registrar *reg);
 
