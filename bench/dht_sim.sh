@@ -18,7 +18,7 @@ run() {
     t1=$(date +%s.%N)
     read -r cpu rss < <(tail -1 /tmp/dht_sim_time.$$)
     rm -f /tmp/dht_sim_time.$$
-    printf '# wall %.1f s, user CPU %s s, max RSS %s KiB\n' "$(echo "$t1 - $t0" | bc)" "$cpu" "$rss"
+    printf '# wall %.1f s, user CPU %s s, max RSS %s KiB\n' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$cpu" "$rss"
     echo "$out"
 }
 

@@ -48,17 +48,24 @@
 
 /* ---- pure part ---- */
 
-/* Parses the header of answer; -ENOENT for NXDOMAIN or no answer, -EIO for another
+/* Parses the header of answer and gives the number of answer records to read, capped
+ * at OVERLAY_SIP_RESOLVER_MAX_RR; -ENOENT for NXDOMAIN or no answer, -EIO for another
  * error rcode. */
-static int answer_init(const uint8_t *answer, size_t len, ns_msg *msg)
+static int answer_init(const uint8_t *answer, size_t len, ns_msg *msg, size_t *nrr)
 {
+    size_t n;
+
     if (len > OVERLAY_SIP_RESOLVER_ANSWER_MAX || ns_initparse(answer, (int)len, msg) != 0)
         return -EBADMSG;
     if (ns_msg_getflag(*msg, ns_f_rcode) == ns_r_nxdomain)
         return -ENOENT;
     if (ns_msg_getflag(*msg, ns_f_rcode) != ns_r_noerror)
         return -EIO; /* SERVFAIL, REFUSED...: a failure, not "no such records" */
-    return ns_msg_count(*msg, ns_s_an) == 0 ? -ENOENT : 0;
+    n = ns_msg_count(*msg, ns_s_an);
+    if (n == 0)
+        return -ENOENT;
+    *nrr = n > OVERLAY_SIP_RESOLVER_MAX_RR ? OVERLAY_SIP_RESOLVER_MAX_RR : n;
+    return 0;
 }
 
 /* Reads a <character-string> (RFC 1035 3.3) at *pos within [.., end). */
@@ -99,12 +106,9 @@ int overlay_sip_naptr_parse(const uint8_t *answer, size_t len, unsigned transpor
     ns_msg msg;
     int rc;
 
-    rc = answer_init(answer, len, &msg);
+    rc = answer_init(answer, len, &msg, &nrr);
     if (rc != 0)
         return rc;
-    nrr = ns_msg_count(msg, ns_s_an);
-    if (nrr > OVERLAY_SIP_RESOLVER_MAX_RR)
-        nrr = OVERLAY_SIP_RESOLVER_MAX_RR;
     for (size_t i = 0; i < nrr; i++) {
         struct overlay_sip_naptr *x = &found[nfound];
         struct p2p_slice flags, service, regexp;
@@ -180,12 +184,9 @@ int overlay_sip_srv_parse(const uint8_t *answer, size_t len, overlay_sip_uniform
     ns_msg msg;
     int rc;
 
-    rc = answer_init(answer, len, &msg);
+    rc = answer_init(answer, len, &msg, &nrr);
     if (rc != 0)
         return rc;
-    nrr = ns_msg_count(msg, ns_s_an);
-    if (nrr > OVERLAY_SIP_RESOLVER_MAX_RR)
-        nrr = OVERLAY_SIP_RESOLVER_MAX_RR;
     for (size_t i = 0; i < nrr; i++) {
         struct overlay_sip_srv *x = &rrs[n];
         const uint8_t *p, *end;
