@@ -40,7 +40,7 @@ static const struct opt options[] = {
     {'s', "server", OPT_FLAG, "p2p.server", "yes", NULL, NULL},
     {'d', "verbose", OPT_FLAG, "log.level", "debug", "log.trace", "yes"},
     {'p', "sip-port", OPT_SET, "sip.port", NULL, NULL, NULL},
-    {'P', "p2p-port", OPT_SET, "p2p.port", NULL, NULL, NULL},
+    {'P', "p2p-port", OPT_SET, "p2p.port", NULL, "p2p.multicast", "no"},
     {'S', "servers", OPT_SET, "p2p.servers", NULL, NULL, NULL},
     {0, "listen", OPT_SET, "sip.listen", NULL, NULL, NULL},
     {0, "data-dir", OPT_SET, "data_dir", NULL, NULL, NULL},
@@ -226,14 +226,13 @@ void conf_usage(FILE *f, const char *prog, const char *default_data_dir)
             "Usage: %s [options]\n"
             "A peer-to-peer SIP node: a registrar and proxy for the softphones on this host.\n"
             "\n"
-            "  -s, --server           start a new overlay (bootstrap node); for now every node\n"
-            "                         is an overlay of one (the P2P network is not built yet)\n"
+            "  -s, --server           start a new overlay (a bootstrap super-node); without\n"
+            "                         -s or -S the node finds one by LAN multicast\n"
             "  -d, --verbose          log at debug level and trace every SIP message in and out\n"
             "  -p, --sip-port PORT    SIP port, UDP and TCP (default %d)\n"
-            "  -P, --p2p-port PORT    P2P port; 0 = multicast discovery (default 0)\n"
-            "                         stored for the overlay, not used yet\n"
+            "  -P, --p2p-port PORT    P2P port, UDP and TCP (default %d; 0 = any free port);\n"
+            "                         turns multicast discovery off, as in the seed\n"
             "  -S, --servers LIST     bootstrap nodes, host:port,... ([v6addr]:port for IPv6)\n"
-            "                         stored for the overlay, not used yet\n"
             "      --listen ADDRS     addresses to serve SIP on, comma-separated, IPv4 or IPv6\n"
             "                         (default 127.0.0.1: phones on this host only)\n"
             "      --config FILE      read settings from FILE; the command line overrides it\n"
@@ -250,5 +249,6 @@ void conf_usage(FILE *f, const char *prog, const char *default_data_dir)
             "Signals: SIGTERM/SIGINT stop (bindings are kept in the database), SIGHUP\n"
             "re-reads the configuration and accounts files (log, auth and registrar limits\n"
             "change at once, others need a restart).  See p2psipd(8).\n",
-            prog, CONF_DEFAULT_SIP_PORT, default_data_dir ? default_data_dir : "none");
+            prog, CONF_DEFAULT_SIP_PORT, CONF_DEFAULT_P2P_PORT,
+            default_data_dir ? default_data_dir : "none");
 }

@@ -82,6 +82,14 @@ static const struct key keys[] = {
     {"p2p.port", K_PORT, OFF(p2p.port), 0, 65535},
     {"p2p.servers", K_SERVERS, 0, 0, 0},
     {"p2p.server", K_BOOL, OFF(p2p.server), 0, 0},
+    {"p2p.multicast", K_BOOL, OFF(p2p.multicast), 0, 0},
+    {"p2p.discovery_port", K_PORT, OFF(p2p.discovery_port), 1, 65535},
+    {"p2p.secret", K_PATH, OFF(p2p.secret), 0, 0},
+    {"p2p.promote_after", K_U32, OFF(p2p.promote_after), 0, 86400},
+    {"p2p.cutoff", K_U32, OFF(p2p.cutoff), 2, 3600},
+    {"p2p.replicas", K_U32, OFF(p2p.replicas), 0, 16},
+    {"p2p.quorum", K_U32, OFF(p2p.quorum), 0, 16},
+    {"p2p.leaf_half", K_U32, OFF(p2p.leaf_half), 2, 16},
 };
 
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
@@ -122,8 +130,15 @@ void conf_defaults(struct conf *c)
     c->log.level = P2P_LOG_NOTICE;
     c->log.syslog = false;
     c->log.trace = false;
-    c->p2p.port = 0;
+    c->p2p.port = CONF_DEFAULT_P2P_PORT;
     c->p2p.server = false;
+    c->p2p.multicast = true;
+    c->p2p.discovery_port = CONF_DEFAULT_DISCOVERY_PORT;
+    c->p2p.promote_after = 15;
+    c->p2p.cutoff = 10;
+    c->p2p.replicas = 4;
+    c->p2p.quorum = 2;
+    c->p2p.leaf_half = 8;
 }
 
 static const struct key *key_find(struct p2p_slice name)
@@ -766,6 +781,19 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
         p2p_errf(err, errlen, "p2p.port (%u) must differ from sip.port", (unsigned)c->p2p.port);
         return -EINVAL;
     }
+    if (c->p2p.multicast &&
+        (c->p2p.discovery_port == c->sip.port || c->p2p.discovery_port == c->p2p.port)) {
+        p2p_errf(err, errlen, "p2p.discovery_port (%u) must differ from sip.port and p2p.port",
+                 (unsigned)c->p2p.discovery_port);
+        return -EINVAL;
+    }
+    if (c->p2p.quorum > c->p2p.replicas || c->p2p.replicas > 2 * c->p2p.leaf_half) {
+        p2p_errf(err, errlen,
+                 "p2p.quorum (%u) must not exceed p2p.replicas (%u), nor replicas twice "
+                 "p2p.leaf_half (%u)",
+                 (unsigned)c->p2p.quorum, (unsigned)c->p2p.replicas, (unsigned)c->p2p.leaf_half);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -863,7 +891,11 @@ int conf_format(const struct conf *c, struct p2p_buf *out)
         PUT("%s%s%s%s:%u", i ? ", " : " ", v6 ? "[" : "", c->p2p.servers[i].host, v6 ? "]" : "",
             (unsigned)c->p2p.servers[i].port);
     }
-    PUT("\n");
+    PUT("\nmulticast = %s\ndiscovery_port = %u\nsecret = %s\npromote_after = %u\ncutoff = %u\n",
+        onoff(c->p2p.multicast), (unsigned)c->p2p.discovery_port, c->p2p.secret,
+        (unsigned)c->p2p.promote_after, (unsigned)c->p2p.cutoff);
+    PUT("replicas = %u\nquorum = %u\nleaf_half = %u\n", (unsigned)c->p2p.replicas,
+        (unsigned)c->p2p.quorum, (unsigned)c->p2p.leaf_half);
 #undef PUT
     return rc;
 }

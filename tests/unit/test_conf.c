@@ -66,9 +66,17 @@ static void test_defaults(void **state)
     assert_int_equal(c.log.level, P2P_LOG_NOTICE);
     assert_false(c.log.syslog);
     assert_false(c.log.trace);
-    assert_int_equal(c.p2p.port, 0);
+    assert_int_equal(c.p2p.port, CONF_DEFAULT_P2P_PORT);
     assert_int_equal(c.p2p.server_count, 0);
     assert_false(c.p2p.server);
+    assert_true(c.p2p.multicast);
+    assert_int_equal(c.p2p.discovery_port, CONF_DEFAULT_DISCOVERY_PORT);
+    assert_string_equal(c.p2p.secret, "");
+    assert_int_equal(c.p2p.promote_after, 15);
+    assert_int_equal(c.p2p.cutoff, 10);
+    assert_int_equal(c.p2p.replicas, 4);
+    assert_int_equal(c.p2p.quorum, 2);
+    assert_int_equal(c.p2p.leaf_half, 8);
     assert_int_equal(conf_check(&c, err, sizeof(err)), 0);
 }
 
@@ -322,6 +330,18 @@ static void test_check(void **state)
     assert_int_equal(load(&c, "p2p.port = 5062\n", err), 0);
     assert_int_equal(conf_check(&c, err, sizeof(err)), -EINVAL);
     assert_string_equal(err, "p2p.port (5062) must differ from sip.port");
+    conf_defaults(&c);
+    assert_int_equal(load(&c, "p2p.discovery_port = 7560\n", err), 0);
+    assert_int_equal(conf_check(&c, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "p2p.discovery_port (7560) must differ from sip.port and p2p.port");
+    /* Without multicast the discovery port is not used, so it may be anything. */
+    assert_int_equal(load(&c, "p2p.multicast = no\n", err), 0);
+    assert_int_equal(conf_check(&c, err, sizeof(err)), 0);
+    conf_defaults(&c);
+    assert_int_equal(load(&c, "p2p.quorum = 5\n", err), 0);
+    assert_int_equal(conf_check(&c, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "p2p.quorum (5) must not exceed p2p.replicas (4), nor replicas "
+                             "twice p2p.leaf_half (8)");
 }
 
 static void test_default_data_dir(void **state)
@@ -379,6 +399,7 @@ static void test_args(void **state)
     assert_int_equal(c.log.level, P2P_LOG_DEBUG);
     assert_int_equal(c.sip.port, 5070);
     assert_int_equal(c.p2p.port, 4000);
+    assert_false(c.p2p.multicast); /* -P turns discovery off, as in the seed */
     assert_int_equal(c.p2p.server_count, 3);
     assert_string_equal(c.p2p.servers[0].host, "10.0.0.1");
     assert_int_equal(c.p2p.servers[0].port, 4000);

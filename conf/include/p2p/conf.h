@@ -117,11 +117,23 @@ struct conf_logcfg {
     bool trace;  /* trace every SIP message in and out (at debug level) */
 };
 
+/* Default P2P port (UDP for DHT messages, TCP for large messages and pipes) and the
+ * LAN discovery port: neither is SIP's (the seed shared 5062 and discovery failed). */
+#define CONF_DEFAULT_P2P_PORT 7560
+#define CONF_DEFAULT_DISCOVERY_PORT 7561
+
 struct conf_p2p {
-    uint16_t port; /* 0 = multicast discovery (not used yet) */
+    uint16_t port; /* p2p.port; 0 = any free port */
     struct conf_hostport servers[CONF_SERVER_MAX];
     size_t server_count;
-    bool server; /* -s: start a new overlay */
+    bool server;                /* -s: start a new overlay (a super-node from the start) */
+    bool multicast;             /* LAN discovery (-P turns it off, as in the seed) */
+    uint16_t discovery_port;    /* multicast discovery port */
+    char secret[CONF_PATH_MAX]; /* overlay secret file; "" = the public overlay */
+    uint32_t promote_after;     /* seconds up before a client may become a member */
+    uint32_t cutoff;            /* seconds without any leaf answering: cut off */
+    uint32_t replicas, quorum;  /* DHT replicas besides the root, acks for a put */
+    uint32_t leaf_half;         /* leaf-set members per side */
 };
 
 struct conf {
