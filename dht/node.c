@@ -20,6 +20,9 @@
  *
  * Timers follow RFC 6298 per neighbour (route.c); Karn's rule: RTT samples only
  * from messages acknowledged on their first transmission.
+ *
+ * Clocks: every `now` in this file is the caller's monotonic clock; the store is
+ * only ever asked with dht__wall(n, now), wall-clock Unix ms (dht_node.h).
  */
 #include "node_int.h"
 
@@ -67,6 +70,11 @@ uint64_t dht__rand(struct dht_node *n)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
+}
+
+uint64_t dht__wall(const struct dht_node *n, uint64_t now)
+{
+    return n->wall_ms != NULL ? n->wall_ms(n->wall_arg) : now;
 }
 
 /* A period jittered uniformly in [0.5 P, 1.5 P). */
@@ -609,7 +617,7 @@ static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t
     }
     if (m->type == DHT_MSG_GET && ((m->flags & DHT_FLAG_PASSED) ||
                                    (dht_route_is_replica(&n->route, &m->key, n->cfg.replicas) &&
-                                    dht__holds_key(n, &m->key, now)))) {
+                                    dht__holds_key(n, &m->key, dht__wall(n, now))))) {
         dht__answer_get(n, m, now);
         return;
     }
@@ -785,8 +793,10 @@ static void on_ack(struct dht_node *n, const struct dht_peer *from, const struct
         n->ctr.acks_unmatched++;
         return;
     }
-    /* Karn: only a first transmission gives an unambiguous sample. */
-    if (p->tries == 1 && (e = dht_route_find(&n->route, &from->id)) != NULL)
+    /* Karn: only a first transmission gives an unambiguous sample.  now is
+     * monotonic; the guards keep a caller's clock error from becoming a 49-day RTT. */
+    if (p->tries == 1 && now >= p->sent_ms && now - p->sent_ms <= n->cfg.rto.cap_ms &&
+        (e = dht_route_find(&n->route, &from->id)) != NULL)
         dht_rto_sample(&e->rto, (uint32_t)(now - p->sent_ms));
     if (p->collect == DHT_JOIN_TAG)
         join_announced(n);
@@ -1321,7 +1331,7 @@ static void maintain(struct dht_node *n, uint64_t now)
     }
     if (now >= n->t_expire) {
         n->t_expire = now + jitter(n, n->cfg.expire_ms);
-        (void)dht_store_expire(n->store, now);
+        (void)dht_store_expire(n->store, dht__wall(n, now));
     }
 }
 
@@ -1486,6 +1496,12 @@ void dht_node_free(struct dht_node *n)
     free(n->req);
     dht_route_free(&n->route);
     free(n);
+}
+
+void dht_node_set_wall_clock(struct dht_node *n, dht_wall_ms_cb wall_ms, void *arg)
+{
+    n->wall_ms = wall_ms;
+    n->wall_arg = arg;
 }
 
 const struct dht_id *dht_node_id(const struct dht_node *n)

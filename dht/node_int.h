@@ -80,6 +80,8 @@ struct loopmsg {
 struct dht_node {
     struct dht_config cfg;
     struct dht_node_ops ops;
+    dht_wall_ms_cb wall_ms; /* NULL: wall time is the monotonic now */
+    void *wall_arg;
     struct dht_store *store;
     uint8_t pubkey[DHT_PUBKEY_LEN];
     struct dht_peer self;
@@ -128,6 +130,8 @@ struct dht_node {
 
 /* node.c, used by node_store.c */
 uint64_t dht__rand(struct dht_node *n);
+/* Wall-clock Unix ms for the store; `now` (monotonic) when no wall clock was set. */
+uint64_t dht__wall(const struct dht_node *n, uint64_t now);
 int dht__send_msg(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m,
                   enum pend_kind kind, uint32_t collect, uint64_t now);
 void dht__reply(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m, uint64_t now);
@@ -139,7 +143,7 @@ void dht__root_put(struct dht_node *n, const struct dht_msg *m, uint64_t now);
 void dht__answer_get(struct dht_node *n, const struct dht_msg *m, uint64_t now);
 bool dht__pass_get(struct dht_node *n, const struct dht_msg *m, const uint8_t *buf, size_t len,
                    uint64_t now);
-bool dht__holds_key(struct dht_node *n, const struct dht_id *key, uint64_t now);
+bool dht__holds_key(struct dht_node *n, const struct dht_id *key, uint64_t wall);
 int dht__on_replicate(struct dht_node *n, const struct dht_msg *m, uint64_t now);
 void dht__collect_ack(struct dht_node *n, uint32_t collect, int status, uint64_t now);
 void dht__collect_timeouts(struct dht_node *n, uint64_t now);

@@ -4,7 +4,9 @@
  *
  * Design.  What is stored and the rules (owner-only writes, newer seq wins,
  * tombstones, expiry) are the store's (dht_store.h); this file only decides who
- * holds what and moves records between nodes.
+ * holds what and moves records between nodes.  `now` is the monotonic clock of the
+ * timers; every store call gets dht__wall(n, now), the wall clock records' expiry
+ * times are written in (dht_node.h, "Two clocks").
  *
  * - Put: the root stores the record, sends REPLICATE to its R closest leaves (each
  *   reliable, so a lost one is retransmitted, then counted as failed) and answers
@@ -75,7 +77,7 @@ void dht__root_put(struct dht_node *n, const struct dht_msg *in, uint64_t now)
         put_reply(n, &in->origin, in->req_id, -EINVAL, 0, now);
         return;
     }
-    rc = dht_store_put(n->store, &in->records[0], now);
+    rc = dht_store_put(n->store, &in->records[0], dht__wall(n, now));
     if (rc == 0)
         n->ctr.records_stored++;
     if (rc != 0 && rc != -EALREADY) {
@@ -143,12 +145,12 @@ void dht__collect_timeouts(struct dht_node *n, uint64_t now)
             collect_done(n, &n->collect[i], -ETIMEDOUT, now);
 }
 
-bool dht__holds_key(struct dht_node *n, const struct dht_id *key, uint64_t now)
+bool dht__holds_key(struct dht_node *n, const struct dht_id *key, uint64_t wall)
 {
     struct dht_record rec;
     size_t k = 0;
 
-    return dht_store_get(n->store, key, now, &rec, 1, &k) == 0 && k > 0;
+    return dht_store_get(n->store, key, wall, &rec, 1, &k) == 0 && k > 0;
 }
 
 bool dht__pass_get(struct dht_node *n, const struct dht_msg *in, const uint8_t *buf, size_t len,
@@ -159,7 +161,7 @@ bool dht__pass_get(struct dht_node *n, const struct dht_msg *in, const uint8_t *
     uint8_t copy[DHT_MSG_MAX];
     struct pend *p;
 
-    if ((in->flags & DHT_FLAG_PASSED) || dht__holds_key(n, &in->key, now) ||
+    if ((in->flags & DHT_FLAG_PASSED) || dht__holds_key(n, &in->key, dht__wall(n, now)) ||
         dht_route_closest_leaves(&n->route, &in->key, reps, 1) == 0)
         return false;
     to = reps[0]->peer;
@@ -177,7 +179,7 @@ void dht__answer_get(struct dht_node *n, const struct dht_msg *in, uint64_t now)
     size_t k = 0, bytes = DHT_MSG_HEADER_LEN + 64;
     int rc;
 
-    rc = dht_store_get(n->store, &in->key, now, recs, DHT_MSG_RECORDS_MAX, &k);
+    rc = dht_store_get(n->store, &in->key, dht__wall(n, now), recs, DHT_MSG_RECORDS_MAX, &k);
     dht_msg_init(&m, DHT_MSG_GET_REPLY, &n->self.id);
     m.flags = DHT_FLAG_CLIENT;
     m.key = in->key;
@@ -199,7 +201,7 @@ int dht__on_replicate(struct dht_node *n, const struct dht_msg *m, uint64_t now)
     int status = 0;
 
     for (size_t i = 0; i < m->n_records; i++) {
-        int rc = dht_store_put(n->store, &m->records[i], now);
+        int rc = dht_store_put(n->store, &m->records[i], dht__wall(n, now));
         if (rc == 0) {
             n->ctr.records_stored++;
         } else if (rc != -EALREADY) {
@@ -316,7 +318,7 @@ void dht__handoff(struct dht_node *n, uint64_t now)
         one.b[DHT_ID_LEN - 1] = 1;
         dht_id_sub(&hi, &lo, &one);
     }
-    (void)dht_store_visit_range(n->store, &lo, &hi, now, handoff_visit, h);
+    (void)dht_store_visit_range(n->store, &lo, &hi, dht__wall(n, now), handoff_visit, h);
 
     /* batch per destination */
     for (unsigned d = 1; d < h->n_cur; d++) {
@@ -326,8 +328,8 @@ void dht__handoff(struct dht_node *n, uint64_t now)
         for (unsigned i = 0; i < h->n_out; i++) {
             struct dht_record rec;
             size_t len;
-            if (h->out[i].dest != d ||
-                dht_store_find(n->store, &h->out[i].key, &h->out[i].value_id, now, &rec) != 0)
+            if (h->out[i].dest != d || dht_store_find(n->store, &h->out[i].key, &h->out[i].value_id,
+                                                      dht__wall(n, now), &rec) != 0)
                 continue;
             len = 4 + dht_record_encoded_len(&rec);
             if (m.n_records == DHT_MSG_RECORDS_MAX || bytes + len > DHT_MSG_MAX) {
@@ -416,7 +418,7 @@ void dht__sync_start(struct dht_node *n, uint64_t now)
     /* the arc this node is root for */
     midpoint(&lo, &rt->pool[rt->preds[0]].peer.id, &n->self.id);
     midpoint(&hi, &n->self.id, &rt->pool[rt->succs[0]].peer.id);
-    (void)dht_store_summarize(n->store, &lo, &hi, now, &sum);
+    (void)dht_store_summarize(n->store, &lo, &hi, dht__wall(n, now), &sum);
     for (unsigned depth = 0; depth < 4 && sum.count > DHT_SYNC_IDENTS; depth++) {
         struct dht_id slo, shi;
         unsigned i = (unsigned)(dht__rand(n) % DHT_STORE_SUBRANGES);
@@ -424,7 +426,7 @@ void dht__sync_start(struct dht_node *n, uint64_t now)
             break;
         lo = slo;
         hi = shi;
-        (void)dht_store_summarize(n->store, &lo, &hi, now, &sum);
+        (void)dht_store_summarize(n->store, &lo, &hi, dht__wall(n, now), &sum);
     }
     dht_msg_init(&m, DHT_MSG_SYNC, &n->self.id);
     m.lo = lo;
@@ -451,7 +453,7 @@ void dht__on_sync(struct dht_node *n, const struct dht_peer *from, const struct 
             (DHT_HAVE(DHT_ATTR_LO) | DHT_HAVE(DHT_ATTR_HI) | DHT_HAVE(DHT_ATTR_SUMMARY)) ||
         in->summary_len != 4 + DHT_STORE_DIGEST_LEN)
         return;
-    (void)dht_store_summarize(n->store, &in->lo, &in->hi, now, &sum);
+    (void)dht_store_summarize(n->store, &in->lo, &in->hi, dht__wall(n, now), &sum);
     dht_msg_init(&m, DHT_MSG_SYNC_REPLY, &n->self.id);
     m.lo = in->lo;
     m.hi = in->hi;
@@ -461,8 +463,8 @@ void dht__on_sync(struct dht_node *n, const struct dht_peer *from, const struct 
     if (memcmp(in->summary + 4, sum.digest, DHT_STORE_DIGEST_LEN) != 0 ||
         ((uint32_t)in->summary[0] << 24 | (uint32_t)in->summary[1] << 16 |
          (uint32_t)in->summary[2] << 8 | in->summary[3]) != sum.count) {
-        (void)dht_store_list(n->store, &in->lo, &in->hi, NULL, now, m.idents, DHT_SYNC_IDENTS,
-                             &m.n_idents, &more);
+        (void)dht_store_list(n->store, &in->lo, &in->hi, NULL, dht__wall(n, now), m.idents,
+                             DHT_SYNC_IDENTS, &m.n_idents, &more);
         m.have |= DHT_HAVE(DHT_ATTR_IDENTS);
         m.status = more ? 1 : 0;
     } else {
@@ -492,7 +494,8 @@ void dht__on_sync_reply(struct dht_node *n, const struct dht_peer *from, const s
     dht_msg_init(&fetch, DHT_MSG_FETCH, &n->self.id);
     for (size_t i = 0; i < in->n_idents; i++) {
         const struct dht_record_ident *id = &in->idents[i];
-        if (dht_store_find(n->store, &id->key, &id->value_id, now, &rec) == 0 && rec.seq >= id->seq)
+        if (dht_store_find(n->store, &id->key, &id->value_id, dht__wall(n, now), &rec) == 0 &&
+            rec.seq >= id->seq)
             continue;
         fetch.idents[fetch.n_idents++] = *id;
     }
@@ -505,8 +508,8 @@ void dht__on_sync_reply(struct dht_node *n, const struct dht_peer *from, const s
         return; /* the peer's list is partial: it may hold what we would push */
 
     /* push: what we have that the peer lacks or holds older */
-    (void)dht_store_list(n->store, &n->sync_lo, &n->sync_hi, NULL, now, mine, DHT_SYNC_IDENTS,
-                         &n_mine, &more);
+    (void)dht_store_list(n->store, &n->sync_lo, &n->sync_hi, NULL, dht__wall(n, now), mine,
+                         DHT_SYNC_IDENTS, &n_mine, &more);
     dht_msg_init(&push, DHT_MSG_REPLICATE, &n->self.id);
     for (size_t i = 0; i < n_mine; i++) {
         bool peer_has = false;
@@ -516,7 +519,8 @@ void dht__on_sync_reply(struct dht_node *n, const struct dht_peer *from, const s
                 dht_id_eq(&in->idents[j].value_id, &mine[i].value_id) &&
                 in->idents[j].seq >= mine[i].seq)
                 peer_has = true;
-        if (peer_has || dht_store_find(n->store, &mine[i].key, &mine[i].value_id, now, &rec) != 0)
+        if (peer_has ||
+            dht_store_find(n->store, &mine[i].key, &mine[i].value_id, dht__wall(n, now), &rec) != 0)
             continue;
         len = 4 + dht_record_encoded_len(&rec);
         if (push.n_records == DHT_MSG_RECORDS_MAX || bytes + len > DHT_MSG_MAX) {
@@ -539,7 +543,8 @@ void dht__on_fetch(struct dht_node *n, const struct dht_peer *from, const struct
     dht_msg_init(&m, DHT_MSG_REPLICATE, &n->self.id);
     for (size_t i = 0; i < in->n_idents; i++) {
         size_t len;
-        if (dht_store_find(n->store, &in->idents[i].key, &in->idents[i].value_id, now, &rec) != 0)
+        if (dht_store_find(n->store, &in->idents[i].key, &in->idents[i].value_id, dht__wall(n, now),
+                           &rec) != 0)
             continue;
         len = 4 + dht_record_encoded_len(&rec);
         if (m.n_records == DHT_MSG_RECORDS_MAX || bytes + len > DHT_MSG_MAX) {

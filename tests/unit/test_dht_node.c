@@ -46,6 +46,7 @@ struct net {
     struct qmsg *q;
     size_t qh, qn, qcap;
     uint64_t now;
+    int64_t wall_off; /* wall clock = now + wall_off (test_two_clocks) */
     struct dht_config cfg;
     unsigned callbacks_inside; /* callbacks run inside the arming call: must stay 0 */
     bool in_call;
@@ -632,6 +633,137 @@ static void test_lone_node_and_cutoff(void **state)
     free(net);
 }
 
+static uint64_t twall(void *arg)
+{
+    const struct net *net = arg;
+    return (uint64_t)((int64_t)net->now + net->wall_off);
+}
+
+static uint64_t sent_total(struct net *net)
+{
+    uint64_t t = 0;
+    for (unsigned i = 0; i < net->count; i++)
+        for (unsigned k = 0; k <= DHT_MSG_TYPE_MAX; k++)
+            t += dht_node_counters(net->n[i].node)->msgs_sent[k];
+    return t;
+}
+
+static uint64_t timeouts_total(struct net *net)
+{
+    uint64_t t = 0;
+    for (unsigned i = 0; i < net->count; i++)
+        t += dht_node_counters(net->n[i].node)->timeouts;
+    return t;
+}
+
+/* One lookup from node `from`: it answers, at the true root, within 3 hops of 10 ms
+ * there and a reply back (no timer waited on the way). */
+static void quick_lookup(struct net *net, unsigned from, unsigned seed)
+{
+    struct dht_id key;
+    struct lk l = {0};
+    uint64_t t0 = net->now;
+
+    rand_id(&key, seed);
+    assert_int_equal(dht_node_lookup(net->n[from].node, &key, on_lookup, &l, net->now), 0);
+    while (!l.done && net->now < t0 + 5000)
+        net_run(net, net->now + 5);
+    assert_true(l.done);
+    assert_int_equal(l.status, 0);
+    assert_true(net->now - t0 <= 5 * LAT);
+    assert_true(dht_id_eq(&l.root.id, dht_node_id(true_root(net, &key)->node)));
+}
+
+/* Two clocks: the wall clock steps back an hour, then forward two hours, while the
+ * monotonic clock runs on.  Timers fire as before (the traffic of a minute stays
+ * what it was, no timeout storm, lookups take no longer); records live and die by
+ * the wall clock: one put before the steps and one put while the clock was an hour
+ * behind both expire when the wall clock jumps past their expiry, minutes of
+ * monotonic time after they were stored. */
+static void test_two_clocks(void **state)
+{
+    struct net *net = ring(8, 4, 2, 1);
+    uint8_t opk[32], osk[64];
+    struct dht_record r1, r2;
+    struct dht_id k1, k2;
+    struct putres p = {0};
+    struct getres g = {0};
+    uint64_t s0, s1, s2, s3, t0, t1;
+    struct dht_store_stats st;
+
+    (void)state;
+    for (unsigned i = 0; i < net->count; i++)
+        dht_node_set_wall_clock(net->n[i].node, twall, net);
+    net->wall_off = 1700000000000; /* Unix ms, November 2023 */
+    crypto_sign_keypair(opk, osk);
+    rand_id(&k1, 601);
+    rand_id(&k2, 602);
+    /* r1 expires 30 min of wall time from now */
+    make_record(&r1, &k1, 1, 1, twall(net) - 3600 * 1000 + 1800 * 1000, osk);
+    assert_int_equal(dht_node_put(net->n[1].node, &r1, on_put, &p, net->now), 0);
+    net_run(net, net->now + 1000);
+    assert_int_equal(p.status, 0);
+    assert_int_equal(holders(net, &r1), 3);
+    net_run(net, net->now + 60000);
+    s0 = sent_total(net);
+    t0 = timeouts_total(net);
+    net_run(net, net->now + 60000);
+    s1 = sent_total(net) - s0; /* messages of a quiet minute */
+    assert_true(s1 > 0);
+    quick_lookup(net, 0, 1);
+
+    /* back one hour */
+    net->wall_off -= 3600 * 1000;
+    s0 = sent_total(net);
+    net_run(net, net->now + 60000);
+    s2 = sent_total(net) - s0;
+    assert_true(s2 <= 2 * s1 && s1 <= 2 * s2); /* neither a storm nor a stall */
+    quick_lookup(net, 3, 2);
+    /* r1 is live: the wall clock is further from its expiry than before */
+    memset(&g, 0, sizeof(g));
+    assert_int_equal(dht_node_get(net->n[5].node, &k1, on_get, &g, net->now), 0);
+    net_run(net, net->now + 1000);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.n, 1);
+    /* r2, written while the wall clock is behind: expires 10 min of wall time on */
+    make_record(&r2, &k2, 1, 1, twall(net) - 3600 * 1000 + 600 * 1000, osk);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(dht_node_put(net->n[2].node, &r2, on_put, &p, net->now), 0);
+    net_run(net, net->now + 1000);
+    assert_int_equal(p.status, 0);
+    assert_int_equal(holders(net, &r2), 3);
+
+    /* forward two hours: both expiries are now in the past */
+    net->wall_off += 2 * 3600 * 1000;
+    s0 = sent_total(net);
+    net_run(net, net->now + 60000);
+    s3 = sent_total(net) - s0;
+    assert_true(s3 <= 2 * s1 && s1 <= 2 * s3);
+    t1 = timeouts_total(net);
+    assert_int_equal(t1, t0); /* no message was ever taken for lost */
+    quick_lookup(net, 6, 3);
+    for (unsigned i = 0; i < net->count; i++) {
+        dht_store_get_stats(net->n[i].store, &st);
+        assert_int_equal(st.records, 0); /* swept by the node's expiry timer */
+    }
+    memset(&g, 0, sizeof(g));
+    assert_int_equal(dht_node_get(net->n[4].node, &k2, on_get, &g, net->now), 0);
+    net_run(net, net->now + 1000);
+    assert_true(g.done);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.n, 0);
+    /* and a put is judged by the wall clock: an expiry an hour behind it is refused
+     * although it lies far ahead of the monotonic clock */
+    make_record(&r2, &k2, 2, 2, twall(net) - 3600 * 1000 - 3600 * 1000, osk);
+    assert_true(r2.expiry_ms > net->now);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(dht_node_put(net->n[2].node, &r2, on_put, &p, net->now), 0);
+    net_run(net, net->now + 1000);
+    assert_int_equal(p.status, -ETIMEDOUT);
+    net_free(net);
+    free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -641,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_anti_entropy),
         cmocka_unit_test(test_bad_input_changes_nothing),
         cmocka_unit_test(test_lone_node_and_cutoff),
+        cmocka_unit_test(test_two_clocks),
     };
     if (sodium_init() < 0)
         return 1;

@@ -8,6 +8,16 @@
  * and then calls dht_node_advance(); the simulator runs 1000 nodes this way on a
  * virtual clock, the daemon on a libuv timer.
  *
+ * Two clocks.  now_ms is a monotonic clock (the daemon passes uv_now()): every
+ * timer, RTT sample, deadline and rate limit of the node uses it, and it must never
+ * go back.  Records carry absolute Unix times (expiry_ms), so everything that asks
+ * the store (puts, gets, expiry sweeps, handoff, anti-entropy) uses wall-clock Unix
+ * milliseconds instead, read through dht_node_set_wall_clock()'s callback at the
+ * moment of each store call.  Without that callback the wall clock is now_ms itself
+ * (the simulator and the unit tests, which stay deterministic).  A wall clock that
+ * steps back or forward therefore changes which records are live, never when a
+ * timer fires.
+ *
  * Protocol (docs/DHT-WIRE.md): recursive routing with a per-hop ACK; a hop that
  * does not acknowledge within its RTO (RFC 6298 per neighbour) is suspected, the
  * message is rerouted at once to the next best hop, and the suspect is probed with
@@ -132,7 +142,27 @@ int dht_node_new(struct dht_node **out, const uint8_t pubkey[DHT_PUBKEY_LEN],
                  const struct dht_addr *self_addr, const struct dht_config *cfg,
                  struct dht_store *store, const struct dht_node_ops *ops, uint64_t now_ms);
 
-/* Frees the node (pending callbacks are not called).  NULL is a no-op. */
+/*
+ * Wall-clock Unix time in milliseconds (the daemon: uv_clock_gettime(UV_CLOCK_REALTIME)),
+ * for the store's expiry rules.  Called from inside dht_node_recv/advance/put/...;
+ * must not call back into the node.
+ */
+typedef uint64_t (*dht_wall_ms_cb)(void *arg);
+
+/*
+ * Makes the node read wall-clock time for everything the store decides (record
+ * expiry, keep-until of tombstones, the TTL cap) from wall_ms(arg), while timers keep
+ * the monotonic now_ms arguments.  wall_ms NULL restores the default: wall time is
+ * now_ms.  Call it right after dht_node_new.
+ */
+void dht_node_set_wall_clock(struct dht_node *node, dht_wall_ms_cb wall_ms, void *arg);
+
+/*
+ * Frees the node.  Pending callbacks are NOT called (what a crash looks like; the
+ * simulator kills nodes this way): a caller that promised its users a completion
+ * calls dht_node_close() first.  NULL is a no-op.  Never from inside a callback of
+ * the node.
+ */
 void dht_node_free(struct dht_node *node);
 
 const struct dht_id *dht_node_id(const struct dht_node *node);
