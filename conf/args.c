@@ -2,7 +2,8 @@
  * args.c: p2psipd's command line, and building the effective configuration.
  *
  * Design.  The options are the seed's (-s, -d, -p, -P, -S: SEED.md 3.1) plus
- * --config, --data-dir, --listen, --accounts, --print-config, --help, --version.
+ * --config, --data-dir, --control, --listen, --accounts, --print-config, --help,
+ * --version.
  * Each option that sets something maps to configuration keys (options[]), so the
  * command line is checked by the same code as the configuration file and simply
  * overrides it.  The parser is our own rather than getopt_long: getopt keeps its
@@ -44,6 +45,7 @@ static const struct opt options[] = {
     {'S', "servers", OPT_SET, "p2p.servers", NULL, NULL, NULL},
     {0, "listen", OPT_SET, "sip.listen", NULL, NULL, NULL},
     {0, "data-dir", OPT_SET, "data_dir", NULL, NULL, NULL},
+    {0, "control", OPT_SET, "control", NULL, NULL, NULL},
     {0, "accounts", OPT_SET, "auth.accounts", NULL, NULL, NULL},
     {0, "config", OPT_CONFIG, NULL, NULL, NULL, NULL},
     {0, "print-config", OPT_PRINT, NULL, NULL, NULL, NULL},
@@ -213,6 +215,12 @@ int conf_build(struct conf *out, const struct conf_args *args, char *err, size_t
             return rc;
         }
     }
+    if (c.control[0] == '\0' &&
+        conf_default_control(c.control, sizeof(c.control), c.data_dir) != 0) {
+        p2p_errf(err, errlen, "control: %s/%s is too long for a socket path; set --control",
+                 c.data_dir, CONF_CONTROL_NAME);
+        return -EINVAL;
+    }
     rc = conf_check(&c, err, errlen);
     if (rc != 0)
         return rc;
@@ -240,6 +248,8 @@ void conf_usage(FILE *f, const char *prog, const char *default_data_dir)
             "      --data-dir DIR     database directory (default here: %s;\n"
             "                         root: /var/lib/p2psip, else $XDG_DATA_HOME/p2psip or\n"
             "                         ~/.local/share/p2psip)\n"
+            "      --control PATH     control socket for p2psipctl(1), mode 0600\n"
+            "                         (default: DIR/control.sock in the data directory)\n"
             "      --accounts FILE    digest accounts file; without one only phones on this\n"
             "                         host may register\n"
             "      --print-config     print the effective configuration and exit\n"

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "p2p/slice.h"
@@ -57,6 +58,7 @@ struct key {
 
 static const struct key keys[] = {
     {"data_dir", K_PATH, OFF(data_dir), 0, 0},
+    {"control", K_PATH, OFF(control), 0, 0},
     {"sip.port", K_PORT, OFF(sip.port), 1, 65535},
     {"sip.listen", K_LISTEN, 0, 0, 0},
     {"sip.transports", K_TRANSPORTS, OFF(sip.transports), 0, 0},
@@ -776,6 +778,12 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
         p2p_errf(err, errlen, "sip.listen and sip.transports must not be empty");
         return -EINVAL;
     }
+    /* bind() would silently truncate a longer path (libuv < 1.46 does). */
+    if (strlen(c->control) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        p2p_errf(err, errlen, "control: socket path too long (max %zu bytes): %.64s...",
+                 sizeof(((struct sockaddr_un *)0)->sun_path) - 1, c->control);
+        return -EINVAL;
+    }
     /* The seed's multicast discovery shared port 5062 with SIP and never worked. */
     if (c->p2p.port != 0 && c->p2p.port == c->sip.port) {
         p2p_errf(err, errlen, "p2p.port (%u) must differ from sip.port", (unsigned)c->p2p.port);
@@ -793,6 +801,18 @@ int conf_check(const struct conf *c, char *err, size_t errlen)
                  "p2p.leaf_half (%u)",
                  (unsigned)c->p2p.quorum, (unsigned)c->p2p.replicas, (unsigned)c->p2p.leaf_half);
         return -EINVAL;
+    }
+    return 0;
+}
+
+int conf_default_control(char *out, size_t size, const char *data_dir)
+{
+    int n = snprintf(out, size, "%s/%s", data_dir, CONF_CONTROL_NAME);
+
+    if (n < 0 || (size_t)n >= size || (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        if (size > 0)
+            out[0] = '\0';
+        return -ENAMETOOLONG;
     }
     return 0;
 }
@@ -839,6 +859,7 @@ int conf_format(const struct conf *c, struct p2p_buf *out)
     } while (0)
 
     PUT("data_dir =%s%s\n", c->data_dir[0] ? " " : "", c->data_dir);
+    PUT("control =%s%s\n", c->control[0] ? " " : "", c->control);
     PUT("\n[sip]\nport = %u\nlisten = ", (unsigned)c->sip.port);
     for (size_t i = 0; i < c->sip.listen_count; i++)
         PUT("%s%s", i ? ", " : "", c->sip.listen[i].host);

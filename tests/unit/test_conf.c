@@ -503,6 +503,66 @@ static void test_build_precedence(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* control: the socket path, its default next to the database, its length limit. */
+static void test_control(void **state)
+{
+    struct conf_args a;
+    struct conf c;
+    char err[CONF_ERR_MAX], out[128], dir[400];
+    char *text;
+    (void)state;
+
+    conf_defaults(&c);
+    assert_string_equal(c.control, "");
+    assert_int_equal(load(&c, "control = /run/p2p/ctl.sock\n[sip]\nport = 5070\n", err), 0);
+    assert_string_equal(c.control, "/run/p2p/ctl.sock");
+    text = format(&c);
+    assert_non_null(strstr(text, "\ncontrol = /run/p2p/ctl.sock\n"));
+    free(text);
+    /* A key of the top level: not valid inside a section. */
+    assert_int_equal(load(&c, "[sip]\ncontrol = /x\n", err), -EINVAL);
+    assert_string_equal(err, "t.conf:2: unknown key 'sip.control'");
+
+    assert_int_equal(conf_default_control(out, sizeof(out), "/var/lib/p2psip"), 0);
+    assert_string_equal(out, "/var/lib/p2psip/control.sock");
+    assert_int_equal(conf_default_control(out, 10, "/var/lib/p2psip"), -ENAMETOOLONG);
+    assert_string_equal(out, "");
+    /* 95 + "/control.sock" = 108 bytes: one more than sun_path holds. */
+    memset(dir, 'd', 95);
+    dir[0] = '/';
+    dir[95] = '\0';
+    assert_int_equal(conf_default_control(out, sizeof(out), dir), -ENAMETOOLONG);
+    dir[94] = '\0';
+    assert_int_equal(conf_default_control(out, sizeof(out), dir), 0);
+    assert_int_equal(strlen(out), 107);
+
+    /* The command line; the default follows the data directory; an explicit one wins. */
+    assert_int_equal(parse(&a, err, "--data-dir", "/tmp/d", NULL), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), 0);
+    assert_string_equal(c.control, "/tmp/d/control.sock");
+    text = format(&c); /* what --print-config prints */
+    assert_non_null(strstr(text, "\ncontrol = /tmp/d/control.sock\n"));
+    free(text);
+    assert_int_equal(parse(&a, err, "--data-dir", "/tmp/d", "--control=/tmp/c.sock", NULL), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), 0);
+    assert_string_equal(c.control, "/tmp/c.sock");
+    assert_string_equal(c.data_dir, "/tmp/d");
+
+    /* Too long for a socket: refused, whether given or derived. */
+    memset(dir, 'x', 200);
+    dir[0] = '/';
+    dir[200] = '\0';
+    assert_int_equal(parse(&a, err, "--data-dir", "/tmp/d", "--control", dir, NULL), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "control: socket path too long (max 107 bytes)"));
+    assert_int_equal(parse(&a, err, "--data-dir", dir, NULL), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "/control.sock is too long for a socket path; set --control"));
+    assert_int_equal(parse(&a, err, "--data-dir", dir, "--control", "/tmp/c.sock", NULL), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), 0);
+    assert_string_equal(c.control, "/tmp/c.sock");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_args_errors),
         cmocka_unit_test(test_build_precedence),
+        cmocka_unit_test(test_control),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

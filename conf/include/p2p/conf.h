@@ -144,6 +144,8 @@ struct conf {
     struct conf_auth auth;
     struct conf_logcfg log;
     char data_dir[CONF_PATH_MAX]; /* "" until conf_resolve() chooses the default */
+    char control[CONF_PATH_MAX];  /* control socket; "" until conf_build() chooses
+                                     data_dir/control.sock */
     struct conf_p2p p2p;
 };
 
@@ -173,7 +175,8 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen);
 
 /*
  * Checks rules that span keys (min_expires <= default_expires <= max_expires,
- * t1 <= t2, p2p.port != sip.port).  Returns 0 or -EINVAL with the reason in err.
+ * t1 <= t2, p2p.port != sip.port) and that control fits a socket path.  Returns 0
+ * or -EINVAL with the reason in err.
  */
 int conf_check(const struct conf *c, char *err, size_t errlen);
 
@@ -185,6 +188,17 @@ int conf_check(const struct conf *c, char *err, size_t errlen);
  */
 int conf_default_data_dir(char *out, size_t size, bool is_root, const char *xdg_data_home,
                           const char *home);
+
+/* The control socket's file name in the data directory, when `control` is empty. */
+#define CONF_CONTROL_NAME "control.sock"
+
+/*
+ * Writes the default control socket path for data_dir (data_dir/control.sock), the
+ * one place that names it, so p2psipd and p2psipctl agree.  A Unix socket path must
+ * fit in sockaddr_un.sun_path (107 bytes on Linux): a longer result is -ENAMETOOLONG,
+ * as is one that does not fit in size.  Returns 0; out is "" on failure.
+ */
+int conf_default_control(char *out, size_t size, const char *data_dir);
 
 /*
  * Writes the whole configuration in the file format (sections, one key per line), so
