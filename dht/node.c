@@ -135,6 +135,8 @@ static void xmit(struct dht_node *n, const struct dht_peer *to, const uint8_t *b
 {
     unsigned t = buf[1] <= DHT_MSG_TYPE_MAX ? buf[1] : 0;
 
+    if (n->closed)
+        return; /* a callback run by dht_node_close may still reach a send path */
     if (is_self(n, &to->id)) {
         loop_push(n, buf, len);
         return;
@@ -206,8 +208,11 @@ static void pend_free(struct dht_node *n, struct pend *p)
 struct pend *dht__send_reliable(struct dht_node *n, const struct dht_peer *to, const uint8_t *buf,
                                 size_t len, enum pend_kind kind, uint64_t now)
 {
-    struct pend *p = pend_alloc(n);
+    struct pend *p;
 
+    if (n->closed)
+        return NULL;
+    p = pend_alloc(n);
     if (p == NULL) {
         n->ctr.dropped_nopending++;
         return NULL;
@@ -665,6 +670,27 @@ static struct request req_take(struct request *r)
     return c;
 }
 
+/* Runs a taken request's callback with status (no result). */
+static void req_fail(struct request *c, int status)
+{
+    switch (c->kind) {
+    case RQ_JOIN:
+        c->cb.join(status, c->arg);
+        break;
+    case RQ_LOOKUP:
+        c->cb.lookup(status, NULL, 0, c->arg);
+        break;
+    case RQ_PUT:
+        c->cb.put(status, 0, c->arg);
+        break;
+    case RQ_GET:
+        c->cb.get(status, NULL, 0, c->arg);
+        break;
+    default:
+        break; /* RQ_TUNE: the node's own, no callback */
+    }
+}
+
 static void start_maintenance(struct dht_node *n, uint64_t now)
 {
     n->t_tick = now + 1000;
@@ -899,7 +925,8 @@ static int handle(struct dht_node *n, const struct dht_peer *from, const struct 
     default:
         break;
     }
-    flush_cands(n, now);
+    if (!n->closed) /* a reply's callback may have closed the node */
+        flush_cands(n, now);
     return 0;
 }
 
@@ -919,6 +946,8 @@ int dht_node_recv(struct dht_node *n, const struct dht_addr *from, const uint8_t
     struct dht_id h;
     int rc;
 
+    if (n->closed)
+        return -ECANCELED;
     memset(&peer, 0, sizeof(peer));
     if (from != NULL)
         peer.addr = *from;
@@ -1001,6 +1030,8 @@ static int start_routed(struct dht_node *n, enum req_kind kind, enum dht_msg_typ
     struct dht_msg m;
     int len;
 
+    if (n->closed)
+        return -ECANCELED;
     if (!n->joined)
         return -ENOTCONN;
     r = req_alloc(n);
@@ -1090,6 +1121,8 @@ int dht_node_join(struct dht_node *n, const struct dht_peer *bootstrap, dht_join
     uint8_t buf[512];
     int len;
 
+    if (n->closed)
+        return -ECANCELED;
     if (n->joined || n->joining)
         return -EALREADY;
     r = req_alloc(n);
@@ -1340,15 +1373,20 @@ void dht_node_advance(struct dht_node *n, uint64_t now)
     struct loopmsg batch[DHT_LOOP_MAX];
     unsigned nb = n->n_loop;
 
-    /* loopback first: our own requests and replies to ourselves */
+    if (n->closed)
+        return;
+    /* loopback first: our own requests and replies to ourselves (a reply's
+     * callback may close the node: the rest of the batch is then only freed) */
     memcpy(batch, n->loop, nb * sizeof(batch[0]));
     n->n_loop = 0;
     for (unsigned i = 0; i < nb; i++) {
         struct dht_msg m;
-        if (dht_msg_decode(&m, batch[i].buf, batch[i].len) == 0)
+        if (!n->closed && dht_msg_decode(&m, batch[i].buf, batch[i].len) == 0)
             (void)handle(n, &n->self, &m, batch[i].buf, batch[i].len, true, now);
         free(batch[i].buf);
     }
+    if (n->closed)
+        return;
 
     for (unsigned i = 0; i < n->n_pend_alloc; i++)
         if (n->pend[i] != NULL && n->pend[i]->deadline <= now)
@@ -1364,23 +1402,9 @@ void dht_node_advance(struct dht_node *n, uint64_t now)
                 c.cb.join(c.status, c.arg);
         } else if (now >= r->deadline) {
             struct request c = req_take(r);
-            switch (c.kind) {
-            case RQ_JOIN:
+            if (c.kind == RQ_JOIN)
                 n->joining = false;
-                c.cb.join(n->joined ? 0 : -ETIMEDOUT, c.arg);
-                break;
-            case RQ_LOOKUP:
-                c.cb.lookup(-ETIMEDOUT, NULL, 0, c.arg);
-                break;
-            case RQ_PUT:
-                c.cb.put(-ETIMEDOUT, 0, c.arg);
-                break;
-            case RQ_GET:
-                c.cb.get(-ETIMEDOUT, NULL, 0, c.arg);
-                break;
-            default:
-                break;
-            }
+            req_fail(&c, c.kind == RQ_JOIN && n->joined ? 0 : -ETIMEDOUT);
         } else if (now >= r->next_try) {
             r->next_try = now + n->cfg.request_retry_ms;
             if (r->kind == RQ_JOIN)
@@ -1389,6 +1413,8 @@ void dht_node_advance(struct dht_node *n, uint64_t now)
                 loop_push(n, r->buf, r->len);
         }
     }
+    if (n->closed)
+        return; /* a callback above closed the node */
     dht__collect_timeouts(n, now);
     if (n->joined)
         maintain(n, now);
@@ -1404,6 +1430,8 @@ uint64_t dht_node_next_deadline(const struct dht_node *n)
         if ((x) < t)                                                                               \
             t = (x);                                                                               \
     } while (0)
+    if (n->closed)
+        return UINT64_MAX;
     if (n->n_loop > 0)
         return 0;
     for (unsigned i = 0; i < n->n_pend_alloc; i++)
@@ -1479,6 +1507,50 @@ int dht_node_new(struct dht_node **out, const uint8_t pubkey[DHT_PUBKEY_LEN],
     n->tokens = n->cfg.byte_budget;
     *out = n;
     return 0;
+}
+
+void dht_node_close(struct dht_node *n)
+{
+    if (n == NULL || n->closed)
+        return;
+    /* Closed first, so that a callback below that calls back in is refused
+     * (-ECANCELED) and nothing more is sent or armed. */
+    n->closed = true;
+    n->joining = false;
+    for (unsigned i = 0; i < n->n_pend_alloc; i++)
+        if (n->pend[i] != NULL)
+            pend_free(n, n->pend[i]);
+    for (unsigned i = 0; i < n->n_loop; i++)
+        free(n->loop[i].buf);
+    n->n_loop = 0;
+    memset(n->collect, 0, sizeof(n->collect));
+    /* The request array cannot move under us: no request can start any more.  A
+     * callback may cancel others (they are then skipped) or close again (no-op). */
+    for (unsigned i = 0; i < n->n_req_alloc; i++) {
+        struct request c;
+        if (!n->req[i].used)
+            continue;
+        c = req_take(&n->req[i]);
+        req_fail(&c, -ECANCELED);
+    }
+}
+
+size_t dht_node_cancel(struct dht_node *n, const void *arg)
+{
+    size_t k = 0;
+
+    for (unsigned i = 0; i < n->n_req_alloc; i++) {
+        struct request *r = &n->req[i];
+        if (!r->used || r->kind == RQ_TUNE || r->arg != arg)
+            continue;
+        if (r->kind == RQ_JOIN && !n->joined)
+            n->joining = false; /* a late JOIN_REPLY finds no request; join may be retried */
+        /* The routed message may still be on its way: its reply finds no request
+         * (req_id) and is ignored. */
+        req_free(r);
+        k++;
+    }
+    return k;
 }
 
 void dht_node_free(struct dht_node *n)

@@ -91,6 +91,7 @@ struct dht_node {
     uint32_t next_txid, next_req, next_collect;
 
     bool joined, joining, had_peers;
+    bool closed;        /* dht_node_close ran: no new work, nothing sent */
     unsigned join_wait; /* announces to the nearest leaves not yet acknowledged */
     uint32_t join_req;
     uint64_t last_leaf_heard;

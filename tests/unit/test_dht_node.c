@@ -764,6 +764,212 @@ static void test_two_clocks(void **state)
     free(net);
 }
 
+/* One callback record for every kind of request (so a callback that must not run
+ * finds the same type whatever request it belonged to). */
+struct seen {
+    unsigned calls;
+    int status;
+    struct dht_node *node; /* reenter: call back into this node from the callback */
+    bool reenter, close_on_success;
+    int reenter_rc;
+    size_t reenter_cancelled;
+};
+
+static unsigned seen_nothing;
+
+static void seen_call(struct seen *s, int status)
+{
+    s->calls++;
+    s->status = status;
+    if (s->reenter) {
+        struct dht_id k;
+        rand_id(&k, 1);
+        s->reenter_rc = dht_node_lookup(s->node, &k, on_lookup, NULL, 0);
+        s->reenter_cancelled = dht_node_cancel(s->node, &seen_nothing);
+        dht_node_close(s->node); /* closing: a no-op */
+    }
+    if (s->close_on_success && status == 0)
+        dht_node_close(s->node);
+}
+
+static void seen_join(int status, void *arg)
+{
+    seen_call(arg, status);
+}
+
+static void seen_lookup(int status, const struct dht_peer *root, unsigned hops, void *arg)
+{
+    (void)root;
+    (void)hops;
+    seen_call(arg, status);
+}
+
+static void seen_put(int status, unsigned acks, void *arg)
+{
+    (void)acks;
+    seen_call(arg, status);
+}
+
+static void seen_get(int status, const struct dht_record *recs, size_t n, void *arg)
+{
+    (void)recs;
+    (void)n;
+    seen_call(arg, status);
+}
+
+static uint64_t node_sent(struct dht_node *node)
+{
+    uint64_t t = 0;
+    for (unsigned k = 0; k <= DHT_MSG_TYPE_MAX; k++)
+        t += dht_node_counters(node)->msgs_sent[k];
+    return t;
+}
+
+/* dht_node_close: every pending join, lookup, put and get completes once with
+ * -ECANCELED inside the call; a callback that calls back in is refused; the closed
+ * node sends nothing and refuses new work; closing from inside a callback
+ * completes the others. */
+static void test_close_completes_everything(void **state)
+{
+    struct net *net = ring(6, 4, 2, 1);
+    struct tnode *x = &net->n[2], *y, *z = &net->n[4];
+    struct seen l1 = {0}, l2 = {0}, pu = {0}, ge = {0}, jo = {0}, zs[3] = {{0}};
+    uint8_t opk[32], osk[64];
+    struct dht_record rec;
+    struct dht_id k1, k2;
+    struct dht_peer bs;
+    uint8_t buf[64];
+    struct dht_msg m;
+    uint64_t sent;
+    int len;
+
+    (void)state;
+    rand_id(&k1, 11);
+    rand_id(&k2, 12);
+    crypto_sign_keypair(opk, osk);
+    make_record(&rec, &k1, 1, 1, net->now, osk);
+    l1.node = x->node;
+    l1.reenter = true;
+    assert_int_equal(dht_node_lookup(x->node, &k1, seen_lookup, &l1, net->now), 0);
+    assert_int_equal(dht_node_lookup(x->node, &k2, seen_lookup, &l2, net->now), 0);
+    assert_int_equal(dht_node_put(x->node, &rec, seen_put, &pu, net->now), 0);
+    assert_int_equal(dht_node_get(x->node, &k2, seen_get, &ge, net->now), 0);
+    net_run(net, net->now + 1); /* routed, answers still on their way */
+    assert_int_equal(l1.calls + l2.calls + pu.calls + ge.calls, 0);
+    /* a joiner whose JOIN is in flight */
+    y = net_add(net, 77);
+    bs = *dht_node_self(net->n[0].node);
+    assert_int_equal(dht_node_join(y->node, &bs, seen_join, &jo, net->now), 0);
+    net_run(net, net->now + 5);
+    assert_int_equal(jo.calls, 0);
+    dht_node_close(y->node);
+    assert_int_equal(jo.calls, 1);
+    assert_int_equal(jo.status, -ECANCELED);
+
+    sent = node_sent(x->node);
+    dht_node_close(x->node);
+    assert_int_equal(l1.calls, 1);
+    assert_int_equal(l2.calls, 1);
+    assert_int_equal(pu.calls, 1);
+    assert_int_equal(ge.calls, 1);
+    assert_int_equal(l1.status, -ECANCELED);
+    assert_int_equal(l2.status, -ECANCELED);
+    assert_int_equal(pu.status, -ECANCELED);
+    assert_int_equal(ge.status, -ECANCELED);
+    assert_int_equal(l1.reenter_rc, -ECANCELED); /* the callback's new lookup */
+    assert_int_equal(l1.reenter_cancelled, 0);
+    /* closed: no new work, nothing due, input refused */
+    assert_int_equal(dht_node_lookup(x->node, &k1, seen_lookup, &l1, net->now), -ECANCELED);
+    assert_int_equal(dht_node_put(x->node, &rec, seen_put, &pu, net->now), -ECANCELED);
+    assert_int_equal(dht_node_get(x->node, &k1, seen_get, &ge, net->now), -ECANCELED);
+    assert_int_equal(dht_node_join(x->node, &bs, seen_join, &jo, net->now), -ECANCELED);
+    assert_int_equal(dht_node_next_deadline(x->node), UINT64_MAX);
+    dht_msg_init(&m, DHT_MSG_PING, dht_node_id(net->n[0].node));
+    m.flags = DHT_FLAG_ACK_REQ;
+    len = dht_msg_encode(&m, buf, sizeof(buf));
+    assert_int_equal(
+        dht_node_recv(x->node, &dht_node_self(net->n[0].node)->addr, buf, (size_t)len, net->now),
+        -ECANCELED);
+    dht_node_close(x->node);        /* again: nothing */
+    net_run(net, net->now + 10000); /* the answers arrive and are refused */
+    assert_int_equal(l1.calls + l2.calls + pu.calls + ge.calls + jo.calls, 5);
+    assert_int_equal(node_sent(x->node), sent);
+    assert_int_equal(dht_node_cancel(x->node, &l2), 0);
+
+    /* closing from inside a callback: the first lookup to succeed closes the node,
+     * the two others complete with -ECANCELED before that close returns */
+    for (unsigned i = 0; i < 3; i++) {
+        struct dht_id k;
+        rand_id(&k, 20 + i);
+        zs[i].node = z->node;
+        zs[i].close_on_success = true;
+        assert_int_equal(dht_node_lookup(z->node, &k, seen_lookup, &zs[i], net->now), 0);
+    }
+    net_run(net, net->now + 3000);
+    unsigned ok = 0, cancelled = 0;
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(zs[i].calls, 1);
+        ok += zs[i].status == 0;
+        cancelled += zs[i].status == -ECANCELED;
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(cancelled, 2);
+    assert_int_equal(dht_node_next_deadline(z->node), UINT64_MAX);
+    net_free(net);
+    free(net);
+}
+
+/* dht_node_cancel(arg): the requests armed with arg never call back, the others
+ * are answered as usual; a cancelled join leaves the node free to join again. */
+static void test_cancel_by_arg(void **state)
+{
+    struct net *net = ring(6, 4, 2, 1);
+    struct tnode *x = &net->n[1], *y;
+    struct seen a1 = {0}, a2 = {0}, jo = {0};
+    uint8_t opk[32], osk[64];
+    struct dht_record rec;
+    struct dht_id k1, k2, k3;
+    struct dht_peer bs;
+
+    (void)state;
+    rand_id(&k1, 31);
+    rand_id(&k2, 32);
+    rand_id(&k3, 33);
+    crypto_sign_keypair(opk, osk);
+    make_record(&rec, &k1, 1, 1, net->now, osk);
+    assert_int_equal(dht_node_lookup(x->node, &k1, seen_lookup, &a1, net->now), 0);
+    assert_int_equal(dht_node_lookup(x->node, &k2, seen_lookup, &a1, net->now), 0);
+    assert_int_equal(dht_node_put(x->node, &rec, seen_put, &a1, net->now), 0);
+    assert_int_equal(dht_node_lookup(x->node, &k3, seen_lookup, &a2, net->now), 0);
+    assert_int_equal(dht_node_get(x->node, &k2, seen_get, &a2, net->now), 0);
+    net_run(net, net->now + 15); /* on their way: the answers will come */
+    assert_int_equal(dht_node_cancel(x->node, &a1), 3);
+    assert_int_equal(dht_node_cancel(x->node, &a1), 0);
+    net_run(net, net->now + 10000); /* past every retry and deadline */
+    assert_int_equal(a1.calls, 0);
+    assert_int_equal(a2.calls, 2);
+    assert_int_equal(a2.status, 0);
+    /* the put itself went ahead (only its callback is gone) */
+    assert_int_equal(holders(net, &rec), 3);
+
+    /* a join cancelled while in flight, then done again */
+    y = net_add(net, 88);
+    bs = *dht_node_self(net->n[0].node);
+    assert_int_equal(dht_node_join(y->node, &bs, seen_join, &jo, net->now), 0);
+    net_run(net, net->now + 5);
+    assert_int_equal(dht_node_cancel(y->node, &jo), 1);
+    net_run(net, net->now + 5000);
+    assert_int_equal(jo.calls, 0);
+    assert_false(dht_node_joined(y->node));
+    assert_int_equal(dht_node_join(y->node, &bs, seen_join, &jo, net->now), 0);
+    net_run(net, net->now + 5000);
+    assert_int_equal(jo.calls, 1);
+    assert_int_equal(jo.status, 0);
+    assert_true(dht_node_joined(y->node));
+    net_free(net);
+    free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -774,6 +980,8 @@ int main(void)
         cmocka_unit_test(test_bad_input_changes_nothing),
         cmocka_unit_test(test_lone_node_and_cutoff),
         cmocka_unit_test(test_two_clocks),
+        cmocka_unit_test(test_close_completes_everything),
+        cmocka_unit_test(test_cancel_by_arg),
     };
     if (sodium_init() < 0)
         return 1;

@@ -40,7 +40,7 @@
  * by the root or by a replica on the path that holds the key.
  *
  * Callbacks never run inside the call that armed them: completions are delivered
- * from dht_node_recv or dht_node_advance.
+ * from dht_node_recv or dht_node_advance, and on shutdown from dht_node_close.
  */
 #ifndef P2P_DHT_NODE_H
 #define P2P_DHT_NODE_H
@@ -158,6 +158,33 @@ typedef uint64_t (*dht_wall_ms_cb)(void *arg);
 void dht_node_set_wall_clock(struct dht_node *node, dht_wall_ms_cb wall_ms, void *arg);
 
 /*
+ * Shuts the node down, synchronously: every pending join, lookup, put and get
+ * callback runs exactly once, from inside this call, with -ECANCELED (the one
+ * exception to "never inside the arming call": it is what sip_locator.h promises
+ * on shutdown), in no particular order.  From the start of the call the node is
+ * closed: it sends nothing more, forgets messages in flight, dht_node_join/lookup/
+ * put/get return -ECANCELED, dht_node_recv returns -ECANCELED, dht_node_advance
+ * does nothing and dht_node_next_deadline returns UINT64_MAX.  So a callback may
+ * call back into the node: it is refused, or (dht_node_cancel) drops requests
+ * whose callbacks then do not run, or (dht_node_close) does nothing.  May itself be
+ * called from inside one of the node's callbacks; the remaining callbacks then run
+ * before it returns.  The read-only views stay valid until dht_node_free.  A second
+ * call and NULL are no-ops.
+ */
+void dht_node_close(struct dht_node *node);
+
+/*
+ * Drops every pending join, lookup, put and get whose callback argument is arg
+ * (pointer equality; NULL matches requests armed with NULL): their callbacks never
+ * run, and an answer that still arrives is ignored.  For a caller whose own
+ * transaction ended first (a SIP CANCEL, a timer, its own shutdown) and that will
+ * free arg.  Other requests are unaffected.  Safe from inside a callback of the
+ * node.  Cancelling a join that has not completed leaves the node unjoined (it may
+ * join again).  Returns how many requests were dropped.
+ */
+size_t dht_node_cancel(struct dht_node *node, const void *arg);
+
+/*
  * Frees the node.  Pending callbacks are NOT called (what a crash looks like; the
  * simulator kills nodes this way): a caller that promised its users a completion
  * calls dht_node_close() first.  NULL is a no-op.  Never from inside a callback of
@@ -173,15 +200,16 @@ const struct dht_peer *dht_node_self(const struct dht_node *node);
  * (the node is then a ring of one, joined at once).  cb(0) once the root's leaf
  * set arrived and the nearest leaf on each side acknowledged our announcement
  * (or 4 RTO floors later, when one of them is dead); cb(-ETIMEDOUT) after
- * join_timeout_ms without an answer.  Returns 0, -EALREADY (joined
- * or joining), -ENOMEM.
+ * join_timeout_ms without an answer; cb(-ECANCELED) from dht_node_close.  Returns
+ * 0, -EALREADY (joined or joining), -ECANCELED (closed), -ENOMEM.
  */
 int dht_node_join(struct dht_node *node, const struct dht_peer *bootstrap, dht_join_cb cb,
                   void *arg, uint64_t now_ms);
 
 /*
- * Routes to the root of key.  cb(0, root, hops) or cb(-ETIMEDOUT, NULL, 0, ...).
- * Returns 0, -ENOTCONN (not joined), -EBUSY (max_requests in flight).
+ * Routes to the root of key.  cb(0, root, hops) or cb(-ETIMEDOUT, NULL, 0, ...),
+ * or cb(-ECANCELED, NULL, 0, ...) from dht_node_close.  Returns 0, -ENOTCONN (not
+ * joined), -EBUSY (max_requests in flight), -ECANCELED (closed), -ENOMEM.
  */
 int dht_node_lookup(struct dht_node *node, const struct dht_id *key, dht_lookup_cb cb, void *arg,
                     uint64_t now_ms);
@@ -189,8 +217,9 @@ int dht_node_lookup(struct dht_node *node, const struct dht_id *key, dht_lookup_
 /*
  * Stores a signed record (copied) at the root of rec->key and its replicas.
  * cb(0, acks) on quorum; cb(-errno of the store rule) when the root refused it;
- * cb(-ETIMEDOUT) when no quorum in time.  Returns 0, -EINVAL (malformed record,
- * too large), -ENOTCONN, -EBUSY, -ENOMEM.
+ * cb(-ETIMEDOUT) when no quorum in time; cb(-ECANCELED) from dht_node_close.
+ * Returns 0, -EINVAL (malformed record, too large), -ENOTCONN, -EBUSY, -ECANCELED,
+ * -ENOMEM.
  */
 int dht_node_put(struct dht_node *node, const struct dht_record *rec, dht_put_cb cb, void *arg,
                  uint64_t now_ms);
@@ -202,7 +231,8 @@ int dht_node_get(struct dht_node *node, const struct dht_id *key, dht_get_cb cb,
 /*
  * Handles one received message from address `from`.  Malformed, oversized,
  * wrong-key or bad-record messages are dropped and counted without touching the
- * routing state.  Returns 0, or the negative errno of the drop.
+ * routing state.  Returns 0, or the negative errno of the drop (-ECANCELED once
+ * the node is closed).
  */
 int dht_node_recv(struct dht_node *node, const struct dht_addr *from, const uint8_t *buf,
                   size_t len, uint64_t now_ms);
