@@ -11,6 +11,11 @@
  *   DATA            one AEAD-sealed message of an established session;
  *   DISCOVER        a LAN multicast announcement, in clear but MACed with the overlay key.
  *
+ * The clear fields of each handshake frame (header, session indexes) are hashed into the
+ * Noise transcript before the message's tokens, so each message's tag covers every byte
+ * of its frame.  A frame that is refused leaves the handshake or session exactly as it
+ * was: a forgery cannot spoil the exchange the genuine frame would complete.
+ *
  * Static keys are the nodes' Ed25519 identity keys converted to X25519
  * (crypto_sign_ed25519_pk_to_curve25519 / _sk_to_curve25519).  Each side sends its
  * Ed25519 public key in its handshake payload; the peer checks that it converts to the
@@ -60,10 +65,20 @@ enum ovl_type {
 #define OVL_HS_PAYLOAD_MAX 128 /* caller's bytes in HS2/HS3 besides the Ed25519 key */
 #define OVL_DATA_HDR_LEN (OVL_HDR_LEN + 4 + 8) /* + receiver index + counter */
 #define OVL_DATA_OVERHEAD (OVL_DATA_HDR_LEN + OVL_TAG_LEN)
-#define OVL_FRAME_MAX 65507 /* largest UDP payload over IPv4 */
-#define OVL_REPLAY_WINDOW 1024
+#define OVL_FRAME_MAX 65507    /* largest UDP payload over IPv4 */
+#define OVL_REPLAY_WINDOW 1024 /* bits in the replay bitmap (ovl_session.window) */
+/* How far below the highest accepted counter a frame is still accepted: RFC 6479 keeps
+ * one 64-bit block of the bitmap as the one it clears while the window slides. */
+#define OVL_REPLAY_SPAN (OVL_REPLAY_WINDOW - 64)
 #define OVL_REKEY_EVERY (1ull << 20)   /* messages per key epoch */
 #define OVL_COUNTER_LIMIT (1ull << 60) /* a session refuses to send past this */
+
+/* Frame sizes (docs/OVERLAY-WIRE.md); plen is the caller's handshake payload. */
+#define OVL_HS1_LEN (OVL_HDR_LEN + 4 + 32 + OVL_TAG_LEN)
+#define OVL_HS2_LEN(plen) (OVL_HDR_LEN + 8 + 32 + 48 + 32 + (plen) + OVL_TAG_LEN)
+#define OVL_HS3_LEN(plen) (OVL_HDR_LEN + 4 + 48 + 32 + (plen) + OVL_TAG_LEN)
+#define OVL_HS_FRAME_MAX OVL_HS2_LEN(OVL_HS_PAYLOAD_MAX) /* the largest handshake frame */
+#define OVL_DISCOVER_LEN (OVL_HDR_LEN + DHT_ID_LEN + 2 + 1 + 8 + OVL_TAG_LEN)
 
 /* A node's identity: Ed25519 key pair, its X25519 form, and its node ID. */
 struct ovl_identity {
@@ -99,9 +114,10 @@ struct ovl_frame_info {
 };
 
 /*
- * Checks magic, version, flags, a known type and the minimum length of that type, and
- * reads the indexes.  Returns 0, -EBADMSG (not ours or malformed), -EPROTONOSUPPORT
- * (our magic with another version).
+ * Checks magic, version, flags, a known type and the length of that type (exact for HS1
+ * and DISCOVER, between the bounds of OVL_HS2_LEN/OVL_HS3_LEN for HS2 and HS3, at least
+ * OVL_DATA_OVERHEAD for DATA, never over OVL_FRAME_MAX), and reads the indexes.  Returns
+ * 0, -EBADMSG (not ours or malformed), -EPROTONOSUPPORT (our magic with another version).
  */
 int ovl_frame_peek(const uint8_t *buf, size_t len, struct ovl_frame_info *out);
 
@@ -150,7 +166,10 @@ int ovl_hs_respond(struct ovl_hs *hs, const struct ovl_identity *me, const uint8
 int ovl_hs_finish(struct ovl_hs *hs, const uint8_t *hs2, size_t len, const uint8_t *payload,
                   size_t plen, uint8_t *out, size_t cap, struct ovl_peer_info *peer);
 
-/* Responder: reads HS3 and authenticates the initiator.  0 or -EBADMSG. */
+/*
+ * Responder: reads HS3 and authenticates the initiator.  0; -EBADMSG; -EINVAL when hs is
+ * not a responder waiting for HS3.
+ */
 int ovl_hs_complete(struct ovl_hs *hs, const uint8_t *hs3, size_t len, struct ovl_peer_info *peer);
 
 /* Wipes a handshake's secrets (also after a failure). */
