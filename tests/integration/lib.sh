@@ -36,6 +36,8 @@ IT_REALM=${IT_REALM:-p2p.test}
 declare -a IT_PIDS=()
 declare -A IT_PID_OF=()
 declare -A IT_EXIT_OF=()
+# Functions the EXIT trap calls after stopping the processes (hosts.sh: hosts_destroy).
+declare -a IT_CLEANUP_HOOKS=()
 IT_TMP=""
 IT_VERDICT=""
 
@@ -50,6 +52,8 @@ it_begin() {
         # As root (CI) a plain network namespace; otherwise a user namespace too, in
         # which we are root enough to bring loopback up.
         [ "$(id -u)" -eq 0 ] || unshare_opts=(-r -n)
+        # IT_UNSHARE_MOUNT=1 (set by hosts.sh): a private mount namespace too.
+        [ "${IT_UNSHARE_MOUNT:-0}" != 1 ] || unshare_opts+=(-m --propagation private)
         command -v unshare >/dev/null || { echo "$IT_NAME: FAIL: unshare missing" >&2; exit 1; }
         exec timeout -k 15 "${IT_TIMEOUT:-600}" \
             unshare "${unshare_opts[@]}" -- env P2P_IT_IN_NETNS=1 bash "$0" "$@"
@@ -68,6 +72,10 @@ it__cleanup() {
     local i
     for ((i = ${#IT_PIDS[@]} - 1; i >= 0; i--)); do
         it__stop_pid "${IT_PIDS[i]}"
+    done
+    local hook
+    for hook in "${IT_CLEANUP_HOOKS[@]}"; do
+        "$hook" || echo "$IT_NAME: cleanup: $hook failed" >&2
     done
     if [ "$rc" -ne 0 ] && [ "$IT_VERDICT" != "FAIL" ]; then
         echo "$IT_NAME: FAIL: ended with status $rc before a verdict" >&2

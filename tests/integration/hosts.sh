@@ -1,0 +1,677 @@
+# shellcheck shell=bash
+#
+# hosts.sh: several "hosts" (network namespaces) on a private LAN, for the
+# integration tests that run p2psipd on more than one machine.  Sourced, never run;
+# it sources lib.sh itself.  docs/TESTING.md describes it with examples.
+#
+# Design.  A script sources this file instead of lib.sh and calls it_begin "$@" as
+# usual.  Sourcing sets IT_UNSHARE_MOUNT=1, so it_begin's re-execution enters a
+# private mount namespace as well as the private network namespace (unshare -n -m
+# --propagation private).  The first hosts_create mounts a tmpfs on /run/netns there,
+# so every `ip netns add` below lives in that tmpfs and is invisible to the machine
+# and to other tests run at the same time; when the test's last process ends, the
+# mount namespace goes and takes every host namespace with it, whatever way the test
+# ended.  The test's own network namespace holds the bridge br0 (the LAN switch);
+# each host hI is a network namespace joined to it by a veth pair (veth-hI on the
+# bridge, eth0 in the host).  A NAT router rK is one more namespace, with its outside
+# leg "wan" on br0 and the NATed host's eth0 on its inside leg (veth-hI in rK).
+#
+# Address plan (benchmarking ranges only: RFC 2544 198.18.0.0/15, RFC 5180
+# 2001:2::/48):
+#   LAN             198.18.0.0/24            2001:2::/64 (with --ipv6)
+#   host hI         198.18.0.(10+I)          2001:2::(10+I), I = 1..200
+#   router rK wan   198.18.0.(255-K)         (IPv4 only)
+#   rK inside net   198.19.K.0/24: rK 198.19.K.1, its host 198.19.K.2
+# Each host has lo up (multicast on), eth0 up with an on-link default route and a
+# 224.0.0.0/4 route on eth0 (multicast to 239.x.x.x leaves through eth0).  The bridge
+# floods multicast (IGMP/MLD snooping off); with --no-multicast an nftables bridge
+# rule drops IPv4 and IPv6 multicast (neighbour discovery excepted), so only unicast
+# and broadcast (ARP) cross the LAN.  The bridge and its ports carry no IP address.
+#
+# Functions (H is a host name, h1..hN):
+#   hosts_create N [--no-multicast] [--ipv6]  creates br0 and hosts h1..hN (1..200);
+#       --ipv6 adds the IPv6 addresses and waits (bounded) for their duplicate address
+#       detection to end; without it the hosts' IPv6 is disabled (an IPv4-only LAN).
+#       Fails the test if hosts exist (hosts_destroy first).
+#   hosts_nat H [--symmetric]  puts H behind a new NAT router rK (K = 1, 2, ...):
+#       masquerade on rK's wan, forwarding only from inside to outside plus
+#       conntrack replies, no port forwarding.  The default mapping keeps the source
+#       port (Linux conntrack); --symmetric maps every flow to a random port
+#       (masquerade fully-random).  H becomes IPv4-only.  Call it before starting
+#       processes in H (H's eth0 is replaced).
+#   host_ip H / host_ip6 H     H's planned IPv4 / IPv6 address (for a NATed host its
+#       inside address; host_ip6 fails when H has none).
+#   host_public_ip H           the address H's traffic comes from on the LAN (its
+#       router's wan address when NATed, else host_ip).
+#   host_exec H CMD...         runs CMD in H (ip netns exec), in the foreground; H may
+#       also be a router rK.
+#   host_run H TIMEOUT CMD...  the same, bounded by TIMEOUT seconds (it_run).
+#   host_start H NAME CMD...   it_start inside H: own process group, log
+#       $IT_TMP/NAME.log, tracked by pid, stopped with it_stop or by the EXIT trap.
+#   host_ping H ADDR [TIMEOUT] one ICMP echo from H to ADDR (IPv4 or IPv6); true when
+#       the reply comes within TIMEOUT seconds (default 1).  Uses $HOSTS_PROBE (raw
+#       sockets in python3; no ping binary needed).
+#   host_wait_reach H ADDR [TIMEOUT]  pings until a reply; fails the test after
+#       TIMEOUT seconds (default 10).
+#   host_link_down H [--silent] / host_link_up H  cuts / restores H's link.  Default:
+#       the far end of H's veth goes down, so H sees its carrier go (a pulled cable).
+#       --silent: the link stays up but drops every frame both ways (nftables netdev
+#       ingress on both ends: a partition H cannot see).  H's processes keep running.
+#       host_link_up waits (bounded) for the carrier and for IPv6 DAD.
+#   host_addr_add H ADDR[/LEN] / host_addr_del H ADDR[/LEN]  adds / removes an address
+#       on H's eth0 (default LEN 24 for IPv4, 64 for IPv6; an IPv6 address is waited
+#       for until its DAD ends).
+#   hosts_destroy              stops every process host_start started, deletes the
+#       hosts, routers and bridge.  Runs from the EXIT trap (lib.sh IT_CLEANUP_HOOKS,
+#       after the processes are stopped); may also be called by the test.  Never
+#       fails the test (it runs inside the trap); returns 1 if something was left.
+# $HOSTS_PROBE is a python3 tool, written at the first hosts_create:
+#   python3 "$HOSTS_PROBE" recv ADDR PORT [--iface IF] [--timeout S] [--max N] [--reply]
+#       binds PORT (ADDR: a multicast group to join on IF, or "any"), prints
+#       "ready PORT", then "got DATA from SRC SPORT" per datagram; exit 0 if any came.
+#   python3 "$HOSTS_PROBE" send ADDR PORT TOKEN [--iface IF] [--ttl N] [--times N]
+#       [--sport P] [--wait-reply S] [--linger S]: prints "local PORT", sends TOKEN,
+#       optionally waits for a reply ("reply DATA from SRC SPORT", exit 3 if none)
+#       and then prints every further datagram for S seconds ("extra ...").
+#   python3 "$HOSTS_PROBE" ping ADDR [--timeout S]
+#
+# Invariants: nothing here touches the machine's interfaces or its /run/netns (the
+# functions refuse to run outside a private network and mount namespace); every wait
+# is bounded; processes are only ever signalled by the pids lib.sh recorded.
+
+[ -n "${IT_LIB_DIR:-}" ] || . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+IT_UNSHARE_MOUNT=1
+IT_CLEANUP_HOOKS+=(hosts_destroy)
+
+HOSTS_NETNS_DIR=/run/netns
+HOSTS_TMPFS_NAME=p2p-it-netns
+HOSTS_PROBE=""
+HOSTS_V6=0
+HOSTS_NO_MCAST=0
+declare -a HOSTS=()         # h1..hN
+declare -a HOSTS_ROUTERS=() # r1..rK
+declare -a HOSTS_PROCS=()   # names given to host_start
+declare -A HOSTS_IP4=() HOSTS_IP6=() HOSTS_PUB4=()
+declare -A HOSTS_PEER_NS=() # where the far end of H's eth0 (veth-H) lives: "" = here
+declare -A HOSTS_CUT=()     # "carrier" or "silent" while H's link is down
+
+# Refuses to go on unless this shell is in a network and a mount namespace of its
+# own (it_begin with IT_UNSHARE_MOUNT=1), then mounts the private /run/netns once.
+hosts__private() {
+    [ "${P2P_IT_IN_NETNS:-}" = 1 ] || it_fail "hosts.sh: call it_begin first"
+    local t
+    for t in net mnt; do
+        local mine init
+        mine=$(readlink "/proc/self/ns/$t") || it_fail "hosts.sh: cannot read /proc/self/ns/$t"
+        init=$(readlink "/proc/1/ns/$t" 2>/dev/null) || continue
+        [ "$mine" != "$init" ] || it_fail "hosts.sh: not in a private $t namespace (source hosts.sh before it_begin)"
+    done
+    if awk -v d="$HOSTS_NETNS_DIR" '$5 == d' /proc/self/mountinfo | tail -n 1 |
+        grep -q -- " - tmpfs $HOSTS_TMPFS_NAME "; then
+        return 0
+    fi
+    # The mount point itself: an empty directory, what `ip netns add` would create.
+    [ -d "$HOSTS_NETNS_DIR" ] || mkdir -m 755 "$HOSTS_NETNS_DIR" ||
+        it_fail "hosts.sh: cannot create $HOSTS_NETNS_DIR"
+    mount -t tmpfs -o size=1m,mode=755 "$HOSTS_TMPFS_NAME" "$HOSTS_NETNS_DIR" ||
+        it_fail "hosts.sh: cannot mount a tmpfs on $HOSTS_NETNS_DIR"
+}
+
+# Name checks: H must be a host hosts_create made.
+hosts__host() {
+    local h=$1
+    [ -n "${HOSTS_IP4[$h]:-}" ] || it_fail "hosts.sh: no host '$h' (hosts: ${HOSTS[*]:-none})"
+}
+
+# ... or one of the routers hosts_nat made.
+hosts__ns() {
+    local r
+    for r in "${HOSTS_ROUTERS[@]}"; do [ "$r" != "$1" ] || return 0; done
+    hosts__host "$1"
+}
+
+# hosts__sysctl NS KEY=VALUE...: sysctls in namespace NS ("" = the test's own).
+hosts__sysctl() {
+    local ns=$1
+    shift
+    if [ -z "$ns" ]; then
+        sysctl -q -w "$@" >/dev/null
+    else
+        ip netns exec "$ns" sysctl -q -w "$@" >/dev/null
+    fi
+}
+
+# ip in namespace NS ("" = the test's own).
+hosts__ip() {
+    local ns=$1
+    shift
+    if [ -z "$ns" ]; then ip "$@"; else ip -n "$ns" "$@"; fi
+}
+
+hosts__nft() {
+    local ns=$1
+    shift
+    if [ -z "$ns" ]; then nft "$@"; else ip netns exec "$ns" nft "$@"; fi
+}
+
+# True while some address of H is still tentative (IPv6 duplicate address detection).
+hosts__dad_pending() {
+    [ -n "$(ip -n "$1" -6 addr show dev eth0 tentative 2>/dev/null)" ]
+}
+
+# hosts__wait_dad H...: until no address of the hosts is tentative (10 s at most);
+# fails on an address whose DAD failed.
+hosts__wait_dad() {
+    local deadline=$((SECONDS + 10)) h pending
+    while :; do
+        pending=""
+        for h in "$@"; do
+            [ -z "$(ip -n "$h" -6 addr show dev eth0 dadfailed 2>/dev/null)" ] ||
+                it_fail "hosts.sh: IPv6 DAD failed on $h: $(ip -n "$h" -6 -o addr show dev eth0 dadfailed)"
+            ! hosts__dad_pending "$h" || pending="$pending $h"
+        done
+        [ -n "$pending" ] || return 0
+        [ "$SECONDS" -lt "$deadline" ] || it_fail "hosts.sh: IPv6 DAD still running on$pending after 10 s"
+        sleep 0.1
+    done
+}
+
+# Sets up H's side of a fresh veth pair whose far end veth-H is in namespace PEER_NS.
+hosts__plumb() {
+    local h=$1 peer_ns=$2 addr=$3 gw=$4 v6=$5
+    local ipv6_off=1
+    [ "$v6" = 1 ] && ipv6_off=0
+    if [ -d /proc/sys/net/ipv6 ]; then
+        hosts__sysctl "$h" "net.ipv6.conf.eth0.disable_ipv6=$ipv6_off" ||
+            it_fail "hosts.sh: $h: cannot set IPv6 on eth0"
+        hosts__sysctl "$peer_ns" "net.ipv6.conf.veth-$h.disable_ipv6=1" ||
+            it_fail "hosts.sh: cannot disable IPv6 on veth-$h"
+    fi
+    ip -n "$h" addr add "$addr" dev eth0 || it_fail "hosts.sh: $h: cannot add $addr"
+    ip -n "$h" link set eth0 up || it_fail "hosts.sh: $h: eth0 up"
+    if [ -n "$gw" ]; then
+        ip -n "$h" route add default via "$gw" dev eth0 || it_fail "hosts.sh: $h: default route"
+    else
+        ip -n "$h" route add default dev eth0 || it_fail "hosts.sh: $h: default route"
+    fi
+    ip -n "$h" route add 224.0.0.0/4 dev eth0 || it_fail "hosts.sh: $h: multicast route"
+}
+
+# A new namespace NS with loopback up, multicast on (IPv6 off unless V6=1).
+hosts__netns_add() {
+    local ns=$1 v6=$2
+    ip netns add "$ns" || it_fail "hosts.sh: ip netns add $ns"
+    ip -n "$ns" link set lo up multicast on || it_fail "hosts.sh: $ns: loopback up"
+    if [ "$v6" != 1 ] && [ -d /proc/sys/net/ipv6 ]; then
+        hosts__sysctl "$ns" net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 ||
+            it_fail "hosts.sh: $ns: cannot disable IPv6"
+    fi
+}
+
+hosts_create() {
+    local n=${1:-} i h
+    shift || true
+    local v6=0 nomc=0
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --ipv6) v6=1 ;;
+        --no-multicast) nomc=1 ;;
+        *) it_fail "hosts_create: unknown option $1" ;;
+        esac
+        shift
+    done
+    case $n in '' | *[!0-9]*) it_fail "hosts_create: N must be a number, not '$n'" ;; esac
+    [ "$n" -ge 1 ] && [ "$n" -le 200 ] || it_fail "hosts_create: N must be 1..200, not $n"
+    [ ${#HOSTS[@]} -eq 0 ] || it_fail "hosts_create: hosts exist (${HOSTS[*]}); hosts_destroy first"
+    [ "$v6" = 0 ] || [ -d /proc/sys/net/ipv6 ] || it_fail "hosts_create --ipv6: the kernel has no IPv6"
+    it_need ip nft python3
+    hosts__private
+    hosts__probe_write
+    HOSTS_V6=$v6
+    HOSTS_NO_MCAST=$nomc
+
+    # The LAN switch: no STP (ports forward at once), no multicast snooping (without
+    # a querier a snooping bridge forwards multicast unreliably; off, it floods).
+    ip link add br0 type bridge stp_state 0 mcast_snooping 0 ||
+        it_fail "hosts.sh: cannot create bridge br0"
+    [ ! -d /proc/sys/net/ipv6 ] || hosts__sysctl "" net.ipv6.conf.br0.disable_ipv6=1 ||
+        it_fail "hosts.sh: br0: cannot disable IPv6"
+    ip link set br0 up || it_fail "hosts.sh: br0 up"
+    if [ "$nomc" = 1 ]; then
+        # Bridge-family filter: multicast frames are dropped at every output port.
+        # Broadcast (ARP) and IPv6 neighbour discovery (to solicited-node groups)
+        # pass, or unicast would break too.
+        nft -f - <<'EOF' || it_fail "hosts.sh: cannot install the no-multicast rules"
+table bridge p2p_it_hosts {
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        ip daddr 224.0.0.0/4 counter drop
+        icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept
+        ip6 daddr ff00::/8 counter drop
+    }
+}
+EOF
+    fi
+    for ((i = 1; i <= n; i++)); do
+        h=h$i
+        hosts__netns_add "$h" "$v6"
+        ip link add "veth-$h" type veth peer name eth0 netns "$h" ||
+            it_fail "hosts.sh: cannot create the veth pair of $h"
+        ip link set "veth-$h" master br0 || it_fail "hosts.sh: veth-$h into br0"
+        ip link set "veth-$h" up || it_fail "hosts.sh: veth-$h up"
+        hosts__plumb "$h" "" "198.18.0.$((10 + i))/24" "" "$v6"
+        if [ "$v6" = 1 ]; then
+            ip -n "$h" addr add "2001:2::$((10 + i))/64" dev eth0 ||
+                it_fail "hosts.sh: $h: cannot add its IPv6 address"
+            ip -n "$h" -6 route add default dev eth0 metric 2048 ||
+                it_fail "hosts.sh: $h: IPv6 default route"
+            HOSTS_IP6[$h]=2001:2::$((10 + i))
+        fi
+        HOSTS+=("$h")
+        HOSTS_IP4[$h]=198.18.0.$((10 + i))
+        HOSTS_PUB4[$h]=198.18.0.$((10 + i))
+        HOSTS_PEER_NS[$h]=""
+    done
+    [ "$v6" = 0 ] || hosts__wait_dad "${HOSTS[@]}"
+    it_log "hosts: ${HOSTS[*]} on br0 (198.18.0.0/24${HOSTS_IP6[h1]:+, 2001:2::/64}$([ "$nomc" = 0 ] || echo ", no multicast")); enter one with: nsenter -t $$ -n -m ip netns exec h1 bash"
+}
+
+hosts_nat() {
+    local h=${1:-} sym=0
+    shift || true
+    [ "${1:-}" != --symmetric ] || { sym=1; shift; }
+    [ $# -eq 0 ] || it_fail "hosts_nat: unknown option $1"
+    hosts__host "$h"
+    [ -z "${HOSTS_PEER_NS[$h]}" ] || it_fail "hosts_nat: $h is already behind ${HOSTS_PEER_NS[$h]}"
+    [ -z "${HOSTS_CUT[$h]:-}" ] || it_fail "hosts_nat: $h's link is down"
+    local k=$((${#HOSTS_ROUTERS[@]} + 1))
+    [ "$k" -le 40 ] || it_fail "hosts_nat: at most 40 routers"
+    local r=r$k wan=198.18.0.$((255 - k)) net=198.19.$k
+    hosts__netns_add "$r" 0
+    HOSTS_ROUTERS+=("$r")
+    ip link add "veth-$r" type veth peer name wan netns "$r" ||
+        it_fail "hosts.sh: cannot create the veth pair of $r"
+    [ ! -d /proc/sys/net/ipv6 ] || hosts__sysctl "" "net.ipv6.conf.veth-$r.disable_ipv6=1" ||
+        it_fail "hosts.sh: veth-$r: cannot disable IPv6"
+    ip link set "veth-$r" master br0 up || it_fail "hosts.sh: veth-$r into br0"
+    ip -n "$r" addr add "$wan/24" dev wan || it_fail "hosts.sh: $r: wan address"
+    ip -n "$r" link set wan up || it_fail "hosts.sh: $r: wan up"
+    # H's link now goes to the router: the old pair goes (both ends), a new one comes.
+    ip link del "veth-$h" || it_fail "hosts.sh: cannot delete veth-$h"
+    ip -n "$r" link add "veth-$h" type veth peer name eth0 netns "$h" ||
+        it_fail "hosts.sh: cannot create $h's link to $r"
+    ip -n "$r" addr add "$net.1/24" dev "veth-$h" || it_fail "hosts.sh: $r: inside address"
+    ip -n "$r" link set "veth-$h" up || it_fail "hosts.sh: $r: veth-$h up"
+    hosts__plumb "$h" "$r" "$net.2/24" "$net.1" 0
+    hosts__sysctl "$r" net.ipv4.ip_forward=1 || it_fail "hosts.sh: $r: forwarding on"
+    local masq=masquerade
+    [ "$sym" = 0 ] || masq="masquerade fully-random"
+    # No DNAT anywhere: a flow can only start inside; from outside, only conntrack
+    # replies (same 5-tuple) get through.  A datagram to the wan address that matches
+    # no flow is the router's own (and finds no socket there).
+    hosts__nft "$r" -f - <<EOF || it_fail "hosts.sh: $r: cannot install the NAT rules"
+table ip p2p_it_nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan" $masq
+    }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "veth-$h" oifname "wan" accept
+        counter
+    }
+}
+EOF
+    HOSTS_PEER_NS[$h]=$r
+    HOSTS_IP4[$h]=$net.2
+    HOSTS_PUB4[$h]=$wan
+    HOSTS_IP6[$h]=""
+    it_log "hosts: $h behind NAT router $r (inside $net.2, outside $wan$([ "$sym" = 0 ] || echo ", symmetric"))"
+}
+
+host_ip() {
+    hosts__host "$1"
+    echo "${HOSTS_IP4[$1]}"
+}
+
+host_ip6() {
+    hosts__host "$1"
+    [ -n "${HOSTS_IP6[$1]:-}" ] || return 1
+    echo "${HOSTS_IP6[$1]}"
+}
+
+host_public_ip() {
+    hosts__host "$1"
+    echo "${HOSTS_PUB4[$1]}"
+}
+
+host_exec() {
+    local h=$1
+    shift
+    hosts__ns "$h"
+    ip netns exec "$h" "$@"
+}
+
+host_run() {
+    local h=$1 t=$2
+    shift 2
+    hosts__ns "$h"
+    it_run "$t" ip netns exec "$h" "$@"
+}
+
+host_start() {
+    local h=$1 name=$2
+    shift 2
+    hosts__host "$h"
+    it_start "$name" ip netns exec "$h" "$@"
+    HOSTS_PROCS+=("$name")
+}
+
+host_ping() {
+    local h=$1 addr=$2 t=${3:-1}
+    hosts__host "$h"
+    timeout -k 2 $((t + 5)) ip netns exec "$h" python3 "$HOSTS_PROBE" ping "$addr" \
+        --timeout "$t" >/dev/null 2>&1
+}
+
+host_wait_reach() {
+    it_wait_until "${3:-10}" "$1 to reach $2" host_ping "$1" "$2" 1
+}
+
+host_link_down() {
+    local h=$1 mode=carrier
+    [ "${2:-}" != --silent ] || mode=silent
+    hosts__host "$h"
+    [ -z "${HOSTS_CUT[$h]:-}" ] || it_fail "host_link_down: $h's link is already down"
+    local peer_ns=${HOSTS_PEER_NS[$h]}
+    if [ "$mode" = carrier ]; then
+        hosts__ip "$peer_ns" link set "veth-$h" down || it_fail "host_link_down: veth-$h down"
+    else
+        # Ingress on both ends: nothing H sends arrives, nothing reaches H.
+        hosts__nft "$peer_ns" -f - <<EOF || it_fail "host_link_down: nft at veth-$h"
+table netdev p2p_it_cut_$h {
+    chain ingress { type filter hook ingress device "veth-$h" priority 0; policy drop; }
+}
+EOF
+        hosts__nft "$h" -f - <<EOF || it_fail "host_link_down: nft in $h"
+table netdev p2p_it_cut {
+    chain ingress { type filter hook ingress device "eth0" priority 0; policy drop; }
+}
+EOF
+    fi
+    HOSTS_CUT[$h]=$mode
+    it_log "hosts: $h's link cut ($mode)"
+}
+
+host_link_up() {
+    local h=$1
+    hosts__host "$h"
+    local mode=${HOSTS_CUT[$h]:-}
+    [ -n "$mode" ] || it_fail "host_link_up: $h's link is not down"
+    local peer_ns=${HOSTS_PEER_NS[$h]}
+    if [ "$mode" = carrier ]; then
+        hosts__ip "$peer_ns" link set "veth-$h" up || it_fail "host_link_up: veth-$h up"
+    else
+        hosts__nft "$peer_ns" delete table netdev "p2p_it_cut_$h" || it_fail "host_link_up: nft at veth-$h"
+        hosts__nft "$h" delete table netdev p2p_it_cut || it_fail "host_link_up: nft in $h"
+    fi
+    unset "HOSTS_CUT[$h]"
+    it_wait_until 10 "$h's eth0 to have its carrier back" hosts__carrier "$h"
+    # A carrier that comes back restarts DAD on every IPv6 address.
+    [ -z "${HOSTS_IP6[$h]:-}" ] || hosts__wait_dad "$h"
+    it_log "hosts: $h's link restored"
+}
+
+hosts__carrier() {
+    [ "$(ip netns exec "$1" cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]
+}
+
+# ADDR with its default prefix length.
+hosts__cidr() {
+    case $1 in
+    */*) echo "$1" ;;
+    *:*) echo "$1/64" ;;
+    *) echo "$1/24" ;;
+    esac
+}
+
+host_addr_add() {
+    local h=$1 a
+    hosts__host "$h"
+    a=$(hosts__cidr "$2")
+    ip -n "$h" addr add "$a" dev eth0 || it_fail "host_addr_add: $h: cannot add $a"
+    case $a in *:*) hosts__wait_dad "$h" ;; esac
+    it_log "hosts: $h: address $a added"
+}
+
+host_addr_del() {
+    local h=$1 a
+    hosts__host "$h"
+    a=$(hosts__cidr "$2")
+    ip -n "$h" addr del "$a" dev eth0 || it_fail "host_addr_del: $h: cannot remove $a"
+    it_log "hosts: $h: address $a removed"
+}
+
+hosts_destroy() {
+    local rc=0 name ns pids
+    for name in "${HOSTS_PROCS[@]}"; do
+        if it_alive "$name"; then it_stop "$name"; fi
+    done
+    HOSTS_PROCS=()
+    for ns in "${HOSTS[@]}" "${HOSTS_ROUTERS[@]}"; do
+        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+        if [ -n "$pids" ]; then
+            it_log "hosts_destroy: $ns still runs pids $pids (not started by host_start)"
+            rc=1
+        fi
+        ip netns del "$ns" || rc=1
+    done
+    if ip link show br0 >/dev/null 2>&1; then ip link del br0 || rc=1; fi
+    if nft list table bridge p2p_it_hosts >/dev/null 2>&1; then
+        nft delete table bridge p2p_it_hosts || rc=1
+    fi
+    HOSTS=()
+    HOSTS_ROUTERS=()
+    HOSTS_IP4=()
+    HOSTS_IP6=()
+    HOSTS_PUB4=()
+    HOSTS_PEER_NS=()
+    HOSTS_CUT=()
+    return $rc
+}
+
+# Writes $HOSTS_PROBE (once per test).
+hosts__probe_write() {
+    [ -z "$HOSTS_PROBE" ] || return 0
+    HOSTS_PROBE=$IT_TMP/hosts_probe.py
+    cat >"$HOSTS_PROBE" <<'PYEOF' || it_fail "hosts.sh: cannot write $HOSTS_PROBE"
+# hosts_probe.py: UDP and ICMP probes for tests/integration/hosts.sh (written there).
+# Every wait is bounded by a timeout; output is line by line, flushed.
+import argparse, os, select, socket, struct, sys, time
+
+
+def fam(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def is_mcast(addr):
+    if ":" in addr:
+        return addr.lower().startswith("ff")
+    return 224 <= int(addr.split(".")[0]) <= 239
+
+
+def out(*a):
+    print(*a, flush=True)
+
+
+def ifindex(name):
+    return socket.if_nametoindex(name) if name else 0
+
+
+def dest(addr, port, idx):
+    if ":" in addr:
+        scope = idx if addr.lower().startswith(("ff02", "fe80")) else 0
+        return (addr, port, 0, scope)
+    return (addr, port)
+
+
+def wait_datagrams(s, until, fn):
+    n = 0
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            return n
+        r, _, _ = select.select([s], [], [], left)
+        if not r:
+            continue
+        try:
+            data, src = s.recvfrom(65535)
+        except OSError as e:
+            out("error", e)
+            continue
+        n += 1
+        if not fn(data, src):
+            return n
+
+
+def recv(a):
+    f = socket.AF_INET6 if a.addr == "any6" or ":" in a.addr else socket.AF_INET
+    s = socket.socket(f, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    idx = ifindex(a.iface)
+    if f == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(("::" if f == socket.AF_INET6 else "0.0.0.0", a.port))
+    if a.addr not in ("any", "any6") and is_mcast(a.addr):
+        if f == socket.AF_INET:
+            mreq = struct.pack("=4s4si", socket.inet_aton(a.addr), socket.inet_aton("0.0.0.0"), idx)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        else:
+            mreq = struct.pack("=16sI", socket.inet_pton(f, a.addr), idx)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+    out("ready", s.getsockname()[1])
+    got = [0]
+
+    def on(data, src):
+        got[0] += 1
+        out("got", data.decode(errors="replace"), "from", src[0], src[1])
+        if a.reply:
+            s.sendto(b"re:" + data, src)
+        return not (a.max and got[0] >= a.max)
+
+    wait_datagrams(s, time.monotonic() + a.timeout, on)
+    return 0 if got[0] else 3
+
+
+def send(a):
+    f = fam(a.addr)
+    s = socket.socket(f, socket.SOCK_DGRAM)
+    idx = ifindex(a.iface)
+    s.bind(("::" if f == socket.AF_INET6 else "0.0.0.0", a.sport))
+    if is_mcast(a.addr):
+        if f == socket.AF_INET:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, a.ttl)
+            if idx:
+                mreqn = struct.pack("=4s4si", socket.inet_aton("0.0.0.0"), socket.inet_aton("0.0.0.0"), idx)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        else:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, a.ttl)
+            if idx:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+    out("local", s.getsockname()[1])
+    for i in range(a.times):
+        if i:
+            time.sleep(0.1)
+        try:
+            s.sendto(a.token.encode(), dest(a.addr, a.port, idx))
+        except OSError as e:
+            out("error", e)
+    rc = 0
+    if a.wait_reply:
+        def on_reply(data, src):
+            out("reply", data.decode(errors="replace"), "from", src[0], src[1])
+            return False
+        rc = 0 if wait_datagrams(s, time.monotonic() + a.wait_reply, on_reply) else 3
+    if a.linger:
+        def on_extra(data, src):
+            out("extra", data.decode(errors="replace"), "from", src[0], src[1])
+            return True
+        wait_datagrams(s, time.monotonic() + a.linger, on_extra)
+    out("done")
+    return rc
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xFFFF)
+    t += t >> 16
+    return ~t & 0xFFFF
+
+
+def ping(a):
+    f = fam(a.addr)
+    v4 = f == socket.AF_INET
+    s = socket.socket(f, socket.SOCK_RAW, socket.IPPROTO_ICMP if v4 else socket.IPPROTO_ICMPV6)
+    ident = os.getpid() & 0xFFFF
+    payload = b"p2p-it" + os.urandom(8)
+    typ, rtyp = (8, 0) if v4 else (128, 129)
+    hdr = struct.pack("!BBHHH", typ, 0, 0, ident, 1)
+    if v4:  # the kernel sums ICMPv6 itself
+        hdr = struct.pack("!BBHHH", typ, 0, csum(hdr + payload), ident, 1)
+    try:
+        s.sendto(hdr + payload, dest(a.addr, 0, 0))
+    except OSError as e:
+        out("error", e)
+        return 1
+    ok = [False]
+
+    def on(data, src):
+        if v4:
+            data = data[(data[0] & 0xF) * 4:]
+        if len(data) >= 8:
+            t, _, _, i, _ = struct.unpack("!BBHHH", data[:8])
+            if t == rtyp and i == ident and data[8:] == payload:
+                ok[0] = True
+                out("reply from", src[0])
+                return False
+        return True
+
+    wait_datagrams(s, time.monotonic() + a.timeout, on)
+    if not ok[0]:
+        out("no reply")
+    return 0 if ok[0] else 1
+
+
+p = argparse.ArgumentParser()
+sub = p.add_subparsers(dest="cmd", required=True)
+r = sub.add_parser("recv")
+r.add_argument("addr")
+r.add_argument("port", type=int)
+r.add_argument("--iface")
+r.add_argument("--timeout", type=float, default=5)
+r.add_argument("--max", type=int, default=0)
+r.add_argument("--reply", action="store_true")
+r.set_defaults(fn=recv)
+t = sub.add_parser("send")
+t.add_argument("addr")
+t.add_argument("port", type=int)
+t.add_argument("token")
+t.add_argument("--iface")
+t.add_argument("--ttl", type=int, default=1)
+t.add_argument("--times", type=int, default=1)
+t.add_argument("--sport", type=int, default=0)
+t.add_argument("--wait-reply", type=float, default=0)
+t.add_argument("--linger", type=float, default=0)
+t.set_defaults(fn=send)
+g = sub.add_parser("ping")
+g.add_argument("addr")
+g.add_argument("--timeout", type=float, default=1)
+g.set_defaults(fn=ping)
+a = p.parse_args()
+sys.exit(a.fn(a))
+PYEOF
+}
