@@ -245,6 +245,11 @@ uint64_t bindings_db_commits(const struct bindings_db *db)
     return db->commits;
 }
 
+struct sqlite3 *bindings_db_sqlite(struct bindings_db *db)
+{
+    return db->db;
+}
+
 /* Copies text column i into dst; false when it is NULL or does not fit. */
 static bool column_copy(sqlite3_stmt *st, int i, char *dst, size_t size)
 {

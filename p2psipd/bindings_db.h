@@ -73,4 +73,12 @@ int bindings_db_load(struct bindings_db *db, int64_t wall_now_ms, bindings_db_ro
 /* Number of commits made (for the log and tests of group commit). */
 uint64_t bindings_db_commits(const struct bindings_db *db);
 
+/*
+ * The connection itself, for the daemon's other tables (identity, saved peers) and
+ * the DHT store (dht_store_attach).  Those write outside the bindings batch: the
+ * node's one commit owner (locator_local) commits the batch first, then flushes the
+ * DHT store, so the two never meet inside one transaction (-EBUSY).
+ */
+struct sqlite3 *bindings_db_sqlite(struct bindings_db *db);
+
 #endif

@@ -154,6 +154,10 @@ int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const
     }
     d->started = true;
     rc = p2psipd__sip_start(d);
+    if (rc == 0)
+        rc = p2psipd__overlay_start(d);
+    if (rc == 0)
+        rc = p2psipd__overlay_register(d);
     if (rc != 0) {
         p2psipd_stop(d); /* closes what was opened; uv_run() then returns */
         return rc;
@@ -166,6 +170,8 @@ void p2psipd_stop(struct p2psipd *d)
     if (!d->started || d->stopping)
         return;
     d->stopping = true;
+    /* The overlay first: its pending operations complete while the SIP side lives. */
+    p2psipd__overlay_stop(d);
     p2psipd__sip_stop(d);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -284,6 +290,7 @@ int p2psipd_reload(struct p2psipd *d)
 void p2psipd_free(struct p2psipd *d)
 {
     p2psipd__sip_free(d);
+    p2psipd__overlay_free(d); /* the store uses the database's connection */
     bindings_db_close(d->db);
     d->db = NULL;
     if (d->lock_fd >= 0) {

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "bindings_db.h"
+#include "p2p/dht_store.h"
 #include "p2p/sip_registrar.h"
 
 struct pending_publish {
@@ -39,6 +40,7 @@ struct locator_local {
     struct pending_publish *ring;
     size_t cap, head, count;
     bool closing;
+    struct dht_store *store; /* flushed after each bindings commit, may be NULL */
     struct locator_local_stats stats;
 };
 
@@ -54,7 +56,8 @@ static int64_t wall_offset_ms(const struct locator_local *loc)
 static bool has_work(const struct locator_local *loc)
 {
     return loc->count > 0 || bindings_db_pending(loc->db) ||
-           sip_locator_local_pending(loc->lookups) > 0;
+           sip_locator_local_pending(loc->lookups) > 0 ||
+           (loc->store != NULL && dht_store_pending(loc->store) > 0);
 }
 
 static void on_idle(uv_idle_t *h);
@@ -74,6 +77,9 @@ static void complete(struct locator_local *loc, size_t n)
         p2p_err(loc->log, "bindings database: commit failed; %zu REGISTERs get 503", n);
     else
         loc->stats.commits = bindings_db_commits(loc->db);
+    /* The DHT store after the bindings batch, never inside it. */
+    if (loc->store != NULL && dht_store_pending(loc->store) > 0 && dht_store_flush(loc->store) != 0)
+        p2p_warn(loc->log, "DHT store: flush failed; the changes stay pending");
     while (n-- > 0) {
         struct pending_publish p = loc->ring[loc->head];
         loc->head = (loc->head + 1) % loc->cap;
@@ -195,6 +201,17 @@ void locator_local_expired(struct locator_local *loc, const struct sip_binding *
         p2p_warn(loc->log, "bindings database: cannot delete expired %s -> %s", b->aor, b->contact);
     loc->stats.expired++;
     arm(loc);
+}
+
+void locator_local_set_store(struct locator_local *loc, struct dht_store *store)
+{
+    loc->store = store;
+}
+
+void locator_local_kick(struct locator_local *loc)
+{
+    if (loc->store != NULL && dht_store_pending(loc->store) > 0)
+        arm(loc);
 }
 
 void locator_local_stats(const struct locator_local *loc, struct locator_local_stats *out)

@@ -26,6 +26,7 @@
 #include "p2p/sip_locator.h"
 
 struct bindings_db;
+struct dht_store;
 struct sip_registrar;
 struct locator_local;
 
@@ -56,6 +57,16 @@ void locator_local_expired(struct locator_local *loc, const struct sip_binding *
  * locator when libuv has closed it.  No operation may be started afterwards.
  */
 void locator_local_close(struct locator_local *loc);
+
+/*
+ * Makes the locator the node's one commit owner for the DHT store too: once per loop
+ * turn it commits the bindings batch, then flushes the store's pending records (two
+ * transactions, never nested, so the store never meets -EBUSY).  store may be NULL.
+ */
+void locator_local_set_store(struct locator_local *loc, struct dht_store *store);
+
+/* Arms the per-turn commit when the DHT store has changes waiting (call once a turn). */
+void locator_local_kick(struct locator_local *loc);
 
 /* Numbers for logs and tests. */
 struct locator_local_stats {

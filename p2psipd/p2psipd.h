@@ -18,12 +18,18 @@
 
 #include <uv.h>
 
+#include <jansson.h>
+
 #include "p2p/conf.h"
 #include "p2p/log.h"
+#include "p2p/overlay_secure.h"
 #include "p2p/sip_locator.h"
 
 struct bindings_db;
+struct control;
+struct dht_store;
 struct locator_local;
+struct overlay_node;
 struct overlay_sip_resolver;
 struct overlay_sip_transport;
 struct sip_accounts;
@@ -66,6 +72,16 @@ struct p2psipd {
     uint64_t timer_due;      /* deadline timer is armed for, UINT64_MAX when stopped */
     struct sip_msg *scratch; /* for parsing the top Via of outgoing responses */
     struct p2psipd_sip_stats sip_stats;
+
+    /* The control socket (control.c), NULL when not started. */
+    struct control *control;
+
+    /* The overlay side (overlay_glue.c). */
+    struct ovl_identity identity; /* the node's key pair, from the database */
+    struct dht_store *store;      /* DHT records, on the database's connection */
+    struct overlay_node *overlay; /* sockets, channels, the DHT node */
+    uv_timer_t save_timer;        /* saves the peers every 30 s */
+    bool overlay_started;
 };
 
 /*
@@ -110,6 +126,22 @@ int p2psipd__sip_start(struct p2psipd *d);
 int p2psipd__sip_reconfigure(struct p2psipd *d, const struct conf *next);
 void p2psipd__sip_stop(struct p2psipd *d);
 void p2psipd__sip_free(struct p2psipd *d);
+
+/*
+ * Overlay side, overlay_glue.c.  p2psipd__overlay_start() loads the identity, attaches
+ * the DHT store, starts the overlay node and registers the overlay's control commands
+ * (when the control socket is up); -errno after logging why.  p2psipd__overlay_stop()
+ * saves the peers and closes the node (its pending operations complete with
+ * -ECANCELED); p2psipd__overlay_free() flushes and frees the store after the loop.
+ * p2psipd__overlay_status() and _counters() are the overlay's part of the "status"
+ * and "counters" commands (new references).
+ */
+int p2psipd__overlay_start(struct p2psipd *d);
+void p2psipd__overlay_stop(struct p2psipd *d);
+void p2psipd__overlay_free(struct p2psipd *d);
+int p2psipd__overlay_register(struct p2psipd *d);
+json_t *p2psipd__overlay_status(struct p2psipd *d);
+json_t *p2psipd__overlay_counters(struct p2psipd *d);
 
 /* Creates dir and its missing parents with mode 0700 (like mkdir -p).  0 or -errno. */
 int p2psipd_mkdirs(const char *dir);

@@ -213,6 +213,9 @@ static void on_prepare(uv_prepare_t *h)
     uint64_t reg = sip_registrar_next_deadline(d->registrar);
     uint64_t now = uv_now(d->loop);
 
+    /* DHT records stored during this turn are committed at its end. */
+    if (d->locator != NULL)
+        locator_local_kick(d->locator);
     if (reg < due)
         due = reg;
     if (due == d->timer_due)
@@ -564,9 +567,6 @@ int p2psipd__sip_start(struct p2psipd *d)
     rc = start_transport(d);
     if (rc != 0)
         return rc;
-    if (d->conf.p2p.server || d->conf.p2p.port != 0 || d->conf.p2p.server_count != 0)
-        p2p_notice(d->log, "p2p settings (-s, -P, -S) are stored for the overlay, which is "
-                           "not built yet: this node is an overlay of one");
     return 0;
 }
 
