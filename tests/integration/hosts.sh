@@ -48,11 +48,12 @@
 #   host_run H TIMEOUT CMD...  the same, bounded by TIMEOUT seconds (it_run).
 #   host_start H NAME CMD...   it_start inside H: own process group, log
 #       $IT_TMP/NAME.log, tracked by pid, stopped with it_stop or by the EXIT trap.
-#   host_ping H ADDR [TIMEOUT] one ICMP echo from H to ADDR (IPv4 or IPv6); true when
-#       the reply comes within TIMEOUT seconds (default 1).  Uses $HOSTS_PROBE (raw
-#       sockets in python3; no ping binary needed).
-#   host_wait_reach H ADDR [TIMEOUT]  pings until a reply; fails the test after
-#       TIMEOUT seconds (default 10).
+#   host_ping H ADDR...        one ICMP echo from H to each ADDR (IPv4 or IPv6, all at
+#       once); true when every ADDR answers within 1 s.  Uses $HOSTS_PROBE (raw
+#       sockets in python3; no ping binary needed).  H may also be a router.
+#   host_unreachable H ADDR... the opposite: true when no ADDR answers within 1 s.
+#   host_wait_reach [-t TIMEOUT] H ADDR...  pings until every ADDR answers; fails
+#       the test after TIMEOUT seconds (default 10).
 #   host_link_down H [--silent] / host_link_up H  cuts / restores H's link.  Default:
 #       the far end of H's veth goes down, so H sees its carrier go (a pulled cable).
 #       --silent: the link stays up but drops every frame both ways (nftables netdev
@@ -65,7 +66,8 @@
 #       hosts, routers and bridge.  Runs from the EXIT trap (lib.sh IT_CLEANUP_HOOKS,
 #       after the processes are stopped); may also be called by the test.  Never
 #       fails the test (it runs inside the trap); returns 1 if something was left.
-# $HOSTS_PROBE is a python3 tool, written at the first hosts_create:
+# $HOSTS_PROBE is a python3 tool, written at the first hosts_create ($HOSTS_PY is the
+# python3 interpreter, resolved once):
 #   python3 "$HOSTS_PROBE" recv ADDR PORT [--iface IF] [--timeout S] [--max N] [--reply]
 #       binds PORT (ADDR: a multicast group to join on IF, or "any"), prints
 #       "ready PORT", then "got DATA from SRC SPORT" per datagram; exit 0 if any came.
@@ -73,7 +75,7 @@
 #       [--sport P] [--wait-reply S] [--linger S]: prints "local PORT", sends TOKEN,
 #       optionally waits for a reply ("reply DATA from SRC SPORT", exit 3 if none)
 #       and then prints every further datagram for S seconds ("extra ...").
-#   python3 "$HOSTS_PROBE" ping ADDR [--timeout S]
+#   python3 "$HOSTS_PROBE" ping ADDR... [--timeout S] [--tries N] [--none]
 #
 # Invariants: nothing here touches the machine's interfaces or its /run/netns (the
 # functions refuse to run outside a private network and mount namespace); every wait
@@ -87,6 +89,7 @@ IT_CLEANUP_HOOKS+=(hosts_destroy)
 HOSTS_NETNS_DIR=/run/netns
 HOSTS_TMPFS_NAME=p2p-it-netns
 HOSTS_PROBE=""
+HOSTS_PY=python3
 HOSTS_V6=0
 HOSTS_NO_MCAST=0
 declare -a HOSTS=()         # h1..hN
@@ -206,6 +209,12 @@ hosts__netns_add() {
     if [ "$v6" != 1 ] && [ -d /proc/sys/net/ipv6 ]; then
         hosts__sysctl "$ns" net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 ||
             it_fail "hosts.sh: $ns: cannot disable IPv6"
+    elif [ "$v6" = 1 ]; then
+        # DAD starts after a random delay below router_solicitation_delay (1 s), then
+        # takes one RetransTimer (1 s); no router on the LAN needs the delay.  Only
+        # a speed-up, so a kernel without the knob is no failure.
+        hosts__sysctl "$ns" net.ipv6.conf.default.router_solicitation_delay=0 2>/dev/null ||
+            it_log "hosts.sh: $ns: router_solicitation_delay left as it is"
     fi
 }
 
@@ -370,14 +379,25 @@ host_start() {
 }
 
 host_ping() {
-    local h=$1 addr=$2 t=${3:-1}
-    hosts__host "$h"
-    timeout -k 2 $((t + 5)) ip netns exec "$h" python3 "$HOSTS_PROBE" ping "$addr" \
-        --timeout "$t" >/dev/null 2>&1
+    local h=$1
+    shift
+    hosts__ns "$h"
+    timeout -k 2 10 ip netns exec "$h" "$HOSTS_PY" "$HOSTS_PROBE" ping "$@" >/dev/null 2>&1
+}
+
+host_unreachable() {
+    local h=$1
+    shift
+    hosts__ns "$h"
+    timeout -k 2 10 ip netns exec "$h" "$HOSTS_PY" "$HOSTS_PROBE" ping --none "$@" >/dev/null 2>&1
 }
 
 host_wait_reach() {
-    it_wait_until "${3:-10}" "$1 to reach $2" host_ping "$1" "$2" 1
+    local t=10
+    [ "$1" != -t ] || { t=$2; shift 2; }
+    local h=$1
+    shift
+    it_wait_until "$t" "$h to reach $*" host_ping "$h" "$@"
 }
 
 host_link_down() {
@@ -485,6 +505,10 @@ hosts_destroy() {
 # Writes $HOSTS_PROBE (once per test).
 hosts__probe_write() {
     [ -z "$HOSTS_PROBE" ] || return 0
+    # The interpreter itself: a wrapper (pyenv's shim is a shell script) would cost
+    # a third of a second per probe.
+    HOSTS_PY=$(python3 -c 'import sys; print(sys.executable)') && [ -x "$HOSTS_PY" ] ||
+        it_fail "hosts.sh: cannot find the python3 interpreter"
     HOSTS_PROBE=$IT_TMP/hosts_probe.py
     cat >"$HOSTS_PROBE" <<'PYEOF' || it_fail "hosts.sh: cannot write $HOSTS_PROBE"
 # hosts_probe.py: UDP and ICMP probes for tests/integration/hosts.sh (written there).
@@ -613,37 +637,61 @@ def csum(b):
 
 
 def ping(a):
-    f = fam(a.addr)
-    v4 = f == socket.AF_INET
-    s = socket.socket(f, socket.SOCK_RAW, socket.IPPROTO_ICMP if v4 else socket.IPPROTO_ICMPV6)
+    # Echo requests to every address at once (one raw socket per family), up to
+    # --tries rounds of --timeout seconds for those that have not answered; prints
+    # "reply ADDR" or "noreply ADDR" for each.  Exit 0 when all answered, 1 when some
+    # did not; with --none, 0 when none answered and 2 when some did.
     ident = os.getpid() & 0xFFFF
     payload = b"p2p-it" + os.urandom(8)
-    typ, rtyp = (8, 0) if v4 else (128, 129)
-    hdr = struct.pack("!BBHHH", typ, 0, 0, ident, 1)
-    if v4:  # the kernel sums ICMPv6 itself
-        hdr = struct.pack("!BBHHH", typ, 0, csum(hdr + payload), ident, 1)
-    try:
-        s.sendto(hdr + payload, dest(a.addr, 0, 0))
-    except OSError as e:
-        out("error", e)
-        return 1
-    ok = [False]
-
-    def on(data, src):
-        if v4:
-            data = data[(data[0] & 0xF) * 4:]
-        if len(data) >= 8:
-            t, _, _, i, _ = struct.unpack("!BBHHH", data[:8])
-            if t == rtyp and i == ident and data[8:] == payload:
-                ok[0] = True
-                out("reply from", src[0])
-                return False
-        return True
-
-    wait_datagrams(s, time.monotonic() + a.timeout, on)
-    if not ok[0]:
-        out("no reply")
-    return 0 if ok[0] else 1
+    socks = {}
+    for addr in a.addr:
+        f = fam(addr)
+        if f not in socks:
+            proto = socket.IPPROTO_ICMP if f == socket.AF_INET else socket.IPPROTO_ICMPV6
+            socks[f] = socket.socket(f, socket.SOCK_RAW, proto)
+    answered = set()
+    seq = 0
+    for _ in range(max(1, a.tries)):
+        want = {}  # (family, seq) -> index in a.addr
+        for n, addr in enumerate(a.addr):
+            if n in answered:
+                continue
+            f = fam(addr)
+            v4 = f == socket.AF_INET
+            seq += 1
+            typ = 8 if v4 else 128
+            hdr = struct.pack("!BBHHH", typ, 0, 0, ident, seq)
+            if v4:  # the kernel sums ICMPv6 itself
+                hdr = struct.pack("!BBHHH", typ, 0, csum(hdr + payload), ident, seq)
+            try:
+                socks[f].sendto(hdr + payload, dest(addr, 0, 0))
+            except OSError as e:
+                out("error", addr, e)
+            want[(f, seq)] = n
+        until = time.monotonic() + a.timeout
+        while any(n not in answered for n in want.values()):
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            r, _, _ = select.select(list(socks.values()), [], [], left)
+            for s in r:
+                data, src = s.recvfrom(2048)
+                v4 = s.family == socket.AF_INET
+                if v4:
+                    data = data[(data[0] & 0xF) * 4:]
+                if len(data) < 8:
+                    continue
+                t, _, _, i, sq = struct.unpack("!BBHHH", data[:8])
+                n = want.get((s.family, sq))
+                if t == (0 if v4 else 129) and i == ident and data[8:] == payload and n is not None:
+                    answered.add(n)
+        if len(answered) == len(a.addr) or (a.none and answered):
+            break
+    for n, addr in enumerate(a.addr):
+        out("reply" if n in answered else "noreply", addr)
+    if a.none:
+        return 2 if answered else 0
+    return 0 if len(answered) == len(a.addr) else 1
 
 
 p = argparse.ArgumentParser()
@@ -668,8 +716,10 @@ t.add_argument("--wait-reply", type=float, default=0)
 t.add_argument("--linger", type=float, default=0)
 t.set_defaults(fn=send)
 g = sub.add_parser("ping")
-g.add_argument("addr")
+g.add_argument("addr", nargs="+")
 g.add_argument("--timeout", type=float, default=1)
+g.add_argument("--tries", type=int, default=1)
+g.add_argument("--none", action="store_true")
 g.set_defaults(fn=ping)
 a = p.parse_args()
 sys.exit(a.fn(a))

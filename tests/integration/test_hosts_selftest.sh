@@ -28,12 +28,30 @@ it_need ip nft python3 ss
 G4=239.255.75.60
 G6=ff02::7560
 
-# rx H NAME ADDR PORT [recv options]: a receiver in H, waited for until it listens.
-rx() {
-    local h=$1 name=$2 addr=$3 port=$4
-    shift 4
-    host_start "$h" "$name" python3 "$HOSTS_PROBE" recv "$addr" "$port" "$@"
-    it_wait_log "$name" '^ready ' 10
+# probe H NAME ARGS...: $HOSTS_PROBE ARGS in H, in the background (host_start).
+probe() {
+    local h=$1 name=$2
+    shift 2
+    host_start "$h" "$name" "$HOSTS_PY" "$HOSTS_PROBE" "$@"
+}
+
+# ready NAME...: until each receiver listens.
+ready() {
+    local n
+    for n in "$@"; do it_wait_log "$n" '^ready ' 10; done
+}
+
+# finish NAME: waits (15 s at most) for a probe to end; its exit status in ST.
+finish() {
+    it_wait_until 15 "$1 to finish" eval "! it_alive $1"
+    it_stop "$1"
+    ST=${IT_EXIT_OF[$1]}
+}
+
+# expect NAME STATUS WHY: the probe NAME ended with STATUS, or the test fails.
+expect() {
+    finish "$1"
+    [ "$ST" = "$2" ] || it_fail "$3 ($1 exit status $ST, want $2: $(tr '\n' ' ' <"$IT_TMP/$1.log"))"
 }
 
 # tx H NAME ADDR PORT TOKEN [send options]: a sender in H, in the foreground (15 s at
@@ -41,22 +59,22 @@ rx() {
 tx() {
     local h=$1 name=$2
     shift 2
-    host_run "$h" 15 python3 "$HOSTS_PROBE" send "$@" >>"$IT_TMP/$name.log" 2>&1
+    host_run "$h" 15 "$HOSTS_PY" "$HOSTS_PROBE" send "$@" >>"$IT_TMP/$name.log" 2>&1
 }
 
 has() { grep -Eq -- "$2" "$IT_TMP/$1.log"; }
 
-# mesh FAMILY HOST...: every host reaches every other one.
+# mesh HOST...: every host reaches every other one over IPv4 and IPv6 (all at once).
 mesh() {
-    local fam=$1 a b addr
-    shift
+    local a b addrs
     for a in "$@"; do
+        addrs=()
         for b in "$@"; do
-            [ "$a" != "$b" ] || continue
-            if [ "$fam" = 4 ]; then addr=$(host_ip "$b"); else addr=$(host_ip6 "$b"); fi
-            host_wait_reach "$a" "$addr" 10
+            [ "$a" = "$b" ] || addrs+=("$(host_ip "$b")" "$(host_ip6 "$b")")
         done
+        probe "$a" "mesh_$a" ping --tries 5 "${addrs[@]}"
     done
+    for a in "$@"; do expect "mesh_$a" 0 "$a does not reach every other host"; done
 }
 
 # nothing_left WHAT: no host namespace, no bridge, no veth in the test's namespace.
@@ -77,29 +95,29 @@ hosts_create 3 --ipv6
     it_fail "h1's eth0 does not carry 198.18.0.11/24"
 [ -z "$(ip -n h1 -6 addr show tentative)" ] || it_fail "hosts_create returned with tentative IPv6 addresses"
 ip -d link show br0 | grep -q 'mcast_snooping 0' || it_fail "br0 still snoops multicast"
-mesh 4 h1 h2 h3
-mesh 6 h1 h2 h3
-# A negative control for host_ping itself: an address no one has.
-! host_ping h1 198.18.0.99 || it_fail "host_ping says 198.18.0.99 (nobody) answered"
+mesh h1 h2 h3
+# A negative control for the probe itself: addresses no one has.
+host_unreachable h1 198.18.0.99 2001:2::99 || it_fail "198.18.0.99 or 2001:2::99 (nobody) answered"
 
-# IPv4 multicast, TTL 1, from h1: h2 and h3 hear it, from h1's address.
-rx h2 m4_h2 "$G4" 47000 --iface eth0 --max 1 --timeout 10
-rx h3 m4_h3 "$G4" 47000 --iface eth0 --max 1 --timeout 10
+# Multicast from h1: IPv4 with TTL 1, and IPv6 link-local from h1's link-local
+# address; h2 and h3 hear both.
+for h in h2 h3; do
+    probe "$h" "m4_$h" recv "$G4" 47000 --iface eth0 --max 1 --timeout 10
+    probe "$h" "m6_$h" recv "$G6" 47001 --iface eth0 --max 1 --timeout 10
+done
+ready m4_h2 m4_h3 m6_h2 m6_h3
 tx h1 m4_tx "$G4" 47000 mc4-token --ttl 1 --times 3 || it_fail "the IPv4 multicast sender failed"
-it_wait_log m4_h2 '^got mc4-token from 198\.18\.0\.11 ' 5
-it_wait_log m4_h3 '^got mc4-token from 198\.18\.0\.11 ' 5
-
-# IPv6 link-local multicast from h1's link-local address.
-rx h2 m6_h2 "$G6" 47001 --iface eth0 --max 1 --timeout 10
-rx h3 m6_h3 "$G6" 47001 --iface eth0 --max 1 --timeout 10
 tx h1 m6_tx "$G6" 47001 mc6-token --iface eth0 --ttl 1 --times 3 || it_fail "the IPv6 multicast sender failed"
-it_wait_log m6_h2 '^got mc6-token from fe80::' 5
-it_wait_log m6_h3 '^got mc6-token from fe80::' 5
+for h in h2 h3; do
+    it_wait_log "m4_$h" '^got mc4-token from 198\.18\.0\.11 ' 5
+    it_wait_log "m6_$h" '^got mc6-token from fe80::' 5
+done
 it_log "A: ping mesh (IPv4, IPv6) and multicast (IPv4, IPv6) on the LAN"
 
 # Link cut and restored, twice: carrier loss, then a silent partition.  A process in
 # h2 answers UDP throughout.
-rx h2 echo_h2 any 47010 --reply --timeout 40
+probe h2 echo_h2 recv any 47010 --reply --timeout 40
+ready echo_h2
 tx h1 link_tx 198.18.0.12 47010 before --wait-reply 2 || it_fail "h2 did not answer before the cut"
 for mode in carrier silent; do
     opt=""
@@ -110,15 +128,16 @@ for mode in carrier silent; do
     carrier:0 | silent:1) ;;
     *) it_fail "link down ($mode): h2's eth0 carrier is '$carrier'" ;;
     esac
-    ! host_ping h1 198.18.0.12 || it_fail "link down ($mode): h1 still reaches h2"
-    ! host_ping h2 198.18.0.11 || it_fail "link down ($mode): h2 still reaches h1"
-    ! host_ping h3 2001:2::12 || it_fail "link down ($mode): h3 still reaches h2 over IPv6"
-    ! tx h1 link_tx 198.18.0.12 47010 "cut-$mode" --wait-reply 1 ||
-        it_fail "link down ($mode): h2 answered a datagram"
+    probe h1 cut_h1 ping --none 198.18.0.12 2001:2::12
+    probe h2 cut_h2 ping --none 198.18.0.11 2001:2::13
+    probe h1 cut_tx send 198.18.0.12 47010 "cut-$mode" --wait-reply 1
+    expect cut_h1 0 "link down ($mode): h1 still reaches h2"
+    expect cut_h2 0 "link down ($mode): h2 still reaches h1 or h3"
+    expect cut_tx 3 "link down ($mode): h2 answered a datagram"
     it_alive echo_h2 || it_fail "link down ($mode): h2's process died"
     host_link_up h2
-    host_wait_reach h1 198.18.0.12 10
-    host_wait_reach h3 2001:2::12 10
+    host_wait_reach h1 198.18.0.12 2001:2::12
+    host_wait_reach h2 198.18.0.13 2001:2::11
     tx h1 link_tx 198.18.0.12 47010 "back-$mode" --wait-reply 2 ||
         it_fail "link up ($mode): h2 did not answer"
     ! has echo_h2 "^got cut-$mode " || it_fail "link down ($mode): h2 received a datagram"
@@ -129,10 +148,12 @@ it_log "A: host_link_down/up (carrier and silent) cut h2 off and restore it"
 hosts_nat h3
 [ "$(host_ip h3)" = 198.19.1.2 ] && [ "$(host_public_ip h3)" = 198.18.0.254 ] ||
     it_fail "NAT address plan: h3 $(host_ip h3), public $(host_public_ip h3)"
-host_wait_reach h3 198.18.0.11 10
-rx h1 nat_h1 any 47020 --reply --timeout 30
-host_start h3 nat_tx python3 "$HOSTS_PROBE" send 198.18.0.11 47020 out-token --sport 47021 \
-    --wait-reply 3 --linger 4
+! host_ip6 h3 >/dev/null || it_fail "a NATed host has an IPv6 address: $(host_ip6 h3)"
+probe h1 nat_h1 recv any 47020 --reply --timeout 30
+probe h3 nat_in recv any 47030 --timeout 30
+ready nat_h1 nat_in
+host_wait_reach h3 198.18.0.11
+probe h3 nat_tx send 198.18.0.11 47020 out-token --sport 47021 --wait-reply 3 --linger 3
 it_wait_log nat_tx '^reply re:out-token from 198\.18\.0\.11 47020$' 5
 it_wait_log nat_h1 '^got out-token from ' 5
 src=$(awk '$1 == "got" && $2 == "out-token" {print $4, $5; exit}' "$IT_TMP/nat_h1.log")
@@ -140,17 +161,17 @@ src=$(awk '$1 == "got" && $2 == "out-token" {print $4, $5; exit}' "$IT_TMP/nat_h
     it_fail "h1 saw h3's datagram from '$src', want the router's address and the kept port 198.18.0.254 47021"
 # From another port of h1 to h3's mapped port: no flow matches, nothing gets in.
 tx h1 nat_probe 198.18.0.254 47021 other-port --sport 47022 || it_fail "sender failed"
-it_wait_until 10 "h3's sender to finish" eval '! it_alive nat_tx'
-has nat_tx '^done$' || it_fail "h3's sender did not finish its linger"
+it_alive nat_tx || it_fail "h3's sender stopped listening before h1's probe was sent (machine too slow)"
+expect nat_tx 0 "h3's sender"
 ! has nat_tx 'other-port' || it_fail "a datagram from another port of h1 reached h3's mapped port"
 
 # First datagrams from outside: to the inside address (h1 even gets a route to it)
 # and to the router's address.
-rx h3 nat_in any 47030 --timeout 30
 host_exec h1 ip route add 198.19.0.0/16 via 198.18.0.254 || it_fail "route on h1"
-! host_ping h1 198.19.1.2 || it_fail "h1 pings h3's inside address through the NAT"
+probe h1 nat_ping ping --none 198.19.1.2
 tx h1 nat_probe 198.19.1.2 47030 in-direct || it_fail "sender failed"
 tx h1 nat_probe 198.18.0.254 47030 in-wan || it_fail "sender failed"
+expect nat_ping 0 "h1 pings h3's inside address through the NAT"
 # Control: the same direct datagram passes once the router accepts it, so only the
 # NAT's filter stopped the first one.
 host_exec r1 nft insert rule ip p2p_it_nat forward ip daddr 198.19.1.2 accept ||
@@ -172,12 +193,12 @@ done
 # ---------------------------------------------------------------------------------
 # B. No multicast: unicast only.
 hosts_create 3 --no-multicast --ipv6
-mesh 4 h1 h2 h3
-mesh 6 h1 h2 h3
-rx h2 nm4_h2 "$G4" 47040 --iface eth0 --timeout 20
-rx h3 nm4_h3 "$G4" 47040 --iface eth0 --timeout 20
-rx h2 nm6_h2 "$G6" 47041 --iface eth0 --timeout 20
-rx h3 nm6_h3 "$G6" 47041 --iface eth0 --timeout 20
+for h in h2 h3; do
+    probe "$h" "nm4_$h" recv "$G4" 47040 --iface eth0 --timeout 20
+    probe "$h" "nm6_$h" recv "$G6" 47041 --iface eth0 --timeout 20
+done
+mesh h1 h2 h3
+ready nm4_h2 nm4_h3 nm6_h2 nm6_h3
 tx h1 nm_tx "$G4" 47040 nomc4 --ttl 1 --times 3 || it_fail "the IPv4 multicast sender failed"
 tx h1 nm_tx "$G6" 47041 nomc6 --iface eth0 --ttl 1 --times 3 || it_fail "the IPv6 multicast sender failed"
 # Unicast to the same sockets arrives: they listen, and the multicast, sent first on
@@ -185,6 +206,8 @@ tx h1 nm_tx "$G6" 47041 nomc6 --iface eth0 --ttl 1 --times 3 || it_fail "the IPv
 for h in h2 h3; do
     tx h1 nm_tx "$(host_ip "$h")" 47040 "uni4-$h" || it_fail "sender failed"
     tx h1 nm_tx "$(host_ip6 "$h")" 47041 "uni6-$h" || it_fail "sender failed"
+done
+for h in h2 h3; do
     it_wait_log "nm4_$h" "^got uni4-$h from 198\.18\.0\.11 " 5
     it_wait_log "nm6_$h" "^got uni6-$h from 2001:2::11 " 5
 done
@@ -202,7 +225,7 @@ cat >"$IT_TMP/child.sh" <<'EOF'
 set -u
 . "$1/hosts.sh"
 it_begin
-hosts_create 2 --ipv6
+hosts_create 2
 hosts_nat h2
 host_start h1 sleep_h1 sleep 300
 host_start h2 sleep_h2 sleep 300
