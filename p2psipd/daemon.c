@@ -153,7 +153,9 @@ int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const
         }
     }
     d->started = true;
-    rc = p2psipd__sip_start(d);
+    rc = p2psipd__control_start(d);
+    if (rc == 0)
+        rc = p2psipd__sip_start(d);
     if (rc == 0)
         rc = p2psipd__overlay_start(d);
     if (rc == 0)
@@ -170,6 +172,7 @@ void p2psipd_stop(struct p2psipd *d)
     if (!d->started || d->stopping)
         return;
     d->stopping = true;
+    p2psipd__control_stop(d); /* first: no request reaches a part that is closing */
     /* The overlay first: its pending operations complete while the SIP side lives. */
     p2psipd__overlay_stop(d);
     p2psipd__sip_stop(d);
@@ -228,6 +231,8 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
         p2p_warn(d->log, "reload: sip.domain needs a restart; keeping the running value");
     if (strcmp(next->data_dir, cur->data_dir) != 0)
         p2p_warn(d->log, "reload: data_dir needs a restart; keeping %s", cur->data_dir);
+    if (strcmp(next->control, cur->control) != 0)
+        p2p_warn(d->log, "reload: control needs a restart; keeping %s", cur->control);
     if (next->timers.t1_ms != cur->timers.t1_ms || next->timers.t2_ms != cur->timers.t2_ms ||
         next->timers.t4_ms != cur->timers.t4_ms)
         p2p_warn(d->log, "reload: timers.* need a restart; keeping the running values");
@@ -247,6 +252,7 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
     next->proxy = cur->proxy;
     next->sip = cur->sip;
     memcpy(next->data_dir, cur->data_dir, sizeof(next->data_dir));
+    memcpy(next->control, cur->control, sizeof(next->control));
     next->timers = cur->timers;
     next->p2p = cur->p2p;
 }

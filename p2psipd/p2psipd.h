@@ -75,6 +75,7 @@ struct p2psipd {
 
     /* The control socket (control.c), NULL when not started. */
     struct control *control;
+    uint64_t start_ms; /* uv_now() at start, for the uptime */
 
     /* The overlay side (overlay_glue.c). */
     struct ovl_identity identity; /* the node's key pair, from the database */
@@ -126,6 +127,16 @@ int p2psipd__sip_start(struct p2psipd *d);
 int p2psipd__sip_reconfigure(struct p2psipd *d, const struct conf *next);
 void p2psipd__sip_stop(struct p2psipd *d);
 void p2psipd__sip_free(struct p2psipd *d);
+
+/*
+ * Control socket, control_cmds.c.  p2psipd__control_start() opens conf.control and
+ * registers the node's commands (status, counters, ping); the SIP and overlay sides,
+ * started after it, register theirs on d->control.  -errno after logging why (another
+ * daemon's live socket, a path that is not a socket).  p2psipd__control_stop()
+ * publishes a "stopping" event and closes the socket; pending async requests die.
+ */
+int p2psipd__control_start(struct p2psipd *d);
+void p2psipd__control_stop(struct p2psipd *d);
 
 /*
  * Overlay side, overlay_glue.c.  p2psipd__overlay_start() loads the identity, attaches
