@@ -194,9 +194,11 @@ static void peer_free(struct overlay_node *n, struct peer *p)
     for (unsigned i = 0; i < n->n_chans; i++)
         if (n->chans[i].state != CH_FREE && n->chans[i].peer == slot)
             chan_free(n, (int)i);
+    if (p->conn >= 0)
+        overlay__conn_close(n, p->conn);
     q_clear(p);
     memset(p, 0, sizeof(*p));
-    p->cur = p->prev = p->opening = -1;
+    p->cur = p->prev = p->opening = p->conn = -1;
 }
 
 bool overlay__peer_up(const struct overlay_node *n, const struct peer *p)
@@ -260,7 +262,7 @@ struct peer *overlay__peer_get(struct overlay_node *n, const struct dht_id *id,
     }
     memset(p, 0, sizeof(*p));
     p->used = true;
-    p->cur = p->prev = p->opening = -1;
+    p->cur = p->prev = p->opening = p->conn = -1;
     p->addr = *addr;
     p->created = overlay__now(n);
     if (known) {
@@ -526,6 +528,9 @@ static int seal_send(struct overlay_node *n, struct peer *p, const uint8_t *pt, 
         return flen;
     p->last_send = overlay__now(n);
     p->frames_out++;
+    /* Larger than a datagram: the stream path; UDP when there is none. */
+    if ((size_t)flen > NODE_UDP_MAX && overlay__tcp_send(n, p, n->frame, (size_t)flen) == 0)
+        return 0;
     return overlay__send_raw(n, &p->addr, n->frame, (size_t)flen, false);
 }
 
@@ -741,8 +746,9 @@ static void on_pipe_inner(struct overlay_node *n, struct peer *p, const uint8_t 
     (void)overlay__send_inner(n, q, IN_PIPE, buf, len);
 }
 
+/* A DATA frame, from a UDP source address (from) or a TCP connection (conn >= 0). */
 static void on_data(struct overlay_node *n, const struct ovl_frame_info *fi, const uint8_t *buf,
-                    size_t len, const struct sockaddr_storage *from)
+                    size_t len, const struct sockaddr_storage *from, int conn)
 {
     struct chan *c = chan_by_index(n, fi->receiver_index);
     struct peer *p;
@@ -763,7 +769,10 @@ static void on_data(struct overlay_node *n, const struct ovl_frame_info *fi, con
     }
     p = &n->peers[c->peer];
     c->confirmed = true;
-    if (!addr_eq(&p->addr, from)) {
+    if (conn >= 0) {
+        n->st.tcp_frames_in++;
+        overlay__conn_bind(n, conn, c->peer);
+    } else if (!addr_eq(&p->addr, from)) {
         char a[64], b[64];
         p2p_info(n->log, "overlay: peer moved from %s to %s",
                  overlay_addr_text(&p->addr, a, sizeof(a)), overlay_addr_text(from, b, sizeof(b)));
@@ -919,7 +928,7 @@ static void on_datagram(struct overlay_node *n, const uint8_t *buf, size_t len,
         on_hs3(n, &fi, buf, len, &from);
         break;
     case OVL_T_DATA:
-        on_data(n, &fi, buf, len, &from);
+        on_data(n, &fi, buf, len, &from, -1);
         break;
     case OVL_T_DISCOVER:
         if (ovl_discover_decode(n->cfg.psk, buf, len, &d) != 0) {
@@ -936,6 +945,21 @@ static void on_datagram(struct overlay_node *n, const uint8_t *buf, size_t len,
         break;
     }
     overlay__dht_rearm(n);
+}
+
+bool overlay__on_stream_frame(struct overlay_node *n, int conn, const uint8_t *buf, size_t len)
+{
+    struct ovl_frame_info fi;
+
+    n->st.frames_in++;
+    n->st.bytes_in += len + 2;
+    if (ovl_frame_peek(buf, len, &fi) != 0 || fi.type != OVL_T_DATA) {
+        n->st.dropped_malformed++; /* handshakes and discovery never come by TCP */
+        return false;
+    }
+    on_data(n, &fi, buf, len, NULL, conn);
+    overlay__dht_rearm(n);
+    return true;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -1019,6 +1043,7 @@ static void tick_cb(uv_timer_t *h)
         n->dht_old = NULL;
     }
     chans_tick(n, now);
+    overlay__tcp_tick(n, now);
     overlay__roles_tick(n, now);
     if (n->have_disc)
         overlay__disc_tick(n, now);
@@ -1053,8 +1078,11 @@ static int udp_open(struct overlay_node *n, uv_udp_t *h, int family, uint16_t po
 
 static void handle_closed(uv_handle_t *h)
 {
-    struct overlay_node *n = h->data;
+    overlay__handle_closed(h->data);
+}
 
+void overlay__handle_closed(struct overlay_node *n)
+{
     if (--n->open_handles > 0)
         return;
     for (unsigned i = 0; i < n->n_chans; i++)
@@ -1073,12 +1101,14 @@ static void handle_closed(uv_handle_t *h)
 
 static void close_handles(struct overlay_node *n)
 {
-    uv_handle_t *hs[] = {(uv_handle_t *)&n->udp4,     (uv_handle_t *)&n->udp6,
-                         (uv_handle_t *)&n->probe4,   (uv_handle_t *)&n->probe6,
-                         (uv_handle_t *)&n->disc,     (uv_handle_t *)&n->tick,
-                         (uv_handle_t *)&n->dht_timer};
-    bool have[] = {n->have4, n->have6, n->have_probe4, n->have_probe6, n->have_disc, true, true};
+    uv_handle_t *hs[] = {
+        (uv_handle_t *)&n->udp4,      (uv_handle_t *)&n->udp6, (uv_handle_t *)&n->probe4,
+        (uv_handle_t *)&n->probe6,    (uv_handle_t *)&n->disc, (uv_handle_t *)&n->tick,
+        (uv_handle_t *)&n->dht_timer, (uv_handle_t *)&n->tcp4, (uv_handle_t *)&n->tcp6};
+    bool have[] = {n->have4, n->have6, n->have_probe4, n->have_probe6, n->have_disc,
+                   true,     true,     n->have_tcp4,   n->have_tcp6};
 
+    overlay__tcp_close_all(n);
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
         if (have[i] && !uv_is_closing(hs[i]))
             uv_close(hs[i], handle_closed);
@@ -1122,7 +1152,7 @@ int overlay_node_new(struct overlay_node **out, uv_loop_t *loop,
         return -ENOMEM;
     }
     for (unsigned i = 0; i < n->n_peers; i++)
-        n->peers[i].cur = n->peers[i].prev = n->peers[i].opening = -1;
+        n->peers[i].cur = n->peers[i].prev = n->peers[i].opening = n->peers[i].conn = -1;
     for (unsigned i = 0; i < n->n_chans; i++)
         n->chans[i].peer = -1;
 
@@ -1164,6 +1194,20 @@ int overlay_node_new(struct overlay_node **out, uv_loop_t *loop,
             uv_close((uv_handle_t *)&n->udp6, handle_closed);
             n->have6 = false;
         }
+    }
+    /* The stream path on the same port; without it, large frames go by UDP. */
+    if (overlay__tcp_listen(n, &n->tcp4, AF_INET, &n->have_tcp4) != 0) {
+        p2p_warn(log, "overlay: no TCP listener on port %u: large messages go by UDP",
+                 (unsigned)n->port);
+        if (n->have_tcp4) {
+            uv_close((uv_handle_t *)&n->tcp4, handle_closed);
+            n->have_tcp4 = false;
+        }
+    }
+    if (n->have6 && overlay__tcp_listen(n, &n->tcp6, AF_INET6, &n->have_tcp6) != 0 &&
+        n->have_tcp6) {
+        uv_close((uv_handle_t *)&n->tcp6, handle_closed);
+        n->have_tcp6 = false;
     }
     /* Probe sockets: reachability probes come from a port no peer has a flow with. */
     if (udp_open(n, &n->probe4, AF_INET, 0, &n->have_probe4) != 0 && n->have_probe4) {

@@ -31,6 +31,11 @@
 #define NODE_PROBE_WAIT_MS 3000
 #define NODE_PROBE_RETRY_MS 20000
 #define NODE_ADDR_CHECK_MS 2000
+#define NODE_UDP_MAX 1400           /* larger frames take the stream path (node_tcp.c) */
+#define NODE_CONN_MAX 256           /* TCP connections */
+#define NODE_CONN_QUEUE 16          /* frames waiting for a connection to open */
+#define NODE_CONN_WQ_MAX (1u << 20) /* bytes waiting to be written on one connection */
+#define NODE_CONN_IDLE_MS 120000
 
 /* Inner messages (the plaintext of a DATA frame), first byte. */
 enum inner_kind {
@@ -79,6 +84,7 @@ struct peer {
     struct sockaddr_storage addr;
     int cur, prev; /* established channels, -1 = none */
     int opening;   /* initiator handshake in flight, -1 = none */
+    int conn;      /* stream path (node_tcp.c), -1 = none */
     struct qmsg q[NODE_Q_MAX];
     unsigned qn;
     size_t qbytes;
@@ -118,6 +124,8 @@ struct proxied {
     struct overlay_node *node;
 };
 
+struct conn; /* node_tcp.c */
+
 struct cand {
     bool used;
     bool tried_recently;
@@ -134,6 +142,9 @@ struct overlay_node {
 
     uv_udp_t udp4, udp6, probe4, probe6, disc;
     bool have4, have6, have_probe4, have_probe6, have_disc;
+    uv_tcp_t tcp4, tcp6;
+    bool have_tcp4, have_tcp6;
+    struct conn *conns[NODE_CONN_MAX];
     uv_timer_t tick, dht_timer;
     unsigned open_handles;
     bool closing, started;
@@ -205,6 +216,17 @@ void overlay__set_role(struct overlay_node *n, enum overlay_role role);
 int overlay__dht_create(struct overlay_node *n);
 void overlay__ops_cancel_all(struct overlay_node *n);
 void overlay__dht_discard(struct overlay_node *n);
+
+void overlay__handle_closed(struct overlay_node *n);
+bool overlay__on_stream_frame(struct overlay_node *n, int conn, const uint8_t *buf, size_t len);
+
+/* node_tcp.c */
+int overlay__tcp_listen(struct overlay_node *n, uv_tcp_t *h, int family, bool *have);
+int overlay__tcp_send(struct overlay_node *n, struct peer *p, const uint8_t *frame, size_t len);
+void overlay__conn_bind(struct overlay_node *n, int slot, int peer);
+void overlay__conn_close(struct overlay_node *n, int slot);
+void overlay__tcp_tick(struct overlay_node *n, uint64_t now);
+void overlay__tcp_close_all(struct overlay_node *n);
 
 /* node_roles.c */
 void overlay__roles_start(struct overlay_node *n);

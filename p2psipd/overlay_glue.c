@@ -376,6 +376,10 @@ json_t *p2psipd__overlay_counters(struct p2psipd *d)
     json_object_set_new(o, "relayed", json_integer((json_int_t)s->relayed));
     json_object_set_new(o, "pipe_sent", json_integer((json_int_t)s->pipe_sent));
     json_object_set_new(o, "pipe_recv", json_integer((json_int_t)s->pipe_recv));
+    json_object_set_new(o, "tcp_frames_in", json_integer((json_int_t)s->tcp_frames_in));
+    json_object_set_new(o, "tcp_frames_out", json_integer((json_int_t)s->tcp_frames_out));
+    json_object_set_new(o, "tcp_accepted", json_integer((json_int_t)s->tcp_accepted));
+    json_object_set_new(o, "tcp_connect_failed", json_integer((json_int_t)s->tcp_connect_failed));
     types = json_object();
     if (overlay_node_dht(d->overlay) != NULL) {
         const struct dht_counters *c = dht_node_counters(overlay_node_dht(d->overlay));
