@@ -1586,6 +1586,12 @@ const struct dht_peer *dht_node_self(const struct dht_node *n)
     return &n->self;
 }
 
+void dht_node_set_addr(struct dht_node *n, const struct dht_addr *addr)
+{
+    if (addr->len <= DHT_ADDR_MAX)
+        n->self.addr = *addr;
+}
+
 bool dht_node_joined(const struct dht_node *n)
 {
     return n->joined;

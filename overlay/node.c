@@ -1031,6 +1031,48 @@ static void chans_tick(struct overlay_node *n, uint64_t now)
     }
 }
 
+/*
+ * Watches the host's addresses: when one is added or removed (a new DHCP lease, a
+ * cable moved, a VPN up), every peer is told at once by a keep-alive from wherever
+ * the kernel now sends from (peers follow an authentic source, like WireGuard's
+ * roaming), and the advertised address is worked out again (node_roles.c).
+ * OpenDHT once lost its subscriptions silently on such a change until a restart.
+ */
+static void check_addresses(struct overlay_node *n, uint64_t now)
+{
+    uv_interface_address_t *ifs;
+    crypto_generichash_state st;
+    uint8_t print[16];
+    int cnt;
+
+    if (now < n->t_addr_check)
+        return;
+    n->t_addr_check = now + NODE_ADDR_CHECK_MS;
+    if (uv_interface_addresses(&ifs, &cnt) != 0)
+        return;
+    crypto_generichash_init(&st, NULL, 0, sizeof(print));
+    for (int i = 0; i < cnt; i++) {
+        if (ifs[i].is_internal)
+            continue;
+        if (ifs[i].address.address4.sin_family == AF_INET)
+            crypto_generichash_update(&st, (const uint8_t *)&ifs[i].address.address4.sin_addr, 4);
+        else if (ifs[i].address.address6.sin6_family == AF_INET6)
+            crypto_generichash_update(&st, (const uint8_t *)&ifs[i].address.address6.sin6_addr, 16);
+    }
+    uv_free_interface_addresses(ifs, cnt);
+    crypto_generichash_final(&st, print, sizeof(print));
+    if (n->addr_print_set && memcmp(print, n->addr_print, sizeof(print)) != 0) {
+        uint8_t ka = 0;
+        p2p_notice(n->log, "overlay: this host's addresses changed; telling the peers");
+        for (unsigned i = 0; i < n->n_peers; i++)
+            if (n->peers[i].used && overlay__peer_up(n, &n->peers[i]))
+                (void)overlay__send_inner(n, &n->peers[i], IN_KEEPALIVE, &ka, 1);
+        overlay__addr_changed(n);
+    }
+    memcpy(n->addr_print, print, sizeof(print));
+    n->addr_print_set = true;
+}
+
 static void tick_cb(uv_timer_t *h)
 {
     struct overlay_node *n = h->data;
@@ -1043,6 +1085,7 @@ static void tick_cb(uv_timer_t *h)
         n->dht_old = NULL;
     }
     chans_tick(n, now);
+    check_addresses(n, now);
     overlay__tcp_tick(n, now);
     overlay__roles_tick(n, now);
     if (n->have_disc)

@@ -163,6 +163,8 @@ struct overlay_node {
     enum overlay_role role;
     bool cut_off;
     uint64_t t_start, t_cut_check, t_addr_check, t_cut_since;
+    uint8_t addr_print[16]; /* digest of the host's interface addresses */
+    bool addr_print_set;
 
     /* seeking / attachment */
     struct cand cands[NODE_CAND_MAX];
@@ -231,6 +233,7 @@ void overlay__tcp_close_all(struct overlay_node *n);
 /* node_roles.c */
 void overlay__roles_start(struct overlay_node *n);
 void overlay__roles_tick(struct overlay_node *n, uint64_t now);
+void overlay__addr_changed(struct overlay_node *n);
 void overlay__on_inner_ctl(struct overlay_node *n, struct peer *p, uint8_t kind,
                            const uint8_t *body, size_t len);
 void overlay__on_probe_frame(struct overlay_node *n, const struct ovl_discover *d);

@@ -797,6 +797,34 @@ void overlay__peer_lost(struct overlay_node *n, struct peer *p)
     (void)p;
 }
 
+/* The host's addresses changed: work out the address to advertise again. */
+void overlay__addr_changed(struct overlay_node *n)
+{
+    struct dht_addr a;
+
+    memset(&a, 0, sizeof(a));
+    if (n->role == OVERLAY_ROLE_SUPER && n->super < 0) {
+        first_interface_addr(n, &a);
+    } else {
+        /* Toward a peer we talk to: our super-node, else any leaf. */
+        struct peer *p = n->super >= 0 ? &n->peers[n->super] : NULL;
+        for (unsigned i = 0; i < n->n_peers && p == NULL; i++)
+            if (n->peers[i].used && overlay__peer_up(n, &n->peers[i]))
+                p = &n->peers[i];
+        if (p == NULL || local_addr_toward(n, &p->addr, &a) != 0)
+            return;
+    }
+    if (a.len == n->advertised.len && memcmp(a.b, n->advertised.b, a.len) == 0)
+        return;
+    n->advertised = a;
+    if (n->dht != NULL)
+        dht_node_set_addr(n->dht, &a);
+    if (n->role == OVERLAY_ROLE_CLIENT) {
+        n->reachable = false; /* the new address must be probed before we join */
+        n->t_probe = overlay__now(n);
+    }
+}
+
 /* ---- role changes ------------------------------------------------------------------------ */
 
 static void join_done(int status, void *arg)

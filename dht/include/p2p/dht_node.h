@@ -196,6 +196,13 @@ const struct dht_id *dht_node_id(const struct dht_node *node);
 const struct dht_peer *dht_node_self(const struct dht_node *node);
 
 /*
+ * The node's own address changed (the host moved): messages it sends from now on
+ * (ORIGIN of its requests, its entry in leaf sets and rows it sends) carry addr.
+ * An addr longer than DHT_ADDR_MAX is ignored.
+ */
+void dht_node_set_addr(struct dht_node *node, const struct dht_addr *addr);
+
+/*
  * Joins the ring through bootstrap, or starts a new ring when bootstrap is NULL
  * (the node is then a ring of one, joined at once).  cb(0) once the root's leaf
  * set arrived and the nearest leaf on each side acknowledged our announcement
