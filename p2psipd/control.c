@@ -212,12 +212,18 @@ static void queue_lost(struct client *cl)
 static void respond(struct client *cl, json_t *id, json_t *result, const char *error)
 {
     struct control *c = cl->c;
-    json_t *obj = json_object();
+    json_t *obj;
     struct out_line *l = NULL;
     int rc = -ENOMEM;
 
     if (error != NULL)
         c->st.errors++;
+    if (cl->closing) {
+        /* A handler closed the control socket (a "stop" command): nobody to tell. */
+        json_decref(result);
+        return;
+    }
+    obj = json_object();
     if (obj != NULL) {
         json_object_set(obj, "id", id != NULL ? id : json_null());
         if (error == NULL) {
