@@ -85,6 +85,13 @@
 
 IT_UNSHARE_MOUNT=1
 IT_CLEANUP_HOOKS+=(hosts_destroy)
+# The namespaces the test was started in, remembered before it_begin leaves them:
+# hosts__private refuses to run in them.  (/proc/1/ns may not be readable, even as
+# root, so comparing with init's is no safeguard.)
+if [ "${P2P_IT_IN_NETNS:-}" != 1 ]; then
+    HOSTS_OUTER_NS="$(readlink /proc/self/ns/net) $(readlink /proc/self/ns/mnt)"
+    export HOSTS_OUTER_NS
+fi
 
 HOSTS_NETNS_DIR=/run/netns
 HOSTS_TMPFS_NAME=p2p-it-netns
@@ -103,13 +110,17 @@ declare -A HOSTS_CUT=()     # "carrier" or "silent" while H's link is down
 # own (it_begin with IT_UNSHARE_MOUNT=1), then mounts the private /run/netns once.
 hosts__private() {
     [ "${P2P_IT_IN_NETNS:-}" = 1 ] || it_fail "hosts.sh: call it_begin first"
-    local t
-    for t in net mnt; do
-        local mine init
-        mine=$(readlink "/proc/self/ns/$t") || it_fail "hosts.sh: cannot read /proc/self/ns/$t"
-        init=$(readlink "/proc/1/ns/$t" 2>/dev/null) || continue
-        [ "$mine" != "$init" ] || it_fail "hosts.sh: not in a private $t namespace (source hosts.sh before it_begin)"
-    done
+    [ -n "${HOSTS_OUTER_NS:-}" ] ||
+        it_fail "hosts.sh: the test's original namespaces are unknown (run the script itself, without P2P_IT_IN_NETNS)"
+    local outer_net=${HOSTS_OUTER_NS% *} outer_mnt=${HOSTS_OUTER_NS#* } net mnt
+    net=$(readlink /proc/self/ns/net) && mnt=$(readlink /proc/self/ns/mnt) ||
+        it_fail "hosts.sh: cannot read /proc/self/ns"
+    [ "$net" != "$outer_net" ] || it_fail "hosts.sh: not in a private network namespace"
+    [ "$mnt" != "$outer_mnt" ] ||
+        it_fail "hosts.sh: not in a private mount namespace (source hosts.sh before it_begin)"
+    # A private mount namespace has no mount shared with the machine's.
+    ! awk '$5 == "/"' /proc/self/mountinfo | grep -q ' shared:' ||
+        it_fail "hosts.sh: / is a shared mount here: not a private mount namespace"
     if awk -v d="$HOSTS_NETNS_DIR" '$5 == d' /proc/self/mountinfo | tail -n 1 |
         grep -q -- " - tmpfs $HOSTS_TMPFS_NAME "; then
         return 0
