@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+#
+# overlay.sh: helpers for the overlay integration tests (test_overlay_*.sh): p2psipd
+# nodes on the hosts of hosts.sh, their control sockets, bounded waits on what they
+# report.  Sourced, never run; it sources hosts.sh (and so lib.sh) itself.
+#
+# Design.  Each node NAME gets a directory $IT_TMP/NAME.d holding its database, its
+# configuration file (p2p.conf, [p2p] settings only) and its control socket
+# (control.sock).  Unix sockets live in the file system, not in a network namespace,
+# so the test talks to every node's control socket from its own namespace, without
+# entering the host.  The client is tools/ovl_ctl.py (p2psipd/control.h's NDJSON):
+# no dependency on p2psipctl's output format, and one python process can run
+# thousands of requests over a few connections (ovl_batch).  Values in the results
+# are found by key, breadth first (ovl_field), so a field works whether the daemon
+# puts it at the top of "status" or in a sub-object.
+#
+# Functions:
+#   ovl_node_start H NAME [--server] [--secret FILE] [--p2p-port P] [--sip-port P]
+#       [--boot HOST:PORT,...] [--promote S] [--cutoff S] [--no-multicast]
+#       [--debug] [-- EXTRA P2PSIPD ARGS]
+#     starts p2psipd in host H through host_start (log $IT_TMP/NAME.log), then waits
+#     (bounded, 15 s) until its control socket answers.  --p2p-port gives -P (which
+#     also turns multicast off); without it the default port 7560 and multicast.
+#   ovl_sock NAME            the control socket's path.
+#   ovl_ctl NAME CMD [ARG...] [--opt K=V]   one request; the result JSON on stdout;
+#     status 1 on an error answer, 2 when the socket does not answer.
+#   ovl_field NAME CMD KEY [ARG...]   only the value of KEY in the result (true/false
+#     for booleans, JSON for objects); status 3 when the result has no KEY.
+#   ovl_wait NAME TIMEOUT DESC EXPR [CMD]  polls CMD (status) until the python
+#     expression EXPR holds (r: the result, f('key'): a field); fails the test after
+#     TIMEOUT seconds, naming DESC and showing the last result.
+#   ovl_batch [--conc N] [--timeout S]   JSON lines {"sock","cmd","args","opts"} on
+#     stdin, one answer line per request on stdout, in order (ovl_ctl.py batch).
+#   ovl_node_id NAME         the node's ID (status node_id), 40 hex digits.
+#   ovl_counter NAME KEY     a counter from "counters" (a number; fails the test if
+#     the daemon reports no such counter).
+#   ovl_leafset_check NODES_JSON  (python) see the function.
+#
+# Invariants: every wait is bounded; every daemon is started by host_start and
+# stopped by pid (it_stop) or by the EXIT trap.
+
+declare -F hosts_create >/dev/null || . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/hosts.sh"
+
+OVL_TOOLS=$IT_LIB_DIR/tools
+OVL_CTL_PY=$OVL_TOOLS/ovl_ctl.py
+declare -A OVL_DIR=()
+
+# The python interpreter itself (pyenv's shim costs 0.3 s per start).
+OVL_PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || OVL_PY=python3
+
+ovl_bin() { it_p2psipd_bin; }
+
+# ovl_hosts_create ARGS...: hosts_create, on a /run/netns of this test's own.  hosts.sh
+# mounts its tmpfs only when the top mount on /run/netns is not already one of its
+# tmpfs mounts; one left mounted in the machine's own mount namespace (seen on the
+# shared machine) is inherited by every test, which then share their host namespaces
+# (h1 of one test is h1 of another: "ip netns add h1: File exists").  A fresh tmpfs
+# stacked in this test's private mount namespace hides it, and goes with the test.
+ovl_hosts_create() {
+    [ "${P2P_IT_IN_NETNS:-}" = 1 ] || it_fail "ovl_hosts_create: call it_begin first"
+    local mine init
+    mine=$(readlink /proc/self/ns/mnt) && init=$(readlink /proc/1/ns/mnt 2>/dev/null) &&
+        [ "$mine" = "$init" ] && it_fail "ovl_hosts_create: not in a private mount namespace"
+    mkdir -p "$HOSTS_NETNS_DIR" &&
+        mount -t tmpfs -o size=1m,mode=755 "$HOSTS_TMPFS_NAME" "$HOSTS_NETNS_DIR" ||
+        it_fail "ovl_hosts_create: cannot mount a private tmpfs on $HOSTS_NETNS_DIR"
+    hosts_create "$@"
+}
+
+ovl_node_start() {
+    local h=$1 name=$2
+    shift 2
+    local server=0 secret="" p2p_port="" sip_port="" boot="" promote=2 cutoff="" nomc=0 debug=0
+    local extra=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --server) server=1; shift ;;
+        --secret) secret=$2; shift 2 ;;
+        --p2p-port) p2p_port=$2; shift 2 ;;
+        --sip-port) sip_port=$2; shift 2 ;;
+        --boot) boot=$2; shift 2 ;;
+        --promote) promote=$2; shift 2 ;;
+        --cutoff) cutoff=$2; shift 2 ;;
+        --no-multicast) nomc=1; shift ;;
+        --debug) debug=1; shift ;;
+        --) shift; extra=("$@"); break ;;
+        *) it_fail "ovl_node_start: unknown option $1" ;;
+        esac
+    done
+    local bin dir=$IT_TMP/$name.d
+    bin=$(ovl_bin)
+    [ -x "$bin" ] || it_fail "p2psipd not built: $bin"
+    mkdir -p "$dir" || it_fail "mkdir $dir"
+    chmod 700 "$dir"
+    {
+        echo "[p2p]"
+        echo "promote_after = $promote"
+        [ -z "$cutoff" ] || echo "cutoff = $cutoff"
+        [ -z "$secret" ] || echo "secret = $secret"
+        [ "$nomc" = 0 ] || echo "multicast = no"
+    } >"$dir/p2p.conf"
+    local args=(--config "$dir/p2p.conf" --data-dir "$dir" --control "$dir/control.sock")
+    [ "$server" = 0 ] || args+=(-s)
+    [ -z "$p2p_port" ] || args+=(-P "$p2p_port")
+    [ -z "$sip_port" ] || args+=(-p "$sip_port")
+    [ -z "$boot" ] || args+=(-S "$boot")
+    [ "$debug" = 0 ] || args+=(-d)
+    OVL_DIR[$name]=$dir
+    host_start "$h" "$name" "$bin" "${args[@]}" "${extra[@]}"
+    it_wait_until 15 "$name's control socket to answer" ovl__answers "$name"
+}
+
+ovl__answers() {
+    it_alive "$1" || it_fail "$1 exited: $(tail -n 5 "$IT_TMP/$1.log" | tr '\n' '|')"
+    "$OVL_PY" "$OVL_CTL_PY" call "$(ovl_sock "$1")" ping --timeout 1 >/dev/null 2>&1
+}
+
+ovl_sock() {
+    [ -n "${OVL_DIR[$1]:-}" ] || it_fail "ovl_sock: no node '$1'"
+    echo "${OVL_DIR[$1]}/control.sock"
+}
+
+ovl_ctl() {
+    local name=$1
+    shift
+    "$OVL_PY" "$OVL_CTL_PY" call "$(ovl_sock "$name")" "$@"
+}
+
+ovl_field() {
+    local name=$1 cmd=$2 key=$3
+    shift 3
+    "$OVL_PY" "$OVL_CTL_PY" field "$(ovl_sock "$name")" "$cmd" "$key" "$@"
+}
+
+ovl_wait() {
+    local name=$1 t=$2 desc=$3 expr=$4 cmd=${5:-status} err
+    err=$("$OVL_PY" "$OVL_CTL_PY" wait "$(ovl_sock "$name")" "$t" "$expr" "$cmd" 2>&1 >/dev/null) ||
+        it_fail "$name: timed out after ${t}s waiting for $desc: $err"
+}
+
+ovl_batch() { "$OVL_PY" "$OVL_CTL_PY" batch "$@"; }
+
+ovl_node_id() {
+    local id
+    id=$(ovl_field "$1" status node_id) || it_fail "$1: status has no node_id"
+    [[ $id =~ ^[0-9a-f]{40}$ ]] || it_fail "$1: node_id '$id' is not 40 hex digits"
+    echo "$id"
+}
+
+ovl_counter() {
+    local v
+    v=$(ovl_field "$1" counters "$2") || it_fail "$1: counters has no $2: $(ovl_ctl "$1" counters 2>&1 | head -c 1500)"
+    [[ $v =~ ^[0-9]+$ ]] || it_fail "$1: counter $2 is '$v', not a number"
+    echo "$v"
+}
+
+# ovl_secret_file NAME TEXT: a 0600 file holding an overlay secret; prints its path.
+ovl_secret_file() {
+    local f=$IT_TMP/$1.secret
+    (umask 077 && printf '%s\n' "$2" >"$f") || it_fail "cannot write $f"
+    echo "$f"
+}
