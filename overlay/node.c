@@ -758,7 +758,7 @@ static void on_data(struct overlay_node *n, const struct ovl_frame_info *fi, con
         n->st.dropped_nosession++;
         return;
     }
-    pl = ovl_open(&c->sess, buf, len, n->plain, sizeof(n->plain));
+    pl = ovl_open(&c->sess, buf, len, n->opened, sizeof(n->opened));
     if (pl == -EALREADY) {
         n->st.dropped_replay++;
         return;
@@ -781,15 +781,15 @@ static void on_data(struct overlay_node *n, const struct ovl_frame_info *fi, con
     }
     p->last_recv = overlay__now(n);
     p->frames_in++;
-    switch (n->plain[0]) {
+    switch (n->opened[0]) {
     case IN_DHT:
-        on_dht_inner(n, p, n->plain + 1, (size_t)pl - 1);
+        on_dht_inner(n, p, n->opened + 1, (size_t)pl - 1);
         break;
     case IN_PIPE:
-        on_pipe_inner(n, p, n->plain + 1, (size_t)pl - 1);
+        on_pipe_inner(n, p, n->opened + 1, (size_t)pl - 1);
         break;
     default:
-        overlay__on_inner_ctl(n, p, n->plain[0], n->plain + 1, (size_t)pl - 1);
+        overlay__on_inner_ctl(n, p, n->opened[0], n->opened + 1, (size_t)pl - 1);
         break;
     }
 }

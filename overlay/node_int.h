@@ -198,8 +198,11 @@ struct overlay_node {
 
     struct overlay_node_stats st;
     uint8_t frame[OVL_FRAME_MAX + 64]; /* scratch for one outgoing frame */
-    uint8_t plain[OVL_FRAME_MAX + 64]; /* scratch for one opened frame */
-    uint8_t rx[OVL_FRAME_MAX + 64];    /* receive buffer for every socket */
+    uint8_t plain[OVL_FRAME_MAX + 64]; /* scratch for one message being sealed */
+    /* One opened frame: separate from plain, because handling it sends (a DHT hop
+     * forwards the very bytes it received after sending ROWS). */
+    uint8_t opened[OVL_FRAME_MAX + 64];
+    uint8_t rx[OVL_FRAME_MAX + 64]; /* receive buffer for every socket */
 };
 
 /* node.c */
