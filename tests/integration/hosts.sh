@@ -66,6 +66,11 @@
 #       hosts, routers and bridge.  Runs from the EXIT trap (lib.sh IT_CLEANUP_HOOKS,
 #       after the processes are stopped); may also be called by the test.  Never
 #       fails the test (it runs inside the trap); returns 1 if something was left.
+#       With P2P_IT_HOLD=SECONDS set, a test that did not pass first holds (below).
+#   hosts_hold [SECONDS]       pauses (default $P2P_IT_HOLD or 300 s) until the time is
+#       up or $IT_TMP/continue exists, after printing how to enter the hosts by hand.
+# Variables: HOSTS (the host names), HOSTS_ROUTERS, HOSTS_V6 and HOSTS_NO_MCAST (1 when
+# hosts_create had --ipv6 / --no-multicast), HOSTS_PROBE and HOSTS_PY (below).
 # $HOSTS_PROBE is a python3 tool, written at the first hosts_create ($HOSTS_PY is the
 # python3 interpreter, resolved once):
 #   python3 "$HOSTS_PROBE" recv ADDR PORT [--iface IF] [--timeout S] [--max N] [--reply]
@@ -276,6 +281,7 @@ EOF
     for ((i = 1; i <= n; i++)); do
         h=h$i
         hosts__netns_add "$h" "$v6"
+        HOSTS+=("$h")
         ip link add "veth-$h" type veth peer name eth0 netns "$h" ||
             it_fail "hosts.sh: cannot create the veth pair of $h"
         ip link set "veth-$h" master br0 || it_fail "hosts.sh: veth-$h into br0"
@@ -288,7 +294,6 @@ EOF
                 it_fail "hosts.sh: $h: IPv6 default route"
             HOSTS_IP6[$h]=2001:2::$((10 + i))
         fi
-        HOSTS+=("$h")
         HOSTS_IP4[$h]=198.18.0.$((10 + i))
         HOSTS_PUB4[$h]=198.18.0.$((10 + i))
         HOSTS_PEER_NS[$h]=""
@@ -450,7 +455,8 @@ host_link_up() {
     fi
     unset "HOSTS_CUT[$h]"
     it_wait_until 10 "$h's eth0 to have its carrier back" hosts__carrier "$h"
-    # A carrier that comes back restarts DAD on every IPv6 address.
+    # Linux 6.x keeps IPv6 addresses valid through a carrier loss (no new DAD); the
+    # wait costs nothing then and covers a kernel that does restart it.
     [ -z "${HOSTS_IP6[$h]:-}" ] || hosts__wait_dad "$h"
     it_log "hosts: $h's link restored"
 }
@@ -485,8 +491,22 @@ host_addr_del() {
     it_log "hosts: $h: address $a removed"
 }
 
+hosts_hold() {
+    local t=${1:-${P2P_IT_HOLD:-300}}
+    case $t in '' | *[!0-9]*) it_log "hosts_hold: '$t' is no number of seconds"; return 0 ;; esac
+    [ ${#HOSTS[@]} -gt 0 ] || return 0
+    rm -f "$IT_TMP/continue"
+    it_log "hosts: holding up to ${t}s; enter with: nsenter -t $$ -n -m ip netns exec h1 bash" \
+        "(hosts: ${HOSTS[*]} ${HOSTS_ROUTERS[*]}); go on with: touch $IT_TMP/continue"
+    local deadline=$((SECONDS + t))
+    while [ "$SECONDS" -lt "$deadline" ] && [ ! -e "$IT_TMP/continue" ]; do sleep 0.5; done
+    return 0
+}
+
 hosts_destroy() {
     local rc=0 name ns pids
+    # P2P_IT_HOLD=SECONDS: a test that did not pass keeps its network that long.
+    if [ -n "${P2P_IT_HOLD:-}" ] && [ "$IT_VERDICT" != PASS ]; then hosts_hold "$P2P_IT_HOLD"; fi
     for name in "${HOSTS_PROCS[@]}"; do
         if it_alive "$name"; then it_stop "$name"; fi
     done
@@ -510,6 +530,8 @@ hosts_destroy() {
     HOSTS_PUB4=()
     HOSTS_PEER_NS=()
     HOSTS_CUT=()
+    HOSTS_V6=0
+    HOSTS_NO_MCAST=0
     return $rc
 }
 
