@@ -704,6 +704,9 @@ static void on_dht_inner(struct overlay_node *n, struct peer *p, const uint8_t *
     overlay__dht_rearm(n);
 }
 
+static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const uint8_t *body,
+                        size_t len);
+
 static void on_pipe_inner(struct overlay_node *n, struct peer *p, const uint8_t *buf, size_t len)
 {
     struct dht_id to, from;
@@ -716,34 +719,112 @@ static void on_pipe_inner(struct overlay_node *n, struct peer *p, const uint8_t 
     memcpy(to.b, buf, DHT_ID_LEN);
     memcpy(from.b, buf + DHT_ID_LEN, DHT_ID_LEN);
     if (dht_id_eq(&to, &n->me->id)) {
-        /* Directly from its sender, or relayed by a super-node: the relay vouches
-         * only for itself, so a relayed datagram's sender is what the relay said. */
-        if (!p->client && !dht_id_eq(&from, &p->id) && n->super != overlay__peer_slot(n, p) &&
-            n->dht == NULL) {
-            n->st.dropped_forged++;
-            return;
-        }
+        /* Straight from its sender, or relayed: then the relay vouches for `from`,
+         * and says so to the application. */
         if (p->client && !dht_id_eq(&from, &p->id)) {
             n->st.dropped_forged++; /* a client may only speak for itself */
             return;
         }
         n->st.pipe_recv++;
         if (n->ops.pipe != NULL)
-            n->ops.pipe(n->ops.arg, &from, overlay__get16(buf + 40), buf + 42, len - 42);
+            n->ops.pipe(n->ops.arg, &from, dht_id_eq(&from, &p->id) ? NULL : &p->id,
+                        overlay__get16(buf + 40), buf + 42, len - 42);
         return;
     }
-    /* Relay: only for our own clients, and only what a peer says in its own name. */
+    /* Relay: only what a peer says in its own name, and only to or from our clients. */
     if (!dht_id_eq(&from, &p->id)) {
         n->st.dropped_forged++;
         return;
     }
     q = overlay__peer_find(n, &to);
-    if (q == NULL || !q->client) {
+    if (!p->client && (q == NULL || !q->client)) {
         n->st.dropped_inner++;
         return;
     }
     n->st.relayed++;
-    (void)overlay__send_inner(n, q, IN_PIPE, buf, len);
+    (void)pipe_forward(n, &to, buf, len);
+}
+
+/* ---- pipes: next hops found by a DHT lookup ---------------------------------------- */
+
+static void pipe_wait_free(struct pipe_wait *w)
+{
+    free(w->body);
+    memset(w, 0, sizeof(*w));
+}
+
+static void pipe_lookup_done(int status, const struct dht_peer *root, unsigned hops, void *arg)
+{
+    struct overlay_node *n = arg;
+    struct dht_id target;
+    struct sockaddr_storage ss;
+    struct peer *p = NULL;
+    bool found = false;
+
+    (void)hops;
+    /* Every waiting datagram for the node this lookup found goes now; a lookup that
+     * ended on another node means the target is not in the ring (yet). */
+    for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX && !found; i++)
+        if (n->pipe_wait[i].used && status == 0 && dht_id_eq(&n->pipe_wait[i].target, &root->id))
+            found = true;
+    if (!found)
+        return; /* the deadline sweeps what waited */
+    target = root->id;
+    if (overlay_addr_from_dht(&root->addr, &ss) == 0)
+        p = overlay__peer_get(n, &target, &ss);
+    for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++) {
+        struct pipe_wait *w = &n->pipe_wait[i];
+        if (!w->used || !dht_id_eq(&w->target, &target))
+            continue;
+        if (p != NULL && overlay__send_inner(n, p, IN_PIPE, w->body, w->len) == 0)
+            n->st.pipe_sent++;
+        pipe_wait_free(w);
+    }
+}
+
+/* Hands a PIPE body to `hop`: over its channel if we know it, else after a lookup. */
+static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const uint8_t *body,
+                        size_t len)
+{
+    struct peer *p = overlay__peer_find(n, hop);
+    struct pipe_wait *w = NULL;
+    bool asked = false;
+
+    if (p != NULL)
+        return overlay__send_inner(n, p, IN_PIPE, body, len);
+    if (n->dht == NULL || !dht_node_joined(n->dht))
+        return -EHOSTUNREACH;
+    for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++) {
+        if (!n->pipe_wait[i].used && w == NULL)
+            w = &n->pipe_wait[i];
+        else if (n->pipe_wait[i].used && dht_id_eq(&n->pipe_wait[i].target, hop))
+            asked = true;
+    }
+    if (w == NULL) {
+        n->st.dropped_full++;
+        return -ENOBUFS;
+    }
+    if (!asked && dht_node_lookup(n->dht, hop, pipe_lookup_done, n, overlay__now(n)) != 0)
+        return -EHOSTUNREACH;
+    overlay__dht_rearm(n);
+    w->body = malloc(len);
+    if (w->body == NULL)
+        return -ENOMEM;
+    memcpy(w->body, body, len);
+    w->len = len;
+    w->used = true;
+    w->target = *hop;
+    w->deadline = overlay__now(n) + n->cfg.dht.request_timeout_ms;
+    return 0;
+}
+
+static void pipe_tick(struct overlay_node *n, uint64_t now)
+{
+    for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++)
+        if (n->pipe_wait[i].used && now >= n->pipe_wait[i].deadline) {
+            n->st.dropped_full++;
+            pipe_wait_free(&n->pipe_wait[i]);
+        }
 }
 
 /* A DATA frame, from a UDP source address (from) or a TCP connection (conn >= 0). */
@@ -1085,6 +1166,7 @@ static void tick_cb(uv_timer_t *h)
         n->dht_old = NULL;
     }
     chans_tick(n, now);
+    pipe_tick(n, now);
     check_addresses(n, now);
     overlay__tcp_tick(n, now);
     overlay__roles_tick(n, now);
@@ -1136,6 +1218,8 @@ void overlay__handle_closed(struct overlay_node *n)
     free(n->peers);
     for (unsigned i = 0; i < NODE_OPS_MAX; i++)
         free(n->ops_tab[i].req);
+    for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++)
+        free(n->pipe_wait[i].body);
     if (n->close_cb != NULL)
         n->close_cb(n->close_arg);
     sodium_memzero(n->cfg.psk, sizeof(n->cfg.psk));
@@ -1388,19 +1472,24 @@ int overlay_node_pipe_send(struct overlay_node *n, const struct dht_id *to,
                            const struct dht_id *via, uint16_t service, const uint8_t *buf,
                            size_t len)
 {
-    uint8_t *body;
+    const struct dht_id *hop = to;
     struct peer *p;
+    uint8_t *body;
     int rc;
 
+    if (n->closing)
+        return -ECANCELED;
     if (len + 42 + 1 + OVL_DATA_OVERHEAD > OVL_FRAME_MAX)
         return -EMSGSIZE;
+    if (dht_id_eq(to, &n->me->id))
+        return -EINVAL;
     p = overlay__peer_find(n, to);
-    if ((p == NULL || (!overlay__peer_up(n, p) && p->opening < 0)) && via != NULL)
-        p = overlay__peer_find(n, via);
-    if (p == NULL && n->super >= 0 && via == NULL)
-        p = &n->peers[n->super]; /* a client reaches everyone through its super-node */
-    if (p == NULL)
-        return -EHOSTUNREACH;
+    if (p == NULL || (!overlay__peer_up(n, p) && p->opening < 0)) {
+        if (via != NULL && !dht_id_eq(via, &n->me->id))
+            hop = via; /* its super-node relays to it */
+        else if (n->dht == NULL && n->super >= 0)
+            hop = &n->peers[n->super].id; /* a client sends everything through its super */
+    }
     body = malloc(len + 42);
     if (body == NULL)
         return -ENOMEM;
@@ -1408,7 +1497,7 @@ int overlay_node_pipe_send(struct overlay_node *n, const struct dht_id *to,
     memcpy(body + DHT_ID_LEN, n->me->id.b, DHT_ID_LEN);
     overlay__put16(body + 40, service);
     memcpy(body + 42, buf, len);
-    rc = overlay__send_inner(n, p, IN_PIPE, body, len + 42);
+    rc = pipe_forward(n, hop, body, len + 42);
     free(body);
     if (rc == 0)
         n->st.pipe_sent++;

@@ -126,6 +126,16 @@ struct proxied {
 
 struct conn; /* node_tcp.c */
 
+/* A pipe datagram waiting for the DHT to find its next hop's address. */
+#define NODE_PIPE_WAIT_MAX 32
+struct pipe_wait {
+    bool used;
+    struct dht_id target; /* the node we look up (the destination or its relay) */
+    uint8_t *body;        /* the PIPE inner body: to, from, service, data */
+    size_t len;
+    uint64_t deadline;
+};
+
 struct cand {
     bool used;
     bool tried_recently;
@@ -195,6 +205,7 @@ struct overlay_node {
     struct op ops_tab[NODE_OPS_MAX];
     uint32_t next_op;
     struct proxied prox[NODE_PROXIED_MAX];
+    struct pipe_wait pipe_wait[NODE_PIPE_WAIT_MAX];
 
     struct overlay_node_stats st;
     uint8_t frame[OVL_FRAME_MAX + 64]; /* scratch for one outgoing frame */

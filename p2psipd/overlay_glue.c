@@ -148,9 +148,63 @@ static void save_peers(struct p2psipd *d)
         p2p_warn(d->log, "cannot save the overlay peers");
 }
 
+/* ---- the echo service on pipes (p2psipctl pipe-ping) ----------------------------- */
+
+#define SVC_ECHO_REQ 1 /* pipe service: echo this payload back */
+#define SVC_ECHO_REP 2 /* pipe service: an echo */
+#define PING_TIMEOUT_MS 3000
+
+static void on_pipe(void *arg, const struct dht_id *from, const struct dht_id *relay,
+                    uint16_t service, const uint8_t *buf, size_t len)
+{
+    struct p2psipd *d = arg;
+    char hex[DHT_ID_HEX_LEN + 1], rhex[DHT_ID_HEX_LEN + 1];
+
+    if (service == SVC_ECHO_REQ && len == 8) {
+        /* Back the way it came: through the same relay when it was relayed. */
+        (void)overlay_node_pipe_send(d->overlay, from, relay, SVC_ECHO_REP, buf, len);
+        return;
+    }
+    if (service != SVC_ECHO_REP || len != 8)
+        return;
+    for (size_t i = 0; i < sizeof(d->pings) / sizeof(d->pings[0]); i++) {
+        struct p2psipd_pipe_ping *pp = &d->pings[i];
+        if (pp->req == NULL || sodium_memcmp(pp->nonce, buf, 8) != 0)
+            continue;
+        id_hex(from, hex);
+        if (relay != NULL)
+            id_hex(relay, rhex);
+        control_reply(pp->req, json_pack("{s:s, s:I, s:s?}", "from", hex, "rtt_us",
+                                         (json_int_t)(uv_hrtime() / 1000 - pp->sent_us),
+                                         "relayed_by", relay != NULL ? rhex : NULL));
+        pp->req = NULL;
+        return;
+    }
+}
+
+static void pings_sweep(struct p2psipd *d, bool all)
+{
+    uint64_t now_us = uv_hrtime() / 1000;
+
+    for (size_t i = 0; i < sizeof(d->pings) / sizeof(d->pings[0]); i++) {
+        struct p2psipd_pipe_ping *pp = &d->pings[i];
+        if (pp->req != NULL && (all || now_us - pp->sent_us > PING_TIMEOUT_MS * 1000ull)) {
+            control_reply_error(pp->req, "no echo within %d ms", PING_TIMEOUT_MS);
+            pp->req = NULL;
+        }
+    }
+}
+
 static void on_save_timer(uv_timer_t *h)
 {
-    save_peers(h->data);
+    struct p2psipd *d = h->data;
+    uint64_t now = uv_now(d->loop);
+
+    pings_sweep(d, false);
+    if (now - d->peers_saved_ms >= SAVE_PEERS_MS) {
+        d->peers_saved_ms = now;
+        save_peers(d);
+    }
 }
 
 /* ---- start and stop ----------------------------------------------------------------------- */
@@ -268,6 +322,7 @@ int p2psipd__overlay_start(struct p2psipd *d)
     ops.health = on_health;
     ops.role = on_role;
     ops.observe = on_observe;
+    ops.pipe = on_pipe;
     ops.arg = d;
     rc = overlay_node_new(&d->overlay, d->loop, &cfg, &ops, d->log);
     sodium_memzero(cfg.psk, sizeof(cfg.psk));
@@ -281,12 +336,14 @@ int p2psipd__overlay_start(struct p2psipd *d)
         return rc;
     d->save_timer.data = d;
     d->overlay_started = true;
-    (void)uv_timer_start(&d->save_timer, on_save_timer, SAVE_PEERS_MS, SAVE_PEERS_MS);
+    d->peers_saved_ms = uv_now(d->loop);
+    (void)uv_timer_start(&d->save_timer, on_save_timer, 500, 500);
     return overlay_node_start(d->overlay);
 }
 
 void p2psipd__overlay_stop(struct p2psipd *d)
 {
+    pings_sweep(d, true);
     if (d->overlay != NULL) {
         save_peers(d);
         overlay_node_close(d->overlay, NULL, NULL);
@@ -766,6 +823,41 @@ static void cmd_route(struct control_req *req, const json_t *args, const json_t 
     cmd_get_async(req, args, opts, arg, true);
 }
 
+static void cmd_pipe_ping(struct control_req *req, const json_t *args, const json_t *opts,
+                          void *arg)
+{
+    struct p2psipd *d = arg;
+    const char *to = arg_str(args, 0);
+    json_t *via_j = json_object_get(opts, "via");
+    struct dht_id id, via;
+    struct p2psipd_pipe_ping *pp = NULL;
+    int rc;
+
+    if (to == NULL || dht_id_from_hex(&id, to, strlen(to)) != 0 ||
+        (via_j != NULL &&
+         (!json_is_string(via_j) || dht_id_from_hex(&via, json_string_value(via_j),
+                                                    strlen(json_string_value(via_j))) != 0))) {
+        control_reply_error(req, "usage: pipe-ping NODE-ID [--via SUPER-NODE-ID] (40 hex digits)");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(d->pings) / sizeof(d->pings[0]) && pp == NULL; i++)
+        if (d->pings[i].req == NULL)
+            pp = &d->pings[i];
+    if (pp == NULL || d->overlay == NULL) {
+        control_reply_error(req, d->overlay ? "too many pings in flight" : "no overlay");
+        return;
+    }
+    randombytes_buf(pp->nonce, sizeof(pp->nonce));
+    pp->sent_us = uv_hrtime() / 1000;
+    rc = overlay_node_pipe_send(d->overlay, &id, via_j ? &via : NULL, SVC_ECHO_REQ, pp->nonce,
+                                sizeof(pp->nonce));
+    if (rc != 0) {
+        control_reply_error(req, "pipe-ping: %s", strerror(-rc));
+        return;
+    }
+    pp->req = req;
+}
+
 int p2psipd__overlay_register(struct p2psipd *d)
 {
     int rc = 0;
@@ -785,5 +877,8 @@ int p2psipd__overlay_register(struct p2psipd *d)
                                  cmd_remove_async, d);
     rc |= control_register_async(d->control, "route", "route KEY: the root of KEY and the hops",
                                  cmd_route, d);
+    rc |= control_register_async(d->control, "pipe-ping",
+                                 "pipe-ping NODE-ID [--via SUPER-ID]: an echo over a pipe",
+                                 cmd_pipe_ping, d);
     return rc != 0 ? -EINVAL : 0;
 }

@@ -81,8 +81,14 @@ struct p2psipd {
     struct ovl_identity identity; /* the node's key pair, from the database */
     struct dht_store *store;      /* DHT records, on the database's connection */
     struct overlay_node *overlay; /* sockets, channels, the DHT node */
-    uv_timer_t save_timer;        /* saves the peers every 30 s */
+    uv_timer_t save_timer;        /* every 500 ms: ends pipe pings; saves the peers every 30 s */
     bool overlay_started;
+    uint64_t peers_saved_ms;
+    struct p2psipd_pipe_ping { /* "pipe-ping" requests waiting for their echo */
+        struct control_req *req;
+        uint8_t nonce[8];
+        uint64_t sent_us;
+    } pings[16];
 };
 
 /*

@@ -93,9 +93,13 @@ struct overlay_node_config {
 /* Fills the defaults (no identity or store: the caller must set those). */
 void overlay_node_config_init(struct overlay_node_config *cfg);
 
-/* A pipe datagram arrived from node `from` for `service`. */
-typedef void (*overlay_pipe_cb)(void *arg, const struct dht_id *from, uint16_t service,
-                                const uint8_t *buf, size_t len);
+/*
+ * A pipe datagram arrived from node `from` for `service`.  relay is NULL when it came
+ * straight from `from` over `from`'s own authenticated channel; otherwise it is the
+ * node that relayed it (a super-node), which vouches for `from`.
+ */
+typedef void (*overlay_pipe_cb)(void *arg, const struct dht_id *from, const struct dht_id *relay,
+                                uint16_t service, const uint8_t *buf, size_t len);
 
 struct overlay_node_ops {
     /* Health changed (cut_off true: no peer answers).  Optional. */
@@ -177,9 +181,12 @@ size_t overlay_node_cancel(struct overlay_node *node, void *arg);
 /*
  * Sends a datagram to node `to` for `service` over the authenticated channel: direct
  * when we have (or can open) a channel to it, else relayed through `via` (its
- * super-node, NULL when unknown).  Returns 0 when handed to the channel (delivery is
- * not guaranteed, as for UDP), -EMSGSIZE, -EHOSTUNREACH (no channel and no way to
- * reach it), -ENOBUFS.
+ * super-node, NULL when unknown).  A client sends everything through its super-node.
+ * A member that knows neither `to` nor `via` finds the node's address with a DHT
+ * lookup of its ID first (the datagram waits, bounded, up to the lookup's timeout).
+ * A super-node relays only for its own clients (to one, or from one).  Returns 0
+ * when handed on (delivery is not guaranteed, as for UDP), -EMSGSIZE, -EHOSTUNREACH
+ * (no channel and no way to find one), -ENOBUFS.
  */
 int overlay_node_pipe_send(struct overlay_node *node, const struct dht_id *to,
                            const struct dht_id *via, uint16_t service, const uint8_t *buf,
