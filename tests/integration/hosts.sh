@@ -126,15 +126,16 @@ hosts__private() {
     # A private mount namespace has no mount shared with the machine's.
     ! awk '$5 == "/"' /proc/self/mountinfo | grep -q ' shared:' ||
         it_fail "hosts.sh: / is a shared mount here: not a private mount namespace"
-    if awk -v d="$HOSTS_NETNS_DIR" '$5 == d' /proc/self/mountinfo | tail -n 1 |
-        grep -q -- " - tmpfs $HOSTS_TMPFS_NAME "; then
-        return 0
-    fi
+    # Mounted once per mount namespace, by us: a tmpfs found there already may be a
+    # copy of one left in the machine's namespace, shared with every other test.
+    [ "${HOSTS_NETNS_MOUNTED_IN:-}" != "$mnt" ] || return 0
     # The mount point itself: an empty directory, what `ip netns add` would create.
     [ -d "$HOSTS_NETNS_DIR" ] || mkdir -m 755 "$HOSTS_NETNS_DIR" ||
         it_fail "hosts.sh: cannot create $HOSTS_NETNS_DIR"
     mount -t tmpfs -o size=1m,mode=755 "$HOSTS_TMPFS_NAME" "$HOSTS_NETNS_DIR" ||
         it_fail "hosts.sh: cannot mount a tmpfs on $HOSTS_NETNS_DIR"
+    # Exported: a child test sharing this namespace (test_hosts_selftest) reuses it.
+    export HOSTS_NETNS_MOUNTED_IN=$mnt
 }
 
 # Name checks: H must be a host hosts_create made.
