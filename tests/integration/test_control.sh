@@ -6,11 +6,13 @@
 # (readable and --json) names the daemon's pid, data directory and socket; ping says
 # pong; --print-config shows the control path; an unknown command exits 1 with the
 # daemon's "unknown command", a socket that is not there exits 3 naming the path, a
-# bad option exits 2; a second daemon (other data directory) given the same --control
-# path refuses to start (exit 1, "in use by another process") and leaves the first
-# one's socket working; a watcher gets the "stopping" event and exits 0 when the
-# daemon stops with SIGTERM (exit 0), and the socket file is gone; after kill -9 the
-# stale socket is replaced by the next daemon, which answers.
+# bad option exits 2, a socket that never answers exits 3 after --timeout; --config
+# finds the socket through the file's data_dir or control; a second daemon (other
+# data directory) given the same --control path refuses to start (exit 1, "in use
+# by another process") and leaves the first one's socket working; a watcher gets the
+# "stopping" event and exits 0 when the daemon stops with SIGTERM (exit 0), and the
+# socket file is gone; after kill -9 the stale socket is replaced by the next
+# daemon, which answers.
 #
 # Fails when any of those exit statuses, outputs or file states differs.
 set -u
@@ -64,6 +66,27 @@ grep -qF "cannot connect to $IT_TMP/nothing.sock" "$IT_TMP/ctl.out" ||
 it_run 10 "$ctl" --no-such-option status >"$IT_TMP/ctl.out" 2>&1
 st=$?
 [ "$st" -eq 2 ] || it_fail "a bad option exited with $st, want 2"
+# The daemon's configuration file leads to the socket as it leads the daemon.
+printf 'data_dir = %s\n' "$data" >"$IT_TMP/ctl.conf"
+[ "$(it_run 10 "$ctl" --config "$IT_TMP/ctl.conf" ping)" = pong ] ||
+    it_fail "--config with data_dir does not find the socket"
+printf 'control = %s\n' "$sock" >"$IT_TMP/ctl.conf"
+[ "$(it_run 10 "$ctl" --config "$IT_TMP/ctl.conf" --data-dir /nonexistent ping)" = pong ] ||
+    it_fail "--config with control does not find the socket"
+# A socket that never answers: no answer within --timeout is status 3.
+it_start mute python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(1)
+c, _ = s.accept()
+time.sleep(60)' "$IT_TMP/mute.sock"
+it_wait_until 10 "the mute socket" test -S "$IT_TMP/mute.sock"
+it_run 10 "$ctl" --control "$IT_TMP/mute.sock" --timeout 0.5 status >"$IT_TMP/ctl.out" 2>&1
+st=$?
+[ "$st" -eq 3 ] || it_fail "no answer exited with $st, want 3"
+grep -qF "$IT_TMP/mute.sock: no answer within 0.5 s" "$IT_TMP/ctl.out" ||
+    it_fail "no answer message: $(cat "$IT_TMP/ctl.out")"
+it_stop mute
 
 # 4. Another daemon may not take a live socket.
 it_run 20 "$bin" -s -p 5064 -P 7570 --data-dir "$IT_TMP/data2" --control "$sock" \
