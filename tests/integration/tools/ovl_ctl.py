@@ -16,6 +16,10 @@
 #       true, with r the result and f(KEY) the breadth-first lookup above (None when
 #       absent); exit 0, or 1 after TIMEOUT seconds (the last result and the reason on
 #       stderr).  Connection failures while waiting are retried.
+#   ovl_ctl.py monitor SECONDS SOCK...
+#       polls "status" on every SOCK every 0.5 s for SECONDS seconds and prints one
+#       line per answer: "T SOCK isolated=true|false role=ROLE" (T: seconds since
+#       start), or "T SOCK noanswer WHY"; for a witness running beside a test.
 #   ovl_ctl.py batch [--conc N] [--timeout S]
 #       reads JSON lines {"sock", "cmd", "args", "opts"} from stdin, runs them with at
 #       most N (default 16) requests in flight per socket over one connection per
@@ -156,6 +160,25 @@ def main_wait(argv):
         time.sleep(0.2)
 
 
+def main_monitor(argv):
+    secs, socks = float(argv[0]), argv[1:]
+    start = time.monotonic()
+    while time.monotonic() - start < secs:
+        for sock in socks:
+            t = time.monotonic() - start
+            try:
+                ok, res = call(sock, "status", [], {}, 2.0)
+                if ok:
+                    print("%.1f %s isolated=%s role=%s" % (t, sock, show(res.get("isolated")),
+                                                           res.get("role")), flush=True)
+                else:
+                    print("%.1f %s noanswer %s" % (t, sock, res), flush=True)
+            except (OSError, TimeoutError, ValueError) as e:
+                print("%.1f %s noanswer %s" % (t, sock, e), flush=True)
+        time.sleep(0.5)
+    return 0
+
+
 async def run_sock(sock, jobs, out, conc, timeout):
     try:
         r, w = await asyncio.wait_for(asyncio.open_unix_connection(sock, limit=1 << 24), timeout)
@@ -239,6 +262,8 @@ def main():
         return main_call([argv[0], argv[1]] + argv[3:], field=argv[2])
     if mode == "wait":
         return main_wait(argv)
+    if mode == "monitor":
+        return main_monitor(argv)
     if mode == "batch":
         return main_batch(argv)
     print("ovl_ctl.py: unknown mode %s" % mode, file=sys.stderr)
