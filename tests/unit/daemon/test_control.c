@@ -764,6 +764,60 @@ static void test_watch_slow_subscriber(void **state)
     finish(f);
 }
 
+/* "now": an async command that completes inside its handler. */
+static void cmd_now(struct control_req *req, const json_t *args, const json_t *opts, void *arg)
+{
+    (void)args;
+    (void)opts;
+    (void)arg;
+    control_reply(req, json_string("now"));
+}
+
+/* "quit": closes the control socket from inside a request, as a "stop" command would. */
+static json_t *cmd_quit(const json_t *args, const json_t *opts, char *err, size_t errlen, void *arg)
+{
+    struct fix *f = arg;
+    (void)args;
+    (void)opts;
+    (void)err;
+    (void)errlen;
+    control_close(f->c, on_control_closed, f);
+    f->c = NULL;
+    return json_string("bye");
+}
+
+static void test_reentrancy(void **state)
+{
+    struct fix *f = *state;
+    struct tc *t;
+    char name[16];
+
+    start(f);
+    assert_int_equal(control_register_async(f->c, "now", "", cmd_now, f), 0);
+    assert_int_equal(control_register(f->c, "quit", "", cmd_quit, f), 0);
+    /* The table is full at CONTROL_CMDS_MAX. */
+    for (int i = 5; i < CONTROL_CMDS_MAX; i++) {
+        snprintf(name, sizeof(name), "cmd%d", i);
+        assert_int_equal(control_register(f->c, name, "", cmd_echo, f), 0);
+    }
+    assert_int_equal(control_register(f->c, "one-more", "", cmd_echo, f), -ENOSPC);
+
+    t = tc_new(f, true);
+    tc_send(t, "{\"id\":1,\"cmd\":\"now\"}\n");
+    assert_result(tc_wait(f, t, 1), "1", "\"now\"");
+    /* Closing from inside a handler: the requests before it are answered, it and the
+     * ones after it are not, the connection ends, and nothing is touched after. */
+    tc_send(t, "{\"id\":2,\"cmd\":\"now\"}\n{\"id\":3,\"cmd\":\"quit\"}\n"
+               "{\"id\":4,\"cmd\":\"now\"}\n");
+    assert_true(spin(f, is_eof, t));
+    assert_null(f->c);
+    assert_int_equal(t->nmsgs, 2);
+    assert_result(t->msgs[1], "2", "\"now\"");
+    tc_free(f, t);
+    assert_int_equal(f->closed, 1);
+    finish(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -774,6 +828,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clients_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_slow_subscriber, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reentrancy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
