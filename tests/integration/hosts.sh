@@ -7,11 +7,13 @@
 # Design.  A script sources this file instead of lib.sh and calls it_begin "$@" as
 # usual.  Sourcing sets IT_UNSHARE_MOUNT=1, so it_begin's re-execution enters a
 # private mount namespace as well as the private network namespace (unshare -n -m
-# --propagation private).  The first hosts_create mounts a tmpfs on /run/netns there,
-# so every `ip netns add` below lives in that tmpfs and is invisible to the machine
-# and to other tests run at the same time; when the test's last process ends, the
-# mount namespace goes and takes every host namespace with it, whatever way the test
-# ended.  The test's own network namespace holds the bridge br0 (the LAN switch);
+# --propagation private).  The first hosts_create mounts a tmpfs of its own on
+# /run/netns there, so every `ip netns add` below lives in that tmpfs and is
+# invisible to the machine and to other tests run at the same time; when the test's
+# last process ends, the mount namespace goes and takes every host namespace with it,
+# even if the EXIT trap could not run.  Before any of this, hosts.sh checks that the
+# network and mount namespaces differ from the ones the script was started in.
+# The test's own network namespace holds the bridge br0 (the LAN switch);
 # each host hI is a network namespace joined to it by a veth pair (veth-hI on the
 # bridge, eth0 in the host).  A NAT router rK is one more namespace, with its outside
 # leg "wan" on br0 and the NATed host's eth0 on its inside leg (veth-hI in rK).
@@ -73,14 +75,14 @@
 # hosts_create had --ipv6 / --no-multicast), HOSTS_PROBE and HOSTS_PY (below).
 # $HOSTS_PROBE is a python3 tool, written at the first hosts_create ($HOSTS_PY is the
 # python3 interpreter, resolved once):
-#   python3 "$HOSTS_PROBE" recv ADDR PORT [--iface IF] [--timeout S] [--max N] [--reply]
+#   "$HOSTS_PY" "$HOSTS_PROBE" recv ADDR PORT [--iface IF] [--timeout S] [--max N] [--reply]
 #       binds PORT (ADDR: a multicast group to join on IF, or "any"), prints
 #       "ready PORT", then "got DATA from SRC SPORT" per datagram; exit 0 if any came.
-#   python3 "$HOSTS_PROBE" send ADDR PORT TOKEN [--iface IF] [--ttl N] [--times N]
+#   "$HOSTS_PY" "$HOSTS_PROBE" send ADDR PORT TOKEN [--iface IF] [--ttl N] [--times N]
 #       [--sport P] [--wait-reply S] [--linger S]: prints "local PORT", sends TOKEN,
 #       optionally waits for a reply ("reply DATA from SRC SPORT", exit 3 if none)
 #       and then prints every further datagram for S seconds ("extra ...").
-#   python3 "$HOSTS_PROBE" ping ADDR... [--timeout S] [--tries N] [--none]
+#   "$HOSTS_PY" "$HOSTS_PROBE" ping ADDR... [--timeout S] [--tries N] [--none]
 #
 # Invariants: nothing here touches the machine's interfaces or its /run/netns (the
 # functions refuse to run outside a private network and mount namespace); every wait
@@ -257,8 +259,9 @@ hosts_create() {
     HOSTS_V6=$v6
     HOSTS_NO_MCAST=$nomc
 
-    # The LAN switch: no STP (ports forward at once), no multicast snooping (without
-    # a querier a snooping bridge forwards multicast unreliably; off, it floods).
+    # The LAN switch: no STP (ports forward at once), no multicast snooping (a
+    # snooping bridge floods only while it knows no querier, then forwards a group
+    # only to the ports that reported it: timing-dependent; off, it always floods).
     ip link add br0 type bridge stp_state 0 mcast_snooping 0 ||
         it_fail "hosts.sh: cannot create bridge br0"
     [ ! -d /proc/sys/net/ipv6 ] || hosts__sysctl "" net.ipv6.conf.br0.disable_ipv6=1 ||
