@@ -208,6 +208,49 @@ static void queue_lost(struct client *cl)
     enqueue(cl, l);
 }
 
+/*
+ * An error text as a JSON string.  A text quoting the client's bytes may have been cut
+ * inside a UTF-8 sequence (or come from a handler that did not check): bytes that do
+ * not start a complete sequence are dropped, and if jansson still refuses the text
+ * (an overlong form, a surrogate) every non-ASCII byte becomes '?'.
+ */
+static json_t *error_string(const char *text)
+{
+    char copy[CONTROL_ERR_MAX];
+    size_t len = strlen(text), o = 0;
+    json_t *s = json_string(text);
+
+    if (s != NULL)
+        return s;
+    for (size_t i = 0; i < len && o < sizeof(copy) - 4;) {
+        unsigned char b = (unsigned char)text[i];
+        size_t n = b < 0x80             ? 1
+                   : (b & 0xe0) == 0xc0 ? 2
+                   : (b & 0xf0) == 0xe0 ? 3
+                   : (b & 0xf8) == 0xf0 ? 4
+                                        : 0;
+        bool ok = n > 0 && i + n <= len;
+        for (size_t k = 1; ok && k < n; k++)
+            ok = ((unsigned char)text[i + k] & 0xc0) == 0x80;
+        if (!ok) {
+            i++;
+            continue;
+        }
+        memcpy(copy + o, text + i, n);
+        o += n;
+        i += n;
+    }
+    copy[o] = '\0';
+    s = json_string(copy);
+    if (s != NULL)
+        return s;
+    for (size_t i = 0; i < o; i++) {
+        if ((unsigned char)copy[i] & 0x80)
+            copy[i] = '?';
+    }
+    return json_string(copy);
+}
+
 /* Responds to one request: result (stolen) when error is NULL, else the error. */
 static void respond(struct client *cl, json_t *id, json_t *result, const char *error)
 {
@@ -232,7 +275,7 @@ static void respond(struct client *cl, json_t *id, json_t *result, const char *e
             result = NULL;
         } else {
             json_object_set_new(obj, "ok", json_false());
-            json_object_set_new(obj, "error", json_string(error));
+            json_object_set_new(obj, "error", error_string(error));
         }
         rc = encode_line(obj, CONTROL_RESULT_MAX, &l);
         json_object_del(obj, "result");

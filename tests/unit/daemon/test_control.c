@@ -451,6 +451,17 @@ static void test_bad_requests(void **state)
     assert_error(tc_wait(f, t, ++n), "null", "bad request: not a JSON object");
     tc_send(t, "{\"id\":3,\"cmd\":\"nosuch\"}\n");
     assert_error(tc_wait(f, t, ++n), "3", "unknown command 'nosuch'");
+    /* A quote cut inside a UTF-8 sequence loses the cut sequence, not the text. */
+    {
+        char req[160], want[100];
+        memset(want, 'a', 63);
+        want[63] = '\0';
+        snprintf(req, sizeof(req), "{\"id\":31,\"cmd\":\"%s\xc3\xa9\"}\n", want);
+        tc_send(t, req);
+        snprintf(req, sizeof(req), "unknown command '%s'", want);
+        assert_error(tc_wait(f, t, ++n), "31", req);
+        assert_string_equal(json_string_value(json_object_get(t->msgs[n - 1], "error")), req);
+    }
     tc_send(t, "{\"id\":4,\"cmd\":\"echo\",\"args\":[1]}\n");
     assert_error(tc_wait(f, t, ++n), "4", "bad request: \"args\" must be an array of strings");
     tc_send(t, "{\"id\":5,\"cmd\":\"echo\",\"opts\":[]}\n");
