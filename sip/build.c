@@ -258,18 +258,31 @@ int sip_build_forward(const struct sip_msg *req, const struct sip_fwd *f, struct
             return -EINVAL; /* 16.3 step 3: the proxy answers 483 instead */
         edit_num(&ed, mf->value.p, mf->value.len, "", v - 1);
     }
-    /* 16.4 / step 6: pop the top Route value (strict routers aside) */
-    if (f->pop_route) {
-        struct p2p_slice v, rest;
-        size_t idx;
-        if (!first_value(req, SIP_HDR_ROUTE, &v, &rest, &idx))
-            return -EBADMSG;
-        const struct sip_hdr *h = &req->hdrs[idx];
-        struct p2p_slice r2 = rest, next;
-        if (!sip_list_next(&r2, &next)) {
-            edit_add(&ed, h->line.p, h->line.len, "", 0); /* the only value: drop the line */
-        } else {
-            edit_add(&ed, v.p, (size_t)(next.p - v.p), "", 0);
+    /* 16.4 / step 6: pop the top Route values (strict routers aside): a line whose
+     * values all go is dropped, else its leading values and their commas. */
+    if (f->pop_routes > 0) {
+        struct sip_hdr_iter it;
+        struct p2p_slice v;
+        size_t line = SIZE_MAX;
+        const char *cut = NULL;
+        unsigned left = f->pop_routes;
+        sip_hdr_iter_init(&it, req, SIP_HDR_ROUTE);
+        while (left > 0) {
+            struct p2p_slice r2, next;
+            if (!sip_hdr_iter_next(&it, &v))
+                return -EBADMSG;
+            if (it.hdr != line) {
+                line = it.hdr;
+                cut = v.p;
+            }
+            left--;
+            r2 = it.rest;
+            if (!sip_list_next(&r2, &next)) {
+                const struct sip_hdr *h = &req->hdrs[line];
+                edit_add(&ed, h->line.p, h->line.len, "", 0);
+            } else if (left == 0) {
+                edit_add(&ed, cut, (size_t)(next.p - cut), "", 0);
+            }
         }
     }
     /* 18.2.1 / RFC 3581: received and rport on the previous hop's Via */

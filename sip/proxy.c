@@ -72,6 +72,7 @@ struct proxy_branch {
 
 struct proxy_target {
     char uri[SIP_CONTACT_MAX];
+    char hop[SIP_HOP_MAX]; /* first hop when not the uri itself (another node) */
     struct sip_path path;
     uint16_t q;
 };
@@ -84,11 +85,11 @@ struct proxy_req {
     struct sip_tsx_dest src;       /* where the request came from */
     bool is_invite;
     bool lookup_pending;
-    bool cancelled;  /* a CANCEL arrived (16.10) */
-    bool stop;       /* no new branches: 2xx or 6xx seen, or cancelled */
-    bool final_sent; /* a final response went upstream */
-    bool starting;   /* inside start_group(): hold off the final decision */
-    bool pop_route;
+    bool cancelled;      /* a CANCEL arrived (16.10) */
+    bool stop;           /* no new branches: 2xx or 6xx seen, or cancelled */
+    bool final_sent;     /* a final response went upstream */
+    bool starting;       /* inside start_group(): hold off the final decision */
+    unsigned pop_routes; /* our own Route values on top (two after a double RR) */
     bool record_route;
     bool held; /* handle_request() still uses it: not freed yet */
     char loop_hash[LOOP_HASH_LEN + 1];
@@ -128,6 +129,13 @@ struct sip_proxy {
 
 static void req_release(struct proxy_req *r);
 static void check_done(struct proxy_req *r);
+
+/* An asynchronous completion resumes a request: timers it arms start now. */
+static void clock_now(struct sip_proxy *p)
+{
+    if (p->cfg.clock != NULL)
+        p->now = p->cfg.clock(p->cfg.clock_arg);
+}
 static void branch_detach(struct proxy_branch *b);
 
 /* ---- small helpers ---- */
@@ -474,7 +482,7 @@ static void branch_send(struct proxy_branch *b)
     struct sip_msg m;
     struct sip_fwd f;
     struct p2p_buf out;
-    char via[256], rr[256], branch[SIP_BRANCH_LEN + 1], host[64];
+    char via[256], rr[384], branch[SIP_BRANCH_LEN + 1], host[64];
     int rc;
 
     if (b->cancel_pending || r->stop) {
@@ -492,11 +500,24 @@ static void branch_send(struct proxy_branch *b)
     f.via = p2p_slice_cstr(via);
     f.ruri = p2p_slice_cstr(b->target); /* 16.6 step 2 */
     if (r->record_route) {
-        /* 16.6 step 4: Record-Route with our address, loose routing (lr). */
-        snprintf(rr, sizeof(rr), "<sip:%s:%u;lr>", me->host, me->port);
+        /* 16.6 step 4: Record-Route with our address, loose routing (lr).  Between a
+         * phone and another node we are known by two names (our phones reach us at
+         * addrs[0], which every node shares: 127.0.0.1; other nodes by node_host):
+         * double Record-Route (RFC 5658 4.1), the name facing the next hop on top. */
+        const char *node = p->cfg.self->node_host;
+        if (node[0] != '\0' && b->dest.overlay != r->src.overlay) {
+            if (b->dest.overlay)
+                snprintf(rr, sizeof(rr), "<sip:%s;lr>, <sip:%s:%u;lr>", node, me->host, me->port);
+            else
+                snprintf(rr, sizeof(rr), "<sip:%s:%u;lr>, <sip:%s;lr>", me->host, me->port, node);
+        } else if (node[0] != '\0' && b->dest.overlay) {
+            snprintf(rr, sizeof(rr), "<sip:%s;lr>", node);
+        } else {
+            snprintf(rr, sizeof(rr), "<sip:%s:%u;lr>", me->host, me->port);
+        }
         f.record_route = p2p_slice_cstr(rr);
     }
-    f.pop_route = r->pop_route; /* 16.4 */
+    f.pop_routes = r->pop_routes; /* 16.4 */
     if (src_of(&r->src, host, sizeof(host), &f.src) != 0)
         memset(&f.src, 0, sizeof(f.src));
     p2p_buf_init(&out, MSG_CAP);
@@ -515,6 +536,7 @@ static void resolved(int status, const struct sip_tsx_dest *dest, void *arg)
     struct proxy_branch *b = arg;
     struct proxy_req *r = b->req;
 
+    clock_now(r->p);
     b->resolving = false;
     if (status != 0) {
         branch_fail(b, status == -ECANCELED ? 500 : 503);
@@ -610,6 +632,12 @@ static void branch_start(struct proxy_branch *b)
         branch_send(b);
         return;
     }
+    /* Another node of the overlay: reached over a pipe, no DNS. */
+    if (p->cfg.nodes.node_dest != NULL &&
+        p->cfg.nodes.node_dest(p->cfg.nodes.ctx, host, &b->dest) == 0) {
+        branch_send(b);
+        return;
+    }
     if (!p->cfg.resolver.resolve ||
         p->cfg.resolver.resolve(p->cfg.resolver.ctx, b->hop, resolved, b) != 0) {
         branch_fail(b, 503);
@@ -646,7 +674,7 @@ static void start_group(struct proxy_req *r)
     while (r->next_target < r->ntargets && r->targets[r->next_target].q == q &&
            r->nbranches < r->p->cfg.max_branches) {
         struct proxy_target *t = &r->targets[r->next_target++];
-        struct proxy_branch *b = branch_add(r, t->uri, t->uri, &t->path);
+        struct proxy_branch *b = branch_add(r, t->uri, t->hop[0] ? t->hop : t->uri, &t->path);
         branch_start(b);
     }
     /* a group larger than max_branches: the rest is not tried (kept bounded) */
@@ -812,6 +840,7 @@ static void lookup_done(int status, const struct sip_binding *bs, size_t n, void
 {
     struct proxy_req *r = arg;
 
+    clock_now(r->p);
     r->lookup_pending = false;
     if (r->final_sent || !r->server || status == -ECANCELED) {
         req_release(r);
@@ -836,6 +865,7 @@ static void lookup_done(int status, const struct sip_binding *bs, size_t n, void
                     j--;
                 }
                 snprintf(r->targets[j].uri, sizeof(r->targets[j].uri), "%s", bs[i].contact);
+                snprintf(r->targets[j].hop, sizeof(r->targets[j].hop), "%s", bs[i].hop);
                 r->targets[j].path = bs[i].path;
                 r->targets[j].q = bs[i].q;
             }
@@ -884,7 +914,7 @@ static void forward_ack(struct sip_proxy *p, const struct sip_msg *msg,
     struct p2p_buf out;
     char via[256], branch[SIP_BRANCH_LEN + 1], host[64];
     const struct sip_self_addr *me = &p->cfg.self->addrs[0];
-    bool first = true;
+    bool leading = true;
     uint32_t mf;
     const struct sip_hdr *mfh = sip_msg_hdr(msg, SIP_HDR_MAX_FORWARDS);
 
@@ -895,18 +925,21 @@ static void forward_ack(struct sip_proxy *p, const struct sip_msg *msg,
     while (sip_hdr_iter_next(&it, &v)) {
         if (sip_addr_parse(v, &a) != 0 || sip_uri_parse(a.uri, &u) != 0)
             return;
-        if (first && sip_self_is_me(p->cfg.self, u.host, u.port)) {
-            f.pop_route = true; /* 16.4: our own Route */
-            first = false;
+        if (leading && sip_self_is_me(p->cfg.self, u.host, u.port)) {
+            f.pop_routes++; /* 16.4: our own Route (two after a double Record-Route) */
             continue;
         }
+        leading = false;
         hop = a.uri;
         break;
     }
-    if (sip_uri_parse(hop, &u) != 0 ||
-        sip_proxy_numeric_dest(u.maddr.p ? u.maddr : u.host, u.port,
+    if (sip_uri_parse(hop, &u) != 0)
+        return;
+    if (sip_proxy_numeric_dest(u.maddr.p ? u.maddr : u.host, u.port,
                                u.transport.p ? u.transport : (struct p2p_slice){NULL, 0}, 0,
-                               &dest) != 0)
+                               &dest) != 0 &&
+        (p->cfg.nodes.node_dest == NULL ||
+         p->cfg.nodes.node_dest(p->cfg.nodes.ctx, u.host, &dest) != 0))
         return; /* no name resolution for a stateless ACK: dropped like a datagram */
     if (sip_self_is_me(p->cfg.self, u.host, u.port) || sip_branch_new(branch, sizeof(branch)) < 0)
         return;
@@ -957,7 +990,8 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
     struct sip_hdr_iter it;
     struct p2p_slice v, hop = {NULL, 0};
     size_t nroutes = 0;
-    bool pop = false, strict = false, in_dialog;
+    unsigned pops = 0;
+    bool strict = false, in_dialog;
     struct proxy_req *r = NULL;
     uint32_t mf;
     int rc;
@@ -1042,8 +1076,9 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
             respond(p, t, msg, src, 400, "Bad Request - Route", NULL);
             goto out;
         }
-        if (nroutes == 0 && !pop && sip_self_is_me(p->cfg.self, u.host, u.port)) {
-            pop = true;
+        /* Every leading value of ours goes: two after our double Record-Route. */
+        if (nroutes == 0 && sip_self_is_me(p->cfg.self, u.host, u.port)) {
+            pops++;
             continue;
         }
         if (nroutes++ == 0)
@@ -1089,7 +1124,7 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
     }
     r->held = true; /* freed at the end of this function at the earliest */
     r->is_invite = method_is(msg, "INVITE");
-    r->pop_route = pop;
+    r->pop_routes = pops;
     r->record_route = p->cfg.record_route && is_dialog_creating(msg);
     memcpy(r->loop_hash, hash, sizeof(hash));
 
@@ -1097,7 +1132,7 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
      * us as a member of its route set is someone else's.  In-dialog requests are
      * no exception: we Record-Route every dialog we are on, so theirs carry our
      * Route; a To tag alone must not make us an open relay. */
-    if (!pop && !strict && p->cfg.foreign != SIP_PROXY_FOREIGN_FORWARD &&
+    if (pops == 0 && !strict && p->cfg.foreign != SIP_PROXY_FOREIGN_FORWARD &&
         !sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
         req_respond(r, p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? 403 : 404,
                     p->cfg.foreign == SIP_PROXY_FOREIGN_403 ? "Forbidden - no relaying"
@@ -1114,13 +1149,18 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
         branch_start(branch_add(r, "", hopz, NULL));
         r->starting = false;
         check_done(r);
-    } else if (!((pop || strict) && in_dialog) &&
+    } else if (!((pops > 0 || strict) && in_dialog) &&
                sip_self_is_domain(p->cfg.self, ruri.host, ruri.port)) {
         /* 16.5: a domain of ours: ask the location service.  Not for the last hop
          * of a dialog's route set, whose Request-URI is the remote target (a
          * Contact), whatever its host looks like. */
         char aor[SIP_AOR_MAX];
-        if (sip_uri_aor(&ruri, aor, sizeof(aor)) < 0) {
+        struct sip_uri key = ruri;
+        /* sip:bob@<our host>:<our port> (sipp's uac, some phones) means the AoR
+         * sip:bob@<our host>, as kamailio takes it. */
+        if (key.has_port && sip_self_is_me(p->cfg.self, key.host, key.port))
+            key.has_port = false;
+        if (sip_uri_aor(&key, aor, sizeof(aor)) < 0) {
             req_respond(r, 404, NULL, NULL);
             goto out;
         }
@@ -1461,6 +1501,8 @@ void sip_proxy_set_registrar(struct sip_proxy *p, struct sip_registrar *reg)
 void sip_proxy_registrar_reply(void *txn, const char *msg, size_t len, void *arg)
 {
     struct sip_proxy *p = arg;
+
+    clock_now(p); /* the registrar answers from a publish completion */
     (void)sip_tsx_server_respond(txn, msg, len, p->now);
 }
 

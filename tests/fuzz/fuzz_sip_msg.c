@@ -105,7 +105,7 @@ static void build(const struct sip_msg *m, bool parsed)
         .ruri = P2P_SLICE_LIT("sip:x@192.0.2.1"),
         .via = P2P_SLICE_LIT("SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKf"),
         .record_route = P2P_SLICE_LIT("<sip:192.0.2.2;lr>"),
-        .pop_route = true,
+        .pop_routes = 1,
         .src = {P2P_SLICE_LIT("192.0.2.3"), 5060},
     };
     if (sip_build_forward(m, &f, &out) == 0) {
@@ -114,7 +114,7 @@ static void build(const struct sip_msg *m, bool parsed)
         check(rc == (int)out.len || rc == -EMSGSIZE);
     }
     p2p_buf_reset(&out);
-    f.pop_route = false;
+    f.pop_routes = 0;
     if (sip_build_forward(m, &f, &out) == 0) {
         int rc = sip_msg_parse(&back, out.data, out.len, SIP_MSG_STREAM, NULL);
         check(rc == (int)out.len || rc == -EMSGSIZE);

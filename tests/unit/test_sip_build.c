@@ -66,7 +66,7 @@ static void test_forward_all(void **state)
         .ruri = P2P_SLICE_LIT("sip:bob@192.0.2.7:5062"),
         .via = P2P_SLICE_LIT("SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKp1"),
         .record_route = P2P_SLICE_LIT("<sip:192.0.2.1:5062;lr>"),
-        .pop_route = true,
+        .pop_routes = 1,
         .src = {P2P_SLICE_LIT("198.51.100.9"), 40000},
     };
 
@@ -104,7 +104,7 @@ static void test_forward_minimal(void **state)
                      "Route: <sip:me.example.org;lr>\r\n"
                      "To: <sip:bob@example.org>\r\n\r\nxyz";
     struct p2p_buf out;
-    struct sip_fwd f = {.pop_route = true};
+    struct sip_fwd f = {.pop_routes = 1};
 
     parse(&req, in);
     p2p_buf_init(&out, 4096);
@@ -116,7 +116,7 @@ static void test_forward_minimal(void **state)
                      "Content-Length: 3\r\n\r\nxyz");
     /* RFC 3261 18.2.1: a host name in sent-by always gets received= */
     p2p_buf_reset(&out);
-    f.pop_route = false;
+    f.pop_routes = 0;
     f.src.host = P2P_SLICE_LIT("192.0.2.9");
     f.src.port = 5060;
     assert_int_equal(sip_build_forward(&req, &f, &out), 0);
@@ -136,7 +136,7 @@ static void test_forward_minimal(void **state)
     f.via = P2P_SLICE_LIT("SIP/2.0/UDP x\r\nEvil: 1");
     assert_int_equal(sip_build_forward(&req, &f, &out), -EINVAL);
     /* popping a Route that is not there */
-    struct sip_fwd g = {.pop_route = true};
+    struct sip_fwd g = {.pop_routes = 1};
     parse(&req, "OPTIONS sip:b@c SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n");
     assert_int_equal(sip_build_forward(&req, &g, &out), -EBADMSG);
     /* Max-Forwards 0: the proxy answers 483 instead (16.3 step 3) */

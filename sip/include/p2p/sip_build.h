@@ -57,7 +57,8 @@ struct sip_fwd {
     struct p2p_slice via;          /* value of the new top Via, empty: none (16.6 step 8) */
     struct p2p_slice record_route; /* value of a Record-Route to add on top, e.g.
                                       "<sip:192.0.2.1:5062;lr>", empty: none (step 4) */
-    bool pop_route;                /* drop the first Route value (16.4 / step 6) */
+    unsigned pop_routes;           /* drop the first Route values, ours (16.4 / step 6;
+                                      two after a double Record-Route, RFC 5658) */
     struct sip_src src;            /* received/rport on the previous top Via */
 };
 

@@ -40,6 +40,7 @@
 #define SIP_CONTACT_MAX 512 /* contact URI, NUL included */
 #define SIP_CALLID_MAX 256  /* Call-ID, NUL included */
 #define SIP_INSTANCE_MAX 128
+#define SIP_HOP_MAX 96         /* next-hop URI of a binding reached through another node */
 #define SIP_HOST_MAX 64        /* numeric address text, IPv6 without brackets */
 #define SIP_LOOKUP_MAX 32      /* bindings one lookup may return */
 #define SIP_PUBLISH_MAX 16     /* changes one publish may carry */
@@ -63,8 +64,12 @@ struct sip_path {
 struct sip_binding {
     char aor[SIP_AOR_MAX];         /* canonical (sip_uri_aor) */
     char contact[SIP_CONTACT_MAX]; /* the Contact URI, as the phone wrote it */
-    uint64_t expires_ms;           /* absolute, on the registrar's clock */
-    uint16_t q;                    /* q-value times 1000; 1000 when absent */
+    /* Where a request for this binding goes first, when not to the contact itself:
+     * a URI whose host the proxy's node_dest hook knows (another node of the
+     * overlay, which proxies on to the phone).  "" for a local phone. */
+    char hop[SIP_HOP_MAX];
+    uint64_t expires_ms; /* absolute, on the registrar's clock */
+    uint16_t q;          /* q-value times 1000; 1000 when absent */
     char call_id[SIP_CALLID_MAX];
     uint32_t cseq;
     struct sip_path path;
@@ -117,6 +122,11 @@ struct sip_self {
     size_t ndomains;
     uint16_t default_port; /* port meant by a URI without one (5060 per RFC; we use
                               our SIP port so that sip:node-ip means us) */
+    /* The node's name on the overlay side ("<node-id>.node.invalid"), "" when none:
+     * the Record-Route a node adds facing other nodes, while phones on its host see
+     * addrs[0].  It must also be one of addrs (with default_port), so that a Route
+     * naming it is recognised as ours. */
+    char node_host[SIP_HOST_MAX + 2];
 };
 
 /*

@@ -55,6 +55,16 @@ struct sip_proxy_resolver {
     void *ctx;
 };
 
+/*
+ * Synchronous mapping of a host name that names another node of the overlay
+ * ("<node-id>.node.invalid") to a destination (with dest->overlay set).  Returns 0,
+ * or -ENOENT for any other host (which then goes to the resolver).
+ */
+struct sip_proxy_node_hook {
+    int (*node_dest)(void *ctx, struct p2p_slice host, struct sip_tsx_dest *out);
+    void *ctx;
+};
+
 enum sip_proxy_foreign {
     SIP_PROXY_FOREIGN_404,     /* a domain that is not ours: 404 Not Found (default) */
     SIP_PROXY_FOREIGN_403,     /* ... 403 Forbidden (no relaying) */
@@ -68,6 +78,13 @@ struct sip_proxy_config {
     sip_tsx_send_cb send; /* every byte the proxy sends */
     void *send_arg;
     struct sip_proxy_resolver resolver; /* .resolve NULL: numeric hosts only */
+    struct sip_proxy_node_hook nodes;   /* .node_dest NULL: no overlay */
+    /* The loop's clock, read when an asynchronous completion (a lookup, a
+     * resolution, a publish) resumes a request, so that its transaction timers
+     * start from now and not from the last message (NULL: the time of the last
+     * sip_proxy_recv / sip_proxy_advance). */
+    uint64_t (*clock)(void *arg);
+    void *clock_arg;
     enum sip_proxy_foreign foreign;
     bool record_route;   /* Record-Route on INVITE, SUBSCRIBE, REFER (default true) */
     size_t max_branches; /* targets forked to per request, <= SIP_LOOKUP_MAX (8) */
@@ -106,9 +123,9 @@ void sip_proxy_set_registrar(struct sip_proxy *p, struct sip_registrar *reg);
 
 /*
  * sip_registrar_reply_cb that sends the registrar's answer on its transaction.
- * Answers given from a publish completion use the time of the last
- * sip_proxy_recv() / sip_proxy_advance() call for the transaction's timers (at
- * most a loop turn old).
+ * Answers given from a publish completion read cfg.clock (when set) for the
+ * transaction's timers, else the time of the last sip_proxy_recv() /
+ * sip_proxy_advance() call.
  */
 void sip_proxy_registrar_reply(void *txn, const char *msg, size_t len, void *arg);
 

@@ -79,6 +79,9 @@ struct sip_tsx_dest {
     enum sip_tsx_transport transport;
     struct sockaddr_storage addr; /* AF_INET or AF_INET6 */
     uint64_t conn_id;
+    /* Reached through the P2P overlay (another node, over a pipe): the proxy
+     * Record-Routes twice across this boundary (RFC 5658), see sip_self.node_host. */
+    bool overlay;
 };
 
 enum sip_tsx_state {
