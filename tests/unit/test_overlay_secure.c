@@ -177,6 +177,7 @@ static void check_handshake(const struct ovl_identity *a, const struct ovl_ident
     struct run r;
     struct ovl_session sa, sb;
     struct ovl_frame_info fi;
+    int n;
 
     psk_of(psk, "overlay");
     handshake(&r, a, b, psk, 0x11111111, 0x22222222);
@@ -216,7 +217,7 @@ static void check_handshake(const struct ovl_identity *a, const struct ovl_ident
     assert_memory_not_equal(sa.send_key, sa.recv_key, 32);
 
     for (int i = 0; i < 3; i++) {
-        int n = seal(&sa, "INVITE a to b", f);
+        n = seal(&sa, "INVITE a to b", f);
         assert_int_equal(ovl_frame_peek(f, (size_t)n, &fi), 0);
         assert_int_equal(fi.type, OVL_T_DATA);
         assert_int_equal(fi.receiver_index, 0x22222222);
@@ -225,6 +226,13 @@ static void check_handshake(const struct ovl_identity *a, const struct ovl_ident
         n = seal(&sb, "200 OK b to a", f);
         open_ok(&sa, f, n, "200 OK b to a");
     }
+    /* sealing and opening in place: the message where the frame's ciphertext goes */
+    memcpy(f + OVL_DATA_HDR_LEN, "in place", 8);
+    n = ovl_seal(&sa, f + OVL_DATA_HDR_LEN, 8, f, sizeof(f));
+    assert_int_equal(n, 8 + OVL_DATA_OVERHEAD);
+    assert_memory_not_equal(f + OVL_DATA_HDR_LEN, "in place", 8);
+    assert_int_equal(ovl_open(&sb, f, (size_t)n, f + OVL_DATA_HDR_LEN, 8), 8);
+    assert_memory_equal(f + OVL_DATA_HDR_LEN, "in place", 8);
     /* an empty message is a frame too */
     assert_int_equal(ovl_seal(&sa, NULL, 0, f, sizeof(f)), OVL_DATA_OVERHEAD);
     assert_int_equal(ovl_open(&sb, f, OVL_DATA_OVERHEAD, NULL, 0), 0);

@@ -200,7 +200,8 @@ int ovl_hs_split(struct ovl_hs *hs, struct ovl_session *out);
  * Seals plaintext pt (len bytes) into a DATA frame in out.  Returns the frame length
  * (len + OVL_DATA_OVERHEAD); -EMSGSIZE when the frame would pass OVL_FRAME_MAX,
  * -ENOSPC when cap is too small, -ESTALE when the counter reached OVL_COUNTER_LIMIT
- * (the caller must handshake again).
+ * (the caller must handshake again).  pt may be out + OVL_DATA_HDR_LEN (sealing in
+ * place); no other overlap.
  */
 int ovl_seal(struct ovl_session *s, const uint8_t *pt, size_t len, uint8_t *out, size_t cap);
 
@@ -209,7 +210,8 @@ int ovl_seal(struct ovl_session *s, const uint8_t *pt, size_t len, uint8_t *out,
  * index).  Returns the plaintext length written to out; -EBADMSG when it does not
  * authenticate (or is malformed), -EALREADY when its counter was already accepted or
  * is older than the replay window (a replay), -ENOSPC.  Only an authentic frame moves
- * the window.
+ * the window, and out is written only on success.  out may be frame + OVL_DATA_HDR_LEN
+ * (opening in place); no other overlap.
  */
 int ovl_open(struct ovl_session *s, const uint8_t *frame, size_t len, uint8_t *out, size_t cap);
 
