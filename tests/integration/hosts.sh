@@ -160,7 +160,9 @@ hosts__sysctl() {
     if [ -z "$ns" ]; then
         sysctl -q -w "$@" >/dev/null
     else
-        ip netns exec "$ns" sysctl -q -w "$@" >/dev/null
+        # nsenter, not ip netns exec: /proc/sys/net is the caller's network
+        # namespace's, and no sysfs needs mounting.
+        nsenter "--net=$HOSTS_NETNS_DIR/$ns" sysctl -q -w "$@" >/dev/null
     fi
 }
 
@@ -199,36 +201,33 @@ hosts__wait_dad() {
     done
 }
 
-# Sets up H's side of a fresh veth pair whose far end veth-H is in namespace PEER_NS.
-hosts__plumb() {
-    local h=$1 peer_ns=$2 addr=$3 gw=$4 v6=$5
-    local ipv6_off=1
-    [ "$v6" = 1 ] && ipv6_off=0
-    if [ -d /proc/sys/net/ipv6 ]; then
-        hosts__sysctl "$h" "net.ipv6.conf.eth0.disable_ipv6=$ipv6_off" ||
-            it_fail "hosts.sh: $h: cannot set IPv6 on eth0"
-        hosts__sysctl "$peer_ns" "net.ipv6.conf.veth-$h.disable_ipv6=1" ||
-            it_fail "hosts.sh: cannot disable IPv6 on veth-$h"
-    fi
-    ip -n "$h" addr add "$addr" dev eth0 || it_fail "hosts.sh: $h: cannot add $addr"
-    ip -n "$h" link set eth0 up || it_fail "hosts.sh: $h: eth0 up"
-    if [ -n "$gw" ]; then
-        ip -n "$h" route add default via "$gw" dev eth0 || it_fail "hosts.sh: $h: default route"
-    else
-        ip -n "$h" route add default dev eth0 || it_fail "hosts.sh: $h: default route"
-    fi
-    ip -n "$h" route add 224.0.0.0/4 dev eth0 || it_fail "hosts.sh: $h: multicast route"
+# hosts__host_config H ADDR4 GW4 [ADDR6]: H's loopback and eth0 (one `ip -batch`): up,
+# addresses, default route (on-link when GW4 is empty), multicast route.
+hosts__host_config() {
+    local h=$1 a4=$2 gw=$3 a6=${4:-}
+    {
+        echo "link set lo up multicast on"
+        echo "addr add $a4 dev eth0"
+        [ -z "$a6" ] || echo "addr add $a6 dev eth0"
+        echo "link set eth0 up"
+        if [ -n "$gw" ]; then
+            echo "route add default via $gw dev eth0"
+        else
+            echo "route add default dev eth0"
+        fi
+        echo "route add 224.0.0.0/4 dev eth0"
+        [ -z "$a6" ] || echo "route add ::/0 dev eth0 metric 2048"
+    } | ip -n "$h" -batch - || it_fail "hosts.sh: $h: cannot configure lo and eth0"
 }
 
-# A new namespace NS with loopback up, multicast on (IPv6 off unless V6=1).
-hosts__netns_add() {
+# hosts__netns_setup NS V6: the sysctls of a new namespace: IPv6 off unless V6=1.
+hosts__netns_setup() {
     local ns=$1 v6=$2
-    ip netns add "$ns" || it_fail "hosts.sh: ip netns add $ns"
-    ip -n "$ns" link set lo up multicast on || it_fail "hosts.sh: $ns: loopback up"
-    if [ "$v6" != 1 ] && [ -d /proc/sys/net/ipv6 ]; then
+    [ -d /proc/sys/net/ipv6 ] || return 0
+    if [ "$v6" != 1 ]; then
         hosts__sysctl "$ns" net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 ||
             it_fail "hosts.sh: $ns: cannot disable IPv6"
-    elif [ "$v6" = 1 ]; then
+    else
         # DAD starts after a random delay below router_solicitation_delay (1 s), then
         # takes one RetransTimer (1 s); no router on the LAN needs the delay.  Only
         # a speed-up, so a kernel without the knob is no failure.
@@ -259,13 +258,19 @@ hosts_create() {
     HOSTS_V6=$v6
     HOSTS_NO_MCAST=$nomc
 
-    # The LAN switch: no STP (ports forward at once), no multicast snooping (a
-    # snooping bridge floods only while it knows no querier, then forwards a group
-    # only to the ports that reported it: timing-dependent; off, it always floods).
+    # The LAN switch and its ports carry no IPv6 (nor any address): new interfaces
+    # of the test's namespace get IPv6 disabled while they are made.
+    local old6=""
+    if [ -d /proc/sys/net/ipv6 ]; then
+        old6=$(sysctl -n net.ipv6.conf.default.disable_ipv6) &&
+            hosts__sysctl "" net.ipv6.conf.default.disable_ipv6=1 ||
+            it_fail "hosts.sh: cannot disable IPv6 on new interfaces"
+    fi
+    # No STP (ports forward at once), no multicast snooping (a snooping bridge
+    # floods only while it knows no querier, then forwards a group only to the ports
+    # that reported it: timing-dependent; off, it always floods).
     ip link add br0 type bridge stp_state 0 mcast_snooping 0 ||
         it_fail "hosts.sh: cannot create bridge br0"
-    [ ! -d /proc/sys/net/ipv6 ] || hosts__sysctl "" net.ipv6.conf.br0.disable_ipv6=1 ||
-        it_fail "hosts.sh: br0: cannot disable IPv6"
     ip link set br0 up || it_fail "hosts.sh: br0 up"
     if [ "$nomc" = 1 ]; then
         # Bridge-family filter: multicast frames are dropped at every output port.
@@ -282,25 +287,31 @@ table bridge p2p_it_hosts {
 }
 EOF
     fi
+    # A few processes per host, not a dozen: `ip -batch` makes the namespaces and
+    # the veth pairs of all hosts at once.
     for ((i = 1; i <= n; i++)); do
         h=h$i
-        hosts__netns_add "$h" "$v6"
         HOSTS+=("$h")
-        ip link add "veth-$h" type veth peer name eth0 netns "$h" ||
-            it_fail "hosts.sh: cannot create the veth pair of $h"
-        ip link set "veth-$h" master br0 || it_fail "hosts.sh: veth-$h into br0"
-        ip link set "veth-$h" up || it_fail "hosts.sh: veth-$h up"
-        hosts__plumb "$h" "" "198.18.0.$((10 + i))/24" "" "$v6"
-        if [ "$v6" = 1 ]; then
-            ip -n "$h" addr add "2001:2::$((10 + i))/64" dev eth0 ||
-                it_fail "hosts.sh: $h: cannot add its IPv6 address"
-            ip -n "$h" -6 route add default dev eth0 metric 2048 ||
-                it_fail "hosts.sh: $h: IPv6 default route"
-            HOSTS_IP6[$h]=2001:2::$((10 + i))
-        fi
         HOSTS_IP4[$h]=198.18.0.$((10 + i))
         HOSTS_PUB4[$h]=198.18.0.$((10 + i))
         HOSTS_PEER_NS[$h]=""
+        [ "$v6" = 0 ] || HOSTS_IP6[$h]=2001:2::$((10 + i))
+    done
+    printf 'netns add %s\n' "${HOSTS[@]}" | ip -batch - ||
+        it_fail "hosts.sh: cannot create the host namespaces"
+    for h in "${HOSTS[@]}"; do hosts__netns_setup "$h" "$v6"; done
+    for h in "${HOSTS[@]}"; do
+        echo "link add veth-$h type veth peer name eth0 netns $h"
+        echo "link set veth-$h master br0 up"
+    done | ip -batch - || it_fail "hosts.sh: cannot create the hosts' veth pairs"
+    [ -z "$old6" ] || hosts__sysctl "" "net.ipv6.conf.default.disable_ipv6=$old6" ||
+        it_fail "hosts.sh: cannot restore net.ipv6.conf.default.disable_ipv6"
+    for h in "${HOSTS[@]}"; do
+        if [ "$v6" = 1 ]; then
+            hosts__host_config "$h" "${HOSTS_IP4[$h]}/24" "" "${HOSTS_IP6[$h]}/64"
+        else
+            hosts__host_config "$h" "${HOSTS_IP4[$h]}/24" ""
+        fi
     done
     [ "$v6" = 0 ] || hosts__wait_dad "${HOSTS[@]}"
     it_log "hosts: ${HOSTS[*]} on br0 (198.18.0.0/24${HOSTS_IP6[h1]:+, 2001:2::/64}$([ "$nomc" = 0 ] || echo ", no multicast")); enter one with: nsenter -t $$ -n -m ip netns exec h1 bash"
@@ -317,23 +328,26 @@ hosts_nat() {
     local k=$((${#HOSTS_ROUTERS[@]} + 1))
     [ "$k" -le 40 ] || it_fail "hosts_nat: at most 40 routers"
     local r=r$k wan=198.18.0.$((255 - k)) net=198.19.$k
-    hosts__netns_add "$r" 0
+    ip netns add "$r" || it_fail "hosts.sh: ip netns add $r"
     HOSTS_ROUTERS+=("$r")
+    hosts__netns_setup "$r" 0
+    hosts__sysctl "$r" net.ipv4.ip_forward=1 || it_fail "hosts.sh: $r: forwarding on"
     ip link add "veth-$r" type veth peer name wan netns "$r" ||
         it_fail "hosts.sh: cannot create the veth pair of $r"
     [ ! -d /proc/sys/net/ipv6 ] || hosts__sysctl "" "net.ipv6.conf.veth-$r.disable_ipv6=1" ||
         it_fail "hosts.sh: veth-$r: cannot disable IPv6"
     ip link set "veth-$r" master br0 up || it_fail "hosts.sh: veth-$r into br0"
-    ip -n "$r" addr add "$wan/24" dev wan || it_fail "hosts.sh: $r: wan address"
-    ip -n "$r" link set wan up || it_fail "hosts.sh: $r: wan up"
     # H's link now goes to the router: the old pair goes (both ends), a new one comes.
     ip link del "veth-$h" || it_fail "hosts.sh: cannot delete veth-$h"
     ip -n "$r" link add "veth-$h" type veth peer name eth0 netns "$h" ||
         it_fail "hosts.sh: cannot create $h's link to $r"
-    ip -n "$r" addr add "$net.1/24" dev "veth-$h" || it_fail "hosts.sh: $r: inside address"
-    ip -n "$r" link set "veth-$h" up || it_fail "hosts.sh: $r: veth-$h up"
-    hosts__plumb "$h" "$r" "$net.2/24" "$net.1" 0
-    hosts__sysctl "$r" net.ipv4.ip_forward=1 || it_fail "hosts.sh: $r: forwarding on"
+    printf '%s\n' "link set lo up" "addr add $wan/24 dev wan" "link set wan up" \
+        "addr add $net.1/24 dev veth-$h" "link set veth-$h up" | ip -n "$r" -batch - ||
+        it_fail "hosts.sh: $r: cannot configure its interfaces"
+    if [ -d /proc/sys/net/ipv6 ]; then
+        hosts__sysctl "$h" net.ipv6.conf.eth0.disable_ipv6=1 || it_fail "hosts.sh: $h: IPv6 off"
+    fi
+    hosts__host_config "$h" "$net.2/24" "$net.1"
     local masq=masquerade
     [ "$sym" = 0 ] || masq="masquerade fully-random"
     # No DNAT anywhere: a flow can only start inside; from outside, only conntrack
@@ -495,6 +509,17 @@ host_addr_del() {
     it_log "hosts: $h: address $a removed"
 }
 
+# hosts__netns_pids NS...: "NS:PID ..." for every process in those namespaces (one
+# pass over /proc instead of one `ip netns pids` each).
+hosts__netns_pids() {
+    (
+        cd "$HOSTS_NETNS_DIR" && stat -L -c 'ns %i %n' -- "$@"
+        find /proc/[0-9]*/ns/net -maxdepth 0 -printf '%h %l\n' 2>/dev/null
+    ) | awk '$1 == "ns" { name[$2] = $3; next }
+        { split($1, p, "/"); ino = $2; gsub(/[^0-9]/, "", ino)
+          if (ino in name) printf "%s:%s ", name[ino], p[3] }'
+}
+
 hosts_hold() {
     local t=${1:-${P2P_IT_HOLD:-300}}
     case $t in '' | *[!0-9]*) it_log "hosts_hold: '$t' is no number of seconds"; return 0 ;; esac
@@ -515,14 +540,18 @@ hosts_destroy() {
         if it_alive "$name"; then it_stop "$name"; fi
     done
     HOSTS_PROCS=()
+    local all=()
     for ns in "${HOSTS[@]}" "${HOSTS_ROUTERS[@]}"; do
-        pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+        [ ! -e "$HOSTS_NETNS_DIR/$ns" ] || all+=("$ns")
+    done
+    if [ ${#all[@]} -gt 0 ]; then
+        pids=$(hosts__netns_pids "${all[@]}")
         if [ -n "$pids" ]; then
-            it_log "hosts_destroy: $ns still runs pids $pids (not started by host_start)"
+            it_log "hosts_destroy: processes not started by host_start still run: $pids"
             rc=1
         fi
-        ip netns del "$ns" || rc=1
-    done
+        printf 'netns del %s\n' "${all[@]}" | ip -batch - || rc=1
+    fi
     if ip link show br0 >/dev/null 2>&1; then ip link del br0 || rc=1; fi
     if nft list table bridge p2p_it_hosts >/dev/null 2>&1; then
         nft delete table bridge p2p_it_hosts || rc=1

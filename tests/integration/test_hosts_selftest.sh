@@ -24,7 +24,7 @@ here=$(dirname "$0"); [ -f "$here/hosts.sh" ] || here=$here/..
 . "$here/hosts.sh"
 IT_TIMEOUT=${IT_TIMEOUT:-120}
 it_begin "$@"
-it_need ip nft python3 ss
+it_need ip nft python3
 
 G4=239.255.75.60
 G6=ff02::7560
