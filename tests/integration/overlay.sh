@@ -17,10 +17,11 @@
 # Functions:
 #   ovl_node_start H NAME [--server] [--secret FILE] [--p2p-port P] [--sip-port P]
 #       [--boot HOST:PORT,...] [--promote S] [--cutoff S] [--no-multicast]
-#       [--debug] [-- EXTRA P2PSIPD ARGS]
+#       [--debug] [--no-wait] [-- EXTRA P2PSIPD ARGS]
 #     starts p2psipd in host H through host_start (log $IT_TMP/NAME.log), then waits
-#     (bounded, 15 s) until its control socket answers.  --p2p-port gives -P (which
-#     also turns multicast off); without it the default port 7560 and multicast.
+#     (bounded, 15 s) until its control socket answers (not with --no-wait).
+#     --p2p-port gives -P (which also turns multicast off); without it the default
+#     port 7560 and multicast.  --promote defaults to 2 s (the daemon's is 15 s).
 #   ovl_sock NAME            the control socket's path.
 #   ovl_ctl NAME CMD [ARG...] [--opt K=V]   one request; the result JSON on stdout;
 #     status 1 on an error answer, 2 when the socket does not answer.
@@ -34,7 +35,10 @@
 #   ovl_node_id NAME         the node's ID (status node_id), 40 hex digits.
 #   ovl_counter NAME KEY     a counter from "counters" (a number; fails the test if
 #     the daemon reports no such counter).
-#   ovl_leafset_check NODES_JSON  (python) see the function.
+#   ovl_secret_file NAME TEXT  a 0600 file holding an overlay secret; prints its path.
+#   ovl_hosts_create ARGS...   hosts_create on a /run/netns private to this test.
+# Ring-wide checks (all members, exact leaf sets, bulk puts/gets) are in
+# tools/ovl_ring.py.
 #
 # Invariants: every wait is bounded; every daemon is started by host_start and
 # stopped by pid (it_stop) or by the EXIT trap.
@@ -71,6 +75,7 @@ ovl_node_start() {
     local h=$1 name=$2
     shift 2
     local server=0 secret="" p2p_port="" sip_port="" boot="" promote=2 cutoff="" nomc=0 debug=0
+    local wait=1
     local extra=()
     while [ $# -gt 0 ]; do
         case $1 in
@@ -83,6 +88,7 @@ ovl_node_start() {
         --cutoff) cutoff=$2; shift 2 ;;
         --no-multicast) nomc=1; shift ;;
         --debug) debug=1; shift ;;
+        --no-wait) wait=0; shift ;;
         --) shift; extra=("$@"); break ;;
         *) it_fail "ovl_node_start: unknown option $1" ;;
         esac
@@ -107,7 +113,7 @@ ovl_node_start() {
     [ "$debug" = 0 ] || args+=(-d)
     OVL_DIR[$name]=$dir
     host_start "$h" "$name" "$bin" "${args[@]}" "${extra[@]}"
-    it_wait_until 15 "$name's control socket to answer" ovl__answers "$name"
+    [ "$wait" = 0 ] || it_wait_until 15 "$name's control socket to answer" ovl__answers "$name"
 }
 
 ovl__answers() {
