@@ -42,7 +42,7 @@ void dht_config_init(struct dht_config *cfg)
     cfg->rto.floor_ms = 200;
     cfg->rto.cap_ms = 10000;
     cfg->leaf_ping_ms = 5000;
-    cfg->rt_ping_ms = 60000;
+    cfg->rt_ping_ms = 15000;
     cfg->leafset_ms = 15000;
     cfg->local_tune_ms = 60000;
     cfg->global_tune_ms = 120000;
@@ -54,6 +54,8 @@ void dht_config_init(struct dht_config *cfg)
     cfg->direct_retries = 2;
     cfg->cutoff_ms = 30000;
     cfg->request_retry_ms = 2000;
+    cfg->request_retry_min_ms = 150;
+    cfg->hop_floor_ms = 50;
     cfg->request_timeout_ms = 8000;
     cfg->join_timeout_ms = 30000;
     cfg->put_timeout_ms = 4000;
@@ -96,11 +98,53 @@ static bool id_zero(const struct dht_id *id)
     return dht_id_eq(id, &zero);
 }
 
-static uint32_t rto_for(const struct dht_node *n, const struct dht_id *id)
+/*
+ * The retransmission timeout toward id for a message of this kind.  A neighbour
+ * with RTT samples: its own RFC 6298 estimate.  One without (just learned, or a
+ * bootstrap): the node-wide estimate fed by every sample the node took (RFC 6298
+ * 2.2/2.3 over all neighbours, so RTTVAR also covers how much neighbours differ),
+ * at most rto.initial_ms; initial_ms only before the node's first sample.  A
+ * routed message (PK_HOP) is floored at hop_floor_ms: our ACKs are never delayed
+ * (the reason for TCP's 200 ms floor), and a reroute costs a duplicate at worst.
+ * Failure detection (probes, direct messages) keeps rto.floor_ms.
+ */
+static uint32_t rto_for(const struct dht_node *n, const struct dht_id *id, enum pend_kind kind)
 {
     const struct dht_nbr *e = dht_route_find(&n->route, id);
-    struct dht_rto fresh = {0, 0, 0};
-    return dht_rto_value(e ? &e->rto : &fresh, &n->cfg.rto);
+    struct dht_rto_config c = n->cfg.rto;
+    uint32_t v;
+
+    if (kind == PK_HOP && n->cfg.hop_floor_ms > 0)
+        c.floor_ms = n->cfg.hop_floor_ms;
+    if (e != NULL && e->rto.srtt8 != 0)
+        return dht_rto_value(&e->rto, &c);
+    if (n->rto_all.srtt8 == 0)
+        return dht_rto_value(&n->rto_all, &c); /* initial_ms */
+    v = dht_rto_value(&n->rto_all, &c);
+    return v < c.initial_ms ? v : c.initial_ms;
+}
+
+/*
+ * When the origin resends a request it has no answer for (replies are not
+ * acknowledged, and a hop may die after acknowledging): two node-wide RTOs (about
+ * a request's round trip over a few hops plus one hop timeout), doubled at each
+ * resend, clamped to [request_retry_min_ms, request_retry_ms]; request_retry_ms
+ * before the node's first RTT sample.
+ */
+static uint64_t retry_after(const struct dht_node *n, unsigned tries)
+{
+    struct dht_rto_config c = n->cfg.rto;
+    uint64_t v;
+
+    if (n->rto_all.srtt8 == 0)
+        return n->cfg.request_retry_ms;
+    if (n->cfg.hop_floor_ms > 0)
+        c.floor_ms = n->cfg.hop_floor_ms;
+    v = 2 * (uint64_t)dht_rto_value(&n->rto_all, &c);
+    if (v < n->cfg.request_retry_min_ms)
+        v = n->cfg.request_retry_min_ms;
+    v <<= tries < 8 ? tries : 8;
+    return v < n->cfg.request_retry_ms ? v : n->cfg.request_retry_ms;
 }
 
 /* ---- sending ---------------------------------------------------------------- */
@@ -232,7 +276,7 @@ struct pend *dht__send_reliable(struct dht_node *n, const struct dht_peer *to, c
     put_u32(p->buf + DHT_MSG_OFF_TXID, p->txid);
     p->tries = 1;
     p->sent_ms = now;
-    p->deadline = now + rto_for(n, &to->id);
+    p->deadline = now + rto_for(n, &to->id, kind);
     xmit(n, to, p->buf, p->len);
     return p;
 }
@@ -245,7 +289,8 @@ struct pend *dht__send_reliable(struct dht_node *n, const struct dht_peer *to, c
  */
 static void pend_resend(struct dht_node *n, struct pend *p, uint64_t now)
 {
-    uint64_t rto = (uint64_t)rto_for(n, &p->to.id) << (p->tries > 1 ? p->tries - 1 : 0);
+    uint64_t rto = (uint64_t)rto_for(n, &p->to.id, (enum pend_kind)p->kind)
+                   << (p->tries > 1 ? p->tries - 1 : 0);
 
     if (rto > n->cfg.rto.cap_ms)
         rto = n->cfg.rto.cap_ms;
@@ -548,6 +593,21 @@ static void send_rows(struct dht_node *n, const struct dht_peer *to, unsigned fr
     dht__reply(n, to, &m, now);
 }
 
+/* The leaf set without its suspects: what a joiner starts from (a suspect nearest
+ * leaf would hold its join back, and most suspects are dead). */
+static size_t leafset_live(const struct dht_node *n, struct dht_peer *out, size_t cap)
+{
+    struct dht_peer all[2 * DHT_LEAF_HALF_MAX];
+    size_t k = dht_route_leafset(&n->route, all, 2 * DHT_LEAF_HALF_MAX), m = 0;
+
+    for (size_t i = 0; i < k && m < cap; i++) {
+        const struct dht_nbr *e = dht_route_find(&n->route, &all[i].id);
+        if (e == NULL || !(e->flags & DHT_NBR_SUSPECT))
+            out[m++] = all[i];
+    }
+    return m;
+}
+
 static void deliver_local(struct dht_node *n, const struct dht_msg *in, const uint8_t *buf,
                           size_t len, uint64_t now)
 {
@@ -561,7 +621,7 @@ static void deliver_local(struct dht_node *n, const struct dht_msg *in, const ui
         m.req_id = in->req_id;
         m.have |= DHT_HAVE(DHT_ATTR_ROOT) | DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_REQ_ID) |
                   DHT_HAVE(DHT_ATTR_PEERS);
-        m.n_peers = dht_route_leafset(&n->route, m.peers, DHT_MSG_PEERS_MAX);
+        m.n_peers = leafset_live(n, m.peers, DHT_MSG_PEERS_MAX);
         dht__reply(n, &in->origin, &m, now);
         break;
     case DHT_MSG_LOOKUP:
@@ -579,6 +639,17 @@ static void deliver_local(struct dht_node *n, const struct dht_msg *in, const ui
         dht__root_put(n, in, now);
         break;
     case DHT_MSG_GET:
+        if (!(in->flags & DHT_FLAG_PASSED) &&
+            (leaf_short(n) || n->repair_left[0] > 0 || n->repair_left[1] > 0) &&
+            !dht__holds_key(n, &in->key, dht__wall(n, now))) {
+            /* We hold nothing and our leaf set is being repaired (leaves died):
+             * we may be the new root of keys whose holders are not in our leaf set
+             * yet, and their handoff is on its way.  An empty answer now would say
+             * "no such key" for a stored one; no answer lets the origin retry once
+             * the repair is done. */
+            n->ctr.gets_deferred++;
+            break;
+        }
         if (buf == NULL || !dht__pass_get(n, in, buf, len, now))
             dht__answer_get(n, in, now);
         break;
@@ -605,7 +676,7 @@ static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t
                       uint64_t now)
 {
     struct dht_nbr *e;
-    struct dht_id excl[1];
+    struct dht_id excl[2];
     size_t n_excl = 0;
     struct dht_peer to;
     unsigned p;
@@ -636,6 +707,18 @@ static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t
         }
     }
     e = dht_route_next_hop(&n->route, &m->key, excl, n_excl);
+    if (e != NULL && (e->flags & DHT_NBR_SUSPECT) && (e->flags & DHT_NBR_LEAF)) {
+        /* Only a suspect leaf is closer than self: it timed out on us within its
+         * last probe RTO, and is being probed.  Were it dead, we are the root; a
+         * live one clears the suspicion with its next ACK, within a round trip.
+         * Answer now rather than wait a timeout for each message (while a root's
+         * death is not yet confirmed, every lookup for its keys comes here). */
+        excl[n_excl++] = e->peer.id;
+        if (dht_route_next_hop(&n->route, &m->key, excl, n_excl) == NULL) {
+            deliver_local(n, m, buf, len, now);
+            return;
+        }
+    }
     if (e == NULL) {
         deliver_local(n, m, buf, len, now);
         return;
@@ -822,8 +905,10 @@ static void on_ack(struct dht_node *n, const struct dht_peer *from, const struct
     /* Karn: only a first transmission gives an unambiguous sample.  now is
      * monotonic; the guards keep a caller's clock error from becoming a 49-day RTT. */
     if (p->tries == 1 && now >= p->sent_ms && now - p->sent_ms <= n->cfg.rto.cap_ms &&
-        (e = dht_route_find(&n->route, &from->id)) != NULL)
+        (e = dht_route_find(&n->route, &from->id)) != NULL) {
         dht_rto_sample(&e->rto, (uint32_t)(now - p->sent_ms));
+        dht_rto_sample(&n->rto_all, (uint32_t)(now - p->sent_ms));
+    }
     if (p->collect == DHT_JOIN_TAG)
         join_announced(n);
     else if (p->collect != 0)
@@ -1060,7 +1145,7 @@ static int start_routed(struct dht_node *n, enum req_kind kind, enum dht_msg_typ
     r->id = m.req_id;
     r->key = *key;
     r->deadline = now + n->cfg.request_timeout_ms;
-    r->next_try = now + n->cfg.request_retry_ms;
+    r->next_try = now + retry_after(n, 0);
     loop_push(n, r->buf, r->len);
     *out = r;
     return 0;
@@ -1193,6 +1278,18 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
             return;
         }
         e = dht_route_next_hop(&n->route, &p->key, p->tried, p->n_tried);
+        if (e == NULL && p->tries == 1 && dht_route_find(&n->route, &p->to.id) != NULL) {
+            /* We would be the root only because this hop failed once: a lost
+             * message or ACK must not make us answer for a live neighbour's key.
+             * One retransmission with the same timer (no backoff: a dead root
+             * costs one RTO more, not three), in parallel with the probe. */
+            p->n_tried--;
+            p->tries++;
+            n->ctr.retransmits++;
+            pend_resend(n, p, now);
+            p->deadline = p->sent_ms + rto_for(n, &p->to.id, PK_HOP);
+            return;
+        }
         if (e == NULL) {
             /* no better hop left: we are the root */
             m.hops = p->buf[DHT_MSG_OFF_HOPS] > 0 ? (uint8_t)(p->buf[DHT_MSG_OFF_HOPS] - 1) : 0;
@@ -1208,15 +1305,20 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
     case PK_DIRECT:
         /* probe the neighbour at once, in parallel with the retransmissions */
         suspect(n, &p->to.id, now);
+        if (p->collect == DHT_JOIN_TAG) {
+            /* A nearest leaf that did not acknowledge our announce within its RTO
+             * is suspect: the join does not wait for its retransmissions (while we
+             * wait, lookups that reach us are answered, yet the join is not done). */
+            join_announced(n);
+            p->collect = 0;
+        }
         if (p->tries <= n->cfg.direct_retries) {
             p->tries++;
             n->ctr.retransmits++;
             pend_resend(n, p, now);
             return;
         }
-        if (p->collect == DHT_JOIN_TAG)
-            join_announced(n);
-        else if (p->collect != 0)
+        if (p->collect != 0)
             dht__collect_ack(n, p->collect, -ETIMEDOUT, now);
         pend_free(n, p);
         return;
@@ -1406,7 +1508,9 @@ void dht_node_advance(struct dht_node *n, uint64_t now)
                 n->joining = false;
             req_fail(&c, c.kind == RQ_JOIN && n->joined ? 0 : -ETIMEDOUT);
         } else if (now >= r->next_try) {
-            r->next_try = now + n->cfg.request_retry_ms;
+            r->tries++;
+            r->next_try =
+                now + (r->kind == RQ_JOIN ? n->cfg.request_retry_ms : retry_after(n, r->tries));
             if (r->kind == RQ_JOIN)
                 send_join(n, r, now);
             else

@@ -57,7 +57,8 @@ struct request {
     } cb;
     void *arg;
     uint64_t deadline, next_try;
-    uint8_t *buf; /* the routed message, resent on retry */
+    unsigned tries; /* resends so far (the retry timer doubles) */
+    uint8_t *buf;   /* the routed message, resent on retry */
     size_t len;
     struct dht_peer bootstrap; /* RQ_JOIN */
 };
@@ -86,6 +87,7 @@ struct dht_node {
     uint8_t pubkey[DHT_PUBKEY_LEN];
     struct dht_peer self;
     struct dht_route route;
+    struct dht_rto rto_all; /* RFC 6298 over every RTT sample: fresh neighbours, retries */
     struct dht_counters ctr;
     uint64_t rng;
     uint32_t next_txid, next_req, next_collect;

@@ -319,23 +319,33 @@ struct dht_nbr *dht_route_next_hop(const struct dht_route *rt, const struct dht_
     unsigned r;
     uint16_t cell;
 
-    /* Pastry step 1: the key is covered by the leaf set.  A suspect leaf is still
-     * tried here (only this message's failed hops are skipped): passing over a
-     * live root because one ACK was lost would deliver at the wrong node, and a
-     * dead one costs one RTO before the message is rerouted. */
+    /* Pastry step 1: the key is covered by the leaf set.  Suspects are passed over
+     * when a live member is closer than self (that member decides, with its own
+     * view of the suspect).  When self is closer than every live member, the
+     * closest suspect is still returned: passing over a live root because one ACK
+     * was lost would deliver at the wrong node; the caller decides. */
     if (dht_route_in_leaf_range(rt, key)) {
+        struct dht_nbr *sbest = NULL;
+        const struct dht_id *sbest_id = &rt->self;
         for (unsigned s = 0; s < 2; s++) {
             const uint16_t *arr = s ? rt->succs : rt->preds;
             unsigned n = s ? rt->n_succs : rt->n_preds;
             for (unsigned k = 0; k < n; k++) {
                 struct dht_nbr *e = &rt->pool[arr[k]];
-                if (!excluded(e, excl, n_excl) && dht_id_closer(key, &e->peer.id, best_id) < 0) {
+                if (excluded(e, excl, n_excl))
+                    continue;
+                if (e->flags & DHT_NBR_SUSPECT) {
+                    if (dht_id_closer(key, &e->peer.id, sbest_id) < 0) {
+                        sbest = e;
+                        sbest_id = &e->peer.id;
+                    }
+                } else if (dht_id_closer(key, &e->peer.id, best_id) < 0) {
                     best = e;
                     best_id = &e->peer.id;
                 }
             }
         }
-        return best;
+        return best != NULL ? best : sbest;
     }
     /* Step 2: the routing-table cell that shares one more digit with the key. */
     r = dht_id_shared_prefix(&rt->self, key);

@@ -15,25 +15,28 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: p2psip-dht-sim [options]\n"
-          "  --nodes N              nodes (default 100)\n"
-          "  --seed S               PRNG seed (default 1)\n"
-          "  --duration SECONDS     measured window (default 120)\n"
-          "  --settle SECONDS       quiet time after the initial joins (default 30)\n"
-          "  --median-session SEC   churn: exponential sessions with this median (0 = none)\n"
-          "  --kill-fraction F      mass failure: kill this fraction of live nodes at once\n"
-          "  --kill-at SECONDS      ... this far into the window (default 30)\n"
-          "  --lookups K            lookups, in groups of 4 simultaneous ones per key\n"
-          "  --puts K               signed puts; each is read back later with a get\n"
-          "  --loss P               independent message loss probability\n"
-          "  --latency-ms MEAN      mean one-way latency (default 50)\n"
-          "  --leaf L --replicas R --quorum Q   node configuration\n"
-          "  --leaf-ping-ms MS --leafset-ms MS  maintenance periods\n"
-          "environment (debugging; output on stderr):\n"
-          "  P2P_SIM_DEBUG=1        wrong roots, lost records, wrong leaf sets with the truth\n"
-          "  P2P_SIM_TRACE=HEX      every message whose key, sender or receiver starts with HEX\n"
-          "  P2P_SIM_DUMP=DIR       keep the first 4 messages of each type as files (fuzz seeds)\n",
-          f);
+    fputs(
+        "usage: p2psip-dht-sim [options]\n"
+        "  --nodes N              nodes (default 100)\n"
+        "  --seed S               PRNG seed (default 1)\n"
+        "  --duration SECONDS     measured window (default 120)\n"
+        "  --settle SECONDS       quiet time after the initial joins (default 30)\n"
+        "  --median-session SEC   churn: exponential sessions with this median (0 = none)\n"
+        "  --kill-fraction F      mass failure: kill this fraction of live nodes at once\n"
+        "  --kill-at SECONDS      ... this far into the window (default 30)\n"
+        "  --lookups K            lookups, in groups of 4 simultaneous ones per key\n"
+        "  --puts K               signed puts; each is read back later with a get\n"
+        "  --loss P               independent message loss probability\n"
+        "  --latency-ms MEAN      mean one-way latency (default 50)\n"
+        "  --leaf L --replicas R --quorum Q   node configuration\n"
+        "  --leaf-ping-ms MS --leafset-ms MS  maintenance periods\n"
+        "  --csv FILE             every answered request: kind,t0_ms,latency_ms,status,n,origin\n"
+        "environment (debugging; output on stderr):\n"
+        "  P2P_SIM_DEBUG=1        wrong roots, lost records, wrong leaf sets with the truth\n"
+        "  P2P_SIM_TRACE=HEX      every message whose key, sender or receiver starts with HEX\n"
+        "  P2P_SIM_DUMP=DIR       keep the first 4 messages of each type as files (fuzz seeds)\n"
+        "  P2P_SIM_SLOW=MS        every request slower than MS ms, with the fate of its messages\n",
+        f);
 }
 
 static int num(const char *s, double *out)
@@ -63,6 +66,7 @@ int main(int argc, char **argv)
         {"quorum", required_argument, NULL, 'q'},
         {"leaf-ping-ms", required_argument, NULL, 'P'},
         {"leafset-ms", required_argument, NULL, 'E'},
+        {"csv", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -76,6 +80,10 @@ int main(int argc, char **argv)
         if (c == 'h') {
             usage(stdout);
             return 0;
+        }
+        if (c == 'c' && optarg != NULL) {
+            cfg.csv_path = optarg;
+            continue;
         }
         if (c == '?' || optarg == NULL || num(optarg, &v) != 0 || v < 0) {
             usage(stderr);

@@ -61,8 +61,18 @@ struct live {
 
 struct lookup_ctx {
     struct sim *sim;
-    unsigned group;
+    unsigned group, origin;
     uint64_t t0;
+};
+
+/* P2P_SIM_SLOW: one message event, kept to explain slow requests. */
+enum tr_ev { TR_SENT = 1, TR_RECV, TR_LOST, TR_DEAD };
+
+struct tr {
+    uint64_t t, key8;
+    uint32_t req_id, txid;
+    uint32_t node, peer;
+    uint8_t ev, type, hops, flags;
 };
 
 struct group {
@@ -76,13 +86,15 @@ struct put_ctx {
     struct sim *sim;
     struct dht_id key, vid;
     uint64_t seq, t0;
+    unsigned origin;
     bool ok, done;
     uint8_t owner_sk[64];
 };
 
 struct get_ctx {
     struct sim *sim;
-    unsigned put;
+    unsigned put, origin;
+    uint64_t t0;
 };
 
 struct sim {
@@ -98,7 +110,8 @@ struct sim {
     uint64_t win_start, win_end, kill_t;
     uint64_t nodesec_t;
     double nodesec; /* live node-seconds inside the window */
-    uint64_t maint_bytes;
+    uint64_t maint_bytes, all_bytes;
+    FILE *csv; /* cfg.csv_path: one line per answered request */
 
     struct group *groups;
     struct lookup_ctx *lk;
@@ -110,6 +123,9 @@ struct sim {
     size_t n_put_lat;
     struct get_ctx *gets;
     bool repaired, debug;
+    uint64_t slow_ms; /* P2P_SIM_SLOW: explain requests slower than this (0 = off) */
+    struct tr *tr;
+    size_t n_tr, cap_tr;
     unsigned dumped[DHT_MSG_TYPE_MAX + 1];
     struct sim_result res;
 };
@@ -319,6 +335,121 @@ static void dump(struct sim *s, const uint8_t *buf, size_t len)
     }
 }
 
+static uint32_t addr_slot(const struct dht_addr *a)
+{
+    if (a->len != 4)
+        return UINT32_MAX;
+    return ((uint32_t)a->b[0] << 24 | (uint32_t)a->b[1] << 16 | (uint32_t)a->b[2] << 8 | a->b[3]) -
+           1;
+}
+
+static uint64_t key8(const struct dht_id *k)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < 8; i++)
+        v = v << 8 | k->b[i];
+    return v;
+}
+
+/* P2P_SIM_SLOW: notes one message event (node: where it happened; peer: the
+ * other end). */
+static void tr_note(struct sim *s, enum tr_ev ev, uint32_t node, uint32_t peer, const uint8_t *buf,
+                    size_t len)
+{
+    struct dht_msg m;
+    struct tr *t;
+
+    if (s->slow_ms == 0 || dht_msg_decode(&m, buf, len) != 0)
+        return;
+    if (s->n_tr == s->cap_tr) {
+        size_t n = s->cap_tr ? s->cap_tr * 2 : 65536;
+        struct tr *p = realloc(s->tr, n * sizeof(*p));
+        if (p == NULL)
+            return;
+        s->tr = p;
+        s->cap_tr = n;
+    }
+    t = &s->tr[s->n_tr++];
+    t->t = s->now;
+    t->key8 = key8(m.n_records > 0 ? &m.records[0].key : &m.key);
+    t->req_id = (m.have & DHT_HAVE(DHT_ATTR_REQ_ID)) ? m.req_id : 0;
+    t->txid = m.txid;
+    t->node = node;
+    t->peer = peer;
+    t->ev = (uint8_t)ev;
+    t->type = m.type;
+    t->hops = m.hops;
+    t->flags = m.flags;
+}
+
+/* P2P_SIM_SLOW: prints what happened to the messages of one slow request: those
+ * with its key from t0 on, the replies with a req_id seen on them, and the ACKs of
+ * their txids. */
+static void tr_explain(struct sim *s, const char *what, const struct dht_id *key, uint64_t t0,
+                       unsigned origin, int status)
+{
+    static const char *evn[] = {"?", "->", "<-", "LOST", "DEAD"};
+    uint64_t k = key8(key);
+    uint32_t reqs[64], txids[512];
+    size_t nr = 0, nt = 0, first = s->n_tr;
+
+    /* the trace is in time order: find t0 by binary search */
+    {
+        size_t lo = 0, hi = s->n_tr;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (s->tr[mid].t < t0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        first = lo;
+    }
+    fprintf(stderr, "SLOW %s key %016llx origin %u t0 %llu latency %llu status %d\n", what,
+            (unsigned long long)k, origin, (unsigned long long)t0,
+            (unsigned long long)(s->now - t0), status);
+    for (size_t i = first; i < s->n_tr; i++) {
+        const struct tr *t = &s->tr[i];
+        bool mine = t->key8 == k && t->type != DHT_MSG_ACK && t->type != DHT_MSG_PUT_REPLY;
+        if (!mine && t->req_id != 0 && t->type == DHT_MSG_PUT_REPLY)
+            for (size_t j = 0; j < nr && !mine; j++)
+                mine = reqs[j] == t->req_id;
+        if (!mine && t->type == DHT_MSG_ACK)
+            for (size_t j = 0; j < nt && !mine; j++)
+                mine = txids[j] == t->txid;
+        if (!mine)
+            continue;
+        if (t->req_id != 0 && nr < 64) {
+            bool have = false;
+            for (size_t j = 0; j < nr; j++)
+                have |= reqs[j] == t->req_id;
+            if (!have)
+                reqs[nr++] = t->req_id;
+        }
+        if (t->type != DHT_MSG_ACK && (t->flags & DHT_FLAG_ACK_REQ) && nt < 512)
+            txids[nt++] = t->txid;
+        fprintf(stderr, "  +%5llu %4u %-4s %-12s %4u hops %u tx %08x%s\n",
+                (unsigned long long)(t->t - t0), t->node, evn[t->ev], dht_msg_type_name(t->type),
+                t->peer, t->hops, t->txid,
+                t->peer < s->n_slots && !s->slots[t->peer]->alive &&
+                        s->slots[t->peer]->death_t <= t->t
+                    ? " (peer dead)"
+                    : "");
+    }
+}
+
+static void slow_obs(void *arg, enum dht_obs_event ev, const struct dht_peer *peer,
+                     const uint8_t *buf, size_t len, int reason)
+{
+    struct slot *sl = arg;
+
+    (void)reason;
+    if (ev == DHT_OBS_SENT)
+        tr_note(sl->sim, TR_SENT, sl->idx, addr_slot(&peer->addr), buf, len);
+    else if (ev == DHT_OBS_RECV)
+        tr_note(sl->sim, TR_RECV, sl->idx, addr_slot(&peer->addr), buf, len);
+}
+
 static int net_send(void *arg, const struct dht_peer *to, const uint8_t *buf, size_t len)
 {
     struct slot *src = arg;
@@ -329,16 +460,21 @@ static int net_send(void *arg, const struct dht_peer *to, const uint8_t *buf, si
 
     dump(s, buf, len);
     s->res.messages++;
-    if (s->now >= s->win_start && s->now < s->win_end && !(buf[2] & DHT_FLAG_CLIENT))
-        s->maint_bytes += len;
+    if (s->now >= s->win_start && s->now < s->win_end) {
+        s->all_bytes += len;
+        if (!(buf[2] & DHT_FLAG_CLIENT))
+            s->maint_bytes += len;
+    }
     if (to->addr.len != 4)
         return -EINVAL;
     dst = (uint32_t)to->addr.b[0] << 24 | (uint32_t)to->addr.b[1] << 16 |
           (uint32_t)to->addr.b[2] << 8 | to->addr.b[3];
     if (dst == 0 || dst > s->n_slots)
         return -EHOSTUNREACH;
-    if (s->cfg.loss > 0 && rnd_unit(s) < s->cfg.loss)
+    if (s->cfg.loss > 0 && rnd_unit(s) < s->cfg.loss) {
+        tr_note(s, TR_LOST, src->idx, dst - 1, buf, len);
         return 0;
+    }
     lat = pair_latency(s, src->idx, dst - 1) * (0.9 + 0.2 * rnd_unit(s));
     e.t = s->now + (uint64_t)(lat + 0.5);
     if (e.t == s->now)
@@ -412,7 +548,7 @@ static int new_slot(struct sim *s, unsigned *out)
         return -ENOMEM;
     }
     ops.send = net_send;
-    ops.observe = getenv("P2P_SIM_TRACE") != NULL ? trace_obs : NULL;
+    ops.observe = getenv("P2P_SIM_TRACE") != NULL ? trace_obs : s->slow_ms ? slow_obs : NULL;
     ops.arg = sl;
     nc.seed = rnd(s);
     addr_of(sl->idx, &addr);
@@ -551,6 +687,16 @@ static bool died_as_root(const struct sim *s, const struct dht_id *key, const st
     return false;
 }
 
+/* cfg.csv_path: kind,t0_ms,latency_ms,status,n,origin (n: hops for a lookup,
+ * replica acks for a put, records for a get); times are simulated ms. */
+static void csv_row(struct sim *s, const char *kind, uint64_t t0, unsigned origin, int status,
+                    unsigned n)
+{
+    if (s->csv != NULL)
+        fprintf(s->csv, "%s,%llu,%llu,%d,%u,%u\n", kind, (unsigned long long)t0,
+                (unsigned long long)(s->now - t0), status, n, origin);
+}
+
 static void on_lookup(int status, const struct dht_peer *root, unsigned hops, void *arg)
 {
     struct lookup_ctx *c = arg;
@@ -561,6 +707,9 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
     s->res.lookups++;
     g->done++;
     s->lat[s->n_lat++] = (double)(s->now - c->t0);
+    csv_row(s, "lookup", c->t0, c->origin, status, hops);
+    if (s->slow_ms > 0 && s->now - c->t0 >= s->slow_ms)
+        tr_explain(s, "lookup", &g->key, c->t0, c->origin, status);
     if (status == 0) {
         s->res.lookups_ok++;
         s->hops[s->n_hops++] = hops;
@@ -576,6 +725,13 @@ static void on_lookup(int status, const struct dht_peer *root, unsigned hops, vo
             dht_id_to_hex(truth, b);
             fprintf(stderr, "wrong root t=%llu key %s got %s want %s hops %u\n",
                     (unsigned long long)s->now, k, a, b, hops);
+            for (unsigned p = 0; p < s->n_slots; p++) {
+                const struct slot *x = s->slots[p];
+                if (dht_id_eq(&x->id, &root->id) || dht_id_eq(&x->id, truth))
+                    fprintf(stderr, "  %02x%02x: slot %u %s, joined %d (at %llu), died at %llu\n",
+                            x->id.b[0], x->id.b[1], p, x->alive ? "alive" : "dead", x->joined,
+                            (unsigned long long)x->join_t, (unsigned long long)x->death_t);
+            }
             debug_leafset(s, s->slots[s->live[gp].slot]);
         }
         if (g->ok == 0)
@@ -608,6 +764,7 @@ static void do_lookup_group(struct sim *s, unsigned gi)
         struct lookup_ctx *c = &s->lk[s->n_lk];
         c->sim = s;
         c->group = gi;
+        c->origin = i;
         c->t0 = s->now;
         if (dht_node_lookup(s->slots[i]->node, &g->key, on_lookup, c, s->now) == 0) {
             s->n_lk++;
@@ -625,6 +782,9 @@ static void on_put(int status, unsigned acks, void *arg)
     p->done = true;
     s->res.puts++; /* counted when answered: a put whose origin died has no verdict */
     s->put_lat[s->n_put_lat++] = (double)(s->now - p->t0);
+    csv_row(s, "put", p->t0, p->origin, status, acks);
+    if (s->slow_ms > 0 && s->now - p->t0 >= s->slow_ms)
+        tr_explain(s, "put", &p->key, p->t0, p->origin, status);
     if (status == 0) {
         p->ok = true;
         s->res.puts_ok++;
@@ -669,6 +829,7 @@ static void do_put(struct sim *s, unsigned idx)
     p->seq = rec.seq;
     p->t0 = s->now;
     i = random_live(s);
+    p->origin = i;
     if (dht_node_put(s->slots[i]->node, &rec, on_put, p, s->now) != 0)
         p->done = true;
     sched(s, i, s->now);
@@ -681,6 +842,7 @@ static void on_get(int status, const struct dht_record *recs, size_t n, void *ar
     const struct put_ctx *p = &s->puts[g->put];
 
     s->res.gets++; /* counted when answered, as puts */
+    csv_row(s, "get", g->t0, g->origin, status, (unsigned)n);
     for (size_t k = 0; status == 0 && k < n; k++)
         if (dht_id_eq(&recs[k].value_id, &p->vid) && recs[k].seq >= p->seq) {
             s->res.gets_ok++;
@@ -703,6 +865,8 @@ static void do_gets(struct sim *s)
         s->gets[k].sim = s;
         s->gets[k].put = k;
         i = random_live(s);
+        s->gets[k].origin = i;
+        s->gets[k].t0 = s->now;
         (void)dht_node_get(s->slots[i]->node, &s->puts[k].key, on_get, &s->gets[k], s->now);
         sched(s, i, s->now);
     }
@@ -754,6 +918,8 @@ static void run_event(struct sim *s, struct ev *e)
 
     switch (e->kind) {
     case EV_DELIVER:
+        if (!sl->alive)
+            tr_note(s, TR_DEAD, e->slot, e->from, e->buf, e->len);
         if (sl->alive) {
             addr_of(e->from, &from);
             (void)dht_node_recv(sl->node, &from, e->buf, e->len, s->now);
@@ -856,6 +1022,8 @@ static int setup(struct sim *s, const struct sim_config *cfg)
         s->ncfg.leafset_ms = cfg->leafset_ms;
     s->rng = mix(cfg->seed ^ 0x5eed5eed5eedull);
     s->debug = getenv("P2P_SIM_DEBUG") != NULL;
+    if (getenv("P2P_SIM_SLOW") != NULL)
+        s->slow_ms = strtoull(getenv("P2P_SIM_SLOW"), NULL, 10);
     s->now = 1;
     s->res.repair_time_s = -1;
 
@@ -951,6 +1119,7 @@ static void finish(struct sim *s)
         }
     }
     r->maint_bytes_per_node_s = s->nodesec > 0 ? (double)s->maint_bytes / s->nodesec : 0;
+    r->bytes_per_node_s = s->nodesec > 0 ? (double)s->all_bytes / s->nodesec : 0;
     if (s->cfg.kill_fraction > 0 && !s->repaired)
         r->repair_time_s = -2;
     for (unsigned p = 0; p < s->n_slots; p++) {
@@ -985,6 +1154,7 @@ static void teardown(struct sim *s)
     free(s->puts);
     free(s->put_lat);
     free(s->gets);
+    free(s->tr);
 }
 
 int sim_run(const struct sim_config *cfg, struct sim_result *out, FILE *table)
@@ -998,6 +1168,13 @@ int sim_run(const struct sim_config *cfg, struct sim_result *out, FILE *table)
     if (s == NULL)
         return -ENOMEM;
     rc = setup(s, cfg);
+    if (rc == 0 && cfg->csv_path != NULL) {
+        s->csv = fopen(cfg->csv_path, "w");
+        if (s->csv == NULL)
+            rc = -errno;
+        else
+            fputs("kind,t0_ms,latency_ms,status,n,origin\n", s->csv);
+    }
     if (rc == 0) {
         while (s->n_heap > 0 && s->heap[0].t <= s->win_end) {
             struct ev e = pop(s);
@@ -1025,14 +1202,16 @@ int sim_run(const struct sim_config *cfg, struct sim_result *out, FILE *table)
                     (unsigned long long)r->gets, r->get_success);
             fprintf(table, "%-34s %llu of %llu\n", "records lost",
                     (unsigned long long)r->records_lost, (unsigned long long)r->records_stored);
-            fprintf(table, "%-34s %.1f\n", "maintenance bytes/s per node",
-                    r->maint_bytes_per_node_s);
+            fprintf(table, "%-34s %.1f (all traffic %.1f)\n", "maintenance bytes/s per node",
+                    r->maint_bytes_per_node_s, r->bytes_per_node_s);
             fprintf(table, "%-34s %.2f s\n", "repair after mass failure", r->repair_time_s);
             fprintf(table, "%-34s %zu bytes\n", "node state (max)", r->mem_per_node_max);
             fprintf(table, "%-34s %llu events, %llu messages\n", "simulation",
                     (unsigned long long)r->events, (unsigned long long)r->messages);
         }
     }
+    if (s->csv != NULL && fclose(s->csv) != 0 && rc == 0)
+        rc = -EIO;
     teardown(s);
     free(s);
     return rc;
@@ -1048,7 +1227,8 @@ void sim_result_json(const struct sim_config *c, const struct sim_result *r, FIL
             "\"hops_mean\":%.3f,\"hops_p99\":%.0f,\"lookup_p50_ms\":%.1f,\"lookup_p99_ms\":%.1f,"
             "\"puts\":%llu,\"puts_ok\":%llu,\"put_p50_ms\":%.1f,\"put_p99_ms\":%.1f,"
             "\"gets\":%llu,\"get_success\":%.6f,\"records_stored\":%llu,\"records_lost\":%llu,"
-            "\"maint_bytes_per_node_s\":%.1f,\"repair_time_s\":%.2f,\"mem_per_node_max\":%zu,"
+            "\"maint_bytes_per_node_s\":%.1f,\"bytes_per_node_s\":%.1f,\"repair_time_s\":%.2f,"
+            "\"mem_per_node_max\":%zu,"
             "\"events\":%llu,\"messages\":%llu,\"dropped_malformed\":%llu,\"leafsets_correct\":%s}",
             c->nodes, (unsigned long long)c->seed, c->duration_s, c->median_session_s,
             c->kill_fraction, c->loss, c->latency_ms, r->joins, r->deaths, r->nodes_final,
@@ -1057,7 +1237,7 @@ void sim_result_json(const struct sim_config *c, const struct sim_result *r, FIL
             r->lookup_p99_ms, (unsigned long long)r->puts, (unsigned long long)r->puts_ok,
             r->put_p50_ms, r->put_p99_ms, (unsigned long long)r->gets, r->get_success,
             (unsigned long long)r->records_stored, (unsigned long long)r->records_lost,
-            r->maint_bytes_per_node_s, r->repair_time_s, r->mem_per_node_max,
+            r->maint_bytes_per_node_s, r->bytes_per_node_s, r->repair_time_s, r->mem_per_node_max,
             (unsigned long long)r->events, (unsigned long long)r->messages,
             (unsigned long long)r->dropped_malformed, r->leafsets_correct ? "true" : "false");
 }

@@ -19,11 +19,14 @@
  * was in flight); a failed lookup counts at its deadline in the latency figures.
  * Consistency: the lookup_group simultaneous lookups of one key from different
  * nodes all succeed and agree.  Maintenance bytes: bytes of every message not
- * flagged CLIENT, sent inside the window, divided by the live node-seconds.
+ * flagged CLIENT, sent inside the window, divided by the live node-seconds (and
+ * the same for all bytes).
  * Repair time: from the mass kill until every live leaf set is exactly the true
  * one (checked every 250 ms).  Records lost: stored (quorum-acknowledged) records
- * that no live node holds at the end.  The environment variables of
- * p2psip-dht-sim --help print debugging traces.
+ * that no live node holds at the end.  csv_path keeps every answered request
+ * (kind, start, latency, status) for plots.  The environment variables of
+ * p2psip-dht-sim --help print debugging traces; P2P_SIM_SLOW=MS explains every
+ * request slower than MS ms (the fate of each of its messages).
  */
 #ifndef P2P_DHT_SIM_H
 #define P2P_DHT_SIM_H
@@ -47,6 +50,7 @@ struct sim_config {
     double latency_ms;                    /* mean one-way latency, default 50 */
     unsigned leaf_half, replicas, quorum; /* 0 = node defaults */
     uint32_t leaf_ping_ms, leafset_ms;    /* 0 = node defaults */
+    const char *csv_path;                 /* NULL, or write every answered request's latency here */
 };
 
 void sim_config_init(struct sim_config *cfg);
@@ -65,7 +69,8 @@ struct sim_result {
     double get_success;
     uint64_t records_stored, records_lost;
     double maint_bytes_per_node_s;
-    double repair_time_s; /* after the mass kill; -1 = no kill, -2 = not repaired */
+    double bytes_per_node_s; /* every message sent in the window, client traffic included */
+    double repair_time_s;    /* after the mass kill; -1 = no kill, -2 = not repaired */
     size_t mem_per_node_max;
     uint64_t events, messages;
     uint64_t dropped_malformed;

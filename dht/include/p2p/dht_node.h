@@ -19,10 +19,12 @@
  * timer fires.
  *
  * Protocol (docs/DHT-WIRE.md): recursive routing with a per-hop ACK; a hop that
- * does not acknowledge within its RTO (RFC 6298 per neighbour) is suspected, the
- * message is rerouted at once to the next best hop, and the suspect is probed with
- * backed-off PINGs and removed after cfg.suspect_probes failures.  Responses go
- * straight to the origin, which retries a request every request_retry_ms until
+ * does not acknowledge within its RTO (RFC 6298 per neighbour; a neighbour without
+ * samples gets the node-wide estimate; hop_floor_ms for routed messages) is
+ * suspected, the message is rerouted at once to the next best hop, and the suspect
+ * is probed with backed-off PINGs and removed after cfg.suspect_probes failures.
+ * Responses go straight to the origin, which resends a request after two node-wide
+ * RTOs (request_retry_min_ms at least), doubling up to request_retry_ms, until
  * request_timeout_ms.  Join: routed to the joiner's own ID; every hop sends its
  * routing rows, the root its leaf set; the joiner then announces itself to its
  * leaf set, whose members answer with theirs.  Nodes learned second-hand are
@@ -58,30 +60,32 @@
 struct dht_node;
 
 struct dht_config {
-    unsigned leaf_half;          /* L: leaves per side, default 8 */
-    unsigned replicas;           /* R: replicas besides the root, default 4 */
-    unsigned quorum;             /* replica acks before a put succeeds, default 2 */
-    struct dht_rto_config rto;   /* initial 1000, floor 200, cap 10000 ms */
-    uint32_t leaf_ping_ms;       /* ping a leaf not heard from for this long: 5000 */
-    uint32_t rt_ping_ms;         /* same for table entries (4 per second at most): 60000 */
-    uint32_t leafset_ms;         /* leaf-set push/pull with a random leaf: 15000 */
-    uint32_t local_tune_ms;      /* ROW_REQ to a table entry: 60000 */
-    uint32_t global_tune_ms;     /* lookup for an empty cell: 120000 */
-    uint32_t sync_ms;            /* anti-entropy round: 30000 */
-    uint32_t expire_ms;          /* store sweep: 10000 */
-    uint32_t repair_min_ms;      /* reactive leaf-set repair at most this often: 500 */
-    uint32_t handoff_delay_ms;   /* wait after a leaf-set change before handing off: 200 */
-    unsigned suspect_probes;     /* failed probes before removal: 3 */
-    unsigned direct_retries;     /* retransmissions of a direct message: 2 */
-    uint32_t cutoff_ms;          /* "cut off" after no leaf answered this long: 30000 */
-    uint32_t request_retry_ms;   /* origin resends a request: 2000 */
-    uint32_t request_timeout_ms; /* and gives up: 8000 */
-    uint32_t join_timeout_ms;    /* a join gives up: 30000 */
-    uint32_t put_timeout_ms;     /* root waits for the quorum: 4000 */
-    uint32_t byte_budget;        /* bytes/s that let routing-table tuning run: 200 */
-    unsigned max_pending;        /* unacknowledged messages in flight: 256 */
-    unsigned max_requests;       /* client requests in flight: 256 */
-    uint64_t seed;               /* PRNG seed for jitter and random choices */
+    unsigned leaf_half;            /* L: leaves per side, default 8 */
+    unsigned replicas;             /* R: replicas besides the root, default 4 */
+    unsigned quorum;               /* replica acks before a put succeeds, default 2 */
+    struct dht_rto_config rto;     /* initial 1000, floor 200, cap 10000 ms */
+    uint32_t leaf_ping_ms;         /* ping a leaf not heard from for this long: 5000 */
+    uint32_t rt_ping_ms;           /* same for table entries (4 per second at most): 15000 */
+    uint32_t leafset_ms;           /* leaf-set push/pull with a random leaf: 15000 */
+    uint32_t local_tune_ms;        /* ROW_REQ to a table entry: 60000 */
+    uint32_t global_tune_ms;       /* lookup for an empty cell: 120000 */
+    uint32_t sync_ms;              /* anti-entropy round: 30000 */
+    uint32_t expire_ms;            /* store sweep: 10000 */
+    uint32_t repair_min_ms;        /* reactive leaf-set repair at most this often: 500 */
+    uint32_t handoff_delay_ms;     /* wait after a leaf-set change before handing off: 200 */
+    unsigned suspect_probes;       /* failed probes before removal: 3 */
+    unsigned direct_retries;       /* retransmissions of a direct message: 2 */
+    uint32_t cutoff_ms;            /* "cut off" after no leaf answered this long: 30000 */
+    uint32_t hop_floor_ms;         /* floor of a routed message's per-hop timer: 50 */
+    uint32_t request_retry_min_ms; /* origin resends after 2 node-wide RTOs, */
+    uint32_t request_retry_ms;     /* at least this (150) and at most this (2000) */
+    uint32_t request_timeout_ms;   /* and gives up: 8000 */
+    uint32_t join_timeout_ms;      /* a join gives up: 30000 */
+    uint32_t put_timeout_ms;       /* root waits for the quorum: 4000 */
+    uint32_t byte_budget;          /* bytes/s that let routing-table tuning run: 200 */
+    unsigned max_pending;          /* unacknowledged messages in flight: 256 */
+    unsigned max_requests;         /* client requests in flight: 256 */
+    uint64_t seed;                 /* PRNG seed for jitter and random choices */
 };
 
 /* Fills cfg with the defaults above (seed 1). */
@@ -122,6 +126,7 @@ struct dht_counters {
     uint64_t timeouts, reroutes, retransmits, suspects, removed;
     uint64_t records_refused, records_stored, handoff_records, sync_rounds, sync_fetched;
     uint64_t budget_skipped, repairs;
+    uint64_t gets_deferred; /* GETs left unanswered by a root holding nothing mid-repair */
 };
 
 typedef void (*dht_join_cb)(int status, void *arg);

@@ -23,8 +23,10 @@
  *    key and numerically closer to it than self (the closest such);
  * 4. else self is the root.
  * The caller's excluded IDs (hops this message already failed at) are skipped at
- * every step, suspected nodes at steps 2 and 3 only: in the leaf set a suspect may
- * be the root, and skipping it after one lost ACK would deliver at the wrong node.
+ * every step, suspected nodes at steps 2 and 3, and at step 1 whenever a live leaf
+ * is closer to the key than self; when none is, step 1 returns the closest suspect
+ * (it may be the root, and skipping it after one lost ACK would deliver at the
+ * wrong node: the caller decides, knowing it is the root if that suspect is dead).
  */
 #ifndef P2P_DHT_ROUTE_H
 #define P2P_DHT_ROUTE_H
