@@ -470,7 +470,17 @@ static bool leaf_short(const struct dht_node *n)
 
 static void remove_nbr(struct dht_node *n, const struct dht_id *id, uint64_t now)
 {
-    unsigned was = dht_route_remove(&n->route, id);
+    const struct dht_nbr *e = dht_route_find(&n->route, id);
+    unsigned was;
+
+    if (e != NULL && (e->flags & DHT_NBR_LEAF)) {
+        /* remembered, to be probed should we end up cut off (lost_probe) */
+        n->lost[n->lost_next] = e->peer;
+        n->lost_next = (n->lost_next + 1) % DHT_LOST_MAX;
+        if (n->n_lost < DHT_LOST_MAX)
+            n->n_lost++;
+    }
+    was = dht_route_remove(&n->route, id);
 
     n->dead[n->dead_next].id = *id;
     n->dead[n->dead_next].until = now + 4 * (uint64_t)n->cfg.leafset_ms;
@@ -1348,6 +1358,28 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
     }
 }
 
+/*
+ * A node with no leaf left, or cut off (no leaf heard for cutoff_ms), keeps probing
+ * the leaves it removed last, once per tick: after a network outage on our side
+ * every leaf looked dead and was removed, and they removed us, so nobody else would
+ * ever call.  The first one that answers is a leaf again (mark_heard), the node is
+ * no longer cut off, and leaf-set repair pulls in the rest.  Costs nothing while
+ * the node has live leaves.
+ */
+static void lost_probe(struct dht_node *n, uint64_t now)
+{
+    const struct dht_route *rt = &n->route;
+
+    if (n->n_lost == 0 || (!dht_node_cut_off(n, now) && (rt->n_preds > 0 || rt->n_succs > 0)))
+        return;
+    for (unsigned i = 0; i < n->n_lost; i++) {
+        struct dht_peer to = n->lost[i];
+        if (dht_route_find(rt, &to.id) != NULL || probing(n, &to.id))
+            continue;
+        send_ping(n, &to, PK_CAND, now);
+    }
+}
+
 static void ping_stale(struct dht_node *n, uint64_t now)
 {
     struct dht_route *rt = &n->route;
@@ -1432,6 +1464,7 @@ static void maintain(struct dht_node *n, uint64_t now)
     if (now >= n->t_tick) {
         n->t_tick = now + 1000;
         ping_stale(n, now);
+        lost_probe(n, now);
         if ((leaf_short(n) || n->repair_left[0] > 0 || n->repair_left[1] > 0) && now >= n->t_repair)
             repair(n, now);
     }

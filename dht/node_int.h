@@ -15,6 +15,7 @@
 #define DHT_CAND_MAX 64
 #define DHT_DEAD_MAX 32
 #define DHT_LOOP_MAX 64
+#define DHT_LOST_MAX (2 * DHT_LEAF_HALF_MAX) /* removed leaves probed when cut off */
 #define DHT_COLLECT_MAX 64
 #define DHT_SYNC_IDENTS 24      /* identities per SYNC_REPLY: keeps it near one datagram */
 #define DHT_DATAGRAM 1400       /* size aimed at for messages without records */
@@ -113,6 +114,8 @@ struct dht_node {
         uint64_t until;
     } dead[DHT_DEAD_MAX];
     unsigned dead_next;
+    struct dht_peer lost[DHT_LOST_MAX]; /* the leaves removed last */
+    unsigned n_lost, lost_next;
 
     /* maintenance schedule */
     uint64_t t_tick, t_leafset, t_local, t_global, t_sync, t_expire, t_handoff, t_repair;

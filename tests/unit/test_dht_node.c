@@ -37,6 +37,7 @@ struct tnode {
     struct dht_store *store;
     uint8_t pk[32], sk[64];
     bool joined, down;
+    bool cut; /* partitioned away: what it sends and what is sent to it is lost */
     int join_status;
 };
 
@@ -65,6 +66,8 @@ static int tsend(void *arg, const struct dht_peer *to, const uint8_t *buf, size_
     struct qmsg *m;
 
     assert_int_equal(to->addr.len, 1);
+    if (src->cut || (to->addr.b[0] < net->count && net->n[to->addr.b[0]].cut))
+        return 0;
     if (net->qn == net->qcap) {
         /* compact, then grow */
         if (net->q != NULL)
@@ -970,6 +973,69 @@ static void test_cancel_by_arg(void **state)
     free(net);
 }
 
+/* cutoff_ms = 10 s (the daemon's): a node partitioned from every other (its leaves
+ * look dead, fail their probes and are removed) reports cut off within cutoff_ms
+ * plus the probe RTOs, and not before its leaves stopped answering; once the
+ * partition heals it is no longer cut off as soon as a former leaf answers its
+ * probe (about a second), and the leaf sets are whole again. */
+static void test_cutoff_both_directions(void **state)
+{
+    struct net *net = calloc(1, sizeof(*net));
+    struct tnode *b;
+    uint64_t t0, t1, pings;
+    unsigned i;
+
+    (void)state;
+    assert_non_null(net);
+    net_init(net, 2, 1, 1);
+    net->cfg.cutoff_ms = 10000;
+    for (i = 0; i < 5; i++) {
+        struct tnode *t = net_add(net, (uint8_t)(60 + i));
+        join(net, t, i == 0 ? NULL : &net->n[0]);
+    }
+    net_run(net, net->now + 20000);
+    b = &net->n[2];
+    for (i = 0; i < net->count; i++)
+        assert_false(dht_node_cut_off(net->n[i].node, net->now));
+
+    b->cut = true;
+    t0 = net->now;
+    while (!dht_node_cut_off(b->node, net->now) && net->now < t0 + 30000)
+        net_run(net, net->now + 10);
+    /* the last leaf was heard at most leaf_ping_ms + a tick before the cut */
+    assert_true(net->now >= t0 + net->cfg.cutoff_ms - net->cfg.leaf_ping_ms - 1000);
+    assert_true(net->now <= t0 + net->cfg.cutoff_ms + 1400); /* 200 + 400 + 800 ms probes */
+    assert_int_equal(dht_node_route(b->node)->n_preds, 0);   /* every leaf removed */
+    assert_int_equal(dht_node_route(b->node)->n_succs, 0);
+    for (i = 0; i < net->count; i++)
+        if (&net->n[i] != b)
+            assert_false(dht_node_cut_off(net->n[i].node, net->now));
+    /* it keeps probing while cut off, and stays cut off while nobody answers */
+    pings = dht_node_counters(b->node)->msgs_sent[DHT_MSG_PING];
+    net_run(net, net->now + 20000);
+    assert_true(dht_node_cut_off(b->node, net->now));
+    assert_true(dht_node_counters(b->node)->msgs_sent[DHT_MSG_PING] >= pings + 20);
+
+    /* the partition heals: recovered within a probe tick and a round trip */
+    b->cut = false;
+    t1 = net->now;
+    while (dht_node_cut_off(b->node, net->now) && net->now < t1 + 30000)
+        net_run(net, net->now + 10);
+    assert_true(net->now <= t1 + 1000 + 2 * LAT + 10);
+    net_run(net, net->now + 10000);
+    assert_false(dht_node_cut_off(b->node, net->now));
+    assert_int_equal(dht_node_route(b->node)->n_preds, 2);
+    assert_int_equal(dht_node_route(b->node)->n_succs, 2);
+    for (i = 0; i < net->count; i++) {
+        const struct dht_route *rt = dht_node_route(net->n[i].node);
+        assert_int_equal(rt->n_preds, 2);
+        assert_int_equal(rt->n_succs, 2);
+        assert_false(dht_node_cut_off(net->n[i].node, net->now));
+    }
+    net_free(net);
+    free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -982,6 +1048,7 @@ int main(void)
         cmocka_unit_test(test_two_clocks),
         cmocka_unit_test(test_close_completes_everything),
         cmocka_unit_test(test_cancel_by_arg),
+        cmocka_unit_test(test_cutoff_both_directions),
     };
     if (sodium_init() < 0)
         return 1;

@@ -264,6 +264,11 @@ struct dht_store *dht_node_store(const struct dht_node *node);
 /*
  * True when the node has had peers and no leaf-set member has been heard from for
  * cfg.cutoff_ms (a node that started a ring and never had peers is not cut off).
+ * Live leaves are pinged every leaf_ping_ms, so a node with cutoff_ms above that
+ * (the daemon: 10 s) is cut off only when every leaf stopped answering, and then at
+ * most cutoff_ms after it last heard one.  While cut off (or with no leaf left) the
+ * node probes the leaves it removed last, every second; it stops being cut off the
+ * moment one of them, or any node that becomes a leaf, answers.
  */
 bool dht_node_cut_off(const struct dht_node *node, uint64_t now_ms);
 
