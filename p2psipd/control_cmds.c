@@ -57,10 +57,11 @@ static json_t *sip_counters(const struct p2psipd *d)
 {
     const struct p2psipd_sip_stats *s = &d->sip_stats;
 
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "rx", (json_int_t)s->rx, "tx",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "rx", (json_int_t)s->rx, "tx",
                      (json_int_t)s->tx, "bad_dropped", (json_int_t)s->bad_dropped, "send_errors",
                      (json_int_t)s->send_errors, "restored", (json_int_t)s->restored,
-                     "expired_on_load", (json_int_t)s->expired_on_load);
+                     "expired_on_load", (json_int_t)s->expired_on_load, "pipe_rx",
+                     (json_int_t)s->pipe_rx, "pipe_tx", (json_int_t)s->pipe_tx);
 }
 
 /*

@@ -32,6 +32,7 @@
 
 #include "bindings_db.h"
 #include "control.h"
+#include "locator_dht.h"
 #include "locator_local.h"
 #include "node_db.h"
 #include "p2p/dht_msg.h"
@@ -92,6 +93,7 @@ static void on_role(void *arg, enum overlay_role role)
 {
     struct p2psipd *d = arg;
 
+    p2psipd__sip_node_name(d); /* a client is named with its super-node */
     if (d->control != NULL)
         control_publish(d->control,
                         json_pack("{s:s, s:s}", "event", "role", "role", overlay_role_name(role)));
@@ -152,6 +154,7 @@ static void save_peers(struct p2psipd *d)
 
 #define SVC_ECHO_REQ 1 /* pipe service: echo this payload back */
 #define SVC_ECHO_REP 2 /* pipe service: an echo */
+#define SVC_SIP 3      /* pipe service: SIP between nodes (sip_pipes.c) */
 #define PING_TIMEOUT_MS 3000
 
 static void on_pipe(void *arg, const struct dht_id *from, const struct dht_id *relay,
@@ -160,6 +163,10 @@ static void on_pipe(void *arg, const struct dht_id *from, const struct dht_id *r
     struct p2psipd *d = arg;
     char hex[DHT_ID_HEX_LEN + 1], rhex[DHT_ID_HEX_LEN + 1];
 
+    if (service == SVC_SIP) {
+        p2psipd__sip_pipe_recv(d, from, relay, buf, len);
+        return;
+    }
     if (service == SVC_ECHO_REQ && len == 8) {
         /* Back the way it came: through the same relay when it was relayed. */
         (void)overlay_node_pipe_send(d->overlay, from, relay, SVC_ECHO_REP, buf, len);
@@ -201,6 +208,8 @@ static void on_save_timer(uv_timer_t *h)
     uint64_t now = uv_now(d->loop);
 
     pings_sweep(d, false);
+    if (d->ldht != NULL)
+        locator_dht_tick(d->ldht, now);
     if (now - d->peers_saved_ms >= SAVE_PEERS_MS) {
         d->peers_saved_ms = now;
         save_peers(d);
@@ -336,6 +345,7 @@ int p2psipd__overlay_start(struct p2psipd *d)
         return rc;
     d->save_timer.data = d;
     d->overlay_started = true;
+    p2psipd__sip_node_name(d);
     d->peers_saved_ms = uv_now(d->loop);
     (void)uv_timer_start(&d->save_timer, on_save_timer, 500, 500);
     return overlay_node_start(d->overlay);

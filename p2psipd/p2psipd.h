@@ -22,12 +22,15 @@
 
 #include "p2p/conf.h"
 #include "p2p/log.h"
+#include "p2p/dht_id.h"
 #include "p2p/overlay_secure.h"
+#include "p2p/sip_tsx.h"
 #include "p2p/sip_locator.h"
 
 struct bindings_db;
 struct control;
 struct dht_store;
+struct locator_dht;
 struct locator_local;
 struct overlay_node;
 struct overlay_sip_resolver;
@@ -44,6 +47,16 @@ struct p2psipd_sip_stats {
     uint64_t bad_dropped; /* messages the proxy refused (-EBADMSG, -EMSGSIZE) */
     uint64_t send_errors; /* sends the transport refused or reported failed */
     uint64_t restored, expired_on_load;
+    uint64_t pipe_rx, pipe_tx; /* of which over the overlay, from or to other nodes */
+};
+
+/* Another node as a SIP "connection" (sip_pipes.c). */
+#define P2PSIPD_SIP_PIPES_MAX 256
+struct p2psipd_sip_pipe {
+    uint16_t gen; /* 0: free */
+    struct dht_id node;
+    struct dht_id super; /* relays to it when it is a client; zero otherwise */
+    uint64_t last_used;
 };
 
 struct p2psipd {
@@ -63,6 +76,8 @@ struct p2psipd {
     struct sip_proxy *proxy;
     struct sip_registrar *registrar;
     struct locator_local *locator;
+    struct locator_dht *ldht; /* the locator the proxy and registrar use: local + DHT */
+    struct p2psipd_sip_pipe pipes[P2PSIPD_SIP_PIPES_MAX];
     struct overlay_sip_resolver *resolver; /* RFC 3263, when proxy.forward_foreign */
     struct sip_accounts *accounts;
     struct sip_digest *digest;
@@ -159,6 +174,18 @@ void p2psipd__overlay_free(struct p2psipd *d);
 int p2psipd__overlay_register(struct p2psipd *d);
 json_t *p2psipd__overlay_status(struct p2psipd *d);
 json_t *p2psipd__overlay_counters(struct p2psipd *d);
+
+/*
+ * SIP between nodes, sip_pipes.c: node names to destinations (the proxy's node_dest
+ * hook), sending to and receiving from another node over a pipe, and our own node
+ * name in d->self.node_host (set again when the role changes).
+ */
+bool p2psipd__is_pipe_conn(uint64_t conn_id);
+int p2psipd__node_dest(void *ctx, struct p2p_slice host, struct sip_tsx_dest *out);
+int p2psipd__sip_pipe_send(struct p2psipd *d, uint64_t conn_id, const char *bytes, size_t len);
+void p2psipd__sip_pipe_recv(struct p2psipd *d, const struct dht_id *from,
+                            const struct dht_id *relay, const uint8_t *bytes, size_t len);
+void p2psipd__sip_node_name(struct p2psipd *d);
 
 /* Creates dir and its missing parents with mode 0700 (like mkdir -p).  0 or -errno. */
 int p2psipd_mkdirs(const char *dir);

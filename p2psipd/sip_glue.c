@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "bindings_db.h"
+#include "locator_dht.h"
 #include "locator_local.h"
 #include "p2p/overlay_sip.h"
 #include "p2p/overlay_sip_resolver.h"
@@ -151,6 +152,18 @@ static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *de
 
     if (d->stopping)
         return -ECANCELED;
+    /* Another node: over the overlay's pipe, requests and responses alike. */
+    if (p2psipd__is_pipe_conn(dest->conn_id)) {
+        trace(d, "send", OVERLAY_SIP_UDP, NULL, NULL, bytes, len);
+        rc = p2psipd__sip_pipe_send(d, dest->conn_id, bytes, len);
+        if (rc != 0) {
+            d->sip_stats.send_errors++;
+            return rc;
+        }
+        d->sip_stats.tx++;
+        d->sip_stats.pipe_tx++;
+        return 0;
+    }
     /* No TLS transport exists yet: a sips target must never leave as plain TCP. */
     if (dest->transport == SIP_TSX_TLS) {
         d->sip_stats.send_errors++;
@@ -188,12 +201,19 @@ static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *de
     return rc;
 }
 
+static uint64_t loop_clock(void *arg)
+{
+    struct p2psipd *d = arg;
+    return uv_now(d->loop);
+}
+
 static void registrar_expired(const struct sip_binding *b, void *arg)
 {
     struct p2psipd *d = arg;
 
     p2p_info(d->log, "binding expired: %s -> %s", b->aor, b->contact);
     locator_local_expired(d->locator, b);
+    locator_dht_changed(d->ldht, b->aor); /* the DHT record follows */
 }
 
 static void on_timer(uv_timer_t *h)
@@ -444,7 +464,7 @@ static void registrar_policy(struct p2psipd *d, const struct conf *conf, struct 
                              struct sip_digest *digest, struct sip_registrar_config *rcfg)
 {
     sip_registrar_config_default(rcfg);
-    rcfg->locator = locator_local_get(d->locator);
+    rcfg->locator = locator_dht_get(d->ldht);
     rcfg->self = &d->self;
     rcfg->accounts = acc;
     rcfg->digest = digest;
@@ -503,6 +523,8 @@ int p2psipd__sip_start(struct p2psipd *d)
         return rc;
 
     rc = locator_local_new(&d->locator, d->loop, d->db, LOCATOR_MAX_PENDING, d->log);
+    if (rc == 0)
+        rc = locator_dht_new(&d->ldht, d);
     if (rc != 0) {
         p2p_err(d->log, "cannot create the locator: %s", strerror(-rc));
         return rc;
@@ -513,7 +535,11 @@ int p2psipd__sip_start(struct p2psipd *d)
     pcfg.tsx.t2_ms = d->conf.timers.t2_ms;
     pcfg.tsx.t4_ms = d->conf.timers.t4_ms;
     pcfg.self = &d->self;
-    pcfg.locator = locator_local_get(d->locator);
+    pcfg.locator = locator_dht_get(d->ldht);
+    pcfg.nodes.node_dest = p2psipd__node_dest;
+    pcfg.nodes.ctx = d;
+    pcfg.clock = loop_clock;
+    pcfg.clock_arg = d;
     pcfg.send = sip_send;
     pcfg.send_arg = d;
     pcfg.foreign = d->conf.proxy.forward_foreign        ? SIP_PROXY_FOREIGN_FORWARD
@@ -550,6 +576,7 @@ int p2psipd__sip_start(struct p2psipd *d)
     rc = restore_bindings(d);
     if (rc != 0)
         return rc;
+    locator_dht_republish_all(d->ldht); /* sent once the overlay can take them */
 
     rc = uv_timer_init(d->loop, &d->timer);
     if (rc != 0)
@@ -594,6 +621,9 @@ void p2psipd__sip_stop(struct p2psipd *d)
         locator_local_close(d->locator);
         d->locator = NULL;
     }
+    /* What the overlay and the local locator did not complete ends here. */
+    locator_dht_free(d->ldht);
+    d->ldht = NULL;
     /* Completes pending resolutions (-ECANCELED) while the proxy still lives. */
     if (d->resolver != NULL) {
         overlay_sip_resolver_close(d->resolver, NULL, NULL);

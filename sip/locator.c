@@ -65,8 +65,31 @@ bool sip_self_has_host(const struct sip_self *self, struct p2p_slice host)
     return false;
 }
 
+/*
+ * Our overlay name: "<node id>.node.invalid", or "<node id>.<super-node id>.node.invalid"
+ * while we are a client; a name of either form whose first label is our node ID is us
+ * (the super-node part may have changed since a dialog began).
+ */
+static bool is_node_host(const struct sip_self *self, struct p2p_slice host)
+{
+    static const char suffix[] = ".node.invalid";
+    const size_t sl = sizeof(suffix) - 1;
+    const char *dot = memchr(self->node_host, '.', sizeof(self->node_host));
+    size_t label;
+
+    if (self->node_host[0] == '\0' || dot == NULL || host.len <= sl ||
+        !p2p_slice_caseeq((struct p2p_slice){host.p + host.len - sl, sl}, P2P_SLICE_LIT(suffix)))
+        return false;
+    label = (size_t)(dot - self->node_host);
+    return host.len > label && host.p[label] == '.' &&
+           p2p_slice_caseeq((struct p2p_slice){host.p, label},
+                            (struct p2p_slice){self->node_host, label});
+}
+
 bool sip_self_is_me(const struct sip_self *self, struct p2p_slice host, uint16_t port)
 {
+    if (is_node_host(self, host) && (port == 0 || port == self->default_port))
+        return true;
     /* RFC 3261 16.4: host AND port; an absent port is the default one. */
     if (port == 0)
         port = self->default_port;

@@ -859,7 +859,12 @@ static void lookup_done(int status, const struct sip_binding *bs, size_t n, void
         } else {
             /* highest q first, stable (insertion sort of at most SIP_LOOKUP_MAX) */
             for (size_t i = 0; i < n && i < SIP_LOOKUP_MAX; i++) {
-                size_t j = r->ntargets++;
+                size_t j;
+                /* A request another node sent us is for our own phones: never back
+                 * over the overlay (two nodes would bounce it between them). */
+                if (r->src.overlay && bs[i].hop[0] != '\0')
+                    continue;
+                j = r->ntargets++;
                 while (j > 0 && r->targets[j - 1].q < bs[i].q) {
                     r->targets[j] = r->targets[j - 1];
                     j--;
@@ -869,8 +874,12 @@ static void lookup_done(int status, const struct sip_binding *bs, size_t n, void
                 r->targets[j].path = bs[i].path;
                 r->targets[j].q = bs[i].q;
             }
-            start_group(r);
-            check_done(r);
+            if (r->ntargets == 0) {
+                req_respond(r, 480, NULL, NULL); /* only other nodes: not for us */
+            } else {
+                start_group(r);
+                check_done(r);
+            }
         }
     }
     req_release(r);

@@ -855,6 +855,8 @@ static void publish_done(int status, void *arg)
         uint64_t now = p->now_ms;
         if (status == 0)
             rc = reply_ok(reg, p->txn, &req, &p->from, p->aor, now);
+        else if (status == -EPERM) /* the DHT: another key owns this AoR */
+            rc = reply_simple(reg, p->txn, &req, &p->from, 403, "Forbidden - AoR owned elsewhere");
         else
             rc = reply_retry(reg, p->txn, &req, &p->from, 503, "Binding could not be stored");
         (void)rc; /* a response that cannot be built is lost like a datagram */

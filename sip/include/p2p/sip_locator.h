@@ -40,7 +40,8 @@
 #define SIP_CONTACT_MAX 512 /* contact URI, NUL included */
 #define SIP_CALLID_MAX 256  /* Call-ID, NUL included */
 #define SIP_INSTANCE_MAX 128
-#define SIP_HOP_MAX 96         /* next-hop URI of a binding reached through another node */
+#define SIP_HOP_MAX 128        /* next-hop URI of a binding reached through another node */
+#define SIP_NODE_HOST_MAX 96   /* an overlay node name, sip_self.node_host */
 #define SIP_HOST_MAX 64        /* numeric address text, IPv6 without brackets */
 #define SIP_LOOKUP_MAX 32      /* bindings one lookup may return */
 #define SIP_PUBLISH_MAX 16     /* changes one publish may carry */
@@ -122,11 +123,12 @@ struct sip_self {
     size_t ndomains;
     uint16_t default_port; /* port meant by a URI without one (5060 per RFC; we use
                               our SIP port so that sip:node-ip means us) */
-    /* The node's name on the overlay side ("<node-id>.node.invalid"), "" when none:
-     * the Record-Route a node adds facing other nodes, while phones on its host see
-     * addrs[0].  It must also be one of addrs (with default_port), so that a Route
-     * naming it is recognised as ours. */
-    char node_host[SIP_HOST_MAX + 2];
+    /* The node's name on the overlay side ("<node-id>.node.invalid", or while it is a
+     * client "<node-id>.<super-node-id>.node.invalid"), "" when none: the
+     * Record-Route a node adds facing other nodes, while phones on its host see
+     * addrs[0].  sip_self_is_me() knows it (any name whose first label is our node
+     * ID, with no port or default_port). */
+    char node_host[SIP_NODE_HOST_MAX];
 };
 
 /*
