@@ -14,7 +14,7 @@
 #   - a pipe datagram (p2psipctl pipe-ping, the echo service) from the member that is
 #     not n3's super-node reaches n3 through the super-node (--via) and its echo
 #     comes back: "from" is n3, "relayed_by" is the super-node, whose relayed
-#     counter grew.
+#     counter grew; and pipe-pings from n3 to n1 and to n2 are answered by them.
 set -u
 here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
 . "$here/overlay.sh"
@@ -72,6 +72,15 @@ EOF
 rel1=$(ovl_counter "$SUPER" relayed)
 [ "$rel1" -gt "$rel0" ] || it_fail "$SUPER's relayed counter did not grow ($rel0 -> $rel1)"
 it_log "pipe datagram $OTHER -> n3 relayed by $SUPER: $pong"
+# And from n3 out to each member (n3 opens its channels from behind the NAT).
+for n in n1 n2; do
+    pong=$(ovl_ctl n3 pipe-ping "${ID[$n]}" --timeout 8) ||
+        it_fail "pipe-ping from n3 to $n failed: $(ovl_ctl n3 pipe-ping "${ID[$n]}" --timeout 8 2>&1)"
+    "$OVL_PY" - "$pong" "${ID[$n]}" <<'EOF2' || it_fail "pipe-ping n3 -> $n: answer from the wrong node: $pong"
+import json, sys
+sys.exit(0 if json.loads(sys.argv[1]).get("from") == sys.argv[2] else 1)
+EOF2
+done
 
 # Still a client after two more probe rounds (NODE_PROBE_RETRY_MS 20 s each).
 probes_at_least() { [ $(($(ovl_counter n1 probes_sent) + $(ovl_counter n2 probes_sent))) -ge "$1" ]; }
