@@ -146,6 +146,112 @@ static void test_forward_minimal(void **state)
     p2p_buf_free(&out);
 }
 
+/*
+ * 16.4 / step 6 with several values of ours on top (two after a double
+ * Record-Route, RFC 5658): pop_routes values go, wherever the header lines
+ * split them.  routes sits right after the start line (first) or further down;
+ * the whole output is compared, so every other byte must come out as it came in.
+ */
+static void check_pop(const char *routes, unsigned n, const char *left, bool first)
+{
+    char in[1024], want[1024];
+    const char *ins = first ? "Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKp2\r\n"
+                              "Record-Route: <sip:n.node.invalid;lr>, <sip:192.0.2.1:5062;lr>\r\n"
+                            : "";
+    struct sip_fwd f = {.pop_routes = n};
+    struct p2p_buf out;
+    int rc;
+
+    if (first) {
+        f.via = P2P_SLICE_LIT("SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKp2");
+        f.record_route = P2P_SLICE_LIT("<sip:n.node.invalid;lr>, <sip:192.0.2.1:5062;lr>");
+    }
+    snprintf(in, sizeof(in),
+             "BYE sip:bob@192.0.2.7:5060 SIP/2.0\r\n%s"
+             "Via: SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bKpop\r\n"
+             "Max-Forwards: 10\r\n%s"
+             "From: <sip:alice@example.org>;tag=1\r\n"
+             "To: <sip:bob@example.org>;tag=2\r\n"
+             "Call-ID: pop\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+             first ? routes : "", first ? "" : routes);
+    snprintf(want, sizeof(want),
+             "BYE sip:bob@192.0.2.7:5060 SIP/2.0\r\n%s%s"
+             "Via: SIP/2.0/UDP 192.0.2.5:5060;branch=z9hG4bKpop\r\n"
+             "Max-Forwards: 9\r\n%s"
+             "From: <sip:alice@example.org>;tag=1\r\n"
+             "To: <sip:bob@example.org>;tag=2\r\n"
+             "Call-ID: pop\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+             ins, first ? left : "", first ? "" : left);
+    parse(&req, in);
+    p2p_buf_init(&out, 4096);
+    assert_int_equal(p2p_buf_append(&out, "keep", 4), 0);
+    rc = sip_build_forward(&req, &f, &out);
+    if (left == NULL) {
+        /* more values than there are: an error, and the buffer as it was */
+        assert_int_equal(rc, -EBADMSG);
+        assert_int_equal(out.len, 4);
+    } else {
+        assert_int_equal(rc, 0);
+        assert_memory_equal(out.data, "keep", 4);
+        out.len -= 4;
+        memmove(out.data, out.data + 4, out.len);
+        assert_out(&out, want);
+        assert_int_equal(sip_msg_parse(&back, out.data, out.len, SIP_MSG_STREAM, NULL),
+                         (int)out.len);
+    }
+    p2p_buf_free(&out);
+}
+
+#define RA "<sip:a.example;lr>"
+#define RB "<sip:b.example;lr>"
+#define RC "<sip:c.example;lr>"
+#define RD "<sip:d.example;lr>"
+
+static void test_forward_pop_routes(void **state)
+{
+    (void)state;
+    for (int first = 0; first < 2; first++) {
+        /* three values on one line */
+        const char *one = "Route: " RA ", " RB ", " RC "\r\n";
+        check_pop(one, 1, "Route: " RB ", " RC "\r\n", first);
+        check_pop(one, 2, "Route: " RC "\r\n", first);
+        check_pop(one, 3, "", first);
+        check_pop(one, 4, NULL, first);
+        /* one value a line */
+        const char *sep = "Route: " RA "\r\nRoute: " RB "\r\nRoute: " RC "\r\n";
+        check_pop(sep, 1, "Route: " RB "\r\nRoute: " RC "\r\n", first);
+        check_pop(sep, 2, "Route: " RC "\r\n", first);
+        check_pop(sep, 3, "", first);
+        check_pop(sep, 4, NULL, first);
+        /* two lines of two: the first wholly popped, the second partly */
+        const char *mix = "Route: " RA ", " RB "\r\nRoute: " RC ", " RD "\r\n";
+        check_pop(mix, 1, "Route: " RB "\r\nRoute: " RC ", " RD "\r\n", first);
+        check_pop(mix, 2, "Route: " RC ", " RD "\r\n", first);
+        check_pop(mix, 3, "Route: " RD "\r\n", first);
+        check_pop(mix, 4, "", first);
+        check_pop(mix, 5, NULL, first);
+        /* one value, then two: the second line partly */
+        const char *mix2 = "Route: " RA "\r\nRoute: " RB ", " RC "\r\n";
+        check_pop(mix2, 2, "Route: " RC "\r\n", first);
+    }
+    /* spelling the parser accepts: no space, tabs and spaces around commas, a
+     * quoted comma in a display name, parameters, a lower-case name, a folded
+     * line, another header between the Route lines */
+    const char *odd = "Route:" RA " ,\t" RB "\r\n"
+                      "Subject: between\r\n"
+                      "route: \"x, y\" " RC ";p=1 , " RD "\r\n";
+    check_pop(odd, 1, "Route:" RB "\r\nSubject: between\r\nroute: \"x, y\" " RC ";p=1 , " RD "\r\n",
+              false);
+    check_pop(odd, 2, "Subject: between\r\nroute: \"x, y\" " RC ";p=1 , " RD "\r\n", false);
+    check_pop(odd, 3, "Subject: between\r\nroute: " RD "\r\n", false);
+    check_pop(odd, 4, "Subject: between\r\n", false);
+    check_pop(odd, 5, NULL, false);
+    const char *folded = "Route: " RA ",\r\n " RB ",\r\n\t" RC "\r\n";
+    check_pop(folded, 1, "Route: " RB ",\r\n\t" RC "\r\n", false);
+    check_pop(folded, 2, "Route: " RC "\r\n", false);
+    check_pop(folded, 3, "", false);
+}
+
 static void test_response(void **state)
 {
     (void)state;
@@ -393,6 +499,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_all),
         cmocka_unit_test(test_forward_minimal),
+        cmocka_unit_test(test_forward_pop_routes),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_via_fix),
         cmocka_unit_test(test_response_via_ipv6),
