@@ -336,13 +336,18 @@ static int build_record(struct locator_dht *loc, const char *aor, const struct l
 
 /* ---- lookup ------------------------------------------------------------------------------ */
 
+/* Completes a lookup; bs may point into o (its local answer), which lives until the
+ * callback has returned. */
 static void lookup_finish(struct ldop *o, int status, const struct sip_binding *bs, size_t n)
 {
     sip_locator_lookup_cb cb = o->lookup_cb;
     void *arg = o->arg;
+    struct sip_binding *keep = o->local;
 
+    o->local = NULL;
     op_free(o);
     cb(status, bs, n, arg);
+    free(keep);
 }
 
 static void dht_got(int status, const struct dht_record *recs, size_t nrec, void *arg)

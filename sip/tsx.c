@@ -63,6 +63,7 @@ struct tsx_peer {
     } addr;
     uint64_t conn_id;
     uint8_t transport; /* enum sip_tsx_transport */
+    bool overlay;      /* sip_tsx_dest.overlay */
 };
 
 struct sip_tsx {
@@ -443,6 +444,7 @@ static void peer_set(struct sip_tsx *t, const struct sip_tsx_dest *d)
     memcpy(&t->peer.addr, &d->addr, sizeof(t->peer.addr));
     t->peer.conn_id = d->conn_id;
     t->peer.transport = (uint8_t)d->transport;
+    t->peer.overlay = d->overlay;
 }
 
 static void peer_get(const struct sip_tsx *t, struct sip_tsx_dest *d)
@@ -451,6 +453,7 @@ static void peer_get(const struct sip_tsx *t, struct sip_tsx_dest *d)
     memcpy(&d->addr, &t->peer.addr, sizeof(t->peer.addr));
     d->conn_id = t->peer.conn_id;
     d->transport = (enum sip_tsx_transport)t->peer.transport;
+    d->overlay = t->peer.overlay;
 }
 
 /* Sends to the transaction's peer. */
