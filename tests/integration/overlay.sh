@@ -36,7 +36,8 @@
 #   ovl_counter NAME KEY     a counter from "counters" (a number; fails the test if
 #     the daemon reports no such counter).
 #   ovl_secret_file NAME TEXT  a 0600 file holding an overlay secret; prints its path.
-#   ovl_hosts_create ARGS...   hosts_create on a /run/netns private to this test.
+#   ovl_hosts_create ARGS... / ovl_hosts_nat H [--symmetric]   hosts_create /
+#     hosts_nat, then ovl_static_neigh (permanent ARP entries: see there).
 # Ring-wide checks (all members, exact leaf sets, bulk puts/gets) are in
 # tools/ovl_ring.py.
 #
@@ -54,21 +55,58 @@ OVL_PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || OVL_PY=p
 
 ovl_bin() { it_p2psipd_bin; }
 
-# ovl_hosts_create ARGS...: hosts_create, on a /run/netns of this test's own.  hosts.sh
-# mounts its tmpfs only when the top mount on /run/netns is not already one of its
-# tmpfs mounts; one left mounted in the machine's own mount namespace (seen on the
-# shared machine) is inherited by every test, which then share their host namespaces
-# (h1 of one test is h1 of another: "ip netns add h1: File exists").  A fresh tmpfs
-# stacked in this test's private mount namespace hides it, and goes with the test.
+# ovl_hosts_create ARGS... / ovl_hosts_nat H [--symmetric]: hosts_create / hosts_nat,
+# then ovl_static_neigh.
 ovl_hosts_create() {
-    [ "${P2P_IT_IN_NETNS:-}" = 1 ] || it_fail "ovl_hosts_create: call it_begin first"
-    local mine init
-    mine=$(readlink /proc/self/ns/mnt) && init=$(readlink /proc/1/ns/mnt 2>/dev/null) &&
-        [ "$mine" = "$init" ] && it_fail "ovl_hosts_create: not in a private mount namespace"
-    mkdir -p "$HOSTS_NETNS_DIR" &&
-        mount -t tmpfs -o size=1m,mode=755 "$HOSTS_TMPFS_NAME" "$HOSTS_NETNS_DIR" ||
-        it_fail "ovl_hosts_create: cannot mount a private tmpfs on $HOSTS_NETNS_DIR"
     hosts_create "$@"
+    ovl_static_neigh
+}
+
+ovl_hosts_nat() {
+    hosts_nat "$@"
+    ovl_static_neigh
+}
+
+# ovl_static_neigh: a permanent ARP entry in every host and router for every other
+# address on its segments (the LAN, each NAT router's inside link).  The kernel's
+# neighbour table and its gc_thresh3 limit (1024) are shared by every network
+# namespace of the machine: another test or benchmark with many hosts running at the
+# same time fills it ("neighbour: arp_cache: neighbor table overflow!"), and then no
+# new ARP entry can be made anywhere, so hosts created after that cannot reach each
+# other at all (seen on the shared machine: h2 never sent a frame to h1).  Permanent
+# entries are exempt from that limit and from garbage collection.
+ovl_static_neigh() {
+    local ns plan
+    plan=$IT_TMP/static_neigh
+    mkdir -p "$plan" || it_fail "mkdir $plan"
+    for ns in "${HOSTS[@]}" "${HOSTS_ROUTERS[@]}"; do
+        ip -n "$ns" -j -4 addr show >"$plan/$ns.json" || it_fail "ovl_static_neigh: ip -n $ns addr"
+    done
+    "$OVL_PY" - "$plan" "${HOSTS[@]}" "${HOSTS_ROUTERS[@]}" <<'EOF' || it_fail "ovl_static_neigh: cannot plan the entries"
+import ipaddress, json, os, sys
+plan, names = sys.argv[1], sys.argv[2:]
+ends = []  # (ns, dev, ip, mac, net)
+for ns in names:
+    for link in json.load(open(os.path.join(plan, ns + ".json"))):
+        if link.get("ifname") == "lo" or not link.get("address"):
+            continue
+        for a in link.get("addr_info", []):
+            if a.get("family") == "inet":
+                net = ipaddress.ip_network("%s/%s" % (a["local"], a["prefixlen"]), strict=False)
+                ends.append((ns, link["ifname"], a["local"], link["address"], net))
+for ns in names:
+    with open(os.path.join(plan, ns + ".batch"), "w") as f:
+        for (ans, dev, ip, mac, net) in ends:
+            if ans != ns:
+                continue
+            for (bns, _, bip, bmac, bnet) in ends:
+                if bns != ns and bnet == net:
+                    f.write("neigh replace %s lladdr %s dev %s nud permanent\n" % (bip, bmac, dev))
+EOF
+    for ns in "${HOSTS[@]}" "${HOSTS_ROUTERS[@]}"; do
+        [ ! -s "$plan/$ns.batch" ] || ip -n "$ns" -batch "$plan/$ns.batch" ||
+            it_fail "ovl_static_neigh: ip -n $ns -batch failed"
+    done
 }
 
 ovl_node_start() {

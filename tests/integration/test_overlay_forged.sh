@@ -50,7 +50,7 @@ lines0=$(wc -l <"$IT_TMP/x1.log")
 host_run h3 60 "$ROGUE" "$(host_ip h1)" 7560 - "$X2" 5 >"$IT_TMP/rogue.out" 2>&1
 st=$?
 cat "$IT_TMP/rogue.out" >&2
-[ "$st" -eq 0 ] || it_fail "p2p_rogue exit status $st (want 0: channel up, and still answered at the end)"
+[ "$st" -eq 0 ] || it_fail "p2p_rogue exit status $st (want 0: channel up, and still answered at the end); x1 counters: $(ovl_ctl x1 counters 2>&1 | head -c 900)"
 grep -qx alive "$IT_TMP/rogue.out" || it_fail "p2p_rogue did not report 'alive'"
 ROGUE_ID=$(awk '$1 == "id" {print $2}' "$IT_TMP/rogue.out")
 ROGUE_ADDR=$(awk '$1 == "local" {print $2}' "$IT_TMP/rogue.out")

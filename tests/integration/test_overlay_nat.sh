@@ -23,7 +23,7 @@ it_begin "$@"
 it_need ip nft python3
 
 ovl_hosts_create 3
-hosts_nat h3
+ovl_hosts_nat h3
 ovl_node_start h1 n1 --server
 ovl_node_start h2 n2
 ovl_wait n2 25 "role member" "f('role') == 'member' and f('leaf_count') >= 1"

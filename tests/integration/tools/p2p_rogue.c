@@ -23,8 +23,9 @@
  *   id HEX / local ADDR:PORT / up / forged N / replayed N / malformed N /
  *   tampered N / alive
  * and exits 0; 1 when the channel did not come up or the last KEEPALIVE got no
- * answer, 2 on usage or local errors.  Every wait is bounded (2 s per answer, 4
- * tries).  IPv4 only.
+ * answer, 2 on usage or local errors.  Every wait is bounded (2 s per answer, 6
+ * tries); each step of the handshake and of the KEEPALIVE exchange is told on
+ * stderr.  IPv4 only.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
@@ -47,6 +48,7 @@
 #define IN_DHT 1
 #define IN_KEEPALIVE 10
 #define SENT_MAX 256
+#define TRIES 6 /* sends of HS1 or KEEPALIVE, 2 s apart, before giving up */
 
 static int sock = -1;
 static struct sockaddr_in peer;
@@ -106,17 +108,22 @@ static int keepalive_answered(void)
     uint8_t buf[OVL_FRAME_MAX], pt[OVL_FRAME_MAX], one = 1;
     struct ovl_frame_info fi;
 
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < TRIES; t++) {
         if (send_inner(IN_KEEPALIVE, &one, 1, true) != 0)
             return -1;
+        fprintf(stderr, "p2p_rogue: KEEPALIVE sent (try %d)\n", t + 1);
         for (;;) {
             ssize_t n = recv_one(buf, sizeof(buf), 2000);
             int pl;
             if (n <= 0)
                 break;
-            if (ovl_frame_peek(buf, (size_t)n, &fi) != 0 || fi.type != OVL_T_DATA)
+            if (ovl_frame_peek(buf, (size_t)n, &fi) != 0 || fi.type != OVL_T_DATA) {
+                fprintf(stderr, "p2p_rogue: %zd bytes, not a DATA frame (type %u)\n", n, buf[2]);
                 continue;
+            }
             pl = ovl_open(&sess, buf, (size_t)n, pt, sizeof(pt));
+            fprintf(stderr, "p2p_rogue: DATA frame opened: %d, inner kind %u\n", pl,
+                    pl > 0 ? pt[0] : 0);
             if (pl >= 2 && pt[0] == IN_KEEPALIVE)
                 return 0;
         }
@@ -174,17 +181,21 @@ static int handshake(const struct ovl_identity *me, const uint8_t psk[OVL_KEY_LE
     l1 = ovl_hs_initiate(&hs, me, psk, idx, hs1, sizeof(hs1));
     if (l1 < 0)
         return -1;
-    for (int t = 0; t < 4 && l3 < 0; t++) {
+    for (int t = 0; t < TRIES && l3 < 0; t++) {
         if (send_raw(hs1, (size_t)l1) != 0)
             return -1;
+        fprintf(stderr, "p2p_rogue: HS1 sent (try %d)\n", t + 1);
         for (;;) {
             ssize_t n = recv_one(buf, sizeof(buf), 2000);
             if (n <= 0)
                 break;
-            if (ovl_frame_peek(buf, (size_t)n, &fi) != 0 || fi.type != OVL_T_HS2)
+            if (ovl_frame_peek(buf, (size_t)n, &fi) != 0 || fi.type != OVL_T_HS2) {
+                fprintf(stderr, "p2p_rogue: %zd bytes, not an HS2 (type %u)\n", n, buf[2]);
                 continue;
+            }
             l3 = ovl_hs_finish(&hs, buf, (size_t)n, pl, hs_payload(port, pl), hs3, sizeof(hs3),
                                &info);
+            fprintf(stderr, "p2p_rogue: HS2 received: %s\n", l3 >= 0 ? "ok" : "refused");
             if (l3 >= 0)
                 break;
         }
