@@ -30,6 +30,7 @@ is_member() {
     r=$(ctl "$1" status 2>/dev/null | field role 2>/dev/null) || return 1
     [ "$r" = member ] || [ "$r" = super-node ]
 }
+udp_bound() { [ -n "$(host_exec "$1" ss -Hnlu "sport = :$2")" ]; }
 sipp_on() { # sipp_on H NAME TIMEOUT SCENARIO ARGS...: sipp in host H, foreground
     local h=$1 name=$2 t=$3 sc=$4
     shift 4
@@ -42,8 +43,11 @@ sipp_bg() { # sipp_bg H NAME SCENARIO ARGS...: a UAS in host H
     local h=$1 name=$2 sc=$3
     shift 3
     cp "$IT_SIPP_DIR/$sc" "$IT_TMP/$name.xml"
-    (cd "$IT_TMP" && host_start "$h" "$name" sipp -sf "$name.xml" -nostdin -trace_stat \
-        -stf "$name.stat.csv" -fd 1 -trace_err -error_file "$name.err.log" "$@")
+    # Not in a subshell: host_start records the pid in this shell.
+    cd "$IT_TMP" || it_fail "cd $IT_TMP"
+    host_start "$h" "$name" sipp -sf "$name.xml" -nostdin -trace_stat \
+        -stf "$name.stat.csv" -fd 1 -trace_err -error_file "$name.err.log" "$@"
+    cd - >/dev/null || it_fail "cd back"
 }
 
 hosts_create 2 --no-multicast
@@ -65,8 +69,7 @@ call_round() {
     it_sipp_expect "reg_$tag" $? 50
     sipp_bg "$callee" "uas_$tag" uas_overlay.xml -i 127.0.0.1 -p 5080 -t u1 -m "$CALLS" \
         -trace_counts -default_behaviors -bye
-    it_wait_until 10 "the UAS on $callee" host_exec "$callee" ss -Hnlu "sport = :5080" \
-        \| grep -q . 2>/dev/null || true
+    it_wait_until 10 "the UAS on $callee" udp_bound "$callee" 5080
     sipp_on "$caller" "uac_$tag" 240 uac.xml -i 127.0.0.1 -p 5071 -t u1 -inf "$users" \
         -key domain "$IT_DOMAIN" -trace_counts -m "$CALLS" -r 50 -l 100 \
         -rsa 127.0.0.1:5062 127.0.0.1:5062
