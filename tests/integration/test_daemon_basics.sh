@@ -31,7 +31,7 @@ conf=$IT_TMP/p2psipd.conf
 # 1. --help, --version, a bad option.
 out=$("$bin" --help) || it_fail "--help exited with $?"
 for want in -- '--sip-port PORT' '--p2p-port PORT' '--servers LIST' '--listen ADDRS' \
-    '--config FILE' '--data-dir DIR' '--accounts FILE' 'default 5062' 'not used yet' \
+    '--config FILE' '--data-dir DIR' '--accounts FILE' 'default 5062' 'default 7560' \
     'SIGHUP'; do
     grep -qF -- "$want" <<<"$out" || it_fail "--help does not mention '$want'"
 done
@@ -67,7 +67,7 @@ done
 
 # 4. Start; a second daemon on the same data directory is refused.
 printf '[sip]\nport = 5062\n[log]\nlevel = notice\n' >"$conf"
-it_start node "$bin" --config "$conf" --data-dir "$data"
+it_start node "$bin" -s --config "$conf" --data-dir "$data"
 it_wait_log node 'running: data directory' 10
 it_run 10 "$bin" --config "$conf" --data-dir "$data" -p 5064 >"$IT_TMP/second.out" 2>&1
 st=$?
@@ -109,7 +109,7 @@ stop_ms=$ms
 reg() { it_run 20 python3 "$IT_LIB_DIR/daemon/register.py" "$@"; }
 rows() { sqlite3 "$data/p2psip.db" "SELECT count(*) FROM binding WHERE aor = 'sip:$1@p2p.test'"; }
 printf '[sip]\nport = 5062\n[registrar]\nmin_expires = 1\n' >"$conf"
-it_start node2 "$bin" -d --config "$conf" --data-dir "$data"
+it_start node2 "$bin" -s -d --config "$conf" --data-dir "$data"
 it_wait_log node2 'running: data directory' 10
 out=$(reg 5062 alice sip:alice@127.0.0.1:5999 600) || it_fail "register.py failed: $out"
 [ "$(head -n1 <<<"$out")" = 200 ] || it_fail "REGISTER alice: $out"
@@ -168,7 +168,7 @@ dave_expired() {
         AND expires_ms < CAST(strftime('%s', 'now') AS INTEGER) * 1000")" = 1 ]
 }
 it_wait_until 10 "dave's binding to pass its expiry" dave_expired
-it_start node3 "$bin" --config "$conf" --data-dir "$data"
+it_start node3 "$bin" -s --config "$conf" --data-dir "$data"
 it_wait_log node3 'restored 201 bindings from the database \(1 expired dropped\)' 10
 out=$(reg 5062 alice)
 [ "$(head -n1 <<<"$out")" = 200 ] || it_fail "query alice after restart: $out"
@@ -186,7 +186,7 @@ it_stop node3 TERM
 # proxy.foreign_reply = 403 a REGISTER for another domain gets 403; a second daemon on
 # a taken port exits 1.
 printf '[sip]\ndomain = p2p.test\n[proxy]\nforeign_reply = 403\n' >"$IT_TMP/node4.conf"
-it_start node4 "$bin" --config "$IT_TMP/node4.conf" -p 5064 --listen 127.0.0.1,::1 \
+it_start node4 "$bin" -s --config "$IT_TMP/node4.conf" -p 5064 --listen 127.0.0.1,::1 \
     --data-dir "$IT_TMP/data4"
 it_wait_log node4 'running: data directory' 10
 grep -q 'SIP on \[::1\] UDP+TCP port 5064' "$IT_TMP/node4.log" || it_fail "no IPv6 listener logged"
@@ -205,7 +205,7 @@ grep -q 'cannot listen for SIP on port 5064: address already in use' "$IT_TMP/ta
 # bindings survive the crash, and the lock died with the process.
 it_stop node4 KILL
 [ "${IT_EXIT_OF[node4]}" -eq 137 ] || it_fail "SIGKILL: exit status ${IT_EXIT_OF[node4]}"
-it_start node5 "$bin" -p 5064 --data-dir "$IT_TMP/data4"
+it_start node5 "$bin" -s -p 5064 --data-dir "$IT_TMP/data4"
 it_wait_log node5 'restored 2 bindings from the database \(0 expired dropped\)' 10
 it_stop node5 TERM
 [ "${IT_EXIT_OF[node5]}" -eq 0 ] || it_fail "node5: exit status ${IT_EXIT_OF[node5]}"
@@ -215,7 +215,7 @@ it_stop node5 TERM
 # too.  T1 = 50 ms so that an unanswered OPTIONS gives up after 64*T1 = 3.2 s.
 printf '[registrar]\noptions_keepalive = 5\nkeepalive_remove = yes\n[timers]\nt1 = 50\nt2 = 400\n' \
     >"$IT_TMP/ka.conf"
-it_start node6 "$bin" --config "$IT_TMP/ka.conf" -p 5066 --data-dir "$IT_TMP/data6"
+it_start node6 "$bin" -s --config "$IT_TMP/ka.conf" -p 5066 --data-dir "$IT_TMP/data6"
 it_wait_log node6 'running: data directory' 10
 out=$(it_run 40 python3 "$IT_LIB_DIR/daemon/keepalive.py" 5066 "$IT_TMP/data6/p2psip.db") ||
     it_fail "keepalive.py: $out"
