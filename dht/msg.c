@@ -37,6 +37,8 @@
  *                             ORIGIN ID in routed messages (JOIN, LOOKUP, PUT, GET),
  *                             the sender ID in all others
  *     14 COUNT            4   u32
+ *     15 AVOID       1 + 20n  u8 count (1..6), then node IDs: hops that did not
+ *                             acknowledge this routed message (docs/DHT-WIRE.md)
  *
  * Types (dht_msg.h; who sends what and which attributes: docs/DHT-WIRE.md):
  *    1 PING  2 ACK  3 JOIN (routed)  4 JOIN_REPLY  5 ROWS  6 ROW_REQ  7 LEAFSET
@@ -185,6 +187,14 @@ static int decode_attr(struct dht_msg *m, uint16_t code, struct rd *v)
         }
         m->n_idents = n;
         return 0;
+    case DHT_ATTR_AVOID:
+        if (once(m, code) < 0 || rd_u8(v, &n) < 0 || n == 0 || n > DHT_MSG_AVOID_MAX ||
+            v->left != (size_t)n * DHT_ID_LEN)
+            return -EBADMSG;
+        for (unsigned i = 0; i < n; i++)
+            (void)rd_bytes(v, m->avoid[i].b, DHT_ID_LEN); /* length checked above */
+        m->n_avoid = n;
+        return 0;
     case DHT_ATTR_RECORD: {
         int rc;
         if (m->n_records >= DHT_MSG_RECORDS_MAX)
@@ -324,7 +334,8 @@ int dht_msg_encode(const struct dht_msg *m, uint8_t *buf, size_t cap)
     uint32_t h = m->have;
 
     if (m->n_peers > DHT_MSG_PEERS_MAX || m->n_records > DHT_MSG_RECORDS_MAX ||
-        m->n_idents > DHT_MSG_IDENTS_MAX || m->summary_len > DHT_MSG_SUMMARY_MAX)
+        m->n_idents > DHT_MSG_IDENTS_MAX || m->summary_len > DHT_MSG_SUMMARY_MAX ||
+        m->n_avoid > DHT_MSG_AVOID_MAX || ((h & DHT_HAVE(DHT_ATTR_AVOID)) && m->n_avoid == 0))
         return -EINVAL;
     if (((h & DHT_HAVE(DHT_ATTR_ORIGIN)) && check_peer(&m->origin) < 0) ||
         ((h & DHT_HAVE(DHT_ATTR_ROOT)) && check_peer(&m->root) < 0))
@@ -378,6 +389,13 @@ int dht_msg_encode(const struct dht_msg *m, uint8_t *buf, size_t cap)
         wr_attr(&w, DHT_ATTR_SUMMARY, m->summary, m->summary_len);
     if (h & DHT_HAVE(DHT_ATTR_SENDER_KEY))
         wr_attr(&w, DHT_ATTR_SENDER_KEY, m->sender_key, DHT_PUBKEY_LEN);
+    if (m->n_avoid > 0) {
+        wr_u16(&w, DHT_ATTR_AVOID);
+        wr_u16(&w, (unsigned)(1 + m->n_avoid * DHT_ID_LEN));
+        wr_u8(&w, m->n_avoid);
+        for (unsigned i = 0; i < m->n_avoid; i++)
+            wr_bytes(&w, m->avoid[i].b, DHT_ID_LEN);
+    }
     if (m->n_peers > 0 || (h & DHT_HAVE(DHT_ATTR_PEERS))) {
         size_t plen = 1;
         for (size_t i = 0; i < m->n_peers; i++)

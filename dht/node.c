@@ -668,9 +668,51 @@ static void deliver_local(struct dht_node *n, const struct dht_msg *in, const ui
     }
 }
 
-/* Forwards a routed message's bytes to the next hop, excluding tried hops. */
-static void forward(struct dht_node *n, const uint8_t *buf, size_t len, const struct dht_msg *m,
-                    const struct dht_peer *to, uint64_t now)
+/*
+ * Copies a routed message's bytes with its AVOID attribute replaced by ids[0..k)
+ * (none when k == 0), every other attribute kept as it was (a newer version's
+ * included).  Returns the new length, 0 when it would not fit.
+ */
+static size_t with_avoid(uint8_t *out, size_t cap, const uint8_t *in, size_t len,
+                         const struct dht_id *ids, unsigned k)
+{
+    size_t i = DHT_MSG_HEADER_LEN, o = DHT_MSG_HEADER_LEN;
+
+    if (len < DHT_MSG_HEADER_LEN || cap < len + 5 + (size_t)k * DHT_ID_LEN)
+        return 0;
+    memcpy(out, in, DHT_MSG_HEADER_LEN);
+    while (i + 4 <= len) {
+        unsigned code = (unsigned)in[i] << 8 | in[i + 1];
+        size_t alen = (size_t)in[i + 2] << 8 | in[i + 3];
+        if (i + 4 + alen > len)
+            return 0;
+        if (code != DHT_ATTR_AVOID) {
+            memcpy(out + o, in + i, 4 + alen);
+            o += 4 + alen;
+        }
+        i += 4 + alen;
+    }
+    if (k > 0) {
+        size_t alen = 1 + (size_t)k * DHT_ID_LEN;
+        out[o++] = (uint8_t)(DHT_ATTR_AVOID >> 8);
+        out[o++] = (uint8_t)DHT_ATTR_AVOID;
+        out[o++] = (uint8_t)(alen >> 8);
+        out[o++] = (uint8_t)alen;
+        out[o++] = (uint8_t)k;
+        for (unsigned j = 0; j < k; j++, o += DHT_ID_LEN)
+            memcpy(out + o, ids[j].b, DHT_ID_LEN);
+    }
+    if (o > DHT_MSG_MAX)
+        return 0;
+    out[DHT_MSG_OFF_LEN] = (uint8_t)(o >> 8);
+    out[DHT_MSG_OFF_LEN + 1] = (uint8_t)o;
+    return o;
+}
+
+/* Forwards a routed message's bytes to the next hop; the hops its AVOID names are
+ * this node's first exclusions should the hop fail. */
+static struct pend *forward(struct dht_node *n, const uint8_t *buf, size_t len,
+                            const struct dht_msg *m, const struct dht_peer *to, uint64_t now)
 {
     uint8_t copy[DHT_MSG_MAX];
     struct pend *p;
@@ -678,17 +720,22 @@ static void forward(struct dht_node *n, const uint8_t *buf, size_t len, const st
     memcpy(copy, buf, len);
     copy[DHT_MSG_OFF_HOPS] = (uint8_t)(m->hops + 1);
     p = dht__send_reliable(n, to, copy, len, PK_HOP, now);
-    if (p != NULL)
+    if (p != NULL) {
         p->key = m->key;
+        for (unsigned i = 0; i < m->n_avoid && p->n_tried < DHT_TRIED_MAX; i++)
+            p->tried[p->n_tried++] = m->avoid[i];
+    }
+    return p;
 }
 
 static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t *buf, size_t len,
                       uint64_t now)
 {
-    struct dht_nbr *e;
-    struct dht_id excl[2];
-    size_t n_excl = 0;
+    struct dht_nbr *e, *v;
+    struct dht_id excl[2 + DHT_MSG_AVOID_MAX];
+    size_t n_excl = 0, n_base;
     struct dht_peer to;
+    struct pend *pe;
     unsigned p;
 
     if ((m->have &
@@ -716,7 +763,35 @@ static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t
             send_rows(n, &m->origin, p >= 2 ? p - 2 : 0, p, true, now);
         }
     }
+    /* AVOID: hops that failed this message earlier on its path.  Skipped here too,
+     * so a dead root costs one timeout on the path instead of one at every
+     * neighbour of it that the message is rerouted through; and probed, so that
+     * this node learns of the failure without waiting for a timeout of its own. */
+    n_base = n_excl;
+    for (unsigned i = 0; i < m->n_avoid; i++)
+        if (!is_self(n, &m->avoid[i]))
+            excl[n_excl++] = m->avoid[i];
+    for (unsigned i = 0; i < m->n_avoid; i++) {
+        const struct dht_nbr *a = dht_route_find(&n->route, &m->avoid[i]);
+        if (a != NULL && !probing(n, &a->peer.id)) {
+            to = a->peer;
+            send_ping(n, &to, PK_PROBE, now);
+        }
+    }
     e = dht_route_next_hop(&n->route, &m->key, excl, n_excl);
+    if (e == NULL && n_excl > n_base &&
+        (v = dht_route_next_hop(&n->route, &m->key, excl, n_base)) != NULL &&
+        !(v->flags & DHT_NBR_SUSPECT)) {
+        /* We are the root only because an earlier hop could not reach a closer
+         * node that we believe alive: one lost message or ACK there must not
+         * make us answer for a live node's key.  We try it once ourselves
+         * (tries = 2: no second retransmission) and answer if it fails too. */
+        to = v->peer;
+        pe = forward(n, buf, len, m, &to, now);
+        if (pe != NULL)
+            pe->tries = 2;
+        return;
+    }
     if (e != NULL && (e->flags & DHT_NBR_SUSPECT) && (e->flags & DHT_NBR_LEAF)) {
         /* Only a suspect leaf is closer than self: it timed out on us within its
          * last probe RTO, and is being probed.  Were it dead, we are the root; a
@@ -916,7 +991,7 @@ static void on_ack(struct dht_node *n, const struct dht_peer *from, const struct
      * monotonic; the guards keep a caller's clock error from becoming a 49-day RTT. */
     if (p->tries == 1 && now >= p->sent_ms && now - p->sent_ms <= n->cfg.rto.cap_ms &&
         (e = dht_route_find(&n->route, &from->id)) != NULL) {
-        dht_rto_sample(&e->rto, (uint32_t)(now - p->sent_ms));
+        dht_rto_sample_prior(&e->rto, (uint32_t)(now - p->sent_ms), &n->rto_all);
         dht_rto_sample(&n->rto_all, (uint32_t)(now - p->sent_ms));
     }
     if (p->collect == DHT_JOIN_TAG)
@@ -1308,6 +1383,18 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
             return;
         }
         n->ctr.reroutes++;
+        {
+            /* tell the next hops which hops failed (AVOID: the latest ones) */
+            uint8_t tmp[DHT_MSG_MAX];
+            unsigned k = p->n_tried < DHT_MSG_AVOID_MAX ? p->n_tried : DHT_MSG_AVOID_MAX;
+            size_t nl = with_avoid(tmp, sizeof(tmp), p->buf, p->len, p->tried + p->n_tried - k, k);
+            uint8_t *nb = nl > 0 ? realloc(p->buf, nl) : NULL;
+            if (nb != NULL) {
+                memcpy(nb, tmp, nl);
+                p->buf = nb;
+                p->len = nl;
+            }
+        }
         p->to = e->peer;
         p->tries = 1;
         pend_resend(n, p, now); /* RFC 6298 5.4-5.6 applied per hop: reroute at once */

@@ -11,7 +11,7 @@
 #include "p2p/dht_node.h"
 
 #define DHT_MAX_HOPS 64
-#define DHT_TRIED_MAX 6
+#define DHT_TRIED_MAX 10 /* hops a routed message failed at: AVOID + our own */
 #define DHT_CAND_MAX 64
 #define DHT_DEAD_MAX 32
 #define DHT_LOOP_MAX 64

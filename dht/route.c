@@ -30,6 +30,17 @@ void dht_rto_sample(struct dht_rto *r, uint32_t rtt_ms)
     r->backoff = 0;
 }
 
+void dht_rto_sample_prior(struct dht_rto *r, uint32_t rtt_ms, const struct dht_rto *prior)
+{
+    bool first = r->srtt8 == 0;
+
+    dht_rto_sample(r, rtt_ms);
+    /* A path's own first sample says nothing of its variation: RFC 6298 2.2 takes
+     * R/2, but the node has already seen how its paths vary. */
+    if (first && prior != NULL && prior->srtt8 != 0 && prior->rttvar4 < r->rttvar4)
+        r->rttvar4 = prior->rttvar4 > 0 ? prior->rttvar4 : 1;
+}
+
 uint32_t dht_rto_value(const struct dht_rto *r, const struct dht_rto_config *cfg)
 {
     uint64_t v;

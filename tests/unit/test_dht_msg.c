@@ -61,7 +61,10 @@ static void full_msg(struct dht_msg *m)
     m->have = DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_ORIGIN) | DHT_HAVE(DHT_ATTR_REQ_ID) |
               DHT_HAVE(DHT_ATTR_LEVEL) | DHT_HAVE(DHT_ATTR_ROOT) | DHT_HAVE(DHT_ATTR_STATUS) |
               DHT_HAVE(DHT_ATTR_LO) | DHT_HAVE(DHT_ATTR_HI) | DHT_HAVE(DHT_ATTR_COUNT) |
-              DHT_HAVE(DHT_ATTR_SENDER_KEY) | DHT_HAVE(DHT_ATTR_SUMMARY);
+              DHT_HAVE(DHT_ATTR_SENDER_KEY) | DHT_HAVE(DHT_ATTR_SUMMARY) | DHT_HAVE(DHT_ATTR_AVOID);
+    m->n_avoid = 2;
+    m->avoid[0] = id_fill(0x99);
+    m->avoid[1] = id_fill(0x9a);
     m->n_peers = 3;
     m->peers[0] = peer(1, 4);
     m->peers[1] = peer(2, 0);
@@ -125,6 +128,9 @@ static void test_round_trip(void **state)
     assert_memory_equal(d.sender_key, m.sender_key, DHT_PUBKEY_LEN);
     assert_int_equal(d.summary_len, 20);
     assert_memory_equal(d.summary, m.summary, 20);
+    assert_int_equal(d.n_avoid, 2);
+    assert_true(dht_id_eq(&d.avoid[0], &m.avoid[0]));
+    assert_true(dht_id_eq(&d.avoid[1], &m.avoid[1]));
     assert_int_equal(d.n_peers, 3);
     for (unsigned i = 0; i < 3; i++)
         assert_peer_eq(&d.peers[i], &m.peers[i]);
@@ -286,6 +292,29 @@ static void test_bad_attributes(void **state)
         len += put_attr(buf + len, DHT_ATTR_IDENTS, idv, sizeof(idv));
         assert_int_equal(dht_msg_decode(&d, buf, fin(buf, len)), -EBADMSG);
     }
+    /* AVOID: empty, over its cap, a length that does not match the count, twice */
+    {
+        uint8_t av[1 + 20 * (DHT_MSG_AVOID_MAX + 1)];
+        memset(av, 0, sizeof(av));
+        len = header(buf, DHT_MSG_LOOKUP);
+        len += put_attr(buf + len, DHT_ATTR_AVOID, av, 1);
+        assert_int_equal(dht_msg_decode(&d, buf, fin(buf, len)), -EBADMSG);
+        av[0] = DHT_MSG_AVOID_MAX + 1;
+        len = header(buf, DHT_MSG_LOOKUP);
+        len += put_attr(buf + len, DHT_ATTR_AVOID, av, sizeof(av));
+        assert_int_equal(dht_msg_decode(&d, buf, fin(buf, len)), -EBADMSG);
+        av[0] = 2;
+        len = header(buf, DHT_MSG_LOOKUP);
+        len += put_attr(buf + len, DHT_ATTR_AVOID, av, 1 + 20);
+        assert_int_equal(dht_msg_decode(&d, buf, fin(buf, len)), -EBADMSG);
+        av[0] = 1;
+        len = header(buf, DHT_MSG_LOOKUP);
+        len += put_attr(buf + len, DHT_ATTR_AVOID, av, 1 + 20);
+        assert_int_equal(dht_msg_decode(&d, buf, fin(buf, len)), 0);
+        assert_int_equal(d.n_avoid, 1);
+        len += put_attr(buf + len, DHT_ATTR_AVOID, av, 1 + 20);
+        assert_int_equal(dht_msg_decode(&d, buf, fin(buf, len)), -EBADMSG);
+    }
     /* a record that does not decode */
     len = header(buf, DHT_MSG_REPLICATE);
     len += put_attr(buf + len, DHT_ATTR_RECORD, v, 40);
@@ -341,6 +370,9 @@ static void test_caps(void **state)
     dht_msg_init(&m, DHT_MSG_LEAFSET, &s);
     m.origin.addr.len = DHT_ADDR_MAX + 1;
     m.have = DHT_HAVE(DHT_ATTR_ORIGIN);
+    assert_int_equal(dht_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
+    dht_msg_init(&m, DHT_MSG_LOOKUP, &s);
+    m.n_avoid = DHT_MSG_AVOID_MAX + 1;
     assert_int_equal(dht_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
 }
 

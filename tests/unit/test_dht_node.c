@@ -50,6 +50,9 @@ struct net {
     int64_t wall_off; /* wall clock = now + wall_off (test_two_clocks) */
     struct dht_config cfg;
     unsigned callbacks_inside; /* callbacks run inside the arming call: must stay 0 */
+    /* optional: sees every message sent (test_reroute_carries_avoid) */
+    void (*spy)(struct net *net, unsigned from, unsigned to, const uint8_t *buf, size_t len);
+    void *spy_arg;
     bool in_call;
 };
 
@@ -66,6 +69,8 @@ static int tsend(void *arg, const struct dht_peer *to, const uint8_t *buf, size_
     struct qmsg *m;
 
     assert_int_equal(to->addr.len, 1);
+    if (net->spy != NULL)
+        net->spy(net, src->idx, to->addr.b[0], buf, len);
     if (src->cut || (to->addr.b[0] < net->count && net->n[to->addr.b[0]].cut))
         return 0;
     if (net->qn == net->qcap) {
@@ -1036,6 +1041,86 @@ static void test_cutoff_both_directions(void **state)
     free(net);
 }
 
+struct avoid_spy {
+    unsigned x, y, origin;
+    struct dht_id dead;
+    bool rerouted, unknown_kept, answered;
+    struct dht_id root;
+};
+
+static void avoid_spy(struct net *net, unsigned from, unsigned to, const uint8_t *buf, size_t len)
+{
+    struct avoid_spy *sp = net->spy_arg;
+    struct dht_msg m;
+
+    if (dht_msg_decode(&m, buf, len) != 0)
+        return;
+    if (from == sp->x && to == sp->y && m.type == DHT_MSG_LOOKUP) {
+        sp->rerouted = m.n_avoid == 1 && dht_id_eq(&m.avoid[0], &sp->dead);
+        /* the attribute this version does not know is still there */
+        for (size_t i = DHT_MSG_HEADER_LEN; i + 7 <= len; i++)
+            if (buf[i] == 0x60 && buf[i + 1] == 0x01 && buf[i + 2] == 0 && buf[i + 3] == 3 &&
+                memcmp(buf + i + 4, "new", 3) == 0)
+                sp->unknown_kept = true;
+    }
+    if (to == sp->origin && m.type == DHT_MSG_LOOKUP_REPLY) {
+        sp->answered = true;
+        sp->root = m.root.id;
+    }
+}
+
+/* A hop that does not acknowledge is named in the rerouted message's AVOID (other
+ * attributes, unknown ones included, kept); the next node, root once that hop is
+ * excluded, tries it once itself and then answers. */
+static void test_reroute_carries_avoid(void **state)
+{
+    struct net *net = ring(6, 4, 2, 1);
+    struct avoid_spy sp;
+    struct dht_id stranger, key;
+    struct dht_addr from;
+    struct dht_msg m;
+    uint8_t buf[512];
+    int len;
+
+    (void)state;
+    memset(&sp, 0, sizeof(sp));
+    sp.origin = 9;                      /* no such node: the reply is only seen by the spy */
+    key = *dht_node_id(net->n[0].node); /* the root: node 0, which dies */
+    sp.dead = key;
+    net->n[0].down = true;
+    sp.y = (unsigned)(true_root(net, &key) - net->n);
+    sp.x = sp.y == 1 ? 2 : 1;
+    net->spy = avoid_spy;
+    net->spy_arg = &sp;
+    stranger = key; /* the far side of the ring: never a better hop for key */
+    stranger.b[0] ^= 0x80;
+    dht_msg_init(&m, DHT_MSG_LOOKUP, &stranger);
+    m.flags = DHT_FLAG_ACK_REQ | DHT_FLAG_CLIENT;
+    m.key = key;
+    m.origin.id = stranger;
+    addr_of(sp.origin, &m.origin.addr);
+    m.req_id = 5;
+    m.have = DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_ORIGIN) | DHT_HAVE(DHT_ATTR_REQ_ID);
+    len = dht_msg_encode(&m, buf, sizeof(buf));
+    assert_true(len > 0);
+    memcpy(buf + len, "\x60\x01\x00\x03new", 7); /* attribute 0x6001, 3 bytes */
+    len += 7;
+    buf[DHT_MSG_OFF_LEN] = (uint8_t)(len >> 8);
+    buf[DHT_MSG_OFF_LEN + 1] = (uint8_t)len;
+    addr_of(sp.origin, &from);
+    assert_int_equal(dht_node_recv(net->n[sp.x].node, &from, buf, (size_t)len, net->now), 0);
+    net_run(net, net->now + 2000);
+    assert_true(sp.rerouted);
+    assert_true(sp.unknown_kept);
+    assert_true(sp.answered);
+    assert_true(dht_id_eq(&sp.root, dht_node_id(net->n[sp.y].node)));
+    /* the next node probed the failed hop itself */
+    assert_true(dht_node_counters(net->n[sp.y].node)->msgs_sent[DHT_MSG_PING] > 0);
+    net->spy = NULL;
+    net_free(net);
+    free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1049,6 +1134,7 @@ int main(void)
         cmocka_unit_test(test_close_completes_everything),
         cmocka_unit_test(test_cancel_by_arg),
         cmocka_unit_test(test_cutoff_both_directions),
+        cmocka_unit_test(test_reroute_carries_avoid),
     };
     if (sodium_init() < 0)
         return 1;

@@ -30,7 +30,8 @@
 #define DHT_MSG_RECORDS_MAX 8 /* RECORD attributes in one message */
 #define DHT_MSG_IDENTS_MAX 64 /* record identities in one IDENTS attribute */
 #define DHT_MSG_SUMMARY_MAX 64
-#define DHT_ADDR_MAX 18 /* IPv6 + port fits */
+#define DHT_MSG_AVOID_MAX 6 /* node IDs in one AVOID attribute */
+#define DHT_ADDR_MAX 18     /* IPv6 + port fits */
 #define DHT_PUBKEY_LEN 32
 #define DHT_IDENT_WIRE_LEN 49 /* key 20, value id 20, seq 8, flags 1 */
 
@@ -92,6 +93,7 @@ enum dht_attr {
     DHT_ATTR_SENDER_KEY = 13, /* 32: Ed25519 key of the writer: H(key) = ORIGIN id in routed
                                  messages, = sender id otherwise */
     DHT_ATTR_COUNT = 14,      /* u32 */
+    DHT_ATTR_AVOID = 15,      /* u8 count (1..6), node IDs that failed this routed message */
 };
 
 /* Which attributes a decoded message holds (bit = 1 << code). */
@@ -117,6 +119,8 @@ struct dht_msg {
     uint8_t sender_key[DHT_PUBKEY_LEN];
     uint8_t summary_len;
     uint8_t summary[DHT_MSG_SUMMARY_MAX];
+    uint8_t n_avoid;
+    struct dht_id avoid[DHT_MSG_AVOID_MAX];
 
     size_t n_peers;
     struct dht_peer peers[DHT_MSG_PEERS_MAX];

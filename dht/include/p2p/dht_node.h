@@ -21,8 +21,10 @@
  * Protocol (docs/DHT-WIRE.md): recursive routing with a per-hop ACK; a hop that
  * does not acknowledge within its RTO (RFC 6298 per neighbour; a neighbour without
  * samples gets the node-wide estimate; hop_floor_ms for routed messages) is
- * suspected, the message is rerouted at once to the next best hop, and the suspect
- * is probed with backed-off PINGs and removed after cfg.suspect_probes failures.
+ * suspected, the message is rerouted at once to the next best hop (naming the
+ * failed hops in its AVOID attribute, which later hops skip and probe), and the
+ * suspect is probed with backed-off PINGs and removed after cfg.suspect_probes
+ * failures.
  * Responses go straight to the origin, which resends a request after two node-wide
  * RTOs (request_retry_min_ms at least), doubling up to request_retry_ms, until
  * request_timeout_ms.  Join: routed to the joiner's own ID; every hop sends its

@@ -61,6 +61,12 @@ struct dht_rto_config {
 /* RFC 6298 2.2/2.3: feeds one RTT measurement (never from a retransmission). */
 void dht_rto_sample(struct dht_rto *r, uint32_t rtt_ms);
 
+/*
+ * The same, except that a first sample takes RTTVAR from prior (a node-wide
+ * estimate over all paths) when that is smaller than R/2.  prior may be NULL.
+ */
+void dht_rto_sample_prior(struct dht_rto *r, uint32_t rtt_ms, const struct dht_rto *prior);
+
 /* The current timeout: SRTT + 4 RTTVAR (or initial), backed off, clamped. */
 uint32_t dht_rto_value(const struct dht_rto *r, const struct dht_rto_config *cfg);
 
