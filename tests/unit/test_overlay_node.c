@@ -201,6 +201,8 @@ struct node_opts {
     uint32_t promote_after_ms;
     uint32_t cutoff_ms;
     unsigned max_peers;
+    bool port_fallback;
+    bool no_start;                    /* created, not started */
     uint16_t port;                    /* 0: any */
     const struct ovl_identity *reuse; /* a restarted node: this identity */
 };
@@ -228,7 +230,7 @@ static struct tnode *node_add(struct env *e, const struct node_opts *o)
     cfg.identity = &t->id;
     memcpy(cfg.psk, e->psk, sizeof(cfg.psk));
     cfg.port = o->port;
-    cfg.port_fallback = false;
+    cfg.port_fallback = o->port_fallback;
     cfg.server = o->server;
     cfg.multicast = false;
     cfg.store = t->store;
@@ -252,7 +254,8 @@ static struct tnode *node_add(struct env *e, const struct node_opts *o)
     assert_int_equal(overlay_node_new(&t->node, &e->loop, &cfg, &ops, &e->log), 0);
     assert_non_null(t->node);
     assert_true(overlay_node_port(t->node) != 0);
-    assert_int_equal(overlay_node_start(t->node), 0);
+    if (!o->no_start)
+        assert_int_equal(overlay_node_start(t->node), 0);
     return t;
 }
 
@@ -523,6 +526,64 @@ static void test_server_ring_of_one(void **state)
     env_finish(e);
 }
 
+/* ---- life cycle ---- */
+
+/* Creation errors, a second start, a port taken (no fallback), a node closed before it
+ * started. */
+static void test_lifecycle(void **state)
+{
+    struct env *e = *state;
+    struct overlay_node_config cfg;
+    struct overlay_node *n = (struct overlay_node *)&cfg; /* must stay untouched */
+    struct dht_store *store;
+    struct ovl_identity id;
+    struct tnode *s, *u;
+    struct node_opts o = {.server = true};
+
+    assert_int_equal(ovl_identity_generate(&id), 0);
+    assert_int_equal(dht_store_new(&store, NULL), 0);
+    overlay_node_config_init(&cfg);
+    cfg.store = store; /* no identity */
+    assert_int_equal(overlay_node_new(&n, &e->loop, &cfg, NULL, &e->log), -EINVAL);
+    cfg.identity = &id;
+    cfg.store = NULL; /* no store */
+    assert_int_equal(overlay_node_new(&n, &e->loop, &cfg, NULL, &e->log), -EINVAL);
+    cfg.store = store;
+    cfg.n_bootstrap = OVERLAY_BOOTSTRAP_MAX + 1;
+    assert_int_equal(overlay_node_new(&n, &e->loop, &cfg, NULL, &e->log), -EINVAL);
+    assert_ptr_equal(n, (struct overlay_node *)&cfg);
+
+    /* Started twice: refused. */
+    s = node_add(e, &o);
+    assert_int_equal(overlay_node_start(s->node), -EALREADY);
+
+    /* Its port without fallback: the bind's error, and nothing leaks (uv_loop_close at
+     * the end fails on a handle left open). */
+    overlay_node_config_init(&cfg);
+    cfg.identity = &id;
+    cfg.store = store;
+    cfg.port = overlay_node_port(s->node);
+    cfg.port_fallback = false;
+    n = NULL;
+    assert_int_equal(overlay_node_new(&n, &e->loop, &cfg, NULL, &e->log), UV_EADDRINUSE);
+    assert_null(n);
+    run_for(e, 50);
+    dht_store_free(store);
+    ovl_identity_wipe(&id);
+
+    /* Created and closed without ever starting: the close callback runs once and no
+     * other callback at all. */
+    u = node_add(e, &(struct node_opts){.no_start = true});
+    assert_int_equal(overlay_node_role(u->node), OVERLAY_ROLE_SEEKING);
+    assert_int_equal(overlay_node_uptime_ms(u->node), 0);
+    run_for(e, 600);
+    node_close(u);
+    assert_int_equal(u->n_roles, 0);
+    assert_int_equal(u->health_calls, 0);
+    assert_int_equal(overlay_node_stats(s->node)->frames_in, 0);
+    env_finish(e);
+}
+
 /* ---- 5. close and cancel with operations pending ---- */
 
 static void close_inside(struct tnode *t)
@@ -776,6 +837,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_server_ring_of_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_pending_member, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounds_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_lone_server, setup, teardown),
