@@ -4,12 +4,13 @@
  * over real UDP and TCP sockets on this host.
  *
  * Every node binds port 0 (an ephemeral port, so parallel test runs never collide),
- * multicast off; the first node is a server (-s) and the others are given its port on
- * 127.0.0.1 as their bootstrap address.  Timings are shortened in the configuration
- * (promotion after a few hundred ms, cut-off after 3 s) so that the file runs in
- * seconds.  Every wait runs the loop (UV_RUN_ONCE) until a condition holds, bounded by
- * an iteration cap and by loop time (a failsafe timer makes sure UV_RUN_ONCE always
- * wakes up): a condition that never holds fails the test, never hangs it.
+ * multicast off; a server (-s) starts a ring, a node that seeks one is given a
+ * server's port on 127.0.0.1 as its bootstrap address, and a plain UDP socket of the
+ * test plays a broken or foreign peer (garbage, handshakes made by hand).  Timings are
+ * shortened in the configuration (promotion after a few hundred ms, cut-off after 3 s)
+ * so that the file runs in seconds.  Every wait runs the loop (UV_RUN_ONCE) until a condition
+ * holds, bounded by an iteration cap and by loop time (a failsafe timer makes sure UV_RUN_ONCE
+ * always wakes up): a condition that never holds fails the test, never hangs it.
  *
  * Each test ends with every node closed (its close callback counted exactly once) and
  * uv_loop_close() == 0, which fails when a node leaks a handle.  The teardown does the
