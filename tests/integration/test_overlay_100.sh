@@ -12,10 +12,12 @@
 #   - all 100 are members, and every leaf set equals the truth computed from the 100
 #     node IDs (8 predecessors, 8 successors, by ring distance, in order);
 #   - 1000 puts, each from a random node, are all stored, and each key read back
-#     from a random other node gives exactly its value;
+#     from a random other node gives exactly its value; within 10 s each record is
+#     held by the 5 nodes closest to its key (root and replicas = 4; "records");
 #   - SIGKILL to 25 random daemons at once (by pid): within 15 s every survivor's leaf
 #     set equals the truth over the survivors and every key reads back from a random
-#     survivor, and no survivor died.
+#     survivor; within 30 s each record is back on its 5 closest survivors; no
+#     survivor died.
 # P2P_IT_SEED=N replays a run's choices (keys, nodes, victims); the seed is logged.
 set -u
 here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
@@ -59,6 +61,8 @@ out=$(ring puts "$IT_TMP/all.nodes" 1000 "$SEED" "$IT_TMP/keys.jsonl" 2>&1) || i
 it_log "$out"
 out=$(ring gets "$IT_TMP/all.nodes" "$IT_TMP/keys.jsonl" "$SEED-gets" 2>&1) || it_fail "$out"
 it_log "$out"
+out=$(ring replicas "$IT_TMP/all.nodes" "$IT_TMP/keys.jsonl" 10 2>&1) || it_fail "$out"
+it_log "$out"
 
 # A quarter of the daemons, SIGKILLed at once: every signal first, then the reaping.
 mapfile -t victims < <("$OVL_PY" -c '
@@ -78,6 +82,9 @@ left=$((15 - (SECONDS - t_kill)))
 out=$(ring heal "$IT_TMP/survivors.nodes" "$IT_TMP/keys.jsonl" "$SEED-heal" "$left" 2>&1) ||
     it_fail "within 15 s of the kill: $out"
 it_log "$out"
+out=$(ring replicas "$IT_TMP/survivors.nodes" "$IT_TMP/keys.jsonl" $((30 - (SECONDS - t_kill))) 2>&1) ||
+    it_fail "within 30 s of the kill, not every record is back on its 5 closest survivors: $out"
+it_log "after the kill: $out"
 while read -r name _; do
     it_alive "$name" || it_fail "survivor $name died: $(tail -n 3 "$IT_TMP/$name.log")"
 done <"$IT_TMP/survivors.nodes"

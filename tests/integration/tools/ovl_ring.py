@@ -18,6 +18,11 @@
 #   ovl_ring.py gets NODES KEYS SEED
 #       one get of every key from a random node other than its putter; each must
 #       return exactly its value.  Exit 1 otherwise.
+#   ovl_ring.py replicas NODES KEYS TIMEOUT [R]
+#       until every key (BLAKE2b-160 of its text, as the daemon hashes it) is stored
+#       ("records") by each of the R+1 (default 5: replicas = 4) nodes closest to it
+#       by symmetric ring distance (equal distances: the smaller ID), i.e. its root
+#       and replicas; other holders are allowed (counted).  Exit 1 after TIMEOUT.
 #   ovl_ring.py heal NODES KEYS SEED TIMEOUT [L]
 #       rounds of "leafsets" and "gets" (each key from a fresh random node) until one
 #       round passes both, within TIMEOUT seconds from the start; exit 1 with the last
@@ -25,7 +30,7 @@
 #
 # NODES is a file of lines "NAME SOCKET".  Every wait is bounded; answers are matched
 # by request id; a node that does not answer within 10 s counts as a failure.
-import asyncio, json, random, sys, time
+import asyncio, hashlib, json, random, sys, time
 
 REQ_TIMEOUT = 10.0
 RING = 1 << 160
@@ -156,6 +161,36 @@ async def check_gets(conns, keys, rnd):
     return bad
 
 
+def ring_dist(a, b):
+    d = (a - b) % RING
+    return min(d, RING - d)
+
+
+async def check_replicas(conns, ids, keys, R):
+    res = await asyncio.gather(*(c.call("records") for c in conns))
+    held = {}
+    bad = []
+    for c, (ok, r) in zip(conns, res):
+        if not ok:
+            bad.append("%s: records failed: %s" % (c.name, r))
+            continue
+        for rec in r:
+            if not rec.get("tombstone"):
+                held.setdefault(rec["key"], set()).add(c.name)
+    by_id = [(int(i, 16), n) for n, i in ids.items()]
+    extra = 0
+    for k in keys:
+        h = hashlib.blake2b(k["key"].encode(), digest_size=20).hexdigest()
+        x = int(h, 16)
+        want = {n for _, n in sorted(by_id, key=lambda t: (ring_dist(t[0], x), t[0]))[:R + 1]}
+        got = held.get(h, set())
+        if not want <= got:
+            bad.append("%s (%s): missing on %s, held by %s" % (k["key"], h[:8], sorted(want - got),
+                                                               sorted(got)))
+        extra += len(got - want)
+    return bad, extra
+
+
 def report(what, bad, limit=10):
     print("%s: %d failures" % (what, len(bad)), file=sys.stderr)
     for b in bad[:limit]:
@@ -214,6 +249,21 @@ async def amain(argv):
             return 1
         print("gets: %d read back in %.1f s" % (len(keys), time.monotonic() - t0))
         return 0
+    if mode == "replicas":
+        keys = [json.loads(l) for l in open(argv[2])]
+        deadline = t0 + float(argv[3])
+        R = int(argv[4]) if len(argv) > 4 else 4
+        ids = await node_ids(conns)
+        while True:
+            bad, extra = await check_replicas(conns, ids, keys, R)
+            if not bad:
+                print("replicas: each of %d keys on its %d closest nodes after %.1f s (%d copies "
+                      "elsewhere)" % (len(keys), R + 1, time.monotonic() - t0, extra))
+                return 0
+            if time.monotonic() >= deadline:
+                report("replicas", bad)
+                return 1
+            await asyncio.sleep(0.5)
     if mode == "heal":
         keys = [json.loads(l) for l in open(argv[2])]
         rnd = random.Random(argv[3])
