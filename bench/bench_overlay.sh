@@ -14,7 +14,7 @@
 #   BENCH_PUT_RATE (50/s), BENCH_GETS (3000), BENCH_GET_RATE (100/s),
 #   BENCH_VALUE_SIZE (100 bytes), BENCH_IDLE_SECONDS (30), BENCH_CHURN_SECONDS (120),
 #   BENCH_MEDIAN_SESSION (60 s), BENCH_CHURN_GET_RATE (20/s), BENCH_CHURN_PUT_RATE
-#   (2/s), BENCH_OP_TIMEOUT (10 s), BENCH_SEED (1), BENCH_SETTLE (15 s).
+#   (2/s), BENCH_OP_TIMEOUT (10 s), BENCH_SEED (1), BENCH_SETTLE (20 s).
 #
 # Safety.  dhtnode binds every interface and would join the public OpenDHT network if
 # it could reach it: here every node runs in a host namespace of

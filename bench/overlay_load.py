@@ -342,7 +342,7 @@ class P2PClient:
             if not m.get("ok"):
                 op.err = str(m.get("error"))
                 return
-            if op.kind == "put":
+            if op.kind in ("put", "ping"):
                 op.ok = True
             else:
                 res = m.get("result") or []
@@ -352,6 +352,8 @@ class P2PClient:
 
         if op.kind == "put":
             op.t0 = c.send("put", [op.key, op.value], {"ttl": self.ttl}, done)
+        elif op.kind == "ping":  # the control-socket hop alone, no DHT
+            op.t0 = c.send("ping", [], {}, done)
         else:
             op.t0 = c.send("get", [op.key], {}, done)
 
@@ -375,6 +377,17 @@ class DhtClient:
             r.bootstrap(boot_ip, str(a.dht_port))
             self.runners.append(r)
         self.w, self.r = self.runners
+
+    def known_nodes(self):
+        """Nodes in each runner's IPv4 routing table (its log's "count:" lines)."""
+        out = []
+        for r in self.runners:
+            try:
+                out.append(sum(int(x) for x in re.findall(r"count: (\d+)",
+                                                          r.getRoutingTablesLog(2))))
+            except Exception:
+                out.append(None)
+        return out
 
     def issue(self, op):
         want = op.value.encode()
@@ -441,6 +454,12 @@ async def paced(client, ops, rate, extra_wait):
     deadline = time.perf_counter() + extra_wait
     while time.perf_counter() < deadline and any(op.t1 is None for op in ops):
         await asyncio.sleep(0.05)
+
+
+def failed_keys(ops, timeout):
+    """How many distinct keys the failed ops were for."""
+    return len({op.key for op in ops
+                if not (op.ok and op.t1 is not None and op.t1 - op.t0 <= timeout)})
 
 
 def judge(ops, timeout):
@@ -562,7 +581,13 @@ async def steady(system, client, a, rng_seed, timeout):
         gets.append(Op("get", k, value_of(k, a.value_size)))
     log("%s: %d gets at %g/s" % (system, a.gets, a.get_rate))
     await paced(client, gets, a.get_rate, timeout)
-    return puts, gets
+    pings = []
+    if system == "p2psipd":
+        # What the client path alone costs: the daemon's `ping` over the same
+        # connections at the same pace (answered on the loop, no DHT).
+        pings = [Op("ping", key_name(i), "") for i in range(a.puts)]
+        await paced(client, pings, a.get_rate, timeout)
+    return puts, gets, pings
 
 
 async def p2p_leafsets(cluster, idxs):
@@ -692,12 +717,21 @@ async def main(a):
     p2pc = dhtc = None
     try:
         # ---- start both systems ----
+        # dhtnode first, with its client runners: an OpenDHT network converges by
+        # maintenance over tens of seconds (routing tables fill up as nodes talk),
+        # while p2psipd nodes join explicitly; so dhtnode gets the p2psipd start-up
+        # time on top of the settle time.
+        log("starting %d dhtnode nodes" % a.nodes)
+        R["dhtnode_start_s"] = round(await start_system(cluster, "dhtnode", a), 1)
+        dhtc = DhtClient(a, cluster.host_of("dhtnode", 1)[1])
+        t_dht = time.monotonic()
         log("starting %d p2psipd nodes" % a.nodes)
+        t = time.monotonic()
         R["p2psipd_start_s"] = round(await start_system(cluster, "p2psipd", a), 1)
         roles = await wait_p2p_members(cluster, list(range(1, a.nodes + 1)), a.join_timeout)
         members = sum(1 for r in roles.values() if r in ("member", "super-node"))
         R["p2psipd_members"] = members
-        R["p2psipd_join_s"] = round(time.monotonic() - T0, 1)
+        R["p2psipd_all_members_s"] = round(time.monotonic() - t, 1)
         if members < a.nodes:
             bad = {i: r for i, r in roles.items() if r not in ("member", "super-node")}
             log("p2psipd: only %d of %d nodes are members after %ds: %s" %
@@ -707,14 +741,15 @@ async def main(a):
                 if n:
                     with open(os.path.join(cluster.logdir, n.name + ".log"), errors="replace") as f:
                         log("  %s log tail: %s" % (n.name, " | ".join(f.read().splitlines()[-5:])))
-        log("p2psipd: %d/%d members" % (members, a.nodes))
-        log("starting %d dhtnode nodes" % a.nodes)
-        R["dhtnode_start_s"] = round(await start_system(cluster, "dhtnode", a), 1)
-        dhtc = DhtClient(a, cluster.host_of("dhtnode", 1)[1])
+        log("p2psipd: %d/%d members after %.1fs" % (members, a.nodes, R["p2psipd_all_members_s"]))
         p2pc = P2PClient(cluster, a.stable, a.ttl)
         await p2pc.open()
         log("settling %gs" % a.settle)
         await asyncio.sleep(a.settle)
+        R["dhtnode_settled_s"] = round(time.monotonic() - t_dht, 1)
+        R["dhtnode_client_known_nodes"] = dhtc.known_nodes()
+        log("dhtnode: %gs since its client started; the client runners know %s nodes" %
+            (R["dhtnode_settled_s"], R["dhtnode_client_known_nodes"]))
         gone = [n.name for s in cluster.nodes.values() for n in s.values() if not n.alive()]
         if gone:
             log("nodes that exited by themselves: %s" % gone)
@@ -724,7 +759,7 @@ async def main(a):
         lat = {}
         for system, cl in (("p2psipd", p2pc), ("dhtnode", dhtc)):
             w = CpuWindow(cluster)
-            puts, gets = await steady(system, cl, a, a.seed, a.op_timeout)
+            puts, gets, pings = await steady(system, cl, a, a.seed, a.op_timeout)
             R["cpu_steady_" + system] = w.end()
             pl, pf, pe = judge(puts, a.op_timeout)
             gl, gf, ge = judge(gets, a.op_timeout)
@@ -734,7 +769,12 @@ async def main(a):
             R[system] = {"put_n": len(puts), "put_failed": pf, "put_errors": pe,
                          "put_p50": pct(pl, 50), "put_p99": pct(pl, 99),
                          "get_n": len(gets), "get_failed": gf, "get_errors": ge,
-                         "get_p50": pct(gl, 50), "get_p99": pct(gl, 99)}
+                         "get_p50": pct(gl, 50), "get_p99": pct(gl, 99),
+                         "get_failed_keys": failed_keys(gets, a.op_timeout)}
+            if pings:
+                cl_, cf, _ = judge(pings, a.op_timeout)
+                R[system].update({"ctl_ping_p50": pct(cl_, 50), "ctl_ping_p99": pct(cl_, 99),
+                                  "ctl_ping_failed": cf})
             log("%s steady: put p50 %s p99 %s ms (%d failed); get p50 %s p99 %s ms (%d failed)" %
                 (system, fmt(pct(pl, 50)), fmt(pct(pl, 99)), pf, fmt(pct(gl, 50)),
                  fmt(pct(gl, 99)), gf))
@@ -809,6 +849,7 @@ async def main(a):
                 "churn_get_ok_pct": round(100.0 * (n - gf) / n, 2) if n else None,
                 "churn_get_p50": pct(gl, 50), "churn_get_p99": pct(gl, 99),
                 "churn_get_errors": ge, "churn_put_n": len(cputs[system]),
+                "churn_get_failed_keys": failed_keys(cgets[system], a.op_timeout),
                 "churn_put_failed": pf, "churn_put_p99": pct(pl, 99), "churn_put_errors": pe})
             log("%s churn: %d kills; gets %s%% ok, p99 %s ms; puts %d failed, p99 %s ms; errors %s %s" %
                 (system, kills[system], R[system]["churn_get_ok_pct"], fmt(pct(gl, 99)), pf,
@@ -841,11 +882,14 @@ def report(R, a):
     gr = ratio(P.get("get_p99"), D.get("get_p99"))
     rows = [
         ("get p50, no churn (ms)", fmt(P.get("get_p50")), fmt(D.get("get_p50")), "", ""),
+        ("client path alone: control-socket ping p50 / p99 (ms)", "%s / %s" % (
+            fmt(P.get("ctl_ping_p50")), fmt(P.get("ctl_ping_p99"))), "-", "", ""),
         ("get p99, no churn (ms)", fmt(P.get("get_p99")), fmt(D.get("get_p99")),
          "<= 0.5 x dhtnode", "%s (%.2fx)" % ("met" if gr is not None and gr <= 0.5 else "NOT met", gr)
          if gr is not None else "-"),
-        ("gets failed, no churn", "%d/%d" % (P["get_failed"], P["get_n"]),
-         "%d/%d" % (D["get_failed"], D["get_n"]), "", ""),
+        ("gets failed, no churn (distinct keys)",
+         "%d/%d (%d)" % (P["get_failed"], P["get_n"], P["get_failed_keys"]),
+         "%d/%d (%d)" % (D["get_failed"], D["get_n"], D["get_failed_keys"]), "", ""),
         ("put p50, no churn (ms)", fmt(P.get("put_p50")), fmt(D.get("put_p50")), "", ""),
         ("put p99, no churn (ms)", fmt(P.get("put_p99")), fmt(D.get("put_p99")), "<= 3 ms",
          "met" if P.get("put_p99") is not None and P["put_p99"] <= 3.0 else "NOT met"),
@@ -867,6 +911,10 @@ def report(R, a):
          "", ""),
         ("churn: gets succeeded (%)", fmt(P.get("churn_get_ok_pct")), fmt(D.get("churn_get_ok_pct")),
          ">= 99.9 %", "met" if (P.get("churn_get_ok_pct") or 0) >= 99.9 else "NOT met"),
+        ("churn: gets failed (distinct keys)",
+         "%s/%s (%s)" % (P.get("churn_get_failed"), P.get("churn_get_n"), P.get("churn_get_failed_keys")),
+         "%s/%s (%s)" % (D.get("churn_get_failed"), D.get("churn_get_n"), D.get("churn_get_failed_keys")),
+         "", ""),
         ("churn: get p99 (ms)", fmt(P.get("churn_get_p99")), fmt(D.get("churn_get_p99")),
          "<= 300 ms", "met" if (P.get("churn_get_p99") or 1e9) <= 300 else "NOT met"),
         ("churn: puts failed", "%s/%s" % (P.get("churn_put_failed"), P.get("churn_put_n")),
@@ -918,7 +966,7 @@ def parse():
     p.add_argument("--churn-get-rate", type=float, default=float(e("BENCH_CHURN_GET_RATE", 20)))
     p.add_argument("--churn-put-rate", type=float, default=float(e("BENCH_CHURN_PUT_RATE", 2)))
     p.add_argument("--start-rate", type=float, default=float(e("BENCH_START_RATE", 10)))
-    p.add_argument("--settle", type=float, default=float(e("BENCH_SETTLE", 15)))
+    p.add_argument("--settle", type=float, default=float(e("BENCH_SETTLE", 20)))
     p.add_argument("--join-timeout", type=int, default=int(e("BENCH_JOIN_TIMEOUT", 90)))
     p.add_argument("--promote-after", type=int, default=2)
     p.add_argument("--p2p-port", type=int, default=7600)
