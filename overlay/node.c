@@ -790,8 +790,18 @@ static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const 
     struct pipe_wait *w = NULL;
     bool asked = false;
 
-    if (p != NULL)
+    if (p != NULL) {
+        uint64_t now = overlay__now(n);
+        /* A peer silent for a while may be gone: ask for a sign of life with this
+         * datagram, so that a call to a dead node fails in about a second. */
+        if (overlay__peer_up(n, p) && p->probe_sent == 0 &&
+            now - p->last_recv > NODE_PIPE_FRESH_MS) {
+            uint8_t ka = 1;
+            p->probe_sent = now;
+            (void)overlay__send_inner(n, p, IN_KEEPALIVE, &ka, 1);
+        }
         return overlay__send_inner(n, p, IN_PIPE, body, len);
+    }
     if (n->dht == NULL || !dht_node_joined(n->dht))
         return -EHOSTUNREACH;
     for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++) {
@@ -818,8 +828,39 @@ static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const 
     return 0;
 }
 
+/* A peer stopped answering: its channels go, and the user is told (fast failure). */
+void overlay__peer_gone(struct overlay_node *n, struct peer *p)
+{
+    if (p->id_known) {
+        n->dead[n->dead_next].id = p->id;
+        n->dead[n->dead_next].until = overlay__now(n) + NODE_DEAD_MS;
+        n->dead_next = (n->dead_next + 1) % NODE_DEAD_MAX;
+        if (n->ops.unreachable != NULL)
+            n->ops.unreachable(n->ops.arg, &p->id);
+    }
+    p->probe_sent = 0;
+    while (p->cur >= 0)
+        chan_free(n, p->cur); /* the previous channel moves up, and goes too */
+    q_clear(p);
+}
+
+bool overlay_node_peer_dead(const struct overlay_node *n, const struct dht_id *id)
+{
+    uint64_t now = uv_now(n->loop);
+
+    for (unsigned i = 0; i < NODE_DEAD_MAX; i++)
+        if (n->dead[i].until > now && dht_id_eq(&n->dead[i].id, id))
+            return true;
+    return false;
+}
+
 static void pipe_tick(struct overlay_node *n, uint64_t now)
 {
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        struct peer *p = &n->peers[i];
+        if (p->used && p->probe_sent != 0 && now - p->probe_sent > NODE_PIPE_DEAD_MS)
+            overlay__peer_gone(n, p);
+    }
     for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++)
         if (n->pipe_wait[i].used && now >= n->pipe_wait[i].deadline) {
             n->st.dropped_full++;
@@ -850,6 +891,10 @@ static void on_data(struct overlay_node *n, const struct ovl_frame_info *fi, con
     }
     p = &n->peers[c->peer];
     c->confirmed = true;
+    p->probe_sent = 0;
+    for (unsigned i = 0; i < NODE_DEAD_MAX; i++)
+        if (n->dead[i].until != 0 && dht_id_eq(&n->dead[i].id, &p->id))
+            n->dead[i].until = 0; /* it is back */
     if (conn >= 0) {
         n->st.tcp_frames_in++;
         overlay__conn_bind(n, conn, c->peer);
@@ -1083,7 +1128,7 @@ static void chans_tick(struct overlay_node *n, uint64_t now)
                 if (p != NULL) {
                     q_clear(p); /* the DHT retransmits what mattered */
                     if (!overlay__peer_up(n, p))
-                        overlay__peer_lost(n, p);
+                        overlay__peer_gone(n, p);
                 }
                 break;
             }

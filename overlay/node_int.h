@@ -17,11 +17,15 @@
 
 #include "p2p/log.h"
 
-#define NODE_Q_MAX 16               /* messages queued for a peer while its channel opens */
-#define NODE_Q_BYTES 65536          /* and their bytes */
-#define NODE_HALF_OPEN_MAX 64       /* responder handshakes waiting for HS3 */
-#define NODE_HS_RTO_MS 400          /* first handshake retransmission */
-#define NODE_HS_TRIES 4             /* HS1 sends before a handshake gives up */
+#define NODE_Q_MAX 16           /* messages queued for a peer while its channel opens */
+#define NODE_Q_BYTES 65536      /* and their bytes */
+#define NODE_HALF_OPEN_MAX 64   /* responder handshakes waiting for HS3 */
+#define NODE_HS_RTO_MS 250      /* first handshake retransmission */
+#define NODE_HS_TRIES 3         /* HS1 sends before a handshake gives up (1.75 s) */
+#define NODE_PIPE_FRESH_MS 1000 /* a pipe peer silent this long is probed on send */
+#define NODE_PIPE_DEAD_MS 1200  /* and declared gone when the probe gets nothing */
+#define NODE_DEAD_MAX 32
+#define NODE_DEAD_MS 30000          /* how long a gone node is remembered as gone */
 #define NODE_REKEY_MS 600000        /* an initiator opens a fresh channel after 10 min */
 #define NODE_CHAN_MAX_AGE_MS 900000 /* a channel is not used for sending after 15 min */
 #define NODE_OPS_MAX 256            /* put/get/lookup in flight from our own users */
@@ -89,6 +93,7 @@ struct peer {
     unsigned qn;
     size_t qbytes;
     uint64_t last_recv, last_send, created;
+    uint64_t probe_sent; /* a liveness probe (KEEPALIVE) waits for any frame, 0 = none */
     uint64_t frames_in, frames_out;
 };
 
@@ -206,6 +211,11 @@ struct overlay_node {
     uint32_t next_op;
     struct proxied prox[NODE_PROXIED_MAX];
     struct pipe_wait pipe_wait[NODE_PIPE_WAIT_MAX];
+    struct {
+        struct dht_id id;
+        uint64_t until;
+    } dead[NODE_DEAD_MAX];
+    unsigned dead_next;
 
     struct overlay_node_stats st;
     uint8_t frame[OVL_FRAME_MAX + 64]; /* scratch for one outgoing frame */
@@ -234,6 +244,7 @@ void overlay__ops_cancel_all(struct overlay_node *n);
 void overlay__dht_discard(struct overlay_node *n);
 
 void overlay__handle_closed(struct overlay_node *n);
+void overlay__peer_gone(struct overlay_node *n, struct peer *p);
 bool overlay__on_stream_frame(struct overlay_node *n, int conn, const uint8_t *buf, size_t len);
 
 /* node_tcp.c */
@@ -252,7 +263,6 @@ void overlay__on_inner_ctl(struct overlay_node *n, struct peer *p, uint8_t kind,
                            const uint8_t *body, size_t len);
 void overlay__on_probe_frame(struct overlay_node *n, const struct ovl_discover *d);
 void overlay__cand_add(struct overlay_node *n, const struct dht_peer *p, bool front);
-void overlay__peer_lost(struct overlay_node *n, struct peer *p);
 int overlay__proxy_request(struct overlay_node *n, struct op *o, const struct dht_id *key,
                            const struct dht_record *rec);
 

@@ -790,13 +790,6 @@ void overlay__on_inner_ctl(struct overlay_node *n, struct peer *p, uint8_t kind,
     }
 }
 
-/* A channel to p could not be opened. */
-void overlay__peer_lost(struct overlay_node *n, struct peer *p)
-{
-    (void)n;
-    (void)p;
-}
-
 /* The host's addresses changed: work out the address to advertise again. */
 void overlay__addr_changed(struct overlay_node *n)
 {

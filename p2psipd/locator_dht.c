@@ -357,7 +357,7 @@ static void dht_got(int status, const struct dht_record *recs, size_t nrec, void
     struct p2psipd *d = loc->d;
     struct sip_binding *out;
     uint64_t now = uv_now(d->loop), wall = wall_ms();
-    size_t n = 0, remote = 0;
+    size_t n = 0, remote = 0, stale = 0;
 
     if (status == -ECANCELED) {
         lookup_finish(o, -ECANCELED, NULL, 0);
@@ -379,6 +379,12 @@ static void dht_got(int status, const struct dht_record *recs, size_t nrec, void
             locator_dht_value_decode(recs[i].value, recs[i].value_len, &v) != 0 ||
             dht_id_eq(&v.node, &d->identity.id))
             continue; /* our own phones were answered locally */
+        if (d->overlay != NULL &&
+            (overlay_node_peer_dead(d->overlay, &v.node) ||
+             (!id_zero(&v.super) && overlay_node_peer_dead(d->overlay, &v.super)))) {
+            stale++;
+            continue; /* its node is gone: a stale binding, until its record expires */
+        }
         for (size_t k = 0; k < v.n; k++) {
             if (v.contacts[k].expires_s * 1000 <= wall)
                 continue;
@@ -404,6 +410,8 @@ static void dht_got(int status, const struct dht_record *recs, size_t nrec, void
         loc->st.lookups_remote++;
         loc->st.remote_targets += remote;
         lookup_finish(o, 0, out, n);
+    } else if (stale > 0 && o->nlocal == 0) {
+        lookup_finish(o, 0, NULL, 0); /* known, but its only node is gone: 480 */
     } else if (o->local_status == 0 || status == 0 || status == -ENOENT) {
         lookup_finish(o, o->local_status, o->local, o->nlocal);
     } else {

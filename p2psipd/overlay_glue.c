@@ -99,6 +99,16 @@ static void on_role(void *arg, enum overlay_role role)
                         json_pack("{s:s, s:s}", "event", "role", "role", overlay_role_name(role)));
 }
 
+static void on_unreachable(void *arg, const struct dht_id *id)
+{
+    struct p2psipd *d = arg;
+    char hex[DHT_ID_HEX_LEN + 1];
+
+    id_hex(id, hex);
+    p2p_info(d->log, "overlay: node %.8s stopped answering", hex);
+    p2psipd__sip_node_gone(d, id);
+}
+
 static void on_observe(void *arg, enum dht_obs_event ev, const struct dht_peer *peer,
                        const uint8_t *buf, size_t len, int reason)
 {
@@ -332,6 +342,7 @@ int p2psipd__overlay_start(struct p2psipd *d)
     ops.role = on_role;
     ops.observe = on_observe;
     ops.pipe = on_pipe;
+    ops.unreachable = on_unreachable;
     ops.arg = d;
     rc = overlay_node_new(&d->overlay, d->loop, &cfg, &ops, d->log);
     sodium_memzero(cfg.psk, sizeof(cfg.psk));

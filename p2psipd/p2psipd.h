@@ -186,6 +186,8 @@ int p2psipd__sip_pipe_send(struct p2psipd *d, uint64_t conn_id, const char *byte
 void p2psipd__sip_pipe_recv(struct p2psipd *d, const struct dht_id *from,
                             const struct dht_id *relay, const uint8_t *bytes, size_t len);
 void p2psipd__sip_node_name(struct p2psipd *d);
+/* Node id stopped answering (overlay): what waits on it fails at once. */
+void p2psipd__sip_node_gone(struct p2psipd *d, const struct dht_id *id);
 
 /* Creates dir and its missing parents with mode 0700 (like mkdir -p).  0 or -errno. */
 int p2psipd_mkdirs(const char *dir);

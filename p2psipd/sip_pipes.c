@@ -124,6 +124,25 @@ void p2psipd__sip_pipe_recv(struct p2psipd *d, const struct dht_id *from,
         d->sip_stats.bad_dropped++;
 }
 
+void p2psipd__sip_node_gone(struct p2psipd *d, const struct dht_id *id)
+{
+    uint64_t now = uv_now(d->loop);
+
+    if (d->proxy == NULL || d->stopping)
+        return;
+    /* Calls waiting on that node (or on the super-node relaying to it) end now with
+     * 480, not after Timer B. */
+    for (size_t i = 0; i < P2PSIPD_SIP_PIPES_MAX; i++) {
+        struct p2psipd_sip_pipe *e = &d->pipes[i];
+        if (e->gen == 0 || !(dht_id_eq(&e->node, id) || dht_id_eq(&e->super, id)))
+            continue;
+        size_t n = sip_proxy_dest_failed(d->proxy, PIPE_CONN_BIT | (uint64_t)e->gen << 16 | i,
+                                         -EHOSTUNREACH, now);
+        if (n > 0)
+            p2p_info(d->log, "SIP: %zu transactions to a node that is gone failed at once", n);
+    }
+}
+
 void p2psipd__sip_node_name(struct p2psipd *d)
 {
     struct dht_peer sp;

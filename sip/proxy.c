@@ -1380,7 +1380,10 @@ static void on_transport_error(struct sip_tsx *t, int err, void *arg)
     if (!k || *k != ARG_BRANCH)
         return;
     b = (struct proxy_branch *)k;
-    branch_fail(b, 503); /* 16.7 step 2 / RFC 3263: the target is unreachable */
+    /* 16.7 step 2 / RFC 3263: the target is unreachable.  Another node of the
+     * overlay that is gone: its user is temporarily unavailable (a 503 would go
+     * upstream as 500, 16.7 step 6). */
+    branch_fail(b, b->dest.overlay ? 480 : 503);
     check_done(b->req);
     req_release(b->req);
 }
@@ -1568,6 +1571,12 @@ uint64_t sip_proxy_next_deadline(const struct sip_proxy *p)
     if (p->cfg.keepalive_ms && p->reg && p->next_keepalive && p->next_keepalive < d)
         d = p->next_keepalive;
     return d;
+}
+
+size_t sip_proxy_dest_failed(struct sip_proxy *p, uint64_t conn_id, int err, uint64_t now_ms)
+{
+    p->now = now_ms;
+    return sip_tsx_layer_conn_failed(p->tsx, conn_id, err, now_ms);
 }
 
 size_t sip_proxy_requests(const struct sip_proxy *p)

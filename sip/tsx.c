@@ -1221,3 +1221,26 @@ int sip_tsx_dest_src(const struct sip_tsx_dest *d, char *buf, size_t size, struc
     out->port = port;
     return 0;
 }
+
+size_t sip_tsx_layer_conn_failed(struct sip_tsx_layer *l, uint64_t conn_id, int err,
+                                 uint64_t now_ms)
+{
+    struct sip_tsx **hit;
+    size_t n = 0;
+
+    if (conn_id == 0 || l->count == 0)
+        return 0;
+    /* Collected first: failing one may start others (the proxy's next branch). */
+    hit = malloc(l->count * sizeof(*hit));
+    if (hit == NULL)
+        return 0;
+    for (uint32_t b = 0; b <= l->bucket_mask; b++)
+        for (struct sip_tsx *t = l->buckets[b]; t != NULL && n < l->count; t = t->hnext)
+            if (t->client && t->state != SIP_TSX_TERMINATED && t->peer.conn_id == conn_id)
+                hit[n++] = t;
+    for (size_t i = 0; i < n; i++)
+        if (hit[i]->state != SIP_TSX_TERMINATED)
+            tsx_fail(hit[i], err, now_ms);
+    free(hit);
+    return n;
+}

@@ -108,6 +108,10 @@ struct overlay_node_ops {
     void (*role)(void *arg, enum overlay_role role);
     /* A pipe datagram arrived.  Optional. */
     overlay_pipe_cb pipe;
+    /* Node `id` stopped answering: a handshake to it failed, or a pipe datagram to
+     * it got no sign of life within about a second (fast failure of calls to a dead
+     * node).  Optional. */
+    void (*unreachable)(void *arg, const struct dht_id *id);
     /* Every DHT message sent, received or dropped (for -d).  Optional; must not call
      * back into the node. */
     void (*observe)(void *arg, enum dht_obs_event ev, const struct dht_peer *peer,
@@ -195,6 +199,9 @@ int overlay_node_pipe_send(struct overlay_node *node, const struct dht_id *to,
 /* ---- views ----------------------------------------------------------------------- */
 
 enum overlay_role overlay_node_role(const struct overlay_node *node);
+/* True while node `id` is known to be gone (declared unreachable lately and not heard
+ * from since): a binding through it is stale. */
+bool overlay_node_peer_dead(const struct overlay_node *node, const struct dht_id *id);
 const struct dht_id *overlay_node_id(const struct overlay_node *node);
 /* The ring's node, NULL while not a member. */
 struct dht_node *overlay_node_dht(const struct overlay_node *node);

@@ -148,6 +148,14 @@ void sip_proxy_advance(struct sip_proxy *p, uint64_t now_ms);
 /* When sip_proxy_advance() must run next, UINT64_MAX when nothing is armed. */
 uint64_t sip_proxy_next_deadline(const struct sip_proxy *p);
 
+/*
+ * The destination behind conn_id is gone (another node of the overlay stopped
+ * answering): every branch waiting on it fails at once, with 480 for a node of the
+ * overlay (its user is temporarily unavailable), 503 otherwise, instead of waiting
+ * for Timer B.  Returns how many transactions failed.
+ */
+size_t sip_proxy_dest_failed(struct sip_proxy *p, uint64_t conn_id, int err, uint64_t now_ms);
+
 /* Requests in progress (server transactions the proxy is answering). */
 size_t sip_proxy_requests(const struct sip_proxy *p);
 

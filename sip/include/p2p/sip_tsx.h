@@ -116,6 +116,15 @@ struct sip_tsx;
 struct sip_tsx_layer;
 
 /*
+ * The destination behind conn_id is gone (the daemon learned it out of band: another
+ * node of the overlay stopped answering).  Every client transaction still waiting on
+ * it fails as on a transport error (on_transport_error, from inside this call, then
+ * terminated), RFC 3261 17.1.4.  Returns how many.
+ */
+size_t sip_tsx_layer_conn_failed(struct sip_tsx_layer *l, uint64_t conn_id, int err,
+                                 uint64_t now_ms);
+
+/*
  * Hands bytes to the transport.  Returns 0 or a negative errno (the transaction
  * reports it, see the functions below).  The bytes are only valid during the call.
  */
