@@ -2,10 +2,11 @@
 #
 # bench_overlay.sh: N = 100 p2psipd nodes beside N = 100 OpenDHT dhtnode 2.4.12
 # nodes, in one run, each on a private LAN of network namespaces, with the same
-# workload through each one's own client (p2psipd: its control socket; dhtnode: a
-# python3-opendht DhtRunner).  Prints a table (one column per peer), then one JSON
-# object on the last line, and writes every latency sample set as CSV (one sample
-# per line, milliseconds) under bench/results/ (BENCH_RESULTS).
+# workload through each one's own client (p2psipd: its control socket; dhtnode:
+# python3-opendht DhtRunners, one per issuing node as for p2psipd).  Prints a table
+# (one column per peer), then one JSON object on the last line, and writes every
+# latency sample set as CSV (one sample per line, milliseconds) under bench/results/
+# (BENCH_RESULTS).
 #
 # Usage: bench/bench_overlay.sh        (as root, or where `unshare -r -n -m` works)
 # Environment: P2P_BUILD_DIR (default ./build; p2psipd built there), BENCH_RESULTS
@@ -21,7 +22,7 @@
 # tests/integration/hosts.sh (198.18.0.0/24 on a bridge inside this script's own
 # network namespace, no route anywhere else), with a private network id (-n 7560);
 # the first dhtnode gets no -b and every other one -b to the first only; the
-# DhtRunner client bootstraps to the first node only.  Every process is started by
+# DhtRunner clients bootstrap to the first node only.  Every process is started by
 # overlay_load.py and stopped by its pid; the pids are also listed in a file that the
 # EXIT trap goes through (signalling only live p2psipd/dhtnode processes listed
 # there) before the namespaces are deleted.
@@ -65,7 +66,7 @@ IT_CLEANUP_HOOKS=(bench_kill_left "${IT_CLEANUP_HOOKS[@]}")
 
 t0=$SECONDS
 ovl_hosts_create $((2 * N)) --no-multicast
-# The DhtRunner client lives in this (the bench's own) namespace, on the LAN too.
+# The DhtRunner clients live in this (the bench's own) namespace, on the LAN too.
 # br0 gets a fixed MAC (a bridge otherwise takes its ports' lowest, which moves).
 ip link set br0 address 02:00:c6:12:00:fa || it_fail "cannot set br0's MAC"
 ip addr add 198.18.0.250/24 dev br0 || it_fail "cannot address br0"

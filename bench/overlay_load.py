@@ -12,11 +12,14 @@
 # Clients.  p2psipd: its control socket (NDJSON, p2psipd/control.h), one persistent
 # connection per issuing node, requests pipelined and matched by id; a latency is
 # from the write of the request line to the read of its answer line, so it includes
-# the control-socket hop and this process's event loop.  dhtnode: a python3-opendht
-# DhtRunner in this namespace, bootstrapped to d1 only, on the same network id; a get
-# ends at the callback that delivers the expected value (the search is then
-# stopped), a put at its done callback.  The issuing nodes are the first STABLE nodes
-# of each system (never churned); for dhtnode the DhtRunner is the issuer.
+# the control-socket hop and this process's event loop.  dhtnode: python3-opendht
+# DhtRunners in this namespace, one per issuer, bootstrapped to d1 only, on the same
+# network id; a get ends at the callback that delivers the expected value (the
+# search is then stopped), a put at its done callback.  p2psipd's issuers are its
+# first STABLE nodes (never churned; dhtnode's first STABLE nodes are not churned
+# either); there are as many DhtRunners.  The same rule picks the issuer of every
+# operation in both systems (pick_issuer): a put goes through the issuer its key
+# hashes to, a get through another one.
 #
 # Workload (same for both, same seeded key sequence, open-loop pacing: operations
 # start on a fixed schedule whether or not earlier ones have answered):
@@ -79,9 +82,10 @@ def proc_ticks(pid):
 
 
 def proc_mem_kb(pid):
-    """(VmRSS, Pss) in KiB, or None."""
+    """(VmRSS, Pss, USS = Private_Clean + Private_Dirty) in KiB, or None."""
     try:
         rss = pss = None
+        uss = 0
         with open("/proc/%d/status" % pid) as f:
             for line in f:
                 if line.startswith("VmRSS:"):
@@ -90,7 +94,9 @@ def proc_mem_kb(pid):
             for line in f:
                 if line.startswith("Pss:"):
                     pss = int(line.split()[1])
-        return rss, pss
+                elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    uss += int(line.split()[1])
+        return rss, pss, uss
     except (OSError, ValueError):
         return None
 
@@ -311,8 +317,18 @@ async def ctl_once(path, cmd, args=(), timeout=3.0):
         c.close()
 
 
+def pick_issuer(op, n, rr):
+    """The issuer of op among n, the same rule for both systems: a put goes through
+    the issuer its key hashes to; each get through one of the others, in turn, so no
+    get is answered by the node that made the record.  Returns (index, new rr)."""
+    home = zlib.crc32(op.key.encode()) % n
+    if op.kind == "put" or n == 1:
+        return home, rr
+    return (home + 1 + rr % (n - 1)) % n, rr + 1
+
+
 class P2PClient:
-    """Issues ops round-robin over the stable nodes' control sockets."""
+    """Issues ops over the stable nodes' control sockets (pick_issuer)."""
 
     def __init__(self, cluster, stable, ttl):
         self.cluster, self.stable, self.ttl = cluster, stable, ttl
@@ -326,15 +342,7 @@ class P2PClient:
             self.conns.append(c)
 
     def issue(self, op):
-        # A put goes through the issuer the key hashes to; each get through another
-        # issuer, in turn, so no get is answered by the node that made the record.
-        n = len(self.conns)
-        home = zlib.crc32(op.key.encode()) % n
-        if op.kind == "put" or n == 1:
-            op.via = home
-        else:
-            op.via = (home + 1 + self.rr % (n - 1)) % n
-            self.rr += 1
+        op.via, self.rr = pick_issuer(op, len(self.conns), self.rr)
         c = self.conns[op.via]
 
         def done(m, t1):
@@ -363,20 +371,23 @@ class P2PClient:
 
 
 class DhtClient:
-    """Two python3-opendht DhtRunners in this namespace, bootstrapped to d1 only: a
-    writer for puts and a reader for gets (a DhtRunner answers a get of a value it
-    put itself from its own cache, which would measure no network at all)."""
+    """python3-opendht DhtRunners in this namespace, one per issuer as for p2psipd
+    (STABLE of them, consecutive ports), each bootstrapped to d1 only; ops go through
+    them by pick_issuer, so a get never asks the runner that put the value (a
+    DhtRunner answers a get of its own value from its own cache, which would
+    measure no network at all) and each runner carries the share of the load that
+    one p2psipd issuer carries."""
 
     def __init__(self, a, boot_ip):
         self.runners = []
-        for port in (a.dht_port, a.dht_port + 1):
+        self.rr = 0
+        for k in range(a.stable):
             r = opendht.DhtRunner()
             cfg = opendht.DhtConfig()
             cfg.setNetwork(a.netid)
-            r.run(port=port, ipv4=a.client_ip, config=cfg)
+            r.run(port=a.dht_port + k, ipv4=a.client_ip, config=cfg)
             r.bootstrap(boot_ip, str(a.dht_port))
             self.runners.append(r)
-        self.w, self.r = self.runners
 
     def known_nodes(self):
         """Nodes in each runner's IPv4 routing table (its log's "count:" lines)."""
@@ -390,6 +401,8 @@ class DhtClient:
         return out
 
     def issue(self, op):
+        op.via, self.rr = pick_issuer(op, len(self.runners), self.rr)
+        r = self.runners[op.via]
         want = op.value.encode()
         h = opendht.InfoHash.get(op.key)
         if op.kind == "put":
@@ -399,7 +412,7 @@ class DhtClient:
                 if not ok:
                     op.err = "put not done"
             op.t0 = time.perf_counter()
-            self.w.put(h, opendht.Value(want), done_cb=done)
+            r.put(h, opendht.Value(want), done_cb=done)
         else:
             def got(v):
                 d = v.data
@@ -416,7 +429,7 @@ class DhtClient:
                     op.t1 = time.perf_counter()
                     op.err = "not found" if ok else "get failed"
             op.t0 = time.perf_counter()
-            self.r.get(h, got, done)
+            r.get(h, got, done)
 
     def close(self):
         # No join(): it would wait for the runner's thread while holding the GIL that
@@ -788,7 +801,10 @@ async def main(a):
             for i, n in cluster.nodes["p2psipd"].items():
                 try:
                     c = await ctl_once(n.sock, "counters", timeout=2.0)
-                    out[i] = (c.get("bytes_out", 0), (c.get("dht") or {}).get("maint_bytes_sent", 0))
+                    types = {t: (v.get("sent", 0), v.get("sent_bytes", 0))
+                             for t, v in (c.get("types") or {}).items()}
+                    out[i] = (c.get("bytes_out", 0), (c.get("dht") or {}).get("maint_bytes_sent", 0),
+                              c.get("frames_out", 0), types)
                 except Exception:
                     pass
             return out
@@ -814,6 +830,21 @@ async def main(a):
                 sum(c1[i][0] - c0[i][0] for i in both) / len(both) / dt, 1)
             R["p2psipd"]["idle_maint_Bps"] = round(
                 sum(c1[i][1] - c0[i][1] for i in both) / len(both) / dt, 1)
+            R["p2psipd"]["idle_frames_out_per_s"] = round(
+                sum(c1[i][2] - c0[i][2] for i in both) / len(both) / dt, 2)
+            # Which DHT messages the idle bytes are: per node and second, by type.
+            by = {}
+            for i in both:
+                for t, (m1, b1) in c1[i][3].items():
+                    m0, b0 = c0[i][3].get(t, (0, 0))
+                    if b1 - b0 > 0:
+                        x = by.setdefault(t, [0, 0])
+                        x[0] += m1 - m0
+                        x[1] += b1 - b0
+            R["p2psipd"]["idle_dht_types"] = {
+                t: {"msgs_per_s": round(v[0] / len(both) / dt, 3),
+                    "bytes_per_s": round(v[1] / len(both) / dt, 1)}
+                for t, v in sorted(by.items(), key=lambda kv: -kv[1][1])}
 
         # ---- memory ----
         for system in ("p2psipd", "dhtnode"):
@@ -824,6 +855,8 @@ async def main(a):
             R[system]["rss_mib_median"] = round(median(rss), 2) if rss else None
             R[system]["rss_mib_max"] = round(max(rss), 2) if rss else None
             R[system]["pss_mib_median"] = round(median(pss), 2) if pss else None
+            uss = [x[2] / 1024.0 for x in m]
+            R[system]["uss_mib_median"] = round(median(uss), 2) if uss else None
         log("memory: p2psipd RSS %s MiB, dhtnode %s MiB (medians)" %
             (R["p2psipd"]["rss_mib_median"], R["dhtnode"]["rss_mib_median"]))
 
@@ -879,6 +912,9 @@ def report(R, a):
     def ratio(x, y):
         return (x / y) if (x is not None and y) else None
 
+    def verdict(v, ok):
+        return "-" if v is None else ("met" if ok(v) else "NOT met")
+
     gr = ratio(P.get("get_p99"), D.get("get_p99"))
     rows = [
         ("get p50, no churn (ms)", fmt(P.get("get_p50")), fmt(D.get("get_p50")), "", ""),
@@ -892,31 +928,33 @@ def report(R, a):
          "%d/%d (%d)" % (D["get_failed"], D["get_n"], D["get_failed_keys"]), "", ""),
         ("put p50, no churn (ms)", fmt(P.get("put_p50")), fmt(D.get("put_p50")), "", ""),
         ("put p99, no churn (ms)", fmt(P.get("put_p99")), fmt(D.get("put_p99")), "<= 3 ms",
-         "met" if P.get("put_p99") is not None and P["put_p99"] <= 3.0 else "NOT met"),
+         verdict(P.get("put_p99"), lambda v: v <= 3.0)),
         ("puts failed, no churn", "%d/%d" % (P["put_failed"], P["put_n"]),
          "%d/%d" % (D["put_failed"], D["put_n"]), "", ""),
         ("RSS per node, median (MiB)", fmt(P.get("rss_mib_median")), fmt(D.get("rss_mib_median")),
-         "<= 4 MiB", "met" if (P.get("rss_mib_median") or 99) <= 4.0 else "NOT met"),
+         "<= 4 MiB", verdict(P.get("rss_mib_median"), lambda v: v <= 4.0)),
         ("RSS per node, max (MiB)", fmt(P.get("rss_mib_max")), fmt(D.get("rss_mib_max")), "", ""),
         ("PSS per node, median (MiB)", fmt(P.get("pss_mib_median")), fmt(D.get("pss_mib_median")),
          "", ""),
+        ("USS per node (private memory), median (MiB)", fmt(P.get("uss_mib_median")),
+         fmt(D.get("uss_mib_median")), "", ""),
         ("idle sent per node, on the wire (B/s)", fmt(P.get("idle_wire_Bps_mean"), nd=0),
          fmt(D.get("idle_wire_Bps_mean"), nd=0), "", ""),
         ("idle sent per node, UDP payload (B/s)", "%s (DHT maint. %s)" % (
             fmt(P.get("idle_bytes_out_Bps"), nd=0), fmt(P.get("idle_maint_Bps"), nd=0)), "-",
-         "<= 300 B/s", "met" if (P.get("idle_bytes_out_Bps") or 1e9) <= 300 else "NOT met"),
+         "<= 300 B/s", verdict(P.get("idle_bytes_out_Bps"), lambda v: v <= 300)),
         ("failure detected by all leaf sets (s)", fmt((P.get("detect") or {}).get("all_s")), "n/a",
-         "<= 10 s", "met" if ((P.get("detect") or {}).get("all_s") or 1e9) <= 10 else "NOT met"),
+         "<= 10 s", verdict((P.get("detect") or {}).get("all_s"), lambda v: v <= 10)),
         ("churn: nodes killed and replaced", str(P.get("churn_kills")), str(D.get("churn_kills")),
          "", ""),
         ("churn: gets succeeded (%)", fmt(P.get("churn_get_ok_pct")), fmt(D.get("churn_get_ok_pct")),
-         ">= 99.9 %", "met" if (P.get("churn_get_ok_pct") or 0) >= 99.9 else "NOT met"),
+         ">= 99.9 %", verdict(P.get("churn_get_ok_pct"), lambda v: v >= 99.9)),
         ("churn: gets failed (distinct keys)",
          "%s/%s (%s)" % (P.get("churn_get_failed"), P.get("churn_get_n"), P.get("churn_get_failed_keys")),
          "%s/%s (%s)" % (D.get("churn_get_failed"), D.get("churn_get_n"), D.get("churn_get_failed_keys")),
          "", ""),
         ("churn: get p99 (ms)", fmt(P.get("churn_get_p99")), fmt(D.get("churn_get_p99")),
-         "<= 300 ms", "met" if (P.get("churn_get_p99") or 1e9) <= 300 else "NOT met"),
+         "<= 300 ms", verdict(P.get("churn_get_p99"), lambda v: v <= 300)),
         ("churn: puts failed", "%s/%s" % (P.get("churn_put_failed"), P.get("churn_put_n")),
          "%s/%s" % (D.get("churn_put_failed"), D.get("churn_put_n")), "", ""),
         ("churn: put p99 (ms)", fmt(P.get("churn_put_p99")), fmt(D.get("churn_put_p99")), "", ""),
