@@ -37,10 +37,12 @@
 #include "node_db.h"
 #include "p2p/dht_msg.h"
 #include "p2p/dht_store.h"
+#include "p2p/overlay_media.h"
 #include "p2p/overlay_node.h"
 #include "p2p/sip_registrar.h"
 
 #define SAVE_PEERS_MS 30000
+#define P2PSIPD_MEDIA_STREAMS 256 /* anchored media streams (an m= line each) */
 #define SECRET_MAX 4096
 #define CTL_TTL_DEFAULT_S 3600
 #define CTL_TTL_MAX_S 86400
@@ -173,6 +175,11 @@ static void on_pipe(void *arg, const struct dht_id *from, const struct dht_id *r
     struct p2psipd *d = arg;
     char hex[DHT_ID_HEX_LEN + 1], rhex[DHT_ID_HEX_LEN + 1];
 
+    if (service == OVERLAY_SVC_MEDIA) {
+        if (d->media != NULL)
+            overlay_media_recv(d->media, from, buf, len);
+        return;
+    }
     if (service == SVC_SIP) {
         p2psipd__sip_pipe_recv(d, from, relay, buf, len);
         return;
@@ -351,6 +358,9 @@ int p2psipd__overlay_start(struct p2psipd *d)
     p2p_notice(d->log, "P2P on UDP port %u%s; %zu bootstrap, %zu saved peers%s",
                (unsigned)overlay_node_port(d->overlay), cfg.multicast ? ", LAN discovery on" : "",
                cfg.n_bootstrap, cfg.n_saved, cfg.server ? "; starting a new ring" : "");
+    rc = overlay_media_new(&d->media, d->loop, d->overlay, P2PSIPD_MEDIA_STREAMS, d->log);
+    if (rc != 0)
+        return rc;
     rc = uv_timer_init(d->loop, &d->save_timer);
     if (rc != 0)
         return rc;
@@ -365,6 +375,8 @@ int p2psipd__overlay_start(struct p2psipd *d)
 void p2psipd__overlay_stop(struct p2psipd *d)
 {
     pings_sweep(d, true);
+    overlay_media_close(d->media);
+    d->media = NULL;
     if (d->overlay != NULL) {
         save_peers(d);
         overlay_node_close(d->overlay, NULL, NULL);
@@ -423,6 +435,9 @@ json_t *p2psipd__overlay_status(struct p2psipd *d)
                   addr_json(overlay_node_advertised(d->overlay)));
     if (o != NULL && overlay_node_super(d->overlay, &sp) == 0)
         json_object_set_new(o, "super", peer_json(&sp));
+    if (o != NULL && d->media != NULL)
+        json_object_set_new(o, "media_streams",
+                            json_integer((json_int_t)overlay_media_streams(d->media)));
     return o;
 }
 
@@ -454,6 +469,16 @@ json_t *p2psipd__overlay_counters(struct p2psipd *d)
     json_object_set_new(o, "relayed", json_integer((json_int_t)s->relayed));
     json_object_set_new(o, "pipe_sent", json_integer((json_int_t)s->pipe_sent));
     json_object_set_new(o, "pipe_recv", json_integer((json_int_t)s->pipe_recv));
+    if (d->media != NULL) {
+        struct overlay_media_stats ms;
+        overlay_media_get_stats(d->media, &ms);
+        json_object_set_new(o, "media",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "streams_opened",
+                                      (json_int_t)ms.streams_opened, "streams_closed",
+                                      (json_int_t)ms.streams_closed, "to_peer",
+                                      (json_int_t)ms.to_peer, "to_phone", (json_int_t)ms.to_phone,
+                                      "dropped", (json_int_t)ms.dropped));
+    }
     json_object_set_new(o, "tcp_frames_in", json_integer((json_int_t)s->tcp_frames_in));
     json_object_set_new(o, "tcp_frames_out", json_integer((json_int_t)s->tcp_frames_out));
     json_object_set_new(o, "tcp_accepted", json_integer((json_int_t)s->tcp_accepted));

@@ -32,7 +32,9 @@ struct control;
 struct dht_store;
 struct locator_dht;
 struct locator_local;
+struct overlay_media;
 struct overlay_node;
+struct p2p_buf;
 struct overlay_sip_resolver;
 struct overlay_sip_transport;
 struct sip_accounts;
@@ -96,6 +98,7 @@ struct p2psipd {
     struct ovl_identity identity; /* the node's key pair, from the database */
     struct dht_store *store;      /* DHT records, on the database's connection */
     struct overlay_node *overlay; /* sockets, channels, the DHT node */
+    struct overlay_media *media;  /* media anchoring: RTP relayed over pipes */
     uv_timer_t save_timer;        /* every 500 ms: ends pipe pings; saves the peers every 30 s */
     bool overlay_started;
     uint64_t peers_saved_ms;
@@ -186,6 +189,14 @@ int p2psipd__sip_pipe_send(struct p2psipd *d, uint64_t conn_id, const char *byte
 void p2psipd__sip_pipe_recv(struct p2psipd *d, const struct dht_id *from,
                             const struct dht_id *relay, const uint8_t *bytes, size_t len);
 void p2psipd__sip_node_name(struct p2psipd *d);
+/*
+ * Media anchoring, media_glue.c: called with every SIP message before it is sent;
+ * returns 1 with the message rewritten into out (its SDP pointed at relay ports, or
+ * marked for the other node to anchor), 0 to send it as it is.
+ */
+int p2psipd__media_filter(struct p2psipd *d, const char *bytes, size_t len,
+                          const struct sip_tsx_dest *dest, struct p2p_buf *out);
+
 /* Node id stopped answering (overlay): what waits on it fails at once. */
 void p2psipd__sip_node_gone(struct p2psipd *d, const struct dht_id *id);
 

@@ -143,9 +143,49 @@ static int top_via(struct p2psipd *d, const char *bytes, size_t len, struct sip_
     return 0;
 }
 
+static int sip_send_raw(struct p2psipd *d, const char *bytes, size_t len,
+                        const struct sip_tsx_dest *dest);
+
+/* Worth a parse for media anchoring: SDP, or what ends a call. */
+static bool media_relevant(const char *bytes, size_t len)
+{
+    static const char sdp[] = "application/sdp";
+
+    if ((len > 4 && memcmp(bytes, "BYE ", 4) == 0) || (len > 7 && memcmp(bytes, "CANCEL ", 7) == 0))
+        return true;
+    if (len > 9 && memcmp(bytes, "SIP/2.0 ", 8) == 0 && bytes[8] >= '3')
+        return true;
+    for (size_t i = 0; i + sizeof(sdp) - 1 <= len; i++) {
+        const char *p = memchr(bytes + i, 'a', len - i);
+        if (p == NULL || (size_t)(p - bytes) + sizeof(sdp) - 1 > len)
+            return false;
+        if (memcmp(p, sdp, sizeof(sdp) - 1) == 0)
+            return true;
+        i = (size_t)(p - bytes);
+    }
+    return false;
+}
+
 static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
 {
     struct p2psipd *d = arg;
+    struct p2p_buf rw;
+    int rc;
+
+    if (d->stopping || d->media == NULL || !media_relevant(bytes, len))
+        return sip_send_raw(d, bytes, len, dest);
+    p2p_buf_init(&rw, 65536);
+    if (p2psipd__media_filter(d, bytes, len, dest, &rw) == 1)
+        rc = sip_send_raw(d, rw.data, rw.len, dest);
+    else
+        rc = sip_send_raw(d, bytes, len, dest);
+    p2p_buf_free(&rw);
+    return rc;
+}
+
+static int sip_send_raw(struct p2psipd *d, const char *bytes, size_t len,
+                        const struct sip_tsx_dest *dest)
+{
     enum overlay_sip_proto proto =
         dest->transport == SIP_TSX_UDP ? OVERLAY_SIP_UDP : OVERLAY_SIP_TCP;
     int rc;

@@ -562,3 +562,29 @@ const char *sip_reason_phrase(unsigned status)
         return "Unknown";
     }
 }
+
+int sip_build_replace_body(const struct sip_msg *m, struct p2p_slice body, struct p2p_buf *out)
+{
+    const struct sip_hdr *cl = sip_msg_hdr(m, SIP_HDR_CONTENT_LENGTH);
+    size_t orig = out->len;
+    struct edits ed;
+    char clbuf[40];
+    int rc;
+
+    ed.n = 0;
+    ed.overflow = false;
+    if (m->head.len < 2)
+        return -EINVAL;
+    if (cl != NULL) {
+        edit_num(&ed, cl->value.p, cl->value.len, "", (unsigned long)body.len);
+    } else {
+        int l = snprintf(clbuf, sizeof(clbuf), "Content-Length: %zu\r\n", body.len);
+        edit_add(&ed, head_end(m), 0, clbuf, (size_t)l);
+    }
+    rc = emit(out, m->head.p, m->head.p + m->head.len, &ed);
+    if (rc == 0)
+        rc = p2p_buf_append(out, body.p, body.len);
+    if (rc != 0)
+        out->len = orig;
+    return rc;
+}

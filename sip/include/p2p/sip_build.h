@@ -74,6 +74,14 @@ struct sip_fwd {
  */
 int sip_build_forward(const struct sip_msg *req, const struct sip_fwd *f, struct p2p_buf *out);
 
+/*
+ * Appends m with its body replaced by body: every header line kept as it was, but
+ * the Content-Length value (or a Content-Length line added at the end of the head
+ * when there was none).  m must come from a successful sip_msg_parse().  Returns 0,
+ * -EINVAL, -EMSGSIZE/-ENOMEM; on error out is as before.
+ */
+int sip_build_replace_body(const struct sip_msg *m, struct p2p_slice body, struct p2p_buf *out);
+
 struct sip_resp {
     unsigned status;               /* 100..699 */
     struct p2p_slice reason;       /* empty: sip_reason_phrase(status) */
