@@ -17,11 +17,13 @@
 # Functions:
 #   ovl_node_start H NAME [--server] [--secret FILE] [--p2p-port P] [--sip-port P]
 #       [--boot HOST:PORT,...] [--promote S] [--cutoff S] [--no-multicast]
-#       [--debug] [--no-wait] [-- EXTRA P2PSIPD ARGS]
+#       [--conf FILE] [--debug] [--no-wait] [-- EXTRA P2PSIPD ARGS]
 #     starts p2psipd in host H through host_start (log $IT_TMP/NAME.log), then waits
 #     (bounded, 15 s) until its control socket answers (not with --no-wait).
 #     --p2p-port gives -P (which also turns multicast off); without it the default
 #     port 7560 and multicast.  --promote defaults to 2 s (the daemon's is 15 s).
+#     --conf FILE: FILE's lines are appended to the node's p2p.conf (other sections,
+#     e.g. "[sip]" domain or "[auth]" accounts, for the tests with phones).
 #   ovl_sock NAME            the control socket's path.
 #   ovl_ctl NAME CMD [ARG...] [--opt K=V]   one request; the result JSON on stdout;
 #     status 1 on an error answer, 2 when the socket does not answer.
@@ -38,6 +40,13 @@
 #   ovl_secret_file NAME TEXT  a 0600 file holding an overlay secret; prints its path.
 #   ovl_hosts_create ARGS... / ovl_hosts_nat H [--symmetric]   hosts_create /
 #     hosts_nat, then ovl_static_neigh (permanent ARP entries: see there).
+# Phones (sipp) on the hosts, for the tests where calls cross nodes (test_p2psip_*):
+#   ovl_sipp H NAME TIMEOUT SCENARIO [SIPP ARGS...]   sipp in host H in the
+#     foreground, bounded by TIMEOUT seconds, files in $IT_TMP as with lib.sh's
+#     it_sipp (NAME.log, NAME.stat.csv, NAME.err.log); returns sipp's exit status.
+#   ovl_sipp_bg H NAME SCENARIO [SIPP ARGS...]   the same in the background (a UAS),
+#     through host_start; stop it with it_stop NAME (status in IT_EXIT_OF[NAME]).
+#   ovl_udp_bound H PORT     true when something in H has UDP PORT bound.
 # Ring-wide checks (all members, exact leaf sets, bulk puts/gets) are in
 # tools/ovl_ring.py.
 #
@@ -113,7 +122,7 @@ ovl_node_start() {
     local h=$1 name=$2
     shift 2
     local server=0 secret="" p2p_port="" sip_port="" boot="" promote=2 cutoff="" nomc=0 debug=0
-    local wait=1
+    local wait=1 conf_extra=""
     local extra=()
     while [ $# -gt 0 ]; do
         case $1 in
@@ -125,6 +134,7 @@ ovl_node_start() {
         --promote) promote=$2; shift 2 ;;
         --cutoff) cutoff=$2; shift 2 ;;
         --no-multicast) nomc=1; shift ;;
+        --conf) conf_extra=$2; shift 2 ;;
         --debug) debug=1; shift ;;
         --no-wait) wait=0; shift ;;
         --) shift; extra=("$@"); break ;;
@@ -142,6 +152,7 @@ ovl_node_start() {
         [ -z "$cutoff" ] || echo "cutoff = $cutoff"
         [ -z "$secret" ] || echo "secret = $secret"
         [ "$nomc" = 0 ] || echo "multicast = no"
+        [ -z "$conf_extra" ] || cat "$conf_extra"
     } >"$dir/p2p.conf"
     local args=(--config "$dir/p2p.conf" --data-dir "$dir" --control "$dir/control.sock")
     [ "$server" = 0 ] || args+=(-s)
@@ -204,3 +215,29 @@ ovl_secret_file() {
     (umask 077 && printf '%s\n' "$2" >"$f") || it_fail "cannot write $f"
     echo "$f"
 }
+
+# ---------------------------------------------------------------------------------
+# Phones (sipp) on the hosts.
+
+ovl_sipp() {
+    local h=$1 name=$2 t=$3
+    it__sipp_scenario "$name" "$4"
+    shift 4
+    (cd "$IT_TMP" && host_run "$h" "$t" sipp -sf "$name.xml" -nostdin -trace_stat \
+        -stf "$name.stat.csv" -fd 1 -trace_err -error_file "$name.err.log" "$@" \
+        >>"$IT_TMP/$name.log" 2>&1)
+}
+
+ovl_sipp_bg() {
+    local h=$1 name=$2
+    it__sipp_scenario "$name" "$3"
+    shift 3
+    local here=$PWD
+    # Not in a subshell: host_start records the pid in this shell.
+    cd "$IT_TMP" || it_fail "cd $IT_TMP"
+    host_start "$h" "$name" sipp -sf "$name.xml" -nostdin -trace_stat \
+        -stf "$name.stat.csv" -fd 1 -trace_err -error_file "$name.err.log" "$@"
+    cd "$here" || it_fail "cd $here"
+}
+
+ovl_udp_bound() { [ -n "$(host_exec "$1" ss -Hnlu "sport = :$2")" ]; }
