@@ -33,7 +33,6 @@ ovl_node_start h2 x2
 ovl_wait x1 10 "role super-node" "f('role') == 'super-node'"
 ovl_wait x2 25 "role member" "f('role') == 'member' and f('leaf_count') >= 1"
 ovl_wait x1 10 "x2 in x1's leaf set" "f('leaf_count') >= 1"
-X1=$(ovl_node_id x1)
 X2=$(ovl_node_id x2)
 X2_ADDR=$(host_ip h2):7560
 

@@ -75,7 +75,7 @@ ovl_node_start h5 z --secret "$B" --p2p-port 7560 --no-multicast --boot "$X1_IP:
 ID[z]=$(ovl_node_id z)
 
 # At least two rounds of handshake attempts (4 HS1s each, the last one given up).
-ovl_wait z 20 "a failed handshake and isolated: true" \
+ovl_wait z 20 "a failed handshake and a second one started" \
     "f('handshakes_failed') >= 1 and f('handshakes_started') >= 2" counters
 ovl_wait z 10 "isolated: true" "f('isolated') is True"
 # Well past promote_after (2 s) and the cutoff: still seeking.
