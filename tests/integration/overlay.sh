@@ -39,7 +39,7 @@
 #     the daemon reports no such counter).
 #   ovl_secret_file NAME TEXT  a 0600 file holding an overlay secret; prints its path.
 #   ovl_hosts_create ARGS... / ovl_hosts_nat H [--symmetric]   hosts_create /
-#     hosts_nat, then ovl_static_neigh (permanent ARP entries: see there).
+#     hosts_nat, then ovl_static_neigh (permanent neighbour entries: see there).
 # Phones (sipp) on the hosts, for the tests where calls cross nodes (test_p2psip_*):
 #   ovl_sipp H NAME TIMEOUT SCENARIO [SIPP ARGS...]   sipp in host H in the
 #     foreground, bounded by TIMEOUT seconds, files in $IT_TMP as with lib.sh's
@@ -76,8 +76,9 @@ ovl_hosts_nat() {
     ovl_static_neigh
 }
 
-# ovl_static_neigh: a permanent ARP entry in every host and router for every other
-# address on its segments (the LAN, each NAT router's inside link).  The kernel's
+# ovl_static_neigh: a permanent neighbour entry (ARP, and NDP for global IPv6
+# addresses) in every host and router for every other address on its segments (the
+# LAN, each NAT router's inside link).  The kernel's
 # neighbour table and its gc_thresh3 limit (1024) are shared by every network
 # namespace of the machine: another test or benchmark with many hosts running at the
 # same time fills it ("neighbour: arp_cache: neighbor table overflow!"), and then no
@@ -89,7 +90,7 @@ ovl_static_neigh() {
     plan=$IT_TMP/static_neigh
     mkdir -p "$plan" || it_fail "mkdir $plan"
     for ns in "${HOSTS[@]}" "${HOSTS_ROUTERS[@]}"; do
-        ip -n "$ns" -j -4 addr show >"$plan/$ns.json" || it_fail "ovl_static_neigh: ip -n $ns addr"
+        ip -n "$ns" -j addr show >"$plan/$ns.json" || it_fail "ovl_static_neigh: ip -n $ns addr"
     done
     "$OVL_PY" - "$plan" "${HOSTS[@]}" "${HOSTS_ROUTERS[@]}" <<'EOF' || it_fail "ovl_static_neigh: cannot plan the entries"
 import ipaddress, json, os, sys
@@ -100,7 +101,7 @@ for ns in names:
         if link.get("ifname") == "lo" or not link.get("address"):
             continue
         for a in link.get("addr_info", []):
-            if a.get("family") == "inet":
+            if a.get("family") == "inet" or (a.get("family") == "inet6" and a.get("scope") == "global"):
                 net = ipaddress.ip_network("%s/%s" % (a["local"], a["prefixlen"]), strict=False)
                 ends.append((ns, link["ifname"], a["local"], link["address"], net))
 for ns in names:
