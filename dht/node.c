@@ -42,7 +42,8 @@ void dht_config_init(struct dht_config *cfg)
     cfg->rto.floor_ms = 200;
     cfg->rto.cap_ms = 10000;
     cfg->leaf_ping_ms = 5000;
-    cfg->rt_ping_ms = 15000;
+    cfg->rt_ping_ms = 60000;
+    cfg->rt_ping_min_ms = 15000;
     cfg->leafset_ms = 15000;
     cfg->local_tune_ms = 60000;
     cfg->global_tune_ms = 120000;
@@ -468,6 +469,28 @@ static bool leaf_short(const struct dht_node *n)
     return rt->n_preds < rt->leaf_half || rt->n_succs < rt->leaf_half;
 }
 
+/*
+ * A leaf was removed: routing-table entries that now fit in the leaf set are the
+ * nearest replacements we know (after a mass failure the leaf sets we pull from
+ * the far side often do not name them).  One heard from lately joins at once, the
+ * others are probed first (their ACK promotes them, mark_heard).
+ */
+static void promote_table(struct dht_node *n, uint64_t now)
+{
+    for (unsigned i = 0; i < n->route.pool_len; i++) {
+        const struct dht_nbr *e = &n->route.pool[i];
+        struct dht_peer p;
+        if (!dht_route_slot_used(&n->route, i) || (e->flags & (DHT_NBR_LEAF | DHT_NBR_SUSPECT)) ||
+            !dht_route_leaf_promising(&n->route, &e->peer.id))
+            continue;
+        p = e->peer; /* add_peer may move the pool */
+        if (now - e->last_heard_ms < n->cfg.leaf_ping_ms)
+            add_peer(n, &p, now);
+        else if (!probing(n, &p.id))
+            send_ping(n, &p, PK_PROBE, now);
+    }
+}
+
 static void remove_nbr(struct dht_node *n, const struct dht_id *id, uint64_t now)
 {
     const struct dht_nbr *e = dht_route_find(&n->route, id);
@@ -486,6 +509,8 @@ static void remove_nbr(struct dht_node *n, const struct dht_id *id, uint64_t now
     n->dead[n->dead_next].until = now + 4 * (uint64_t)n->cfg.leafset_ms;
     n->dead_next = (n->dead_next + 1) % DHT_DEAD_MAX;
     n->ctr.removed++;
+    if (was & DHT_NBR_LEAF)
+        n->leaf_removed++;
     if (was & DHT_NBR_PRED)
         n->repair_left[0] = 1;
     if (was & DHT_NBR_SUCC)
@@ -493,6 +518,7 @@ static void remove_nbr(struct dht_node *n, const struct dht_id *id, uint64_t now
     if (was & DHT_NBR_LEAF) {
         leaf_changed(n, now);
         repair(n, now);
+        promote_table(n, now);
     }
 }
 
@@ -793,14 +819,22 @@ static void route_msg(struct dht_node *n, const struct dht_msg *m, const uint8_t
         return;
     }
     if (e != NULL && (e->flags & DHT_NBR_SUSPECT) && (e->flags & DHT_NBR_LEAF)) {
-        /* Only a suspect leaf is closer than self: it timed out on us within its
-         * last probe RTO, and is being probed.  Were it dead, we are the root; a
-         * live one clears the suspicion with its next ACK, within a round trip.
-         * Answer now rather than wait a timeout for each message (while a root's
-         * death is not yet confirmed, every lookup for its keys comes here). */
+        /* Only a suspect leaf is closer than self: were it dead, we are the root.
+         * Once it also failed a probe (two failures in a row: a loss explains that
+         * about once in 10^4) we answer at once: while a root's death is not yet
+         * confirmed every message for its keys comes here, and each would wait a
+         * timeout.  Before that, one try without retransmission (a live suspect
+         * answers it; tries = 2), then we answer. */
         excl[n_excl++] = e->peer.id;
         if (dht_route_next_hop(&n->route, &m->key, excl, n_excl) == NULL) {
-            deliver_local(n, m, buf, len, now);
+            if (e->probes > 0) {
+                deliver_local(n, m, buf, len, now);
+                return;
+            }
+            to = e->peer;
+            pe = forward(n, buf, len, m, &to, now);
+            if (pe != NULL)
+                pe->tries = 2;
             return;
         }
     }
@@ -861,6 +895,7 @@ static void req_fail(struct request *c, int status)
 
 static void start_maintenance(struct dht_node *n, uint64_t now)
 {
+    n->churn_t0 = now;
     n->t_tick = now + 1000;
     n->t_leafset = now + jitter(n, n->cfg.leafset_ms);
     n->t_local = now + jitter(n, n->cfg.local_tune_ms);
@@ -1429,6 +1464,8 @@ static void pend_timeout(struct dht_node *n, struct pend *p, uint64_t now)
             e->flags |= DHT_NBR_SUSPECT;
             n->ctr.suspects++;
         }
+        if (e->probes < UINT8_MAX)
+            e->probes++; /* failed probes since it was last heard */
         if (p->tries >= n->cfg.suspect_probes) {
             to = p->to;
             pend_free(n, p);
@@ -1467,10 +1504,47 @@ static void lost_probe(struct dht_node *n, uint64_t now)
     }
 }
 
+/*
+ * How long a routing-table entry may stay silent before it is pinged.  Leaves are
+ * watched every leaf_ping_ms whatever happens, so their removals measure the churn
+ * without bias: with d leaf deaths per leaf and second, an entry silent for T is
+ * dead with probability about d T.  T is chosen so that this stays near 5 %
+ * (routing through a dead entry costs a timeout), between rt_ping_min_ms (heavy
+ * churn) and rt_ping_ms (none).
+ */
+static uint32_t rt_ping_period(const struct dht_node *n)
+{
+    uint32_t lo = n->cfg.rt_ping_min_ms, hi = n->cfg.rt_ping_ms;
+    double t;
+
+    if (lo == 0 || lo > hi)
+        lo = hi;
+    if (n->leaf_death_rate <= 0)
+        return hi;
+    t = 0.05 / n->leaf_death_rate * 1000.0;
+    return t < lo ? lo : t > hi ? hi : (uint32_t)t;
+}
+
+/* Once a minute: leaf removals per leaf and second, smoothed. */
+static void churn_update(struct dht_node *n, uint64_t now)
+{
+    unsigned leaves = n->route.n_preds + n->route.n_succs;
+    double sample;
+
+    if (now - n->churn_t0 < 60000)
+        return;
+    sample = (double)(n->leaf_removed - n->leaf_removed0) / (leaves > 0 ? leaves : 1) /
+             ((double)(now - n->churn_t0) / 1000.0);
+    n->leaf_death_rate = n->leaf_death_rate < 0 ? sample : 0.5 * n->leaf_death_rate + 0.5 * sample;
+    n->churn_t0 = now;
+    n->leaf_removed0 = n->leaf_removed;
+}
+
 static void ping_stale(struct dht_node *n, uint64_t now)
 {
     struct dht_route *rt = &n->route;
     unsigned rt_pings = 0;
+    uint32_t rt_period = rt_ping_period(n);
 
     for (unsigned i = 0; i < rt->pool_len; i++) {
         struct dht_nbr *e = &rt->pool[i];
@@ -1478,7 +1552,7 @@ static void ping_stale(struct dht_node *n, uint64_t now)
         uint32_t period;
         if (!dht_route_slot_used(rt, i))
             continue;
-        period = (e->flags & DHT_NBR_LEAF) ? n->cfg.leaf_ping_ms : n->cfg.rt_ping_ms;
+        period = (e->flags & DHT_NBR_LEAF) ? n->cfg.leaf_ping_ms : rt_period;
         if (now - e->last_heard_ms < period || now - e->last_ping_ms < period)
             continue;
         if (!(e->flags & DHT_NBR_LEAF)) {
@@ -1550,6 +1624,7 @@ static void maintain(struct dht_node *n, uint64_t now)
     refill(n, now);
     if (now >= n->t_tick) {
         n->t_tick = now + 1000;
+        churn_update(n, now);
         ping_stale(n, now);
         lost_probe(n, now);
         if ((leaf_short(n) || n->repair_left[0] > 0 || n->repair_left[1] > 0) && now >= n->t_repair)
@@ -1729,6 +1804,7 @@ int dht_node_new(struct dht_node **out, const uint8_t pubkey[DHT_PUBKEY_LEN],
     n->next_collect = 1;
     n->t_tokens = now;
     n->tokens = n->cfg.byte_budget;
+    n->leaf_death_rate = -1; /* no estimate before a minute of maintenance */
     *out = n;
     return 0;
 }

@@ -117,6 +117,10 @@ struct dht_node {
     struct dht_peer lost[DHT_LOST_MAX]; /* the leaves removed last */
     unsigned n_lost, lost_next;
 
+    /* churn seen in the leaf set: sets the routing-table ping period */
+    uint64_t churn_t0, leaf_removed, leaf_removed0;
+    double leaf_death_rate; /* leaf removals per leaf and second, smoothed; < 0: none yet */
+
     /* maintenance schedule */
     uint64_t t_tick, t_leafset, t_local, t_global, t_sync, t_expire, t_handoff, t_repair;
     uint8_t repair_left[2];     /* pulls still due per side (pred, succ) after a removal */

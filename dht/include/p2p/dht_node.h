@@ -67,7 +67,8 @@ struct dht_config {
     unsigned quorum;               /* replica acks before a put succeeds, default 2 */
     struct dht_rto_config rto;     /* initial 1000, floor 200, cap 10000 ms */
     uint32_t leaf_ping_ms;         /* ping a leaf not heard from for this long: 5000 */
-    uint32_t rt_ping_ms;           /* same for table entries (4 per second at most): 15000 */
+    uint32_t rt_ping_ms;           /* same for table entries (4 per second at most): 60000, */
+    uint32_t rt_ping_min_ms;       /* down to this (15000) as leaf deaths show churn */
     uint32_t leafset_ms;           /* leaf-set push/pull with a random leaf: 15000 */
     uint32_t local_tune_ms;        /* ROW_REQ to a table entry: 60000 */
     uint32_t global_tune_ms;       /* lookup for an empty cell: 120000 */
