@@ -233,10 +233,12 @@ void conf_usage(FILE *f, const char *prog, const char *default_data_dir)
     fprintf(f,
             "Usage: %s [options]\n"
             "A peer-to-peer SIP node: a registrar and proxy for the softphones on this host.\n"
+            "Nodes on different hosts form one overlay (a DHT) and carry calls between them.\n"
             "\n"
             "  -s, --server           start a new overlay (a bootstrap super-node); without\n"
             "                         -s or -S the node finds one by LAN multicast\n"
-            "  -d, --verbose          log at debug level and trace every SIP message in and out\n"
+            "                         (a restarted node first tries the peers it saved)\n"
+            "  -d, --verbose          log at debug level and trace every SIP and DHT message\n"
             "  -p, --sip-port PORT    SIP port, UDP and TCP (default %d)\n"
             "  -P, --p2p-port PORT    P2P port, UDP and TCP (default %d; 0 = any free port);\n"
             "                         turns multicast discovery off, as in the seed\n"
