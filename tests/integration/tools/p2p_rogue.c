@@ -6,7 +6,15 @@
  * node holding the overlay secret could send:
  *
  *   p2p_rogue ADDR PORT SECRET_FILE|- VICTIM_ID [ROUNDS]
+ *   p2p_rogue flood ADDR PORT SECRET_FILE|- N
  *
+ * flood: N valid HS1 frames (right PSK, a fresh ephemeral key and session index
+ * each), from one socket, as fast as it can, never finishing a handshake; it reads
+ * the HS2s that come back meanwhile and for 2 s after, and prints "hs1 N" and
+ * "hs2 M" (M: HS2 frames received).  Each HS1 costs the responder its DH work and a
+ * half-open handshake slot: what the responder's caps are for.
+ *
+ * The default mode:
  * 1. Opens a genuine channel to ADDR:PORT as itself (a fresh identity): HS1, HS2,
  *    HS3, then a KEEPALIVE asking for an answer; the answer (a DATA frame of the
  *    peer that opens with the session's key) proves the channel is up.
@@ -207,6 +215,67 @@ static int handshake(const struct ovl_identity *me, const uint8_t psk[OVL_KEY_LE
     return 0;
 }
 
+/* Reads every datagram waiting (or for ms milliseconds) and counts the HS2s. */
+static unsigned drain_hs2(int ms)
+{
+    uint8_t buf[OVL_FRAME_MAX];
+    struct ovl_frame_info fi;
+    unsigned n2 = 0;
+
+    for (;;) {
+        ssize_t n = recv_one(buf, sizeof(buf), ms);
+        if (n <= 0)
+            return n2;
+        if (ovl_frame_peek(buf, (size_t)n, &fi) == 0 && fi.type == OVL_T_HS2)
+            n2++;
+    }
+}
+
+static int flood(int argc, char **argv)
+{
+    struct ovl_identity me;
+    uint8_t psk[OVL_KEY_LEN], hs1[OVL_HS1_LEN];
+    unsigned n, n_hs1 = 0, got = 0;
+
+    if (argc != 6 || (n = (unsigned)atoi(argv[5])) == 0 || n > 1000000) {
+        fprintf(stderr, "usage: p2p_rogue flood ADDR PORT SECRET_FILE|- N\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (sodium_init() < 0 || ovl_identity_generate(&me) != 0 || read_psk(argv[4], psk) != 0) {
+        fprintf(stderr, "p2p_rogue: bad secret file\n");
+        return 2;
+    }
+    memset(&peer, 0, sizeof(peer));
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons((uint16_t)atoi(argv[3]));
+    if (inet_pton(AF_INET, argv[2], &peer.sin_addr) != 1) {
+        fprintf(stderr, "p2p_rogue: bad address %s\n", argv[2]);
+        return 2;
+    }
+    sock = socket(AF_INET, SOCK_DGRAM, 0);
+    if (sock < 0 || connect(sock, (struct sockaddr *)&peer, sizeof(peer)) != 0) {
+        perror("p2p_rogue: socket");
+        return 2;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct ovl_hs hs;
+        int l = ovl_hs_initiate(&hs, &me, psk, randombytes_random(), hs1, sizeof(hs1));
+        ovl_hs_wipe(&hs);
+        if (l < 0)
+            return 2;
+        if (send_raw(hs1, (size_t)l) == 0)
+            n_hs1++;
+        if (i % 64 == 63)
+            got += drain_hs2(0); /* keep our receive buffer from overflowing */
+    }
+    got += drain_hs2(2000);
+    printf("hs1 %u\nhs2 %u\n", n_hs1, got);
+    ovl_identity_wipe(&me);
+    close(sock);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct ovl_identity me;
@@ -220,6 +289,8 @@ int main(int argc, char **argv)
     struct dht_msg *m;
     int len;
 
+    if (argc > 1 && strcmp(argv[1], "flood") == 0)
+        return flood(argc, argv);
     if (argc < 5 || rounds == 0 || rounds > 50) {
         fprintf(stderr, "usage: p2p_rogue ADDR PORT SECRET_FILE|- VICTIM_ID [ROUNDS 1..50]\n");
         return 2;
