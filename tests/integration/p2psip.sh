@@ -1,0 +1,114 @@
+# shellcheck shell=bash
+#
+# p2psip.sh: helpers for the integration tests where phones on different hosts call
+# each other through p2psipd nodes (test_p2psip_call.sh, test_p2psip_phones.sh,
+# pending/test_p2psip_phones_loopback.sh).  Sourced, never run; it sources overlay.sh
+# (and so hosts.sh and lib.sh) itself, whose ovl_node_start, ovl_counter, ovl_sipp,
+# ovl_sipp_bg and ovl_udp_bound the tests use directly.
+#
+# Design.  One node per host, started by ovl_node_start with --conf $P2PSIP_CONF
+# (p2psip_conf: the [sip] section); its SIP listener is 127.0.0.1:5062 inside the
+# host, where the phones of that host register and send their calls (registrar and
+# outbound proxy).  Phones are sipp (p2psip_call_round) or baresip (below), run inside
+# a host through host_run or host_start, with their files in $IT_TMP.
+#
+# Functions (H is a host made by hosts_create, NODE a name given to ovl_node_start):
+#   p2psip_conf [DOMAIN]        writes $P2PSIP_CONF, the nodes' [sip] section: domain
+#       DOMAIN (default: none, the node's own default "*").
+#   p2psip_is_member NODE       true when NODE is in the ring (member or super-node).
+#   p2psip_call_round CALLEE CALLER TAG  50 AoRs bob<TAG>00001... registered by sipp
+#       on host CALLEE (127.0.0.1:5080) with its node, a UAS there, and $P2PSIP_CALLS
+#       calls (default 200, or $IT_CALLS) to them from a sipp UAC on host CALLER
+#       (127.0.0.1:5071) through its node; fails the test unless every REGISTER got
+#       200 and every call succeeded on both ends.  The UAS checks two proxies'
+#       Max-Forwards, three Vias and both nodes' double Record-Route
+#       (sipp/uas_overlay.xml), so it passes only for calls that crossed the overlay.
+#   p2psip_baresip_start H NAME PEER MEDIA_ADDR  a baresip for NAME@$IT_DOMAIN in H
+#       (lib.sh it_baresip_config: SIP on 127.0.0.1:$P2PSIP_PHONE_PORT, registered
+#       through H's node, auto-answer, PEER the target of /message, audio from
+#       $IT_TMP/tone.wav, which the test writes with it_wav), media bound to
+#       MEDIA_ADDR (baresip's net_interface: the address its SDP offers), and
+#       baresip's rtcpsummary module, which logs the call's RTP statistics when it
+#       ends (p2psip_rtp_stat).
+#   p2psip_phone_cmd NAME COMMAND   types "/COMMAND" into NAME's baresip (its stdin).
+#   p2psip_baresip_wait_registered NAME  until NAME's REGISTER got 200 (bounded), then
+#       checks the 200 came from its node, 127.0.0.1:5062.
+#   p2psip_rtp_stat NAME KEY    prints KEY of the last rtcpsummary line NAME logged
+#       (PR: RTP packets received, PS: sent, IP: "LOCAL,REMOTE" media addresses);
+#       empty when there is none.  baresip takes them from its last RTCP report, so
+#       they lag the call's end by up to one RTCP interval.
+#
+# Invariants: every wait is bounded; every process goes through host_start or
+# host_run; all files live under $IT_TMP.
+
+declare -F ovl_node_start >/dev/null || . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/overlay.sh"
+
+P2PSIP_CONF=""
+P2PSIP_CALLS=${IT_CALLS:-200}
+P2PSIP_PHONE_PORT=5100
+declare -A P2PSIP_PHONE_FD=()
+
+p2psip_conf() {
+    P2PSIP_CONF=$IT_TMP/sip.conf
+    if [ -n "${1:-}" ]; then
+        printf '[sip]\ndomain = %s\n' "$1" >"$P2PSIP_CONF"
+    else
+        : >"$P2PSIP_CONF"
+    fi || it_fail "cannot write $P2PSIP_CONF"
+}
+
+p2psip_is_member() {
+    local r
+    r=$(ovl_field "$1" status role 2>/dev/null) || return 1
+    [ "$r" = member ] || [ "$r" = super-node ]
+}
+
+p2psip_call_round() {
+    local callee=$1 caller=$2 tag=$3 users=$IT_TMP/users_$3.csv
+    it_users 50 "$users" "bob$tag"
+    ovl_sipp "$callee" "reg_$tag" 60 register.xml -i 127.0.0.1 -p 5080 -t u1 \
+        -inf "$users" -key domain "$IT_DOMAIN" -key contact_hp "127.0.0.1:5080" \
+        -key expires 600 -default_behaviors -bye -m 50 -r 50 127.0.0.1:5062
+    it_sipp_expect "reg_$tag" $? 50
+    ovl_sipp_bg "$callee" "uas_$tag" uas_overlay.xml -i 127.0.0.1 -p 5080 -t u1 \
+        -m "$P2PSIP_CALLS" -trace_counts -default_behaviors -bye
+    it_wait_until 10 "the UAS on $callee" ovl_udp_bound "$callee" 5080
+    ovl_sipp "$caller" "uac_$tag" 240 uac.xml -i 127.0.0.1 -p 5071 -t u1 \
+        -inf "$users" -key domain "$IT_DOMAIN" -trace_counts -m "$P2PSIP_CALLS" -r 50 \
+        -l 100 -rsa 127.0.0.1:5062 127.0.0.1:5062
+    it_sipp_expect "uac_$tag" $? "$P2PSIP_CALLS"
+    it_wait_until 60 "the UAS to finish its $P2PSIP_CALLS calls" eval "! it_alive uas_$tag"
+    it_stop "uas_$tag"
+    it_sipp_expect "uas_$tag" "${IT_EXIT_OF[uas_$tag]}" "$P2PSIP_CALLS"
+    it_log "$tag: $P2PSIP_CALLS calls from $caller to phones registered on $callee, 0 failures"
+}
+
+# ---------------------------------------------------------------------------------
+# baresip on a host.
+
+p2psip_baresip_start() {
+    local h=$1 name=$2 peer=$3 media=$4 fd
+    it_baresip_config "$name" "$P2PSIP_PHONE_PORT" "$peer" 127.0.0.1:5062 "$IT_TMP/tone.wav"
+    sed -i "s/^net_interface.*/net_interface\t\t$media/" "$IT_TMP/$name/config" ||
+        it_fail "$name: cannot set net_interface"
+    grep -q "^net_interface[[:space:]]*$media\$" "$IT_TMP/$name/config" ||
+        it_fail "$name: net_interface is not $media"
+    printf 'module\t\t\trtcpsummary.so\n' >>"$IT_TMP/$name/config"
+    # Opened read-write, the FIFO never blocks and never sees EOF while we hold it.
+    exec {fd}<>"$IT_TMP/$name/in"
+    P2PSIP_PHONE_FD[$name]=$fd
+    IT_STDIN=$IT_TMP/$name/in host_start "$h" "$name" baresip -s -t 600 -f "$IT_TMP/$name"
+}
+
+p2psip_phone_cmd() { printf '/%s\n' "$2" >&"${P2PSIP_PHONE_FD[$1]}"; }
+
+p2psip_baresip_wait_registered() {
+    it_wait_log "$1" "useragent registered successfully" 30
+    it_sip_saw "$1" "^127.0.0.1:5062>127.0.0.1:$P2PSIP_PHONE_PORT\|SIP/2.0 200 [^|]*\|[0-9]+ REGISTER$" ||
+        it_fail "$1: no 200 to its REGISTER from its node"
+}
+
+p2psip_rtp_stat() {
+    sed 's/\r/\n/g' "$IT_TMP/$1.log" | grep '^EX=BareSip;' | tail -n 1 |
+        tr ';' '\n' | sed -n "s/^$2=//p"
+}
