@@ -4,13 +4,13 @@
  * one response line).
  *
  * Built once per process: a control instance on a libuv loop, listening on a Unix
- * socket in a fresh temporary directory (removed at exit), with test commands of
- * every kind a handler can be: "echo" (synchronous, returns its args and opts),
- * "fail" (synchronous error, its text from the first arg), "empty" (synchronous
- * NULL with no text: "internal error"), "now" (asynchronous, completed inside the
- * handler) and "later" (asynchronous, completed on the next loop turn, with an error
- * when opts has "fail").  One client connection is kept open across inputs (and
- * opened again if the daemon closes it).
+ * socket in a fresh temporary directory (both removed once the client is connected),
+ * with test commands of every kind a handler can be: "echo" (synchronous, returns
+ * its args and opts), "fail" (synchronous error, its text from the first arg),
+ * "empty" (synchronous NULL with no text: "internal error"), "now" (asynchronous,
+ * completed inside the handler) and "later" (asynchronous, completed on the next
+ * loop turn, with an error when opts has "fail").  One client connection is kept open across inputs
+ * (if the daemon hangs up, the control socket is closed and made again, with a new one).
  *
  * Each input up to its first newline is one request line, written with a newline.
  * The loop then runs until the response line arrives or the connection closes,
@@ -51,7 +51,6 @@ static struct {
     uv_loop_t loop;
     uv_timer_t failsafe, later_timer;
     struct control *ctl;
-    char dir[48], path[80]; /* path fits sockaddr_un's sun_path (108) */
     int fd; /* the client, -1 when closed */
     char *resp;
     size_t resp_len;
@@ -142,33 +141,59 @@ static void failsafe_cb(uv_timer_t *t)
     (void)t;
 }
 
-static void cleanup(void)
+/*
+ * Creates the control socket in a fresh directory, connects the client, then removes
+ * the socket file and the directory: the connection lives on, and nothing is left
+ * behind however the process ends (libFuzzer does not always run atexit handlers).
+ */
+static void open_control(void)
 {
-    if (w.path[0] != '\0')
-        (void)unlink(w.path);
-    if (w.dir[0] != '\0')
-        (void)rmdir(w.dir);
-}
-
-static void client_connect(void)
-{
+    char dir[48], path[80], err[256];
     struct sockaddr_un sa;
 
+    snprintf(dir, sizeof(dir), "/tmp/fuzz_control.XXXXXX");
+    check(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(path, sizeof(path), "%s/ctl.sock", dir); /* fits sun_path (108 bytes) */
+    check(control_new(&w.ctl, &w.loop, path, NULL, err, sizeof(err)) == 0, err);
+    check(control_register(w.ctl, "echo", "echo args and opts", cmd_echo, NULL) == 0, "echo");
+    check(control_register(w.ctl, "fail", "fail with args[0]", cmd_fail, NULL) == 0, "fail");
+    check(control_register(w.ctl, "empty", "fail with no text", cmd_empty, NULL) == 0, "empty");
+    check(control_register_async(w.ctl, "now", "async, at once", cmd_now, NULL) == 0, "now");
+    check(control_register_async(w.ctl, "later", "async, next turn", cmd_later, NULL) == 0,
+          "later");
     w.fd = socket(AF_UNIX, SOCK_STREAM, 0);
     check(w.fd >= 0, "socket");
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, w.path, sizeof(w.path));
+    memcpy(sa.sun_path, path, sizeof(path));
     check(connect(w.fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0, "connect");
+    check(unlink(path) == 0 && rmdir(dir) == 0, "removing the socket file");
     w.resp_len = 0;
     w.eof = false;
 }
 
-static void client_drop(void)
+static void control_closed(void *arg)
 {
-    if (w.fd >= 0)
-        close(w.fd);
+    (void)arg;
+    w.ctl = NULL;
+}
+
+/* The daemon hung up on the client: a new control socket and connection. */
+static void reopen_control(void)
+{
+    uint64_t deadline;
+
+    close(w.fd);
     w.fd = -1;
+    control_close(w.ctl, control_closed, NULL);
+    uv_update_time(&w.loop);
+    deadline = uv_now(&w.loop) + LOOP_MS;
+    (void)uv_timer_start(&w.failsafe, failsafe_cb, LOOP_MS, 0);
+    while (w.ctl != NULL && uv_now(&w.loop) < deadline)
+        (void)uv_run(&w.loop, UV_RUN_ONCE);
+    (void)uv_timer_stop(&w.failsafe);
+    check(w.ctl == NULL, "control_close did not complete");
+    open_control();
 }
 
 /* Reads what the daemon has written so far (never blocks). */
@@ -235,24 +260,12 @@ static json_t *await_response(void)
 
 static void setup(void)
 {
-    char err[256];
-
     check(uv_loop_init(&w.loop) == 0, "loop");
     check(uv_timer_init(&w.loop, &w.failsafe) == 0, "timer");
     check(uv_timer_init(&w.loop, &w.later_timer) == 0, "timer");
-    snprintf(w.dir, sizeof(w.dir), "/tmp/fuzz_control.XXXXXX");
-    check(mkdtemp(w.dir) != NULL, "mkdtemp");
-    snprintf(w.path, sizeof(w.path), "%s/ctl.sock", w.dir);
-    atexit(cleanup);
-    check(control_new(&w.ctl, &w.loop, w.path, NULL, err, sizeof(err)) == 0, err);
-    check(control_register(w.ctl, "echo", "echo args and opts", cmd_echo, NULL) == 0, "echo");
-    check(control_register(w.ctl, "fail", "fail with args[0]", cmd_fail, NULL) == 0, "fail");
-    check(control_register(w.ctl, "empty", "fail with no text", cmd_empty, NULL) == 0, "empty");
-    check(control_register_async(w.ctl, "now", "async, at once", cmd_now, NULL) == 0, "now");
-    check(control_register_async(w.ctl, "later", "async, next turn", cmd_later, NULL) == 0,
-          "later");
     w.resp = malloc(RESP_MAX);
     check(w.resp != NULL, "malloc");
+    open_control();
     w.ready = true;
 }
 
@@ -311,8 +324,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         eff--;
     if (eff == 0)
         return 0; /* no request: the daemon answers nothing */
-    if (w.fd < 0)
-        client_connect();
     out = malloc(len + 1);
     check(out != NULL, "malloc");
     memcpy(out, line, len);
@@ -325,7 +336,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         }
         if (n < 0) {
-            client_drop(); /* hung up on us: no answer to wait for */
+            reopen_control(); /* hung up on us: no answer to wait for */
             free(out);
             return 0;
         }
@@ -334,7 +345,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(out);
     r = await_response();
     if (r == NULL) {
-        client_drop(); /* the daemon hung up: allowed, a new connection next time */
+        reopen_control(); /* the daemon hung up: allowed; a new connection for the next */
         return 0;
     }
     check_response(r, line, eff);
