@@ -49,6 +49,8 @@ struct ldop {
     sip_locator_lookup_cb lookup_cb;
     sip_locator_publish_cb publish_cb;
     void *arg;
+    bool cancelled; /* its user went away: complete silently */
+    bool in_dht;    /* waiting for the overlay (cancellable there) */
     /* lookup: the local answer, kept while the DHT is asked */
     int local_status;
     size_t nlocal;
@@ -426,6 +428,10 @@ static void local_looked_up(int status, const struct sip_binding *bs, size_t n, 
     struct dht_id key;
     int rc;
 
+    if (o->cancelled) {
+        op_free(o);
+        return;
+    }
     o->local_status = status;
     if (status == 0 && n > 0) {
         o->local = calloc(n, sizeof(*o->local));
@@ -438,10 +444,19 @@ static void local_looked_up(int status, const struct sip_binding *bs, size_t n, 
         lookup_finish(o, status, o->local, o->nlocal);
         return;
     }
+    if (o->nlocal == 0 && overlay_node_cut_off(overlay_of(o->loc))) {
+        /* Cut off: the DHT cannot answer; say so now (480), not after its timeout. */
+        lookup_finish(o, -ENETUNREACH, NULL, 0);
+        return;
+    }
     locator_dht_key(o->aor, &key);
     rc = overlay_node_get(overlay_of(o->loc), &key, dht_got, o);
-    if (rc != 0)
+    if (rc == 0)
+        o->in_dht = true;
+    else if (o->nlocal > 0)
         lookup_finish(o, status, o->local, o->nlocal); /* no DHT now: what we have */
+    else
+        lookup_finish(o, rc, NULL, 0); /* not in any overlay: we cannot know (480) */
 }
 
 static int op_lookup(void *ctx, const char *aor, sip_locator_lookup_cb cb, void *arg)
@@ -556,9 +571,29 @@ static int op_publish(void *ctx, const struct sip_binding_change *changes, size_
     return rc;
 }
 
+static void op_cancel(void *ctx, void *arg)
+{
+    struct locator_dht *loc = ctx;
+    struct ldop *o = loc->ops, *next;
+
+    for (; o != NULL; o = next) {
+        next = o->next;
+        if (o->kind != LD_LOOKUP || o->arg != arg || o->cancelled)
+            continue;
+        if (o->in_dht) {
+            if (overlay_of(loc) != NULL)
+                (void)overlay_node_cancel(overlay_of(loc), o);
+            op_free(o);
+        } else {
+            o->cancelled = true; /* the local locator still owes its answer */
+        }
+    }
+}
+
 static const struct sip_locator_ops ops = {
     .lookup = op_lookup,
     .publish = op_publish,
+    .cancel = op_cancel,
 };
 
 struct sip_locator locator_dht_get(struct locator_dht *loc)

@@ -8,7 +8,7 @@ scripts/deps.sh build
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j "$(nproc)"
 if [ ! -x build/p2psipd/p2psipd ]; then
-    echo "start: p2psipd is not built yet (it arrives with the registrar/proxy work)" >&2
+    echo "start: the build did not produce build/p2psipd/p2psipd" >&2
     exit 1
 fi
 [ $# -gt 0 ] || set -- -s

@@ -903,6 +903,12 @@ static void handle_cancel(struct sip_proxy *p, struct sip_tsx *t, const struct s
     r->cancelled = true;
     if (r->lookup_pending) {
         req_respond(r, 487, NULL, NULL); /* nothing forwarded yet */
+        if (p->cfg.locator.ops->cancel != NULL) {
+            /* The lookup's answer is of no use now: drop it, free the request. */
+            p->cfg.locator.ops->cancel(p->cfg.locator.ctx, r);
+            r->lookup_pending = false;
+            req_release(r);
+        }
         return;
     }
     cancel_others(r, NULL);

@@ -92,7 +92,7 @@ static void usage(FILE *f, const char *default_path)
             "  remove KEY               remove our value under KEY\n"
             "  route KEY                the node responsible for KEY, and the hops\n"
             "  watch                    print the daemon's events until interrupted\n"
-            "  metrics                  performance figures\n"
+            "  pipe-ping ID [--via ID]  an echo over a pipe to node ID (through its super-node)\n"
             "  ping, help               liveness; the daemon's list of commands\n"
             "\n"
             "After COMMAND, --NAME VALUE or --NAME=VALUE is an option of the command (a\n"

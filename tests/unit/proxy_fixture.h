@@ -104,7 +104,7 @@ static int fake_publish(void *ctx, const struct sip_binding_change *c, size_t n,
     return -ENOSYS;
 }
 
-static const struct sip_locator_ops fake_ops = {fake_lookup, fake_publish};
+static const struct sip_locator_ops fake_ops = {fake_lookup, fake_publish, NULL};
 
 /* Zeroes f, makes the proxy's self 10.0.0.1:5062 in domain example.org and fills
  * cfg with the defaults, the recording send callback and the fake locator.  The

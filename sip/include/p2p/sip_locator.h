@@ -100,6 +100,10 @@ struct sip_locator_ops {
      * only valid during the call (copy them).  0 or -errno (then no callback). */
     int (*publish)(void *ctx, const struct sip_binding_change *changes, size_t n,
                    sip_locator_publish_cb cb, void *arg);
+    /* Optional: drops every pending lookup whose callback argument is arg; their
+     * callbacks never run (a request ended by CANCEL while its lookup, a DHT get,
+     * was still under way).  May be NULL: the proxy then waits for the callback. */
+    void (*cancel)(void *ctx, void *arg);
 };
 
 struct sip_locator {
