@@ -9,8 +9,8 @@
 #   - each ring is exactly its two members: every leaf set holds the other member of
 #     its own ring and nothing else, and no node has a channel to the other ring;
 #   - z (secret B, multicast off, -S x1) on h5 cannot join X, nor can z0 (no secret
-#     at all: the public overlay; -P 7561 -p 5064) on h5: each stays seeking, says isolated
-#     after its cutoff (3 s), has no super-node, cannot put;
+#     at all: the public overlay; -P 7561 -p 5064) on h5: each stays seeking, says
+#     isolated after its cutoff (3 s), has no super-node, cannot put;
 #   - x1 answers none of their HS1 frames: a packet capture on h5 sees HS1s of each
 #     go to x1 and nothing at all come back from x1, their own counters show no frame
 #     in and no handshake done (handshakes_failed grows), x1's dropped_auth grows by
