@@ -159,6 +159,7 @@ static int sock_open(struct overlay_media *m, struct stream *s, struct msock *k,
     int len = sizeof(ss), r;
 
     k->s = s;
+    k->rtcp = k == &s->rtcp; /* what the phone sends here is RTCP (found by baresip) */
     k->h.data = k;
     r = uv_udp_init(m->loop, &k->h);
     if (r != 0)

@@ -539,6 +539,8 @@ static int put_aor(struct locator_dht *loc, struct ldop *o)
 
     if (overlay_of(loc) == NULL)
         return -ENOTCONN;
+    if (overlay_node_cut_off(overlay_of(loc)))
+        return -ENETUNREACH; /* its put could only reach itself: no silent 200 */
     rc = build_record(loc, o->aor, o->kind == LD_PUBLISH ? o : NULL, &rec, val, sizeof(val));
     if (rc < 0)
         return rc;
