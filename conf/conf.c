@@ -137,7 +137,7 @@ void conf_defaults(struct conf *c)
     c->p2p.multicast = true;
     c->p2p.discovery_port = CONF_DEFAULT_DISCOVERY_PORT;
     c->p2p.promote_after = 15;
-    c->p2p.cutoff = 10;
+    c->p2p.cutoff = 8;
     c->p2p.replicas = 4;
     c->p2p.quorum = 2;
     c->p2p.leaf_half = 8;

@@ -73,7 +73,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.p2p.discovery_port, CONF_DEFAULT_DISCOVERY_PORT);
     assert_string_equal(c.p2p.secret, "");
     assert_int_equal(c.p2p.promote_after, 15);
-    assert_int_equal(c.p2p.cutoff, 10);
+    assert_int_equal(c.p2p.cutoff, 8);
     assert_int_equal(c.p2p.replicas, 4);
     assert_int_equal(c.p2p.quorum, 2);
     assert_int_equal(c.p2p.leaf_half, 8);
