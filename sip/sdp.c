@@ -170,7 +170,12 @@ int sip_sdp_rewrite(const char *body, size_t len, const struct sip_sdp_rewrite *
         if (rc != 0)
             break;
         if (starts(t, "c=") && rw->addr != NULL) {
-            rc = p2p_buf_printf(out, "c=IN IP4 %s\r\n", rw->addr);
+            /* The line keeps its own terminator (CRLF, LF or none at the end): a
+             * fixed CRLF turned an LF-only body into a mixed one, and after a last
+             * line with none, made the anchor added below follow an empty line. */
+            rc = p2p_buf_printf(out, "c=IN IP4 %s", rw->addr);
+            if (rc == 0)
+                rc = p2p_buf_append(out, l.text.p + l.text.len, l.whole.len - l.text.len);
         } else if (is_m) {
             struct p2p_slice digits;
             uint16_t port;
@@ -191,6 +196,9 @@ int sip_sdp_rewrite(const char *body, size_t len, const struct sip_sdp_rewrite *
             m++;
         } else if ((rw->drop_rtcp && starts(t, "a=rtcp:")) ||
                    (rw->drop_anchor && starts(t, "a=" SIP_SDP_ANCHOR_ATTR ":"))) {
+            /* Dropped: what was written last is the previous line, which ended in
+             * LF (only the last line may lack one), so no line is left open. */
+            open_line = false;
             continue;
         } else {
             rc = p2p_buf_append(out, l.whole.p, l.whole.len);
