@@ -24,9 +24,14 @@
  * lookup instead.  Then each node must answer a ping sent after the input: S a DHT
  * PING (the ring answers with an ACK of its txid), C a PROXY_REQ (a node answers a
  * peer that is not its client with -ENOTCONN under the request's id).  A node that
- * does not answer within PING_MS of loop time fails the target, and so does any
- * sanitizer report or crash.  Before each input R restores what an earlier one may
- * have undone: its attachment to S, C's attachment to R, C's pending requests.
+ * does not answer within PING_MS of loop time gets a second chance: R opens a new
+ * channel to it (as a real peer would once a node dropped the old one; the counts
+ * and the node's state are printed) and pings again; silence then fails the target,
+ * and so does any sanitizer report or crash.  Before each input R restores what an
+ * earlier one may have undone: its attachment to S, C's attachment to R, C's pending
+ * requests.  R also acknowledges S's DHT pings, like a live neighbour: an input may
+ * have put R into S's leaf set, and a lone S whose only leaf fell silent would leave
+ * its ring of one to look for the ring (by design, not a fault to report here).
  *
  * Containment.  Inner messages name addresses (probe this address, try that
  * super-node, here is a peer): fed random bytes, the nodes send datagrams to
@@ -236,7 +241,9 @@ static struct {
     bool op_done[4];
     uint32_t op_req[4];
     uint32_t ping_seq;
-    unsigned pipes;
+    unsigned pipes, reconnects;
+    struct link *fresh; /* reconnect: the link and the index of its new session */
+    uint32_t fresh_index;
     struct dht_record rec;
     uint8_t rec_value[32];
     uint8_t frame[OVL_FRAME_MAX + 64], plain[OVL_FRAME_MAX + 64], rx[OVL_FRAME_MAX + 64];
@@ -360,9 +367,24 @@ static void r_inner(struct link *l, const uint8_t *pt, size_t len)
         return;
     switch (pt[0]) {
     case K_DHT:
-        if (dht_msg_decode(&m, pt + 1, len - 1) == 0 && m.type == DHT_MSG_ACK &&
-            m.txid == want_pong)
+        if (dht_msg_decode(&m, pt + 1, len - 1) != 0)
+            break;
+        if (m.type == DHT_MSG_ACK && m.txid == want_pong)
             l->pong = m.txid;
+        if (m.type == DHT_MSG_PING || (m.type != DHT_MSG_ACK && (m.flags & DHT_FLAG_ACK_REQ))) {
+            /* An input may have made R one of S's DHT neighbours: R then answers like
+             * a live one, or S would soon see its ring lost and go looking for it. */
+            static struct dht_msg ack;
+            int n;
+            dht_msg_init(&ack, DHT_MSG_ACK, &w.id_r.id);
+            ack.txid = m.txid;
+            ack.flags = m.flags & DHT_FLAG_CLIENT;
+            n = dht_msg_encode(&ack, w.plain + 1, sizeof(w.plain) - 1);
+            if (n > 0) {
+                w.plain[0] = K_DHT;
+                r_send_plain(l, w.plain, (size_t)n + 1);
+            }
+        }
         break;
     case K_ATTACH: {
         uint8_t ok[2] = {0, 0};
@@ -676,6 +698,42 @@ static void restore(void)
     check(run_until(ops_seen, PING_MS), "C's requests do not reach R");
 }
 
+static bool link_fresh(void)
+{
+    return w.fresh->have_cur && w.fresh->cur.local_index == w.fresh_index;
+}
+
+static void report(const struct overlay_node *n, const char *name)
+{
+    const struct overlay_node_stats *st = overlay_node_stats(n);
+
+    fprintf(stderr,
+            "  %s: role %s, dht %s, cut off %d; frames in %llu, dropped: malformed %llu auth %llu "
+            "replay %llu forged %llu nosession %llu full %llu inner %llu; handshakes %llu/%llu\n",
+            name, overlay_role_name(overlay_node_role(n)), overlay_node_dht(n) ? "yes" : "no",
+            overlay_node_cut_off(n), (unsigned long long)st->frames_in,
+            (unsigned long long)st->dropped_malformed, (unsigned long long)st->dropped_auth,
+            (unsigned long long)st->dropped_replay, (unsigned long long)st->dropped_forged,
+            (unsigned long long)st->dropped_nosession, (unsigned long long)st->dropped_full,
+            (unsigned long long)st->dropped_inner, (unsigned long long)st->handshakes_done,
+            (unsigned long long)st->handshakes_started);
+}
+
+/* R opens a new channel to l's node (after the node dropped the old one). */
+static void reconnect(struct link *l)
+{
+    const struct overlay_node *n = l == &w.ls ? w.s : w.c;
+
+    w.reconnects++;
+    fprintf(stderr, "fuzz_overlay_inner: %s does not answer: new channel (%u so far)\n", l->name,
+            w.reconnects);
+    report(n, l->name);
+    w.fresh = l;
+    w.fresh_index = l->index_base + l->next_index;
+    r_initiate(l);
+    check(run_until(link_fresh, PING_MS), "no new channel");
+}
+
 static void ping(void)
 {
     static struct dht_msg m;
@@ -727,9 +785,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r_send_plain(&w.ls, pt, size);
     r_send_plain(&w.lc, pt, size);
     ping();
+    if (run_until(pongs, PING_MS))
+        return 0;
+    /* A node may drop a channel (its peer table full of peers an input named, say):
+     * a real peer then opens a new one.  So does R, once; the node must answer then. */
+    if (w.ls.pong != want_pong)
+        reconnect(&w.ls);
+    if (w.lc.pong != want_pong)
+        reconnect(&w.lc);
+    restore();
+    ping();
     if (!run_until(pongs, PING_MS)) {
-        fprintf(stderr, "fuzz_overlay_inner: no answer to the ping from%s%s\n",
+        fprintf(stderr,
+                "fuzz_overlay_inner: no answer to the ping from%s%s, even on a new channel\n",
                 w.ls.pong == want_pong ? "" : " S", w.lc.pong == want_pong ? "" : " C");
+        report(w.s, "S");
+        report(w.c, "C");
         abort();
     }
     return 0;
