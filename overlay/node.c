@@ -1188,12 +1188,19 @@ static void check_addresses(struct overlay_node *n, uint64_t now)
     uv_free_interface_addresses(ifs, cnt);
     crypto_generichash_final(&st, print, sizeof(print));
     if (n->addr_print_set && memcmp(print, n->addr_print, sizeof(print)) != 0) {
-        uint8_t ka = 0;
         p2p_notice(n->log, "overlay: this host's addresses changed; telling the peers");
+        /* Now and at the next two checks: an address often changes in steps (the
+         * new one added, then the old one removed), and the first keep-alive may
+         * still have left from the old one. */
+        n->addr_tell = 3;
+        overlay__addr_changed(n);
+    }
+    if (n->addr_tell > 0) {
+        uint8_t ka = 0;
+        n->addr_tell--;
         for (unsigned i = 0; i < n->n_peers; i++)
             if (n->peers[i].used && overlay__peer_up(n, &n->peers[i]))
                 (void)overlay__send_inner(n, &n->peers[i], IN_KEEPALIVE, &ka, 1);
-        overlay__addr_changed(n);
     }
     memcpy(n->addr_print, print, sizeof(print));
     n->addr_print_set = true;

@@ -180,6 +180,7 @@ struct overlay_node {
     uint64_t t_start, t_cut_check, t_addr_check, t_cut_since;
     uint8_t addr_print[16]; /* digest of the host's interface addresses */
     bool addr_print_set;
+    uint8_t addr_tell; /* keep-alive rounds still due after an address change */
 
     /* seeking / attachment */
     struct cand cands[NODE_CAND_MAX];
