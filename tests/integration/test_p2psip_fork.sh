@@ -89,8 +89,9 @@ for x in B D; do
 done
 inv=$(it_sipp_count uas_D INVITE)
 can=$(it_sipp_count uas_D CANCEL)
-[ "$inv" = "$CALLS" ] && [ "$can" = "$CALLS" ] ||
+if [ "$inv" != "$CALLS" ] || [ "$can" != "$CALLS" ]; then
     it_fail "D's phone got ${inv:-?} INVITEs and ${can:-?} CANCELs (want $CALLS each)"
+fi
 it_log "caller: $(it_sipp_count uac 180) 180s, $(it_sipp_count uac 200) 200s"
 
 for n in nA nB nD; do

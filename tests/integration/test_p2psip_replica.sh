@@ -68,6 +68,7 @@ sys.exit(0 if any(r["key"] == sys.argv[1] and not r["tombstone"] for r in json.l
 all=()
 for ((i = 1; i <= N; i++)); do all+=("n$i"); done
 # The record reaches the replicas after the put's quorum: wait (bounded) for root + 2.
+# shellcheck disable=SC2016 # expanded by eval, at each poll
 it_wait_until 10 "3 nodes to store the record" eval '[ "$(holders "${all[@]}" | wc -l)" -ge 3 ]'
 mapfile -t held < <(holders "${all[@]}")
 victims=()
