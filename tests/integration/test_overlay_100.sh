@@ -17,7 +17,7 @@
 #   - SIGKILL to 25 random daemons at once (by pid): within 15 s every survivor's leaf
 #     set equals the truth over the survivors and every key reads back from a random
 #     survivor; within 30 s each record is back on its 5 closest survivors; no
-#     survivor died.
+#     survivor died, and all 75 exit 0 on SIGTERM (sent to all at once).
 # P2P_IT_SEED=N replays a run's choices (keys, nodes, victims); the seed is logged.
 set -u
 here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
@@ -85,7 +85,17 @@ it_log "$out"
 out=$(ring replicas "$IT_TMP/survivors.nodes" "$IT_TMP/keys.jsonl" $((30 - (SECONDS - t_kill))) 2>&1) ||
     it_fail "within 30 s of the kill, not every record is back on its 5 closest survivors: $out"
 it_log "after the kill: $out"
-while read -r name _; do
+mapfile -t survivors < <(awk '{print $1}' "$IT_TMP/survivors.nodes")
+for name in "${survivors[@]}"; do
     it_alive "$name" || it_fail "survivor $name died: $(tail -n 3 "$IT_TMP/$name.log")"
-done <"$IT_TMP/survivors.nodes"
+done
+# Every survivor stops cleanly on SIGTERM (p2psipd exits 1 when a handle leaked):
+# all signalled at once, then reaped.
+for name in "${survivors[@]}"; do kill -TERM -- "-$(it_pid "$name")" || it_fail "cannot signal $name"; done
+unclean=()
+for name in "${survivors[@]}"; do
+    it_stop "$name" TERM 2>/dev/null
+    [ "${IT_EXIT_OF[$name]}" = 0 ] || unclean+=("$name:${IT_EXIT_OF[$name]}")
+done
+[ ${#unclean[@]} -eq 0 ] || it_fail "survivors that did not exit 0 on SIGTERM: ${unclean[*]} ($(tail -n 3 "$IT_TMP/${unclean[0]%%:*}.log" | tr '\n' '|'))"
 it_pass "100 daemons: exact leaf sets, 1000 records, healed after $KILL SIGKILLs; $((SECONDS - t_start)) s"
