@@ -554,7 +554,8 @@ int overlay__send_inner(struct overlay_node *n, struct peer *p, uint8_t kind, co
         return -EMSGSIZE;
     if (chan_usable(n, p)) {
         n->plain[0] = kind;
-        memcpy(n->plain + 1, body, len);
+        if (len > 0)
+            memcpy(n->plain + 1, body, len);
         rc = seal_send(n, p, n->plain, len + 1);
         if (rc != -ESTALE)
             return rc;
@@ -569,7 +570,8 @@ int overlay__send_inner(struct overlay_node *n, struct peer *p, uint8_t kind, co
     if (pt == NULL)
         return -ENOMEM;
     pt[0] = kind;
-    memcpy(pt + 1, body, len);
+    if (len > 0)
+        memcpy(pt + 1, body, len); /* ATTACH and DETACH have no body (NULL) */
     p->q[p->qn].buf = pt;
     p->q[p->qn].len = len + 1;
     p->qn++;
