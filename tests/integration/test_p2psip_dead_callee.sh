@@ -19,7 +19,10 @@ here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
 . "$here/overlay.sh"
 IT_TIMEOUT=${IT_TIMEOUT:-240}
 it_begin "$@"
-it_need sipp ip nft python3 bc
+it_need sipp ip nft python3
+
+# elapsed T1 T0: T1 - T0 in seconds (date +%s.%N stamps), 3 decimals.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 
 USERS=$IT_TMP/users.csv
 it_users 1 "$USERS" bob
@@ -64,7 +67,7 @@ call_dead() {
     # ResponseTime1: sipp's own clock, from the INVITE to the final response (rtd).
     it_log "MEASURED: call to $AOR $tag: final response ${code:-none} after" \
         "$(it_sipp_stat "dead_$tag" "ResponseTime1(C)") (INVITE to final response, sipp;" \
-        "$(echo "$t1 - $t0" | bc) s for the whole sipp run), sipp status $st"
+        "$(elapsed "$t1" "$t0") s for the whole sipp run), sipp status $st"
     it_sipp_expect "dead_$tag" "$st" 1
     [ -n "$code" ] || it_fail "call $tag: no 408/480/503 in the counts"
 }

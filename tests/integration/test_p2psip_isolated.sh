@@ -23,7 +23,10 @@ here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
 . "$here/overlay.sh"
 IT_TIMEOUT=${IT_TIMEOUT:-240}
 it_begin "$@"
-it_need sipp ip nft python3 bc
+it_need sipp ip nft python3
+
+# elapsed T1 T0: T1 - T0 in seconds (date +%s.%N stamps), 3 decimals.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 
 USERS=$IT_TMP/users.csv
 it_users 1 "$USERS" bob
@@ -77,7 +80,7 @@ for ((a = 1; a <= 40; a++)); do
     sleep 0.5
 done
 [ -n "$got" ] || it_fail "no REGISTER from C's phone got 503 within 12 s of the cut (last: ${st:-none})"
-it_log "MEASURED: REGISTER from C's phone answered 503 $(echo "$got - $t_cut" | bc) s after the cut"
+it_log "MEASURED: REGISTER from C's phone answered 503 $(elapsed "$got" "$t_cut") s after the cut"
 
 it_log "C's node before the call: $(c_state)"
 t0=$(date +%s.%N)
@@ -91,7 +94,7 @@ for c in 408 480 503; do
 done
 it_log "MEASURED: call from C's phone to $AOR while cut off: final response ${code:-none} after" \
     "$(it_sipp_stat call_cut "ResponseTime1(C)") (INVITE to final response, sipp;" \
-    "$(echo "$t1 - $t0" | bc) s for the whole sipp run), sipp status $st"
+    "$(elapsed "$t1" "$t0") s for the whole sipp run), sipp status $st"
 it_sipp_expect call_cut "$st" 1
 [ "$code" = 480 ] || [ "$code" = 503 ] || it_fail "the call from C's phone got ${code:-no final response}, want 480 or 503"
 

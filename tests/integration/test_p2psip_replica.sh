@@ -26,6 +26,9 @@ IT_TIMEOUT=${IT_TIMEOUT:-300}
 it_begin "$@"
 it_need sipp ip nft python3
 
+# elapsed T1 T0: T1 - T0 in seconds (date +%s.%N stamps), 3 decimals.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+
 N=6
 CALLS=${IT_CALLS:-10}
 ATTEMPTS=30
@@ -105,7 +108,7 @@ for ((a = 1; a <= ATTEMPTS; a++)); do
 done
 t_ok=$(date +%s.%N)
 [ "$ok" = 1 ] || it_fail "no call to $AOR connected in $ATTEMPTS attempts after the kill"
-it_log "first call connected at attempt $a, $(echo "$t_ok - $t_kill" | bc) s after the kill"
+it_log "first call connected at attempt $a, $(elapsed "$t_ok" "$t_kill") s after the kill"
 it_stop uas_poll
 
 ovl_sipp_bg h2 uas uas_overlay.xml -i 127.0.0.1 -p 5080 -t u1 -m "$CALLS" -default_behaviors -bye
