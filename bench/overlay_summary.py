@@ -73,6 +73,10 @@ ROWS = [
      "cpu_steady_dhtnode.dhtnode", 1, ""),
     ("CPU, idle (% of a core)", "cpu_idle.p2psipd", "cpu_idle.dhtnode", 1, ""),
     ("CPU, churn (% of a core)", "cpu_churn.p2psipd", "cpu_churn.dhtnode", 1, ""),
+    ("CPU of others on the machine, steady p2psipd phase (% of a core)",
+     "cpu_steady_p2psipd.others", None, 0, ""),
+    ("CPU of others on the machine, steady dhtnode phase (% of a core)",
+     "cpu_steady_dhtnode.others", None, 0, ""),
     ("CPU of others on the machine, churn (% of a core)", "cpu_churn.others", None, 0, ""),
     ("CPU of the driver, churn (% of a core)", "cpu_churn.driver", None, 1, ""),
 ]
