@@ -41,12 +41,14 @@
 
 #define MAX_NODES 12
 #define ITER_MAX 2000000UL /* loop turns in one wait: a spinning loop fails, never hangs */
+#define FORM_MS 15000      /* a ring forms (attach, probe, promotion, join) well within */
 #define OP_MS 8000         /* a put or get completes well within */
 
 /* Shortened timings (the defaults are seconds to minutes). */
 #define T_PROMOTE_MS 300
 #define T_CUTOFF_MS 3000
 #define T_REQUEST_TIMEOUT_MS 2000
+#define T_NEVER_MS 600000 /* promote_after for a node that must stay a client */
 
 struct env;
 
@@ -65,6 +67,9 @@ struct tnode {
     /* ops->role */
     enum overlay_role roles[16];
     int n_roles;
+    /* ops->unreachable */
+    int unreachable_calls;
+    struct dht_id unreachable;
     /* ops->pipe */
     int pipes;
     struct dht_id pipe_from, pipe_relay;
@@ -80,7 +85,8 @@ struct req {
     int calls;
     int status;
     unsigned acks;
-    bool in_close; /* the callback ran inside overlay_node_close */
+    bool in_close;            /* the callback ran inside overlay_node_close */
+    struct tnode *close_node; /* the callback closes this node */
     size_t nrec;
     struct dht_record rec; /* the first record (value copied below) */
     uint8_t value[DHT_RECORD_VALUE_MAX];
@@ -153,6 +159,8 @@ static uint64_t wall_ms(void)
 
 /* ---- node callbacks ---- */
 
+static void on_closed(void *arg);
+
 static void on_health(void *arg, bool cut_off)
 {
     struct tnode *t = arg;
@@ -187,6 +195,14 @@ static void on_pipe(void *arg, const struct dht_id *from, const struct dht_id *r
     memcpy(t->pipe_buf, buf, t->pipe_len);
 }
 
+static void on_unreachable(void *arg, const struct dht_id *id)
+{
+    struct tnode *t = arg;
+
+    t->unreachable_calls++;
+    t->unreachable = *id;
+}
+
 static void on_closed(void *arg)
 {
     struct tnode *t = arg;
@@ -198,12 +214,15 @@ static void on_closed(void *arg)
 
 struct node_opts {
     bool server;
-    const struct tnode *boot; /* bootstrap: this node's port on 127.0.0.1 */
+    const struct tnode *boot;  /* bootstrap: this node's port on 127.0.0.1 */
+    const struct tnode *boot2; /* and this one's */
+    bool boot_v6;              /* boot on ::1 instead */
     uint32_t promote_after_ms;
     uint32_t cutoff_ms;
     unsigned max_peers;
     bool port_fallback;
-    bool no_start;                    /* created, not started */
+    bool no_start; /* created, not started */
+    unsigned max_clients;
     uint16_t port;                    /* 0: any */
     const struct ovl_identity *reuse; /* a restarted node: this identity */
 };
@@ -238,19 +257,32 @@ static struct tnode *node_add(struct env *e, const struct node_opts *o)
     cfg.promote_after_ms = o->promote_after_ms ? o->promote_after_ms : T_PROMOTE_MS;
     cfg.cutoff_ms = o->cutoff_ms ? o->cutoff_ms : T_CUTOFF_MS;
     cfg.max_peers = o->max_peers;
+    cfg.max_clients = o->max_clients;
     cfg.dht.leaf_ping_ms = 500;
     cfg.dht.request_timeout_ms = T_REQUEST_TIMEOUT_MS;
     cfg.dht.join_timeout_ms = 3000;
-    if (o->boot != NULL) {
+    if (o->boot != NULL && o->boot_v6) {
+        assert_int_equal(uv_ip6_addr("::1", overlay_node_port(o->boot->node),
+                                     (struct sockaddr_in6 *)&cfg.bootstrap[0]),
+                         0);
+        cfg.n_bootstrap = 1;
+    } else if (o->boot != NULL) {
         assert_int_equal(uv_ip4_addr("127.0.0.1", overlay_node_port(o->boot->node),
                                      (struct sockaddr_in *)&cfg.bootstrap[0]),
                          0);
         cfg.n_bootstrap = 1;
     }
+    if (o->boot2 != NULL) {
+        assert_int_equal(uv_ip4_addr("127.0.0.1", overlay_node_port(o->boot2->node),
+                                     (struct sockaddr_in *)&cfg.bootstrap[cfg.n_bootstrap]),
+                         0);
+        cfg.n_bootstrap++;
+    }
     memset(&ops, 0, sizeof(ops));
     ops.health = on_health;
     ops.role = on_role;
     ops.pipe = on_pipe;
+    ops.unreachable = on_unreachable;
     ops.arg = t;
     assert_int_equal(overlay_node_new(&t->node, &e->loop, &cfg, &ops, &e->log), 0);
     assert_non_null(t->node);
@@ -263,6 +295,13 @@ static struct tnode *node_add(struct env *e, const struct node_opts *o)
 static struct tnode *server_add(struct env *e)
 {
     struct node_opts o = {.server = true};
+
+    return node_add(e, &o);
+}
+
+static struct tnode *seeker_add(struct env *e, const struct tnode *boot, uint32_t promote_after_ms)
+{
+    struct node_opts o = {.boot = boot, .promote_after_ms = promote_after_ms};
 
     return node_add(e, &o);
 }
@@ -281,6 +320,83 @@ static void node_close(struct tnode *t)
     t->node = NULL;
     dht_store_free(t->store);
     t->store = NULL;
+}
+
+static bool is_member(const struct tnode *t)
+{
+    enum overlay_role r = overlay_node_role(t->node);
+
+    return (r == OVERLAY_ROLE_MEMBER || r == OVERLAY_ROLE_SUPER) && overlay_node_dht(t->node);
+}
+
+static bool leafset_has(const struct tnode *t, const struct tnode *other)
+{
+    struct dht_peer leaves[2 * DHT_LEAF_HALF_MAX];
+    struct dht_node *d = overlay_node_dht(t->node);
+    size_t k;
+
+    if (d == NULL)
+        return false;
+    k = dht_route_leafset(dht_node_route(d), leaves, 2 * DHT_LEAF_HALF_MAX);
+    for (size_t i = 0; i < k; i++)
+        if (dht_id_eq(&leaves[i].id, &other->id.id))
+            return true;
+    return false;
+}
+
+/* Every pair of the given nodes holds each other in its leaf set. */
+static bool leafsets_complete(struct tnode **ts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            if (i != j && !leafset_has(ts[i], ts[j]))
+                return false;
+    return true;
+}
+
+static int count_peer(const struct overlay_peer_view *p, void *arg)
+{
+    (void)p;
+    (*(unsigned *)arg)++;
+    return 0;
+}
+
+static unsigned peer_count(const struct tnode *t)
+{
+    unsigned k = 0;
+
+    assert_int_equal(overlay_node_peers(t->node, count_peer, &k), 0);
+    return k;
+}
+
+struct client_find {
+    const struct dht_id *id;
+    bool client;
+};
+
+static int find_client(const struct overlay_peer_view *p, void *arg)
+{
+    struct client_find *f = arg;
+
+    if (dht_id_eq(&p->peer.id, f->id))
+        f->client = p->client;
+    return 0;
+}
+
+/* Does t hold c as an attached client? */
+static bool holds_client(const struct tnode *t, const struct tnode *c)
+{
+    struct client_find f = {&c->id.id, false};
+
+    assert_int_equal(overlay_node_peers(t->node, find_client, &f), 0);
+    return f.client;
+}
+
+static unsigned peer_count_max(const struct tnode *t, unsigned max)
+{
+    unsigned k = peer_count(t);
+
+    return k > max ? k : max;
 }
 
 /* ---- records, puts and gets ---- */
@@ -308,6 +424,8 @@ static void put_done(int status, unsigned acks, void *arg)
     q->status = status;
     q->acks = acks;
     q->in_close = q->e->closing_node;
+    if (q->close_node != NULL && q->close_node->node != NULL)
+        overlay_node_close(q->close_node->node, on_closed, q->close_node);
 }
 
 static void get_done(int status, const struct dht_record *recs, size_t n, void *arg)
@@ -324,6 +442,8 @@ static void get_done(int status, const struct dht_record *recs, size_t n, void *
         memcpy(q->value, recs[0].value, recs[0].value_len);
         q->rec.value = q->value;
     }
+    if (q->close_node != NULL && q->close_node->node != NULL)
+        overlay_node_close(q->close_node->node, on_closed, q->close_node);
 }
 
 static void do_put(struct tnode *t, const struct dht_record *rec, struct req *q)
@@ -351,6 +471,37 @@ static void get_expect(struct tnode *t, const struct dht_record *rec)
     assert_int_equal(q.status, 0);
     assert_int_equal(q.nrec, 1);
     assert_true(dht_record_equal(&q.rec, rec));
+}
+
+struct lookup_req {
+    int calls;
+    int status;
+    struct dht_peer root;
+};
+
+static void lookup_done(int status, const struct dht_peer *root, unsigned hops, void *arg)
+{
+    struct lookup_req *l = arg;
+
+    (void)hops;
+    l->calls++;
+    l->status = status;
+    if (root != NULL)
+        l->root = *root;
+}
+
+/* A lookup of key on t ends at node `root`. */
+static void lookup_expect(struct tnode *t, const struct dht_id *key, const struct tnode *root)
+{
+    struct lookup_req l;
+
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(overlay_node_lookup(t->node, key, lookup_done, &l), 0);
+    assert_int_equal(l.calls, 0);
+    RUN_UNTIL(t->e, l.calls > 0, OP_MS);
+    assert_int_equal(l.calls, 1);
+    assert_int_equal(l.status, 0);
+    assert_true(dht_id_eq(&l.root.id, &root->id.id));
 }
 
 /* ---- fixture ---- */
@@ -527,6 +678,303 @@ static void test_server_ring_of_one(void **state)
     env_finish(e);
 }
 
+/* ---- 2. seeking -> client -> member, proxy while a client ---- */
+
+static void test_join_three(void **state)
+{
+    struct env *e = *state;
+    struct tnode *s = server_add(e);
+    struct tnode *a, *b;
+    struct dht_peer sp;
+    struct dht_record r1, r2, r3;
+    struct req q;
+    static const uint8_t v1[] = "client-put", v3[] = "member-put";
+
+    /* Node 2: seeking, then a client of the server, then a member. */
+    a = seeker_add(e, s, T_PROMOTE_MS);
+    assert_int_equal(overlay_node_role(a->node), OVERLAY_ROLE_SEEKING);
+    assert_null(overlay_node_dht(a->node));
+    /* Neither member nor client yet: refused at once, no callback. */
+    make_record(&r1, a, "too-early", "v", 1, v1, sizeof(v1));
+    memset(&q, 0, sizeof(q));
+    assert_int_equal(overlay_node_put(a->node, &r1, put_done, &q), -ENOTCONN);
+    assert_int_equal(overlay_node_get(a->node, &r1.key, get_done, &q), -ENOTCONN);
+    RUN_UNTIL(e, overlay_node_role(a->node) != OVERLAY_ROLE_SEEKING, FORM_MS);
+    assert_int_equal(overlay_node_role(a->node), OVERLAY_ROLE_CLIENT);
+    assert_int_equal(overlay_node_super(a->node, &sp), 0);
+    assert_true(dht_id_eq(&sp.id, &s->id.id));
+    {
+        struct sockaddr_storage ss;
+        assert_int_equal(overlay_addr_from_dht(&sp.addr, &ss), 0);
+        assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), overlay_node_port(s->node));
+    }
+    RUN_UNTIL(e, is_member(a), FORM_MS);
+    assert_int_equal(overlay_node_role(a->node), OVERLAY_ROLE_MEMBER);
+    assert_int_equal(overlay_node_super(a->node, &sp), -ENOENT);
+
+    /* Node 3 stays a client long enough to use the DHT through its super-node. */
+    b = seeker_add(e, s, 2500);
+    RUN_UNTIL(e, overlay_node_role(b->node) == OVERLAY_ROLE_CLIENT, FORM_MS);
+    assert_int_equal(overlay_node_super(b->node, &sp), 0);
+    assert_true(dht_id_eq(&sp.id, &s->id.id));
+    RUN_UNTIL(e, holds_client(s, b), 2000); /* the server's view: b is its client */
+    {
+        uint64_t proxied = overlay_node_stats(s->node)->proxied_for_clients;
+        make_record(&r1, b, "node3-as-client", "v", 1, v1, sizeof(v1));
+        do_put(b, &r1, &q);
+        assert_true(q.acks >= 1);
+        get_expect(b, &r1);
+        /* ... and it really was a client's request, run by the server. */
+        assert_int_equal(overlay_node_role(b->node), OVERLAY_ROLE_CLIENT);
+        assert_null(overlay_node_dht(b->node));
+        assert_true(overlay_node_stats(s->node)->proxied_for_clients >= proxied + 2);
+        /* Another node reads what the client stored. */
+        get_expect(a, &r1);
+        /* A lookup through the super-node: a node's own ID leads to it. */
+        lookup_expect(b, &a->id.id, a);
+    }
+    RUN_UNTIL(e, is_member(b), FORM_MS);
+    assert_int_equal(overlay_node_role(b->node), OVERLAY_ROLE_MEMBER);
+    /* Members need no super-node: they detached. */
+    RUN_UNTIL(e, !holds_client(s, a) && !holds_client(s, b), 2000);
+
+    /* Each node went through exactly client then member. */
+    assert_int_equal(a->n_roles, 2);
+    assert_int_equal(a->roles[0], OVERLAY_ROLE_CLIENT);
+    assert_int_equal(a->roles[1], OVERLAY_ROLE_MEMBER);
+    assert_int_equal(b->n_roles, 2);
+    assert_int_equal(b->roles[0], OVERLAY_ROLE_CLIENT);
+    assert_int_equal(b->roles[1], OVERLAY_ROLE_MEMBER);
+
+    /* All three leaf sets hold the other two. */
+    {
+        struct tnode *all[] = {s, a, b};
+        RUN_UNTIL(e, leafsets_complete(all, 3), FORM_MS);
+    }
+
+    lookup_expect(a, &b->id.id, b);
+    lookup_expect(b, &s->id.id, s);
+
+    /* A put on node 3 (a member now) is read on node 2; node 3's earlier record too. */
+    make_record(&r3, b, "node3-as-member", "v", 1, v3, sizeof(v3));
+    do_put(b, &r3, &q);
+    get_expect(a, &r3);
+    get_expect(a, &r1);
+    get_expect(s, &r3);
+    /* A newer version replaces the older one everywhere. */
+    r2 = r3;
+    r2.seq = 2;
+    assert_int_equal(dht_record_sign(&r2, b->id.ed_sk), 0);
+    do_put(b, &r2, &q);
+    get_expect(a, &r2);
+    get_expect(s, &r2);
+
+    for (int i = 0; i < 3; i++) {
+        struct tnode *t = i == 0 ? s : i == 1 ? a : b;
+        assert_false(overlay_node_cut_off(t->node));
+        assert_int_equal(t->cut_off_calls, 0);
+    }
+    env_finish(e);
+}
+
+/* Forms a ring of the server and n - 1 members: ts[0] = server. */
+static void form_ring(struct env *e, struct tnode **ts, size_t n)
+{
+    ts[0] = server_add(e);
+    for (size_t i = 1; i < n; i++) {
+        ts[i] = seeker_add(e, ts[0], T_PROMOTE_MS);
+        RUN_UNTIL(e, is_member(ts[i]), FORM_MS);
+    }
+    RUN_UNTIL(e, leafsets_complete(ts, n), FORM_MS);
+}
+
+/* A client of ts[0] that is not going to be promoted. */
+static struct tnode *client_add(struct env *e, struct tnode *super)
+{
+    struct tnode *c = seeker_add(e, super, T_NEVER_MS);
+    struct dht_peer sp;
+
+    RUN_UNTIL(e, overlay_node_role(c->node) == OVERLAY_ROLE_CLIENT, FORM_MS);
+    assert_int_equal(overlay_node_super(c->node, &sp), 0);
+    assert_true(dht_id_eq(&sp.id, &super->id.id));
+    return c;
+}
+
+/* ---- 3. large records take the TCP path ---- */
+
+static void test_tcp_path(void **state)
+{
+    struct env *e = *state;
+    struct tnode *ts[3], *c;
+    struct dht_record rec, crec;
+    struct req q;
+    static uint8_t big[DHT_RECORD_VALUE_MAX], cbig[DHT_RECORD_VALUE_MAX];
+
+    form_ring(e, ts, 3);
+    for (size_t i = 0; i < sizeof(big); i++) {
+        big[i] = (uint8_t)(i * 7 + 1);
+        cbig[i] = (uint8_t)(i * 13 + 5);
+    }
+    assert_true(sizeof(big) > 1400); /* NODE_UDP_MAX: larger frames take the stream path */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(overlay_node_stats(ts[i]->node)->tcp_frames_out, 0);
+        assert_int_equal(overlay_node_stats(ts[i]->node)->tcp_frames_in, 0);
+    }
+
+    /* A member puts 4 KB; every node of a ring of 3 holds a copy (replicas), so the put left node 1
+     * by TCP and reached node 2 by TCP, wherever the root is. */
+    make_record(&rec, ts[1], "big-record", "v", 1, big, sizeof(big));
+    do_put(ts[1], &rec, &q);
+    assert_int_equal(q.acks, 2);
+    get_expect(ts[2], &rec);
+    get_expect(ts[0], &rec);
+    assert_true(overlay_node_stats(ts[1]->node)->tcp_frames_out > 0);
+    assert_true(overlay_node_stats(ts[2]->node)->tcp_frames_in > 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(overlay_node_stats(ts[i]->node)->tcp_connect_failed, 0);
+
+    /* A client: its 4 KB put goes to its super-node over a connection it opens, and the get's 4 KB
+     * answer comes back over that same connection. */
+    c = client_add(e, ts[0]);
+    make_record(&crec, c, "big-client-record", "v", 1, cbig, sizeof(cbig));
+    do_put(c, &crec, &q);
+    get_expect(c, &crec);
+    get_expect(ts[2], &crec);
+    assert_true(overlay_node_stats(c->node)->tcp_frames_out > 0);
+    assert_true(overlay_node_stats(c->node)->tcp_frames_in > 0);
+    assert_int_equal(overlay_node_stats(c->node)->tcp_accepted, 0);
+    assert_int_equal(overlay_node_role(c->node), OVERLAY_ROLE_CLIENT);
+    env_finish(e);
+}
+
+/* ---- 4. pipes ---- */
+
+static void pipe_expect(struct tnode *to, int pipes_before, const struct tnode *from,
+                        const struct tnode *relay, uint16_t service, const char *text)
+{
+    RUN_UNTIL(to->e, to->pipes > pipes_before, OP_MS);
+    assert_int_equal(to->pipes, pipes_before + 1);
+    assert_true(dht_id_eq(&to->pipe_from, &from->id.id));
+    if (relay == NULL) {
+        assert_false(to->pipe_relayed);
+    } else {
+        assert_true(to->pipe_relayed);
+        assert_true(dht_id_eq(&to->pipe_relay, &relay->id.id));
+    }
+    assert_int_equal(to->pipe_service, service);
+    assert_int_equal(to->pipe_len, strlen(text));
+    assert_memory_equal(to->pipe_buf, text, strlen(text));
+}
+
+static void test_pipes(void **state)
+{
+    struct env *e = *state;
+    struct tnode *ts[3], *c, *s, *a, *b;
+    struct dht_id unknown;
+    int before[4];
+
+    form_ring(e, ts, 3);
+    s = ts[0];
+    a = ts[1];
+    b = ts[2];
+    c = client_add(e, s);
+
+    /* Member to member: straight over A's own channel. */
+    assert_int_equal(overlay_node_pipe_send(a->node, &b->id.id, NULL, 7, (const uint8_t *)"ab", 2),
+                     0);
+    pipe_expect(b, 0, a, NULL, 7, "ab");
+
+    /* Member to a client, through the client's super-node. */
+    assert_int_equal(
+        overlay_node_pipe_send(a->node, &c->id.id, &s->id.id, 9, (const uint8_t *)"to-client", 9),
+        0);
+    pipe_expect(c, 0, a, s, 9, "to-client");
+
+    /* A client to a member: everything goes through its super-node. */
+    assert_int_equal(
+        overlay_node_pipe_send(c->node, &b->id.id, NULL, 11, (const uint8_t *)"from-client", 11),
+        0);
+    pipe_expect(b, 1, c, s, 11, "from-client");
+
+    /* The super-node to its own client: direct. */
+    assert_int_equal(overlay_node_pipe_send(s->node, &c->id.id, NULL, 12, (const uint8_t *)"sc", 2),
+                     0);
+    pipe_expect(c, 1, s, NULL, 12, "sc");
+    assert_true(overlay_node_stats(s->node)->relayed >= 2);
+
+    /* Nobody has this ID: the lookup finds another root, nothing is delivered. */
+    before[0] = s->pipes;
+    before[1] = a->pipes;
+    before[2] = b->pipes;
+    before[3] = c->pipes;
+    dht_id_hash(&unknown, "no-such-node", 12);
+    {
+        int rc = overlay_node_pipe_send(a->node, &unknown, NULL, 13, (const uint8_t *)"lost", 4);
+        assert_true(rc == 0 || rc == -EHOSTUNREACH);
+    }
+    /* Also an unknown ID behind a relay that is no one's super-node for it. */
+    {
+        int rc =
+            overlay_node_pipe_send(c->node, &unknown, &s->id.id, 13, (const uint8_t *)"lost", 4);
+        assert_true(rc == 0 || rc == -EHOSTUNREACH);
+    }
+    run_for(e, T_REQUEST_TIMEOUT_MS + 1000);
+    assert_int_equal(s->pipes, before[0]);
+    assert_int_equal(a->pipes, before[1]);
+    assert_int_equal(b->pipes, before[2]);
+    assert_int_equal(c->pipes, before[3]);
+
+    /* Bad arguments. */
+    assert_int_equal(overlay_node_pipe_send(a->node, &a->id.id, NULL, 1, (const uint8_t *)"x", 1),
+                     -EINVAL);
+    {
+        static uint8_t huge[OVL_FRAME_MAX];
+        assert_int_equal(overlay_node_pipe_send(a->node, &b->id.id, NULL, 1, huge, sizeof(huge)),
+                         -EMSGSIZE);
+    }
+    /* Pipes still work after all that. */
+    assert_int_equal(overlay_node_pipe_send(b->node, &a->id.id, NULL, 7, (const uint8_t *)"ba", 2),
+                     0);
+    pipe_expect(a, before[1], b, NULL, 7, "ba");
+    /* Nobody died: nobody was declared unreachable. */
+    assert_int_equal(s->unreachable_calls + a->unreachable_calls + b->unreachable_calls +
+                         c->unreachable_calls,
+                     0);
+    env_finish(e);
+}
+
+/* A pipe datagram to a member that went away: the sender says the node is unreachable
+ * within a few seconds (fast failure), and remembers it as gone; live nodes are not. */
+static void test_pipe_dead_peer(void **state)
+{
+    struct env *e = *state;
+    struct tnode *ts[3], *s, *a, *b;
+    struct dht_id b_id;
+
+    form_ring(e, ts, 3);
+    s = ts[0];
+    a = ts[1];
+    b = ts[2];
+    assert_int_equal(overlay_node_pipe_send(a->node, &b->id.id, NULL, 7, (const uint8_t *)"ab", 2),
+                     0);
+    pipe_expect(b, 0, a, NULL, 7, "ab");
+    assert_false(overlay_node_peer_dead(a->node, &b->id.id));
+    b_id = b->id.id;
+    node_close(b);
+    run_for(e, 1100); /* silent for longer than a pipe peer stays fresh */
+    assert_int_equal(overlay_node_pipe_send(a->node, &b_id, NULL, 7, (const uint8_t *)"ab", 2), 0);
+    RUN_UNTIL(e, a->unreachable_calls > 0, 5000);
+    assert_true(dht_id_eq(&a->unreachable, &b_id));
+    assert_true(overlay_node_peer_dead(a->node, &b_id));
+    assert_false(overlay_node_peer_dead(a->node, &s->id.id));
+    /* The living still talk. */
+    assert_int_equal(overlay_node_pipe_send(a->node, &s->id.id, NULL, 8, (const uint8_t *)"as", 2),
+                     0);
+    pipe_expect(s, 0, a, NULL, 8, "as");
+    assert_false(overlay_node_peer_dead(a->node, &s->id.id));
+    env_finish(e);
+}
+
 /* ---- life cycle ---- */
 
 /* Creation errors, a second start, a port taken (no fallback), a node closed before it
@@ -666,7 +1114,99 @@ static void test_close_pending_member(void **state)
     env_finish(e);
 }
 
+static void test_close_pending_client(void **state)
+{
+    struct env *e = *state;
+    struct tnode *s = server_add(e), *c;
+    struct dht_record crec;
+    struct req p2, g2, x;
+    static const uint8_t value[] = "pending";
+
+    c = client_add(e, s);
+    make_record(&crec, c, "client-pending", "v", 1, value, sizeof(value));
+    do_put(c, &crec, &p2);
+
+    /* A cancelled proxied get never completes, though its answer comes back. */
+    req_init(e, &x);
+    req_init(e, &g2);
+    assert_int_equal(overlay_node_get(c->node, &crec.key, get_done, &x), 0);
+    assert_int_equal(overlay_node_get(c->node, &crec.key, get_done, &g2), 0);
+    assert_int_equal(overlay_node_cancel(c->node, &x), 1);
+    assert_int_equal(overlay_node_cancel(c->node, &x), 0);
+    RUN_UNTIL(e, g2.calls > 0, OP_MS); /* the one not cancelled was answered ... */
+    assert_int_equal(g2.status, 0);
+    assert_int_equal(g2.nrec, 1);
+    run_for(e, 300);
+    assert_int_equal(x.calls, 0); /* ... and the cancelled one's answer was ignored */
+
+    /* Proxied put and get pending at close: -ECANCELED, once, inside close. */
+    req_init(e, &p2);
+    req_init(e, &g2);
+    req_init(e, &x);
+    crec.seq = 2;
+    assert_int_equal(dht_record_sign(&crec, c->id.ed_sk), 0);
+    assert_int_equal(overlay_node_put(c->node, &crec, put_done, &p2), 0);
+    assert_int_equal(overlay_node_get(c->node, &crec.key, get_done, &g2), 0);
+    assert_int_equal(overlay_node_get(c->node, &crec.key, get_done, &x), 0);
+    assert_int_equal(overlay_node_cancel(c->node, &x), 1);
+    close_inside(c);
+    assert_int_equal(p2.calls, 1);
+    assert_int_equal(p2.status, -ECANCELED);
+    assert_true(p2.in_close);
+    assert_int_equal(g2.calls, 1);
+    assert_int_equal(g2.status, -ECANCELED);
+    assert_true(g2.in_close);
+    assert_int_equal(x.calls, 0);
+    RUN_UNTIL(e, c->closed > 0, 5000);
+    c->node = NULL;
+    dht_store_free(c->store);
+    c->store = NULL;
+    /* The server answers the requests it had already received: nobody hears it. */
+    run_for(e, 500);
+    assert_int_equal(p2.calls, 1);
+    assert_int_equal(g2.calls, 1);
+    assert_int_equal(x.calls, 0);
+    env_finish(e);
+}
+
 /* ---- 6. bounds ---- */
+
+#define MAX_PEERS_SMALL 4
+
+static void test_bounds_peers(void **state)
+{
+    struct env *e = *state;
+    struct node_opts so = {.server = true, .max_peers = MAX_PEERS_SMALL};
+    struct tnode *s = node_add(e, &so), *c0, *others[6];
+    struct dht_record rec;
+    struct req q;
+    unsigned max_seen = 0;
+    int clients = 0;
+    static const uint8_t value[] = "still-serving";
+
+    c0 = client_add(e, s);
+    for (int i = 0; i < 6; i++)
+        others[i] = seeker_add(e, s, T_NEVER_MS);
+    /* More nodes than the server has room for handshake with it, repeatedly; the table is looked at
+     * after every turn of the loop. */
+    RUN_UNTIL_MS(e, (max_seen = peer_count_max(s, max_seen)) > MAX_PEERS_SMALL, 3000);
+    assert_true(max_seen <= MAX_PEERS_SMALL);
+    assert_true(max_seen >= 1);
+    assert_true(overlay_node_stats(s->node)->handshakes_done > MAX_PEERS_SMALL);
+    for (int i = 0; i < 6; i++)
+        if (overlay_node_role(others[i]->node) == OVERLAY_ROLE_CLIENT)
+            clients++;
+    assert_true(clients <= MAX_PEERS_SMALL - 1); /* c0 holds one place */
+    assert_int_equal(overlay_node_role(c0->node), OVERLAY_ROLE_CLIENT);
+
+    /* The server keeps serving: its attached client's requests and its own. */
+    make_record(&rec, c0, "bounds-client", "v", 1, value, sizeof(value));
+    do_put(c0, &rec, &q);
+    get_expect(c0, &rec);
+    get_expect(s, &rec);
+    assert_true(peer_count(s) <= MAX_PEERS_SMALL);
+    env_finish(e);
+}
 
 static void test_bounds_garbage(void **state)
 {
@@ -820,6 +1360,38 @@ static void test_bounds_garbage(void **state)
 
 /* ---- 7. health ---- */
 
+static void test_health_cut_off(void **state)
+{
+    struct env *e = *state;
+    struct tnode *ts[3], *c;
+    uint64_t t0;
+
+    form_ring(e, ts, 3);
+    c = client_add(e, ts[0]);
+    run_for(e, 500);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ts[i]->cut_off_calls, 0);
+    assert_int_equal(c->cut_off_calls, 0);
+
+    /* The server (the client's super-node) and the other member stop. */
+    node_close(ts[0]);
+    node_close(ts[1]);
+    t0 = uv_now(&e->loop);
+    RUN_UNTIL(e, ts[2]->cut_off_calls > 0 && c->cut_off_calls > 0, T_CUTOFF_MS + 3000);
+    assert_true(ts[2]->last_cut_off);
+    assert_true(c->last_cut_off);
+    assert_true(overlay_node_cut_off(ts[2]->node));
+    assert_true(overlay_node_cut_off(c->node));
+    /* It took the cut-off time, not a moment. */
+    assert_true(ts[2]->cut_off_at - t0 >= T_CUTOFF_MS / 2);
+    assert_true(c->cut_off_at - t0 >= T_CUTOFF_MS / 2);
+    assert_true(ts[2]->cut_off_at - t0 <= T_CUTOFF_MS + 3000);
+    assert_true(c->cut_off_at - t0 <= T_CUTOFF_MS + 3000);
+    /* The client looks for a super-node again. */
+    RUN_UNTIL(e, overlay_node_role(c->node) == OVERLAY_ROLE_SEEKING, 2000);
+    env_finish(e);
+}
+
 static void test_health_lone_server(void **state)
 {
     struct env *e = *state;
@@ -834,18 +1406,160 @@ static void test_health_lone_server(void **state)
     env_finish(e);
 }
 
+/* The server of a ring of three goes away: the other two carry on, with its records. */
+static void test_member_loss(void **state)
+{
+    struct env *e = *state;
+    struct tnode *ts[3];
+    struct dht_record rec, rec2;
+    struct req q;
+    static const uint8_t value[] = "survives", value2[] = "after";
+
+    form_ring(e, ts, 3);
+    make_record(&rec, ts[0], "survives-its-owner", "v", 1, value, sizeof(value));
+    do_put(ts[0], &rec, &q);
+    assert_int_equal(q.acks, 2);
+    node_close(ts[0]);
+    get_expect(ts[1], &rec);
+    get_expect(ts[2], &rec);
+    make_record(&rec2, ts[1], "after-the-loss", "v", 1, value2, sizeof(value2));
+    do_put(ts[1], &rec2, &q);
+    get_expect(ts[2], &rec2);
+    run_for(e, T_CUTOFF_MS + 1000);
+    assert_int_equal(ts[1]->cut_off_calls, 0);
+    assert_int_equal(ts[2]->cut_off_calls, 0);
+    assert_false(leafset_has(ts[1], ts[0]) && leafset_has(ts[2], ts[0]));
+    env_finish(e);
+}
+
+/* A client's super-node goes away: a request through it times out (once), and the client attaches
+ * to the other member of its bootstrap list. */
+static void test_client_failover(void **state)
+{
+    struct env *e = *state;
+    struct tnode *ts[3], *c;
+    struct node_opts o = {.promote_after_ms = T_NEVER_MS};
+    struct dht_record rec;
+    struct req q, g;
+    struct dht_peer sp;
+    static const uint8_t value[] = "failover";
+
+    /* Three: a member alone is cut off, and cut-off members take no clients. */
+    form_ring(e, ts, 3);
+    o.boot = ts[0];
+    o.boot2 = ts[1];
+    c = node_add(e, &o);
+    RUN_UNTIL(e, overlay_node_role(c->node) == OVERLAY_ROLE_CLIENT, FORM_MS);
+    assert_int_equal(overlay_node_super(c->node, &sp), 0);
+    make_record(&rec, c, "failover", "v", 1, value, sizeof(value));
+    do_put(c, &rec, &q);
+
+    /* Its super-node goes. */
+    node_close(dht_id_eq(&sp.id, &ts[0]->id.id) ? ts[0] : ts[1]);
+    req_init(e, &g);
+    assert_int_equal(overlay_node_get(c->node, &rec.key, get_done, &g), 0);
+    RUN_UNTIL(e, g.calls > 0, T_REQUEST_TIMEOUT_MS + 2000);
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(g.status, -ETIMEDOUT);
+    run_for(e, 300);
+    assert_int_equal(g.calls, 1);
+
+    /* It is cut off, then attached to the other member, then healthy again. */
+    RUN_UNTIL(e, c->cut_off_calls > 0, T_CUTOFF_MS + 3000);
+    RUN_UNTIL(e,
+              overlay_node_role(c->node) == OVERLAY_ROLE_CLIENT && !overlay_node_cut_off(c->node),
+              4 * T_CUTOFF_MS);
+    assert_false(c->last_cut_off);
+    {
+        struct dht_peer sp2;
+        assert_int_equal(overlay_node_super(c->node, &sp2), 0);
+        assert_false(dht_id_eq(&sp2.id, &sp.id));
+    }
+    get_expect(c, &rec);
+    env_finish(e);
+}
+
+/* A client that reaches its super-node over IPv6 (::1). */
+static void test_join_ipv6(void **state)
+{
+    struct env *e = *state;
+    struct tnode *s = server_add(e), *c;
+    struct node_opts o = {.boot = s, .boot_v6 = true};
+    struct dht_record rec;
+    struct req q;
+    static const uint8_t value[] = "over-ipv6";
+
+    c = node_add(e, &o);
+    RUN_UNTIL(e, overlay_node_role(c->node) == OVERLAY_ROLE_CLIENT, FORM_MS);
+    assert_int_equal(overlay_node_advertised(c->node)->len, 18);
+    make_record(&rec, c, "over-ipv6", "v", 1, value, sizeof(value));
+    do_put(c, &rec, &q);
+    RUN_UNTIL(e, is_member(c), FORM_MS);
+    get_expect(c, &rec);
+    get_expect(s, &rec);
+    env_finish(e);
+}
+
+/* ---- 8. closing from inside the node's own callbacks ---- */
+
+/* Waits for a node that closed itself from a callback; frees its store. */
+static void wait_closed(struct tnode *t)
+{
+    RUN_UNTIL(t->e, t->closed > 0, 5000);
+    run_for(t->e, 1);
+    assert_int_equal(t->closed, 1);
+    t->node = NULL;
+    dht_store_free(t->store);
+    t->store = NULL;
+}
+
+/* A client's proxied get callback (run from a received frame) closes the client. */
+static void test_close_in_proxy_cb(void **state)
+{
+    struct env *e = *state;
+    struct tnode *s = server_add(e), *c;
+    struct dht_record rec;
+    struct req q, g;
+    static const uint8_t value[] = "close-in-proxy-cb";
+
+    c = client_add(e, s);
+    make_record(&rec, c, "close-in-proxy-cb", "v", 1, value, sizeof(value));
+    do_put(c, &rec, &q);
+    req_init(e, &g);
+    g.close_node = c;
+    assert_int_equal(overlay_node_get(c->node, &rec.key, get_done, &g), 0);
+    wait_closed(c);
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(g.status, 0);
+    get_expect(s, &rec);
+    env_finish(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_server_ring_of_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_join_three, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipe_dead_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_pending_member, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_pending_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bounds_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounds_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_lone_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_member_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_join_ipv6, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_in_proxy_cb, setup, teardown),
     };
 
     /* P2P_TEST_FILTER=test_pipes runs one test (cmocka's own wildcards). */
     if (getenv("P2P_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("P2P_TEST_FILTER"));
+    if (getenv("P2P_TEST_SKIP") != NULL)
+        cmocka_set_skip_filter(getenv("P2P_TEST_SKIP"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
