@@ -504,7 +504,17 @@ static void dht_put_done(int status, unsigned acks, void *arg)
     struct sip_locator local;
     int rc;
 
-    (void)acks;
+    if (status == 0 && acks == 0 && overlay_of(loc) != NULL &&
+        overlay_node_role(overlay_of(loc)) == OVERLAY_ROLE_MEMBER &&
+        overlay_node_dht(overlay_of(loc)) != NULL &&
+        dht_node_route(overlay_node_dht(overlay_of(loc)))->n_preds +
+                dht_node_route(overlay_node_dht(overlay_of(loc)))->n_succs ==
+            0) {
+        /* A member with no leaf left (cut off, before the verdict) stored it on
+         * itself only: a binding nobody else holds is no binding.  Only a ring of
+         * one (-s) keeps records by itself; a client trusts its super-node's count. */
+        status = -EHOSTUNREACH;
+    }
     if (status == -EPERM) {
         loc->st.put_refused++; /* another key owns this AoR */
         p2p_warn(loc->d->log, "DHT: the binding of %s is owned by another key: refused", o->aor);
