@@ -552,6 +552,16 @@ int overlay__send_inner(struct overlay_node *n, struct peer *p, uint8_t kind, co
 
     if (len + 1 + OVL_DATA_OVERHEAD > OVL_FRAME_MAX)
         return -EMSGSIZE;
+    if (chan_usable(n, p) && kind != IN_KEEPALIVE && p->probe_sent == 0 &&
+        p->last_send > p->last_recv + NODE_PIPE_FRESH_MS &&
+        overlay__now(n) - p->last_recv > NODE_PIPE_FRESH_MS) {
+        /* We keep sending and hear nothing back: the peer may have lost our session
+         * (it restarted) or be gone.  A probe asks for a sign of life; without one the
+         * channel goes (pipe_tick) and the next message opens a new one. */
+        uint8_t ka = 1;
+        p->probe_sent = overlay__now(n);
+        (void)overlay__send_inner(n, p, IN_KEEPALIVE, &ka, 1);
+    }
     if (chan_usable(n, p)) {
         n->plain[0] = kind;
         if (len > 0)
@@ -1143,7 +1153,13 @@ static void chans_tick(struct overlay_node *n, uint64_t now)
                 chan_free(n, (int)i);
             break;
         case CH_UP:
-            if (now - c->t_up >= NODE_CHAN_MAX_AGE_MS + 60000) {
+            if (c->initiator && !c->confirmed &&
+                now - c->t_up > ((uint64_t)NODE_HS_RTO_MS << NODE_HS_TRIES)) {
+                /* The responder never sent on it: it lost its half (HS3 dropped, its
+                 * half-open slot taken by a flood).  The next message opens anew. */
+                n->st.handshakes_failed++;
+                chan_free(n, (int)i);
+            } else if (now - c->t_up >= NODE_CHAN_MAX_AGE_MS + 60000) {
                 chan_free(n, (int)i); /* replaced long ago or its peer is gone */
             } else if (c->initiator && now - c->t_up >= NODE_REKEY_MS && c->peer >= 0) {
                 struct peer *p = &n->peers[c->peer];
