@@ -139,7 +139,8 @@ int locator_dht_value_decode(const uint8_t *buf, size_t len, struct locator_dht_
                                   (uint64_t)buf[k + 4] << 8 | buf[k + 5];
         il = buf[k + 6];
         k += 7;
-        if (il >= SIP_INSTANCE_MAX || len - k < il)
+        /* An instance is text: a NUL inside would not survive the round trip. */
+        if (il >= SIP_INSTANCE_MAX || len - k < il || memchr(buf + k, 0, il) != NULL)
             return -EBADMSG;
         memcpy(v.contacts[i].instance, buf + k, il);
         v.contacts[i].instance[il] = '\0';

@@ -15,11 +15,10 @@
  *    an explicit all-zero super-node part (zero means "no super-node", so that name
  *    prints without it); the printed name parses to the same IDs.
  *
- * The value encoder counts an instance's length with strnlen, while the decoder
- * copies il bytes as they are, NULs included.  A value whose instance holds a NUL
- * therefore does not round-trip; the target reports it (abort).  Building with
- * -DFUZZ_LOCATOR_DHT_SKIP_NUL_INSTANCE skips exactly that case (and checks nothing
- * else less), so a campaign can go on looking for other faults.
+ * This target found that a value whose instance held a NUL decoded but did not
+ * round-trip (the encoder counts an instance with strnlen); the decoder now refuses
+ * such a value (-EBADMSG), so the strict check holds.  -DFUZZ_LOCATOR_DHT_SKIP_NUL_INSTANCE
+ * (the campaign's workaround before that fix) is kept only for old builds.
  */
 #include <errno.h>
 #include <stdbool.h>
