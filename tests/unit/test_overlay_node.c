@@ -1406,6 +1406,78 @@ static void test_health_lone_server(void **state)
     env_finish(e);
 }
 
+/* Keeps a closed node's UDP port from other processes until it restarts on it. */
+static void port_hold(struct env *e, uint16_t port)
+{
+    struct sockaddr_in a;
+
+    assert_false(e->raw.open);
+    assert_int_equal(uv_udp_init(&e->loop, &e->raw.h), 0);
+    e->raw.h.data = &e->raw;
+    e->raw.open = true;
+    assert_int_equal(uv_ip4_addr("0.0.0.0", port, &a), 0);
+    assert_int_equal(uv_udp_bind(&e->raw.h, (const struct sockaddr *)&a, 0), 0);
+}
+
+static void port_release(struct env *e)
+{
+    assert_true(e->raw.open);
+    uv_close((uv_handle_t *)&e->raw.h, raw_closed);
+    e->raw.open = false;
+    run_for(e, 1); /* the socket is closed by the time this returns */
+}
+
+/* A super-node restarts on the same address with the same identity: its client, cut off meanwhile,
+ * attaches to it again (overlay_node.h: "keeps retrying its bootstrap list ... healthy again as
+ * soon as a peer answers"). */
+static void test_health_super_restart(void **state)
+{
+    struct env *e = *state;
+    struct tnode *s = server_add(e), *c, *s2;
+    struct node_opts o = {.server = true};
+    struct ovl_identity id = s->id;
+
+    c = client_add(e, s);
+    o.port = overlay_node_port(s->node);
+    o.reuse = &id;
+    node_close(s);
+    port_hold(e, o.port);
+    RUN_UNTIL(e, c->cut_off_calls > 0, T_CUTOFF_MS + 3000);
+    port_release(e);
+    s2 = node_add(e, &o);
+    assert_int_equal(overlay_node_port(s2->node), o.port);
+    RUN_UNTIL(e,
+              overlay_node_role(c->node) == OVERLAY_ROLE_CLIENT && !overlay_node_cut_off(c->node),
+              4 * T_CUTOFF_MS);
+    assert_false(c->last_cut_off);
+    ovl_identity_wipe(&id);
+    env_finish(e);
+}
+
+/* The same for a member whose whole ring (the server) restarted. */
+static void test_health_ring_restart(void **state)
+{
+    struct env *e = *state;
+    struct tnode *ts[2], *s2;
+    struct node_opts o = {.server = true};
+    struct ovl_identity id;
+
+    form_ring(e, ts, 2);
+    id = ts[0]->id;
+    o.port = overlay_node_port(ts[0]->node);
+    o.reuse = &id;
+    node_close(ts[0]);
+    port_hold(e, o.port);
+    RUN_UNTIL(e, ts[1]->cut_off_calls > 0, T_CUTOFF_MS + 3000);
+    port_release(e);
+    s2 = node_add(e, &o);
+    RUN_UNTIL(
+        e, !overlay_node_cut_off(ts[1]->node) && leafset_has(ts[1], s2) && leafset_has(s2, ts[1]),
+        4 * T_CUTOFF_MS);
+    ovl_identity_wipe(&id);
+    env_finish(e);
+}
+
 /* The server of a ring of three goes away: the other two carry on, with its records. */
 static void test_member_loss(void **state)
 {
@@ -1550,6 +1622,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bounds_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_lone_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_super_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_ring_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_loss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_join_ipv6, setup, teardown),
