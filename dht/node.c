@@ -676,15 +676,13 @@ static void deliver_local(struct dht_node *n, const struct dht_msg *in, const ui
         break;
     case DHT_MSG_GET:
         if (!(in->flags & DHT_FLAG_PASSED) &&
-            (leaf_short(n) || n->repair_left[0] > 0 || n->repair_left[1] > 0 ||
-             (n->had_peers && n->route.n_preds == 0 && n->route.n_succs == 0)) &&
+            (leaf_short(n) || n->repair_left[0] > 0 || n->repair_left[1] > 0) &&
             !dht__holds_key(n, &in->key, dht__wall(n, now))) {
-            /* We hold nothing and our leaf set is being repaired (leaves died), or
-             * is empty although we had peers (every leaf died, or we are cut off):
+            /* We hold nothing and our leaf set is being repaired (leaves died):
              * we may be the new root of keys whose holders are not in our leaf set
-             * yet, and their handoff is on its way, or not the root at all.  An
-             * empty answer now would say "no such key" for a stored one; no answer
-             * lets the origin retry once the repair is done (or time out). */
+             * yet, and their handoff is on its way.  An empty answer now would say
+             * "no such key" for a stored one; no answer lets the origin retry once
+             * the repair is done. */
             n->ctr.gets_deferred++;
             break;
         }
