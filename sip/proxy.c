@@ -200,6 +200,10 @@ static const char *transport_name(enum sip_tsx_transport t)
 static int src_of(const struct sip_tsx_dest *d, char *host, size_t size, struct sip_src *src)
 {
     memset(src, 0, sizeof(*src));
+    /* Another node: its address is the pipe, not a socket address; its Via names
+     * it (node_host) and needs no received/rport (RFC 3261 18.2.1 is about IP). */
+    if (d->overlay)
+        return -ENOENT;
     return sip_tsx_dest_src(d, host, size, src);
 }
 
@@ -495,8 +499,15 @@ static void branch_send(struct proxy_branch *b)
     }
     memset(&f, 0, sizeof(f));
     /* 16.6 step 8: Via with a branch = cookie + loop hash + "." + unique part. */
-    snprintf(via, sizeof(via), "SIP/2.0/%s %s:%u;branch=z9hG4bK%s.%s;rport",
-             transport_name(b->dest.transport), me->host, me->port, r->loop_hash, branch + 7);
+    if (b->dest.overlay && p->cfg.self->node_host[0] != '\0')
+        /* Toward another node we are our node name: a 2xx retransmission forwarded
+         * statelessly by that Via finds its way back over the overlay (node_dest). */
+        snprintf(via, sizeof(via), "SIP/2.0/%s %s;branch=z9hG4bK%s.%s;rport",
+                 transport_name(b->dest.transport), p->cfg.self->node_host, r->loop_hash,
+                 branch + 7);
+    else
+        snprintf(via, sizeof(via), "SIP/2.0/%s %s:%u;branch=z9hG4bK%s.%s;rport",
+                 transport_name(b->dest.transport), me->host, me->port, r->loop_hash, branch + 7);
     f.via = p2p_slice_cstr(via);
     f.ruri = p2p_slice_cstr(b->target); /* 16.6 step 2 */
     if (r->record_route) {
@@ -1306,10 +1317,13 @@ static void forward_2xx_stateless(struct sip_proxy *p, const struct sip_msg *res
     sip_hdr_iter_init(&it, resp, SIP_HDR_VIA);
     while (n < 2 && sip_hdr_iter_next(&it, &v))
         n++;
-    if (n < 2 || sip_via_parse(v, &via) != 0 ||
-        sip_proxy_numeric_dest(via.received.p ? via.received : via.host,
+    if (n < 2 || sip_via_parse(v, &via) != 0)
+        return;
+    if (sip_proxy_numeric_dest(via.received.p ? via.received : via.host,
                                via.rport_value ? via.rport_value : via.port, via.transport, 0,
-                               &dest) != 0)
+                               &dest) != 0 &&
+        (p->cfg.nodes.node_dest == NULL ||
+         p->cfg.nodes.node_dest(p->cfg.nodes.ctx, via.host, &dest) != 0))
         return; /* no upstream hop we can reach without a lookup: dropped */
     p2p_buf_init(&out, MSG_CAP);
     if (sip__proxy_strip_via(resp, (struct p2p_slice){NULL, 0}, &out) == 0)
