@@ -695,7 +695,9 @@ static void restore(void)
     for (int op = OPK_PUT; op <= OPK_LOOKUP; op++)
         if (w.op_done[op])
             check(start_op(op) == 0, "C's request again");
-    check(run_until(ops_seen, PING_MS), "C's requests do not reach R");
+    /* Not waited for: after a long campaign C's new requests took a second each to
+     * reach R (S and R busy with S's DHT traffic), which made the target crawl.  A
+     * PROXY_REPLY before R has seen the request carries id 0 and matches nothing. */
 }
 
 static bool link_fresh(void)
