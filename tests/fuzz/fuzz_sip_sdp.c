@@ -61,6 +61,26 @@ static bool no_rtcp(const char *b, size_t len)
     return true;
 }
 
+/* Lines of b with nothing before their LF but an optional CR. */
+static size_t empty_lines(const char *b, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if ((i == 0 || b[i - 1] == '\n') &&
+            (b[i] == '\n' || (b[i] == '\r' && i + 1 < len && b[i + 1] == '\n')))
+            n++;
+    }
+    return n;
+}
+
+static size_t count_cr(const char *b, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += b[i] == '\r';
+    return n;
+}
+
 /* Every replacement at once, as a node does for its phone and for the other node. */
 static void rewrite_all(const char *buf, size_t size, const struct sip_sdp *sdp)
 {
@@ -80,6 +100,16 @@ static void rewrite_all(const char *buf, size_t size, const struct sip_sdp *sdp)
     p2p_buf_init(&out, 2 * size + sizeof(ANCHOR_LINE) + 2 + 4 * SIP_SDP_MEDIA_MAX);
     rc = sip_sdp_rewrite(buf, size, &rw, &out);
     check(rc == 0);
+    /* lines are replaced, dropped or added whole, each keeping its own line end:
+     * no empty line appears, and an LF-only body gets CRs only around our line */
+    check(empty_lines(out.data, out.len) == empty_lines(buf, size));
+    if (count_cr(buf, size) == 0) {
+        static const char tail[] = "\r\n" ANCHOR_LINE;
+        size_t crs = count_cr(out.data, out.len);
+        check(crs == 1 ||
+              (crs == 2 && out.len >= sizeof(tail) - 1 &&
+               memcmp(out.data + out.len - (sizeof(tail) - 1), tail, sizeof(tail) - 1) == 0));
+    }
     if (out.len <= SIP_SDP_MAX) {
         check(sip_sdp_parse(out.data, out.len, &again) == 0);
         check(again.n_media == sdp->n_media);
