@@ -1280,6 +1280,8 @@ void overlay__handle_closed(struct overlay_node *n)
 {
     if (--n->open_handles > 0)
         return;
+    dht_node_free(n->dht); /* NULL after a close; a node never started may have one */
+    dht_node_free(n->dht_old);
     for (unsigned i = 0; i < n->n_chans; i++)
         chan_free(n, (int)i);
     for (unsigned i = 0; i < n->n_peers; i++)
@@ -1362,12 +1364,15 @@ int overlay_node_new(struct overlay_node **out, uv_loop_t *loop,
     port = cfg->port;
     r = udp_open(n, &n->udp4, AF_INET, port, &n->have4);
     if (r == UV_EADDRINUSE && cfg->port_fallback && port != 0) {
+        /* The same handle, bound again: its socket's failed bind left it unbound (a
+         * handle may not be initialised again before its close has completed). */
+        struct sockaddr_in any;
         p2p_notice(log, "overlay: P2P port %u is taken, using a free port", (unsigned)port);
-        uv_close((uv_handle_t *)&n->udp4, NULL);
-        n->open_handles--;
-        n->have4 = false;
         port = 0;
-        r = udp_open(n, &n->udp4, AF_INET, 0, &n->have4);
+        (void)uv_ip4_addr("0.0.0.0", 0, &any);
+        r = uv_udp_bind(&n->udp4, (const struct sockaddr *)&any, 0);
+        if (r == 0)
+            r = uv_udp_recv_start(&n->udp4, alloc_cb, recv_cb);
     }
     if (r == 0) {
         struct sockaddr_storage ss;
@@ -1443,8 +1448,8 @@ void overlay_node_close(struct overlay_node *n, void (*cb)(void *arg), void *arg
     /* The DHT first: its callbacks (our users' ops, clients' requests) run now with
      * -ECANCELED; then the ops proxied to our super-node. */
     overlay__dht_discard(n);
-    dht_node_free(n->dht_old);
-    n->dht_old = NULL;
+    /* Not freed here: close may run inside one of the DHT node's own callbacks
+     * (a put's completion), while dht_node_advance still uses it. */
     overlay__ops_cancel_all(n);
     close_handles(n);
 }

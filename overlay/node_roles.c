@@ -627,6 +627,9 @@ static void on_attach_ack(struct overlay_node *n, struct peer *p, const uint8_t 
     if (status == 0) {
         if (n->role == OVERLAY_ROLE_SEEKING)
             become_client(n, p);
+        else if (overlay__peer_slot(n, p) != n->super)
+            /* Another candidate answered too: it must not keep us as its client. */
+            (void)overlay__send_inner(n, p, IN_DETACH, NULL, 0);
         return;
     }
     if (status == -EAGAIN && len >= 2 + DHT_ID_LEN + 1) {
@@ -940,6 +943,13 @@ static void remember_leaves(struct overlay_node *n)
 
 void overlay__roles_tick(struct overlay_node *n, uint64_t now)
 {
+    /* A client that went without a word (no DETACH) is one no longer: clients send a
+     * keep-alive every cutoff/4, so twice cutoff without a frame means gone. */
+    for (unsigned i = 0; i < n->n_peers; i++) {
+        struct peer *p = &n->peers[i];
+        if (p->used && p->client && now - p->last_recv > 2u * n->cfg.cutoff_ms)
+            p->client = false;
+    }
     /* Probes we sent for clients that were not seen in time. */
     for (unsigned i = 0; i < 16; i++) {
         if (n->probes[i].used && now >= n->probes[i].deadline) {
@@ -958,6 +968,8 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
     case OVERLAY_ROLE_SEEKING:
         if (n->cfg.n_bootstrap + n->cfg.n_saved > 0 && now - n->t_start >= n->cfg.cutoff_ms)
             set_cut_off(n, true);
+        if (n->closing)
+            return;
         seek(n, now, false);
         break;
     case OVERLAY_ROLE_CLIENT: {
@@ -968,6 +980,8 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
                 s->client = false;
             n->super = -1;
             set_cut_off(n, true);
+            if (n->closing)
+                return;
             overlay__set_role(n, OVERLAY_ROLE_SEEKING);
             n->t_seek = now;
             break;
@@ -1014,6 +1028,8 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
             break;
         }
         set_cut_off(n, true);
+        if (n->closing)
+            return; /* the health callback closed the node */
         if (n->role == OVERLAY_ROLE_SUPER && now - n->t_cut_since > 4u * n->cfg.cutoff_ms) {
             /* We started the ring and no one is left to rejoin: a ring of one again. */
             p2p_notice(n->log, "overlay: no peer left; a ring of one again");
