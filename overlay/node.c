@@ -560,6 +560,7 @@ int overlay__send_inner(struct overlay_node *n, struct peer *p, uint8_t kind, co
          * channel goes (pipe_tick) and the next message opens a new one. */
         uint8_t ka = 1;
         p->probe_sent = overlay__now(n);
+        p->probe_fast = false;
         (void)overlay__send_inner(n, p, IN_KEEPALIVE, &ka, 1);
     }
     if (chan_usable(n, p)) {
@@ -806,11 +807,13 @@ static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const 
         uint64_t now = overlay__now(n);
         /* A peer silent for a while may be gone: ask for a sign of life with this
          * datagram, so that a call to a dead node fails in about a second. */
-        if (overlay__peer_up(n, p) && p->probe_sent == 0 &&
-            now - p->last_recv > NODE_PIPE_FRESH_MS) {
-            uint8_t ka = 1;
-            p->probe_sent = now;
-            (void)overlay__send_inner(n, p, IN_KEEPALIVE, &ka, 1);
+        if (overlay__peer_up(n, p) && now - p->last_recv > NODE_PIPE_FRESH_MS) {
+            if (p->probe_sent == 0) {
+                uint8_t ka = 1;
+                p->probe_sent = now;
+                (void)overlay__send_inner(n, p, IN_KEEPALIVE, &ka, 1);
+            }
+            p->probe_fast = true; /* a call waits on this one */
         }
         return overlay__send_inner(n, p, IN_PIPE, body, len);
     }
@@ -870,8 +873,17 @@ static void pipe_tick(struct overlay_node *n, uint64_t now)
 {
     for (unsigned i = 0; i < n->n_peers; i++) {
         struct peer *p = &n->peers[i];
-        if (p->used && p->probe_sent != 0 && now - p->probe_sent > NODE_PIPE_DEAD_MS)
-            overlay__peer_gone(n, p);
+        if (!p->used || p->probe_sent == 0)
+            continue;
+        if (p->probe_fast && now - p->probe_sent > NODE_PIPE_DEAD_MS) {
+            overlay__peer_gone(n, p); /* a call waits on it: say so now */
+        } else if (!p->probe_fast && now - p->probe_sent > NODE_STALE_MS) {
+            /* No answer for a while: it may have lost our session (a restart); the
+             * next message opens a new one.  Whether it is gone is the DHT's to say. */
+            p->probe_sent = 0;
+            while (p->cur >= 0)
+                chan_free(n, p->cur);
+        }
     }
     for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++)
         if (n->pipe_wait[i].used && now >= n->pipe_wait[i].deadline) {

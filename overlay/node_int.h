@@ -24,6 +24,7 @@
 #define NODE_HS_TRIES 3         /* HS1 sends before a handshake gives up (1.75 s) */
 #define NODE_PIPE_FRESH_MS 1000 /* a pipe peer silent this long is probed on send */
 #define NODE_PIPE_DEAD_MS 1200  /* and declared gone when the probe gets nothing */
+#define NODE_STALE_MS 3000      /* a probe sent because we heard nothing back */
 #define NODE_DEAD_MAX 32
 #define NODE_DEAD_MS 30000          /* how long a gone node is remembered as gone */
 #define NODE_REKEY_MS 600000        /* an initiator opens a fresh channel after 10 min */
@@ -94,6 +95,9 @@ struct peer {
     size_t qbytes;
     uint64_t last_recv, last_send, created;
     uint64_t probe_sent; /* a liveness probe (KEEPALIVE) waits for any frame, 0 = none */
+    bool probe_fast;     /* sent for a pipe datagram (a call waits): gone after
+                            NODE_PIPE_DEAD_MS; else only the channel is renewed, after
+                            NODE_STALE_MS */
     uint64_t frames_in, frames_out;
 };
 
