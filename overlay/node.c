@@ -552,17 +552,6 @@ int overlay__send_inner(struct overlay_node *n, struct peer *p, uint8_t kind, co
 
     if (len + 1 + OVL_DATA_OVERHEAD > OVL_FRAME_MAX)
         return -EMSGSIZE;
-    if (chan_usable(n, p) && kind != IN_KEEPALIVE && p->probe_sent == 0 &&
-        p->last_send > p->last_recv + NODE_PIPE_FRESH_MS &&
-        overlay__now(n) - p->last_recv > NODE_PIPE_FRESH_MS) {
-        /* We keep sending and hear nothing back: the peer may have lost our session
-         * (it restarted) or be gone.  A probe asks for a sign of life; without one the
-         * channel goes (pipe_tick) and the next message opens a new one. */
-        uint8_t ka = 1;
-        p->probe_sent = overlay__now(n);
-        p->probe_fast = false;
-        (void)overlay__send_inner(n, p, IN_KEEPALIVE, &ka, 1);
-    }
     if (chan_usable(n, p)) {
         n->plain[0] = kind;
         if (len > 0)
@@ -813,7 +802,6 @@ static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const 
                 p->probe_sent = now;
                 (void)overlay__send_inner(n, p, IN_KEEPALIVE, &ka, 1);
             }
-            p->probe_fast = true; /* a call waits on this one */
         }
         return overlay__send_inner(n, p, IN_PIPE, body, len);
     }
@@ -841,6 +829,15 @@ static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const 
     w->target = *hop;
     w->deadline = overlay__now(n) + n->cfg.dht.request_timeout_ms;
     return 0;
+}
+
+/* Drops a peer's channels: the next message to it opens a new one (the peer may have
+ * restarted and lost its half). */
+void overlay__peer_reset(struct overlay_node *n, struct peer *p)
+{
+    p->probe_sent = 0;
+    while (p->cur >= 0)
+        chan_free(n, p->cur);
 }
 
 /* A peer stopped answering: its channels go, and the user is told (fast failure). */
@@ -875,15 +872,8 @@ static void pipe_tick(struct overlay_node *n, uint64_t now)
         struct peer *p = &n->peers[i];
         if (!p->used || p->probe_sent == 0)
             continue;
-        if (p->probe_fast && now - p->probe_sent > NODE_PIPE_DEAD_MS) {
+        if (now - p->probe_sent > NODE_PIPE_DEAD_MS)
             overlay__peer_gone(n, p); /* a call waits on it: say so now */
-        } else if (!p->probe_fast && now - p->probe_sent > NODE_STALE_MS) {
-            /* No answer for a while: it may have lost our session (a restart); the
-             * next message opens a new one.  Whether it is gone is the DHT's to say. */
-            p->probe_sent = 0;
-            while (p->cur >= 0)
-                chan_free(n, p->cur);
-        }
     }
     for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++)
         if (n->pipe_wait[i].used && now >= n->pipe_wait[i].deadline) {

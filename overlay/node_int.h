@@ -24,7 +24,6 @@
 #define NODE_HS_TRIES 3         /* HS1 sends before a handshake gives up (1.75 s) */
 #define NODE_PIPE_FRESH_MS 1000 /* a pipe peer silent this long is probed on send */
 #define NODE_PIPE_DEAD_MS 1200  /* and declared gone when the probe gets nothing */
-#define NODE_STALE_MS 3000      /* a probe sent because we heard nothing back */
 #define NODE_DEAD_MAX 32
 #define NODE_DEAD_MS 30000          /* how long a gone node is remembered as gone */
 #define NODE_REKEY_MS 600000        /* an initiator opens a fresh channel after 10 min */
@@ -95,9 +94,6 @@ struct peer {
     size_t qbytes;
     uint64_t last_recv, last_send, created;
     uint64_t probe_sent; /* a liveness probe (KEEPALIVE) waits for any frame, 0 = none */
-    bool probe_fast;     /* sent for a pipe datagram (a call waits): gone after
-                            NODE_PIPE_DEAD_MS; else only the channel is renewed, after
-                            NODE_STALE_MS */
     uint64_t frames_in, frames_out;
 };
 
@@ -250,6 +246,7 @@ void overlay__dht_discard(struct overlay_node *n);
 
 void overlay__handle_closed(struct overlay_node *n);
 void overlay__peer_gone(struct overlay_node *n, struct peer *p);
+void overlay__peer_reset(struct overlay_node *n, struct peer *p);
 bool overlay__on_stream_frame(struct overlay_node *n, int conn, const uint8_t *buf, size_t len);
 
 /* node_tcp.c */

@@ -913,12 +913,19 @@ static void seek(struct overlay_node *n, uint64_t now, bool rejoin)
         c->next_try = now + 4000;
         tried++;
         if (rejoin) {
-            /* A member that lost the ring joins again through a candidate. */
+            /* A member that lost the ring joins again through a candidate; a channel
+             * to it that has been silent that long may be one it lost (a restart). */
+            struct peer *q =
+                dht_id_eq(&c->peer.id, &zero) ? NULL : overlay__peer_find(n, &c->peer.id);
+            if (q != NULL && overlay__peer_up(n, q) && now - q->last_recv > n->cfg.cutoff_ms)
+                overlay__peer_reset(n, q);
             if (join_ring(n, &c->peer) == 0)
                 break;
             continue;
         }
         p = overlay__peer_get(n, dht_id_eq(&c->peer.id, &zero) ? NULL : &c->peer.id, &ss);
+        if (p != NULL && overlay__peer_up(n, p) && now - p->last_recv > n->cfg.cutoff_ms)
+            overlay__peer_reset(n, p); /* silent that long: maybe restarted; handshake anew */
         if (p != NULL)
             (void)overlay__send_inner(n, p, IN_ATTACH, NULL, 0);
     }
@@ -975,9 +982,12 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
     case OVERLAY_ROLE_CLIENT: {
         struct peer *s = n->super >= 0 ? &n->peers[n->super] : NULL;
         if (s == NULL || now - s->last_recv > n->cfg.cutoff_ms) {
-            /* Our super-node is gone: seek another. */
-            if (s != NULL)
+            /* Our super-node is gone: seek another.  Its channel goes too: if it
+             * restarted, it lost its half, and the next ATTACH must handshake anew. */
+            if (s != NULL) {
                 s->client = false;
+                overlay__peer_reset(n, s);
+            }
             n->super = -1;
             set_cut_off(n, true);
             if (n->closing)
