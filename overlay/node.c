@@ -1155,12 +1155,16 @@ static void chans_tick(struct overlay_node *n, uint64_t now)
                 chan_free(n, (int)i);
             break;
         case CH_UP:
-            if (c->initiator && !c->confirmed &&
+            if (c->initiator && !c->confirmed && !c->renewing && c->peer >= 0 &&
+                n->peers[c->peer].cur == (int)i &&
                 now - c->t_up > ((uint64_t)NODE_HS_RTO_MS << NODE_HS_TRIES)) {
-                /* The responder never sent on it: it lost its half (HS3 dropped, its
-                 * half-open slot taken by a flood).  The next message opens anew. */
-                n->st.handshakes_failed++;
-                chan_free(n, (int)i);
+                /* The responder has not sent on it: it may have lost its half (HS3
+                 * dropped, its half-open slot taken by a flood), or just have had
+                 * nothing to say.  A second handshake settles it without dropping
+                 * this one (the peer may still be sending on it): once it is up, it
+                 * is the one we send on. */
+                c->renewing = true;
+                open_channel(n, &n->peers[c->peer]);
             } else if (now - c->t_up >= NODE_CHAN_MAX_AGE_MS + 60000) {
                 chan_free(n, (int)i); /* replaced long ago or its peer is gone */
             } else if (c->initiator && now - c->t_up >= NODE_REKEY_MS && c->peer >= 0) {

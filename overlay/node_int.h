@@ -63,6 +63,7 @@ struct chan {
     uint8_t tries;
     bool initiator;
     bool confirmed; /* initiator: the responder has sent us DATA (HS3 arrived) */
+    bool renewing;  /* initiator: a second handshake was started for it */
     uint32_t local_index;
     int peer; /* peer slot, -1 for a responder that does not know yet */
     struct sockaddr_storage addr;
