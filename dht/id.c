@@ -18,6 +18,12 @@ bool dht_id_eq(const struct dht_id *a, const struct dht_id *b)
     return memcmp(a->b, b->b, DHT_ID_LEN) == 0;
 }
 
+bool dht_id_is_zero(const struct dht_id *id)
+{
+    static const struct dht_id zero;
+    return dht_id_eq(id, &zero);
+}
+
 unsigned dht_id_digit(const struct dht_id *id, unsigned i)
 {
     uint8_t byte = id->b[i / 2];

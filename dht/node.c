@@ -93,12 +93,6 @@ static bool is_self(const struct dht_node *n, const struct dht_id *id)
     return dht_id_eq(id, &n->self.id);
 }
 
-static bool id_zero(const struct dht_id *id)
-{
-    static const struct dht_id zero;
-    return dht_id_eq(id, &zero);
-}
-
 /*
  * The retransmission timeout toward id for a message of this kind.  A neighbour
  * with RTT samples: its own RFC 6298 estimate.  One without (just learned, or a
@@ -1013,7 +1007,7 @@ static void on_ack(struct dht_node *n, const struct dht_peer *from, const struct
     for (unsigned i = 0; i < n->n_pend_alloc; i++) {
         struct pend *q = n->pend[i];
         if (q != NULL && q->txid == m->txid &&
-            (id_zero(&q->to.id) || dht_id_eq(&q->to.id, &from->id))) {
+            (dht_id_is_zero(&q->to.id) || dht_id_eq(&q->to.id, &from->id))) {
             p = q;
             break;
         }
@@ -1170,7 +1164,7 @@ int dht_node_recv(struct dht_node *n, const struct dht_addr *from, const uint8_t
         drop(n, &peer, buf, len, -EPROTO, &n->ctr.dropped_unknown);
         return -EPROTO;
     }
-    if (is_self(n, &m.sender) || id_zero(&m.sender)) {
+    if (is_self(n, &m.sender) || dht_id_is_zero(&m.sender)) {
         drop(n, &peer, buf, len, -EINVAL, &n->ctr.dropped_badkey);
         return -EINVAL;
     }

@@ -27,10 +27,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <sodium.h>
 
+#include "p2p/clock.h"
 #include "p2p/dht_msg.h"
 
 const char *overlay_role_name(enum overlay_role role)
@@ -63,90 +63,6 @@ void overlay_node_config_init(struct overlay_node_config *cfg)
 
 /* ---- addresses ------------------------------------------------------------------- */
 
-int overlay_addr_to_dht(const struct sockaddr_storage *ss, struct dht_addr *out)
-{
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        out->len = 6;
-        memcpy(out->b, &a->sin_addr, 4);
-        memcpy(out->b + 4, &a->sin_port, 2);
-        return 0;
-    }
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        out->len = 18;
-        memcpy(out->b, &a->sin6_addr, 16);
-        memcpy(out->b + 16, &a->sin6_port, 2);
-        return 0;
-    }
-    return -EAFNOSUPPORT;
-}
-
-int overlay_addr_from_dht(const struct dht_addr *a, struct sockaddr_storage *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (a->len == 6) {
-        struct sockaddr_in *s = (struct sockaddr_in *)out;
-        s->sin_family = AF_INET;
-        memcpy(&s->sin_addr, a->b, 4);
-        memcpy(&s->sin_port, a->b + 4, 2);
-        return s->sin_port != 0 ? 0 : -EINVAL;
-    }
-    if (a->len == 18) {
-        struct sockaddr_in6 *s = (struct sockaddr_in6 *)out;
-        s->sin6_family = AF_INET6;
-        memcpy(&s->sin6_addr, a->b, 16);
-        memcpy(&s->sin6_port, a->b + 16, 2);
-        return s->sin6_port != 0 ? 0 : -EINVAL;
-    }
-    return -EAFNOSUPPORT;
-}
-
-const char *overlay_addr_text(const struct sockaddr_storage *ss, char *buf, size_t size)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-        snprintf(buf, size, "%s:%u", host, (unsigned)ntohs(a->sin_port));
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-        snprintf(buf, size, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
-    } else {
-        snprintf(buf, size, "-");
-    }
-    return buf;
-}
-
-static bool addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-        return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    return false;
-}
-
-static void addr_from_sa(struct sockaddr_storage *out, const struct sockaddr *sa)
-{
-    memset(out, 0, sizeof(*out));
-    if (sa->sa_family == AF_INET)
-        memcpy(out, sa, sizeof(struct sockaddr_in));
-    else if (sa->sa_family == AF_INET6)
-        memcpy(out, sa, sizeof(struct sockaddr_in6));
-}
-
 uint64_t overlay__now(const struct overlay_node *n)
 {
     return uv_now(n->loop);
@@ -170,7 +86,7 @@ struct peer *overlay__peer_find(struct overlay_node *n, const struct dht_id *id)
 static struct peer *peer_find_addr(struct overlay_node *n, const struct sockaddr_storage *addr)
 {
     for (unsigned i = 0; i < n->n_peers; i++)
-        if (n->peers[i].used && addr_eq(&n->peers[i].addr, addr))
+        if (n->peers[i].used && overlay_addr_eq(&n->peers[i].addr, addr))
             return &n->peers[i];
     return NULL;
 }
@@ -228,9 +144,8 @@ static struct peer *peer_victim(struct overlay_node *n)
 struct peer *overlay__peer_get(struct overlay_node *n, const struct dht_id *id,
                                const struct sockaddr_storage *addr)
 {
-    static const struct dht_id zero;
     struct peer *p = NULL;
-    bool known = id != NULL && !dht_id_eq(id, &zero);
+    bool known = id != NULL && !dht_id_is_zero(id);
 
     if (known && dht_id_eq(id, &n->me->id))
         return NULL;
@@ -598,10 +513,9 @@ static int dht_send(void *arg, const struct dht_peer *to, const uint8_t *buf, si
     struct overlay_node *n = arg;
     struct sockaddr_storage ss;
     struct peer *p;
-    static const struct dht_id zero;
     bool has_addr = overlay_addr_from_dht(&to->addr, &ss) == 0;
 
-    p = overlay__peer_get(n, dht_id_eq(&to->id, &zero) ? NULL : &to->id, has_addr ? &ss : NULL);
+    p = overlay__peer_get(n, &to->id, has_addr ? &ss : NULL);
     if (p == NULL)
         return -EHOSTUNREACH;
     return overlay__send_inner(n, p, IN_DHT, buf, len);
@@ -618,11 +532,8 @@ static void dht_observe(void *arg, enum dht_obs_event ev, const struct dht_peer 
 
 static uint64_t dht_wall(void *arg)
 {
-    struct timespec ts;
-
     (void)arg;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return p2p_wall_ms();
 }
 
 static void dht_timer_cb(uv_timer_t *h)
@@ -912,7 +823,7 @@ static void on_data(struct overlay_node *n, const struct ovl_frame_info *fi, con
     if (conn >= 0) {
         n->st.tcp_frames_in++;
         overlay__conn_bind(n, conn, c->peer);
-    } else if (!addr_eq(&p->addr, from)) {
+    } else if (!overlay_addr_eq(&p->addr, from)) {
         char a[64], b[64];
         p2p_info(n->log, "overlay: peer moved from %s to %s",
                  overlay_addr_text(&p->addr, a, sizeof(a)), overlay_addr_text(from, b, sizeof(b)));
@@ -946,7 +857,7 @@ static void on_hs1(struct overlay_node *n, const struct ovl_frame_info *fi, cons
     for (unsigned i = 0; i < n->n_chans; i++) {
         c = &n->chans[i];
         if (c->state == CH_RESP && c->remote_hs_index == fi->sender_index &&
-            addr_eq(&c->addr, from)) {
+            overlay_addr_eq(&c->addr, from)) {
             (void)overlay__send_raw(n, from, c->hs_msg, c->hs_len, false);
             return;
         }
@@ -1026,7 +937,7 @@ static void on_hs3(struct overlay_node *n, const struct ovl_frame_info *fi, cons
 
     if (c != NULL && c->state == CH_UP)
         return; /* the initiator repeats HS3 until it hears from us: nothing to do */
-    if (c == NULL || c->state != CH_RESP || !addr_eq(&c->addr, from)) {
+    if (c == NULL || c->state != CH_RESP || !overlay_addr_eq(&c->addr, from)) {
         n->st.dropped_nosession++;
         return;
     }
@@ -1048,7 +959,7 @@ static void on_datagram(struct overlay_node *n, const uint8_t *buf, size_t len,
 
     n->st.frames_in++;
     n->st.bytes_in += len;
-    addr_from_sa(&from, sa);
+    overlay_addr_copy(&from, sa);
     if (ovl_frame_peek(buf, len, &fi) != 0) {
         n->st.dropped_malformed++;
         return;
@@ -1102,7 +1013,7 @@ bool overlay__on_stream_frame(struct overlay_node *n, int conn, const uint8_t *b
     return true;
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void overlay__rx_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct overlay_node *n = h->data;
 
@@ -1258,13 +1169,7 @@ static int udp_open(struct overlay_node *n, uv_udp_t *h, int family, uint16_t po
     struct sockaddr_storage ss;
     int r;
 
-    memset(&ss, 0, sizeof(ss));
-    if (family == AF_INET)
-        r = uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
-    else
-        r = uv_ip6_addr("::", port, (struct sockaddr_in6 *)&ss);
-    if (r != 0)
-        return r;
+    overlay_addr_any(&ss, family, port);
     r = uv_udp_init_ex(n->loop, h, (unsigned)family);
     if (r != 0)
         return r;
@@ -1273,7 +1178,7 @@ static int udp_open(struct overlay_node *n, uv_udp_t *h, int family, uint16_t po
     *have = true;
     r = uv_udp_bind(h, (const struct sockaddr *)&ss, family == AF_INET6 ? UV_UDP_IPV6ONLY : 0);
     if (r == 0)
-        r = uv_udp_recv_start(h, alloc_cb, recv_cb);
+        r = uv_udp_recv_start(h, overlay__rx_alloc, recv_cb);
     return r;
 }
 
@@ -1372,13 +1277,13 @@ int overlay_node_new(struct overlay_node **out, uv_loop_t *loop,
     if (r == UV_EADDRINUSE && cfg->port_fallback && port != 0) {
         /* The same handle, bound again: its socket's failed bind left it unbound (a
          * handle may not be initialised again before its close has completed). */
-        struct sockaddr_in any;
+        struct sockaddr_storage any;
         p2p_notice(log, "overlay: P2P port %u is taken, using a free port", (unsigned)port);
         port = 0;
-        (void)uv_ip4_addr("0.0.0.0", 0, &any);
+        overlay_addr_any(&any, AF_INET, 0);
         r = uv_udp_bind(&n->udp4, (const struct sockaddr *)&any, 0);
         if (r == 0)
-            r = uv_udp_recv_start(&n->udp4, alloc_cb, recv_cb);
+            r = uv_udp_recv_start(&n->udp4, overlay__rx_alloc, recv_cb);
     }
     if (r == 0) {
         struct sockaddr_storage ss;
@@ -1465,11 +1370,6 @@ void overlay_node_close(struct overlay_node *n, void (*cb)(void *arg), void *arg
 enum overlay_role overlay_node_role(const struct overlay_node *n)
 {
     return n->role;
-}
-
-const struct dht_id *overlay_node_id(const struct overlay_node *n)
-{
-    return &n->me->id;
 }
 
 struct dht_node *overlay_node_dht(const struct overlay_node *n)

@@ -57,15 +57,6 @@ static int join_groups(struct overlay_node *n)
     return joined > 0 ? 0 : -ENODEV;
 }
 
-static void disc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct overlay_node *n = h->data;
-
-    (void)suggested;
-    buf->base = (char *)n->rx;
-    buf->len = sizeof(n->rx);
-}
-
 static void disc_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                       unsigned flags)
 {
@@ -93,7 +84,7 @@ static void disc_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const str
 
 int overlay__disc_open(struct overlay_node *n)
 {
-    struct sockaddr_in any;
+    struct sockaddr_storage any;
     int r;
 
     r = uv_udp_init_ex(n->loop, &n->disc, AF_INET);
@@ -102,7 +93,7 @@ int overlay__disc_open(struct overlay_node *n)
     n->disc.data = n;
     n->open_handles++;
     n->have_disc = true;
-    (void)uv_ip4_addr("0.0.0.0", n->cfg.discovery_port, &any);
+    overlay_addr_any(&any, AF_INET, n->cfg.discovery_port);
     /* Several nodes on one host share the discovery port. */
     r = uv_udp_bind(&n->disc, (const struct sockaddr *)&any, UV_UDP_REUSEADDR);
     if (r == 0)
@@ -110,7 +101,7 @@ int overlay__disc_open(struct overlay_node *n)
     if (r == 0)
         r = uv_udp_set_multicast_loop(&n->disc, 1);
     if (r == 0)
-        r = uv_udp_recv_start(&n->disc, disc_alloc, disc_recv);
+        r = uv_udp_recv_start(&n->disc, overlay__rx_alloc, disc_recv);
     /* Queries leave from the P2P socket (answers come back to it): TTL 1, looped
      * back so that two nodes on one host find each other. */
     if (r == 0 && n->have4)
@@ -128,21 +119,29 @@ int overlay__disc_open(struct overlay_node *n)
     return 0;
 }
 
-/* Sends one query to the group on every IPv4 interface that is up. */
-static void send_query(struct overlay_node *n)
+int overlay__disc_frame(const struct overlay_node *n, uint8_t flags, const uint8_t nonce[8],
+                        uint8_t frame[OVL_DISCOVER_LEN])
 {
     struct ovl_discover d;
-    struct sockaddr_in group;
-    uv_interface_address_t *ifs;
-    uint8_t frame[128];
-    int len, cnt, sent = 0;
 
     memset(&d, 0, sizeof(d));
     d.id = n->me->id;
     d.port = n->port;
-    d.flags = OVL_DISC_QUERY;
-    randombytes_buf(d.nonce, sizeof(d.nonce));
-    len = ovl_discover_encode(n->cfg.psk, &d, frame, sizeof(frame));
+    d.flags = flags;
+    memcpy(d.nonce, nonce, sizeof(d.nonce));
+    return ovl_discover_encode(n->cfg.psk, &d, frame, OVL_DISCOVER_LEN);
+}
+
+/* Sends one query to the group on every IPv4 interface that is up. */
+static void send_query(struct overlay_node *n)
+{
+    struct sockaddr_in group;
+    uv_interface_address_t *ifs;
+    uint8_t frame[OVL_DISCOVER_LEN], nonce[8];
+    int len, cnt, sent = 0;
+
+    randombytes_buf(nonce, sizeof(nonce));
+    len = overlay__disc_frame(n, OVL_DISC_QUERY, nonce, frame);
     if (len < 0 || !n->have4)
         return;
     (void)uv_ip4_addr(DISC_GROUP4, n->cfg.discovery_port, &group);
@@ -190,8 +189,7 @@ void overlay__on_discover(struct overlay_node *n, const struct ovl_discover *d,
         return;
     }
     if ((d->flags & OVL_DISC_QUERY) && via_group) {
-        struct ovl_discover r;
-        uint8_t frame[128];
+        uint8_t frame[OVL_DISCOVER_LEN], nonce[8];
         int len;
         bool member = n->dht != NULL && dht_node_joined(n->dht);
 
@@ -207,12 +205,8 @@ void overlay__on_discover(struct overlay_node *n, const struct ovl_discover *d,
             return;
         }
         n->disc_tokens -= 1.0;
-        memset(&r, 0, sizeof(r));
-        r.id = n->me->id;
-        r.port = n->port;
-        r.flags = OVL_DISC_MEMBER;
-        randombytes_buf(r.nonce, sizeof(r.nonce));
-        len = ovl_discover_encode(n->cfg.psk, &r, frame, sizeof(frame));
+        randombytes_buf(nonce, sizeof(nonce));
+        len = overlay__disc_frame(n, OVL_DISC_MEMBER, nonce, frame);
         if (len > 0 && overlay__send_raw(n, from, frame, (size_t)len, false) == 0)
             n->st.discover_sent++;
         return;

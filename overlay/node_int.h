@@ -33,6 +33,7 @@
 #define NODE_CAND_MAX 64            /* super-node candidates */
 #define NODE_TICK_MS 250
 #define NODE_PROBE_WAIT_MS 3000
+#define NODE_PROBES_MAX 16 /* reachability probes a super-node has out at once */
 #define NODE_PROBE_RETRY_MS 20000
 #define NODE_ADDR_CHECK_MS 2000
 #define NODE_UDP_MAX 1400           /* larger frames take the stream path (node_tcp.c) */
@@ -144,7 +145,6 @@ struct pipe_wait {
 
 struct cand {
     bool used;
-    bool tried_recently;
     struct dht_peer peer; /* id may be zero (a bootstrap address) */
     uint64_t next_try;
 };
@@ -202,7 +202,7 @@ struct overlay_node {
         struct dht_id client;
         struct dht_addr addr;
         uint64_t deadline;
-    } probes[16];
+    } probes[NODE_PROBES_MAX];
 
     /* discovery */
     uint64_t t_disc, disc_backoff;
@@ -229,6 +229,8 @@ struct overlay_node {
 };
 
 /* node.c */
+/* libuv alloc callback of every UDP socket of the node (h->data: the node): n->rx. */
+void overlay__rx_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 uint64_t overlay__now(const struct overlay_node *n);
 struct peer *overlay__peer_find(struct overlay_node *n, const struct dht_id *id);
 int overlay__peer_slot(const struct overlay_node *n, const struct peer *p);
@@ -272,6 +274,9 @@ int overlay__proxy_request(struct overlay_node *n, struct op *o, const struct dh
 /* node_disc.c */
 int overlay__disc_open(struct overlay_node *n);
 void overlay__disc_tick(struct overlay_node *n, uint64_t now);
+/* Our DISCOVER frame (our id and port, flags, nonce) sealed into frame: its length or <0. */
+int overlay__disc_frame(const struct overlay_node *n, uint8_t flags, const uint8_t nonce[8],
+                        uint8_t frame[OVL_DISCOVER_LEN]);
 void overlay__on_discover(struct overlay_node *n, const struct ovl_discover *d,
                           const struct sockaddr_storage *from, bool via_group);
 

@@ -44,7 +44,6 @@ static uint64_t seek_backoff_max(const struct overlay_node *n)
 
 void overlay__cand_add(struct overlay_node *n, const struct dht_peer *p, bool front)
 {
-    static const struct dht_id zero;
     int free_slot = -1;
 
     if (dht_id_eq(&p->id, &n->me->id))
@@ -56,10 +55,10 @@ void overlay__cand_add(struct overlay_node *n, const struct dht_peer *p, bool fr
                 free_slot = (int)i;
             continue;
         }
-        bool same_id = !dht_id_eq(&p->id, &zero) && dht_id_eq(&c->peer.id, &p->id);
+        bool same_id = !dht_id_is_zero(&p->id) && dht_id_eq(&c->peer.id, &p->id);
         bool same_addr =
             c->peer.addr.len == p->addr.len && memcmp(c->peer.addr.b, p->addr.b, p->addr.len) == 0;
-        if (same_id || (same_addr && dht_id_eq(&c->peer.id, &zero))) {
+        if (same_id || (same_addr && dht_id_is_zero(&c->peer.id))) {
             c->peer = *p;
             if (front)
                 c->next_try = 0;
@@ -647,9 +646,8 @@ static void on_attach_ack(struct overlay_node *n, struct peer *p, const uint8_t 
 static void on_probe_req(struct overlay_node *n, struct peer *p, const uint8_t *b, size_t len)
 {
     struct sockaddr_storage to;
-    struct ovl_discover d;
     struct dht_addr a;
-    uint8_t frame[128];
+    uint8_t frame[OVL_DISCOVER_LEN];
     int slot = -1, flen;
 
     if (!p->client || len < 1 || b[0] > DHT_ADDR_MAX || len < 1u + b[0]) {
@@ -662,7 +660,7 @@ static void on_probe_req(struct overlay_node *n, struct peer *p, const uint8_t *
         n->st.dropped_inner++;
         return;
     }
-    for (unsigned i = 0; i < 16; i++) {
+    for (unsigned i = 0; i < NODE_PROBES_MAX; i++) {
         if (n->probes[i].used && dht_id_eq(&n->probes[i].client, &p->id))
             slot = (int)i; /* one probe per client at a time */
         else if (!n->probes[i].used && slot < 0)
@@ -677,12 +675,7 @@ static void on_probe_req(struct overlay_node *n, struct peer *p, const uint8_t *
     n->probes[slot].addr = a;
     n->probes[slot].deadline = overlay__now(n) + NODE_PROBE_WAIT_MS;
     randombytes_buf(n->probes[slot].nonce, sizeof(n->probes[slot].nonce));
-    memset(&d, 0, sizeof(d));
-    d.id = n->me->id;
-    d.port = n->port;
-    d.flags = DISC_FLAG_PROBE;
-    memcpy(d.nonce, n->probes[slot].nonce, sizeof(d.nonce));
-    flen = ovl_discover_encode(n->cfg.psk, &d, frame, sizeof(frame));
+    flen = overlay__disc_frame(n, DISC_FLAG_PROBE, n->probes[slot].nonce, frame);
     if (flen > 0 && overlay__send_raw(n, &to, frame, (size_t)flen, true) == 0)
         n->st.probes_sent++;
 }
@@ -704,7 +697,7 @@ static void on_probe_seen(struct overlay_node *n, struct peer *p, const uint8_t 
         n->st.dropped_inner++;
         return;
     }
-    for (unsigned i = 0; i < 16; i++) {
+    for (unsigned i = 0; i < NODE_PROBES_MAX; i++) {
         if (n->probes[i].used && dht_id_eq(&n->probes[i].client, &p->id) &&
             sodium_memcmp(n->probes[i].nonce, b, 8) == 0) {
             n->probes[i].used = false;
@@ -907,7 +900,6 @@ static void seek(struct overlay_node *n, uint64_t now, bool rejoin)
         struct cand *c = &n->cands[i];
         struct sockaddr_storage ss;
         struct peer *p;
-        static const struct dht_id zero;
         if (!c->used || c->next_try > now || overlay_addr_from_dht(&c->peer.addr, &ss) != 0)
             continue;
         c->next_try = now + 4000;
@@ -915,15 +907,14 @@ static void seek(struct overlay_node *n, uint64_t now, bool rejoin)
         if (rejoin) {
             /* A member that lost the ring joins again through a candidate; a channel
              * to it that has been silent that long may be one it lost (a restart). */
-            struct peer *q =
-                dht_id_eq(&c->peer.id, &zero) ? NULL : overlay__peer_find(n, &c->peer.id);
+            struct peer *q = overlay__peer_find(n, &c->peer.id);
             if (q != NULL && overlay__peer_up(n, q) && now - q->last_recv > n->cfg.cutoff_ms)
                 overlay__peer_reset(n, q);
             if (join_ring(n, &c->peer) == 0)
                 break;
             continue;
         }
-        p = overlay__peer_get(n, dht_id_eq(&c->peer.id, &zero) ? NULL : &c->peer.id, &ss);
+        p = overlay__peer_get(n, &c->peer.id, &ss); /* a zero id: found by address */
         if (p != NULL && overlay__peer_up(n, p) && now - p->last_recv > n->cfg.cutoff_ms)
             overlay__peer_reset(n, p); /* silent that long: maybe restarted; handshake anew */
         if (p != NULL)
@@ -958,7 +949,7 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
             p->client = false;
     }
     /* Probes we sent for clients that were not seen in time. */
-    for (unsigned i = 0; i < 16; i++) {
+    for (unsigned i = 0; i < NODE_PROBES_MAX; i++) {
         if (n->probes[i].used && now >= n->probes[i].deadline) {
             struct peer *p = overlay__peer_find(n, &n->probes[i].client);
             n->probes[i].used = false;

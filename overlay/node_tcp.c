@@ -309,13 +309,7 @@ int overlay__tcp_listen(struct overlay_node *n, uv_tcp_t *h, int family, bool *h
     struct sockaddr_storage ss;
     int r;
 
-    memset(&ss, 0, sizeof(ss));
-    if (family == AF_INET)
-        r = uv_ip4_addr("0.0.0.0", n->port, (struct sockaddr_in *)&ss);
-    else
-        r = uv_ip6_addr("::", n->port, (struct sockaddr_in6 *)&ss);
-    if (r != 0)
-        return r;
+    overlay_addr_any(&ss, family, n->port);
     r = uv_tcp_init_ex(n->loop, h, (unsigned)family);
     if (r != 0)
         return r;

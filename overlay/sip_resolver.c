@@ -37,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "p2p/list.h"
 #include "p2p/log.h"
 #include "p2p/sip_uri.h"
 #include "p2p/slice.h"
@@ -383,7 +384,7 @@ out:
 
 struct resolution {
     struct overlay_sip_resolver *r;
-    struct resolution *prev, *next;
+    struct p2p_list link;    /* in r->list */
     sip_proxy_resolve_cb cb; /* NULL once the answer was given */
     void *arg;
     uv_timer_t timer; /* the timeout, or 0 ms to answer a numeric target */
@@ -407,7 +408,7 @@ struct overlay_sip_resolver {
     uv_loop_t *loop;
     struct overlay_sip_resolver_config cfg;
     struct p2p_log *log;
-    struct resolution *list;
+    struct p2p_list list;
     size_t live;
     uv_timer_t handle; /* never started: its close makes the close callback asynchronous */
     bool closing, handle_closed;
@@ -469,12 +470,7 @@ static void resolution_closed(uv_handle_t *h)
     struct resolution *q = h->data;
     struct overlay_sip_resolver *r = q->r;
 
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        r->list = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
+    p2p_list_remove(&q->link);
     r->live--;
     free(q);
     resolver_maybe_free(r);
@@ -678,6 +674,7 @@ int overlay_sip_resolver_new(struct overlay_sip_resolver **out, uv_loop_t *loop,
     r->loop = loop;
     r->cfg = *cfg;
     r->log = log;
+    p2p_list_init(&r->list);
     if (r->cfg.max_pending == 0)
         r->cfg.max_pending = OVERLAY_SIP_RESOLVER_DEFAULT_MAX_PENDING;
     if (r->cfg.timeout_ms == 0)
@@ -705,12 +702,16 @@ static void handle_closed(uv_handle_t *h)
 void overlay_sip_resolver_close(struct overlay_sip_resolver *r, overlay_sip_resolver_close_cb cb,
                                 void *arg)
 {
+    struct p2p_list *it;
+
     r->closing = true;
     r->close_cb = cb;
     r->close_arg = arg;
     /* Entries are unlinked only from close callbacks, so the walk is safe even when a
      * callback calls resolve() (refused) or close work piles up. */
-    for (struct resolution *q = r->list; q != NULL; q = q->next) {
+    P2P_LIST_FOREACH(it, &r->list)
+    {
+        struct resolution *q = P2P_LIST_ENTRY(it, struct resolution, link);
         if (q->cb == NULL)
             continue;
         cancel_requests(q);
@@ -776,10 +777,7 @@ int overlay_sip_resolver_resolve(struct overlay_sip_resolver *r, const char *uri
     q->timer.data = q;
     q->work.data = q;
     q->gai.data = q;
-    q->next = r->list;
-    if (r->list)
-        r->list->prev = q;
-    r->list = q;
+    p2p_list_push_front(&r->list, &q->link);
     r->live++;
 
     /* RFC 3263 4.1/4.2: a numeric target: that address, the port or 5060, the

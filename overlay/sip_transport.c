@@ -41,56 +41,6 @@ struct udp_send_req {
 
 /* ---- addresses ---- */
 
-size_t overlay__sip_addr_len(const struct sockaddr_storage *a)
-{
-    return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-}
-
-bool overlay__sip_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    return false;
-}
-
-const char *overlay__sip_addr_str(const struct sockaddr_storage *a, char *buf, size_t size)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)a;
-        uv_ip6_name(s, ip, sizeof(ip));
-        snprintf(buf, size, "[%s]:%u", ip, (unsigned)ntohs(s->sin6_port));
-    } else if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *s = (const struct sockaddr_in *)a;
-        uv_ip4_name(s, ip, sizeof(ip));
-        snprintf(buf, size, "%s:%u", ip, (unsigned)ntohs(s->sin_port));
-    } else {
-        snprintf(buf, size, "(family %d)", (int)a->ss_family);
-    }
-    return buf;
-}
-
-static void addr_copy(struct sockaddr_storage *dst, const struct sockaddr *src)
-{
-    memset(dst, 0, sizeof(*dst));
-    if (src->sa_family == AF_INET6)
-        memcpy(dst, src, sizeof(struct sockaddr_in6));
-    else if (src->sa_family == AF_INET)
-        memcpy(dst, src, sizeof(struct sockaddr_in));
-}
-
 static void addr_set_port(struct sockaddr_storage *a, uint16_t port)
 {
     if (a->ss_family == AF_INET6)
@@ -207,7 +157,7 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     src.listener = l->index;
     src.conn_id = 0;
     src.local = l->addr;
-    addr_copy(&src.remote, addr);
+    overlay_addr_copy(&src.remote, addr);
 
     /* RFC 3261 18.3: one message per datagram, Content-Length may truncate the body. */
     perr.phrase = NULL;
@@ -216,7 +166,7 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
         char a[64];
         t->ctr.parse_errors++;
         p2p_debug(t->log, "sip udp: unparsable datagram from %s: %s",
-                  overlay__sip_addr_str(&src.remote, a, sizeof(a)),
+                  overlay_addr_text(&src.remote, a, sizeof(a)),
                   perr.phrase ? perr.phrase : "bad message");
         t->ops.on_message(t->arg, &src, buf->base, n, NULL, r);
         return;
@@ -408,7 +358,7 @@ int overlay_sip_transport_new(struct overlay_sip_transport **out, uv_loop_t *loo
             char a[64];
             p2p_err(log, "sip %s: cannot listen on %s: %s",
                     l->proto == OVERLAY_SIP_UDP ? "udp" : "tcp",
-                    overlay__sip_addr_str(&cfg->listen[i].addr, a, sizeof(a)), uv_strerror(r));
+                    overlay_addr_text(&cfg->listen[i].addr, a, sizeof(a)), uv_strerror(r));
             goto fail;
         }
     }

@@ -12,6 +12,7 @@
 #define P2P_SIP_TRANSPORT_INT_H
 
 #include "p2p/buf.h"
+#include "p2p/overlay_addr.h"
 #include "p2p/overlay_sip.h"
 #include "p2p/sip_msg.h"
 
@@ -87,9 +88,6 @@ struct overlay_sip_transport {
 /* sip_transport.c */
 void overlay__sip_handle_closed(struct overlay_sip_transport *t);
 void overlay__sip_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-bool overlay__sip_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
-size_t overlay__sip_addr_len(const struct sockaddr_storage *a);
-const char *overlay__sip_addr_str(const struct sockaddr_storage *a, char *buf, size_t size);
 int overlay__sip_listener_index(struct overlay_sip_transport *t, enum overlay_sip_proto proto,
                                 int family);
 

@@ -131,7 +131,7 @@ static struct overlay__sip_conn *hash_find(struct overlay_sip_transport *t,
     struct overlay__sip_conn *c = t->addr_hash[addr_hash(t, addr)];
 
     for (; c != NULL; c = c->addr_next)
-        if (overlay__sip_addr_eq(&c->remote, addr))
+        if (overlay_addr_eq(&c->remote, addr))
             return c;
     return NULL;
 }
@@ -199,7 +199,7 @@ static void conn_fail(struct overlay__sip_conn *c, int err)
 
     assert(c->state != OVERLAY__CONN_CLOSING);
     p2p_debug(t->log, "sip tcp: connection %s failed: %s",
-              overlay__sip_addr_str(&c->remote, a, sizeof(a)), uv_strerror(err));
+              overlay_addr_text(&c->remote, a, sizeof(a)), uv_strerror(err));
     if (!t->closing) {
         struct overlay_sip_dest d;
         t->ctr.send_errors++;
@@ -350,7 +350,7 @@ static void conn_bad_stream(struct overlay__sip_conn *c, int err, const char *wh
     else
         t->ctr.framing_errors++;
     p2p_warn(t->log, "sip tcp: closing connection %s: %s",
-             overlay__sip_addr_str(&c->remote, a, sizeof(a)), why ? why : "bad message");
+             overlay_addr_text(&c->remote, a, sizeof(a)), why ? why : "bad message");
     overlay__sip_conn_close(c);
 }
 
@@ -503,8 +503,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         char a[64];
-        p2p_debug(t->log, "sip tcp: connection %s: %s",
-                  overlay__sip_addr_str(&c->remote, a, sizeof(a)), uv_strerror((int)nread));
+        p2p_debug(t->log, "sip tcp: connection %s: %s", overlay_addr_text(&c->remote, a, sizeof(a)),
+                  uv_strerror((int)nread));
         /* Bytes still queued for the peer are lost: say so. */
         if (uv_stream_get_write_queue_size(stream) > 0)
             conn_fail(c, (int)nread);
@@ -538,7 +538,7 @@ static void timer_cb(uv_timer_t *timer)
         char a[64];
         t->ctr.conns_idle_closed++;
         p2p_debug(t->log, "sip tcp: closing idle connection %s",
-                  overlay__sip_addr_str(&c->remote, a, sizeof(a)));
+                  overlay_addr_text(&c->remote, a, sizeof(a)));
         overlay__sip_conn_close(c);
         return;
     }
@@ -622,7 +622,7 @@ void overlay__sip_tcp_on_connection(uv_stream_t *server, int status)
         return;
     }
     hash_insert(c);
-    p2p_debug(t->log, "sip tcp: accepted %s", overlay__sip_addr_str(&c->remote, a, sizeof(a)));
+    p2p_debug(t->log, "sip tcp: accepted %s", overlay_addr_text(&c->remote, a, sizeof(a)));
 }
 
 void overlay__sip_refused_closed_cb(uv_handle_t *h)

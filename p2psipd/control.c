@@ -34,6 +34,7 @@
 #include "control.h"
 
 #include "p2p/errmsg.h"
+#include "p2p/list.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -69,13 +70,13 @@ struct client {
     uv_pipe_t pipe;
     uv_write_t wreq;
     struct control *c;
-    struct client *prev, *next; /* c->clients */
-    char *in;                   /* CONTROL_LINE_MAX + 1 bytes; NULL for a refused client */
+    struct p2p_list link; /* in c->clients */
+    char *in;             /* CONTROL_LINE_MAX + 1 bytes; NULL for a refused client */
     size_t in_len;
     struct out_line *head, *tail; /* the first `inflight` lines are being written */
     size_t out_lines, out_bytes;  /* everything queued, in flight included */
     size_t inflight;
-    struct control_req *reqs; /* live async requests */
+    struct p2p_list reqs; /* live async requests */
     size_t pending;
     uint64_t lost; /* events dropped since the last line that reached the queue */
     bool refused;  /* over CONTROL_CLIENTS_MAX: told so, then closed */
@@ -88,7 +89,7 @@ struct client {
 
 struct control_req {
     struct client *client; /* NULL once dead */
-    struct control_req *prev, *next;
+    struct p2p_list link;  /* in client->reqs while live */
     json_t *id;
 };
 
@@ -99,7 +100,7 @@ struct control {
     char path[SUN_PATH_MAX];
     dev_t dev; /* the socket file we made, so that close unlinks only ours */
     ino_t ino;
-    struct client *clients;
+    struct p2p_list clients;
     size_t nclients; /* client structs, refused and closing ones included */
     size_t nactive;  /* accepted clients not closing */
     size_t nsubscribers;
@@ -320,30 +321,18 @@ static void respond_errorf(struct client *cl, json_t *id, const char *fmt, ...)
 
 static void req_unlink(struct control_req *r)
 {
-    struct client *cl = r->client;
-
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        cl->reqs = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-    cl->pending--;
+    p2p_list_remove(&r->link);
+    r->client->pending--;
 }
 
 /* Every async request of cl becomes dead: its completion will only free it. */
 static void kill_requests(struct client *cl)
 {
-    struct control_req *r = cl->reqs;
-
-    while (r != NULL) {
-        struct control_req *next = r->next;
+    while (!p2p_list_empty(&cl->reqs)) {
+        struct control_req *r = P2P_LIST_ENTRY(cl->reqs.next, struct control_req, link);
+        p2p_list_remove(&r->link);
         r->client = NULL;
-        r->prev = r->next = NULL;
-        r = next;
     }
-    cl->reqs = NULL;
     cl->pending = 0;
 }
 
@@ -552,10 +541,7 @@ static void handle_line(struct client *cl, const char *line, size_t len)
         }
         r->client = cl;
         r->id = id != NULL ? json_incref(id) : json_null();
-        r->next = cl->reqs;
-        if (cl->reqs != NULL)
-            cl->reqs->prev = r;
-        cl->reqs = r;
+        p2p_list_push_front(&cl->reqs, &r->link);
         cl->pending++;
         cmd->async(r, args, opts, cmd->arg);
     }
@@ -704,7 +690,7 @@ static void maybe_finish(struct control *c)
     control_close_cb cb = c->close_cb;
     void *arg = c->close_arg;
 
-    if (!c->closing || !c->server_closed || c->clients != NULL)
+    if (!c->closing || !c->server_closed || !p2p_list_empty(&c->clients))
         return;
     free(c);
     if (cb != NULL)
@@ -721,12 +707,7 @@ static void on_client_closed(uv_handle_t *h)
         cl->head = l->next;
         free(l);
     }
-    if (cl->prev != NULL)
-        cl->prev->next = cl->next;
-    else
-        c->clients = cl->next;
-    if (cl->next != NULL)
-        cl->next->prev = cl->prev;
+    p2p_list_remove(&cl->link);
     c->nclients--;
     free(cl->in);
     free(cl);
@@ -771,10 +752,8 @@ static void on_connection(uv_stream_t *server, int status)
     uv_pipe_init(c->loop, &cl->pipe, 0); /* cannot fail on Unix */
     cl->pipe.data = cl;
     cl->wreq.data = cl;
-    cl->next = c->clients;
-    if (c->clients != NULL)
-        c->clients->prev = cl;
-    c->clients = cl;
+    p2p_list_init(&cl->reqs);
+    p2p_list_push_front(&c->clients, &cl->link);
     c->nclients++;
     if (!cl->refused)
         c->nactive++;
@@ -898,6 +877,7 @@ int control_new(struct control **out, uv_loop_t *loop, const char *path, struct 
     }
     c->loop = loop;
     c->log = log;
+    p2p_list_init(&c->clients);
     memcpy(c->path, sa.sun_path, sizeof(c->path));
     rc = clear_path(path, err, errlen);
     if (rc != 0)
@@ -1000,6 +980,7 @@ int control_register_async(struct control *c, const char *cmd, const char *help,
 void control_publish(struct control *c, json_t *event)
 {
     struct out_line *line = NULL;
+    struct p2p_list *it;
     int rc;
 
     if (c->closing || c->nsubscribers == 0) {
@@ -1015,7 +996,9 @@ void control_publish(struct control *c, json_t *event)
         return;
     }
     c->st.events++;
-    for (struct client *cl = c->clients; cl != NULL; cl = cl->next) {
+    P2P_LIST_FOREACH(it, &c->clients)
+    {
+        struct client *cl = P2P_LIST_ENTRY(it, struct client, link);
         struct out_line *copy;
         if (!cl->subscriber || cl->closing || cl->hangup)
             continue;
@@ -1042,13 +1025,16 @@ bool control_watched(const struct control *c)
 void control_stats(const struct control *c, struct control_stats *out)
 {
     struct control_stats s = c->st;
+    const struct p2p_list *it;
 
     s.clients = c->nactive;
     s.subscribers = c->nsubscribers;
     s.pending = 0;
     s.queue_lines_max = 0;
     s.queue_bytes_max = 0;
-    for (const struct client *cl = c->clients; cl != NULL; cl = cl->next) {
+    P2P_LIST_FOREACH(it, &c->clients)
+    {
+        const struct client *cl = P2P_LIST_ENTRY(it, struct client, link);
         s.pending += cl->pending;
         if (cl->out_lines > s.queue_lines_max)
             s.queue_lines_max = cl->out_lines;
@@ -1066,6 +1052,7 @@ const char *control_path(const struct control *c)
 void control_close(struct control *c, control_close_cb cb, void *arg)
 {
     struct stat st;
+    struct p2p_list *it;
 
     if (c->closing)
         return;
@@ -1076,7 +1063,7 @@ void control_close(struct control *c, control_close_cb cb, void *arg)
     if (lstat(c->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == c->dev &&
         st.st_ino == c->ino)
         unlink(c->path);
-    for (struct client *cl = c->clients; cl != NULL; cl = cl->next)
-        client_close(cl);
+    P2P_LIST_FOREACH(it, &c->clients)
+    client_close(P2P_LIST_ENTRY(it, struct client, link));
     uv_close((uv_handle_t *)&c->server, on_server_closed);
 }

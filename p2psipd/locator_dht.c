@@ -21,12 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <sodium.h>
 
 #include "locator_local.h"
+#include "p2p/clock.h"
 #include "p2p/dht_record.h"
+#include "p2p/list.h"
 #include "p2p/overlay_node.h"
 #include "p2p/sip_accounts.h"
 #include "p2p/sip_registrar.h"
@@ -59,12 +60,12 @@ struct ldop {
     size_t nchanges;
     struct sip_binding changes[SIP_PUBLISH_MAX];
     bool removes[SIP_PUBLISH_MAX];
-    struct ldop *prev, *next;
+    struct p2p_list link; /* in loc->ops */
 };
 
 struct locator_dht {
     struct p2psipd *d;
-    struct ldop *ops; /* every live operation, for shutdown */
+    struct p2p_list ops; /* every live operation, for shutdown */
     size_t nops;
     uint64_t last_seq;
     char (*queue)[SIP_AOR_MAX]; /* AoRs to re-publish, a ring */
@@ -74,14 +75,6 @@ struct locator_dht {
     double tokens;
     struct locator_dht_stats st;
 };
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- value, key, node names ------------------------------------------------------- */
 
@@ -157,19 +150,13 @@ void locator_dht_key(const char *aor, struct dht_id *out)
     dht_id_hash(out, aor, strlen(aor));
 }
 
-static bool id_zero(const struct dht_id *id)
-{
-    static const struct dht_id zero;
-    return dht_id_eq(id, &zero);
-}
-
 const char *locator_dht_node_host(const struct dht_id *node, const struct dht_id *super, char *buf,
                                   size_t size)
 {
     char a[DHT_ID_HEX_LEN + 1], b[DHT_ID_HEX_LEN + 1];
 
     dht_id_to_hex(node, a);
-    if (super != NULL && !id_zero(super)) {
+    if (super != NULL && !dht_id_is_zero(super)) {
         dht_id_to_hex(super, b);
         snprintf(buf, size, "%s.%s.node.invalid", a, b);
     } else {
@@ -211,10 +198,7 @@ static struct ldop *op_new(struct locator_dht *loc, enum ldop_kind kind, const c
     o->kind = kind;
     o->loc = loc;
     snprintf(o->aor, sizeof(o->aor), "%s", aor);
-    o->next = loc->ops;
-    if (o->next)
-        o->next->prev = o;
-    loc->ops = o;
+    p2p_list_push_front(&loc->ops, &o->link);
     loc->nops++;
     return o;
 }
@@ -223,12 +207,7 @@ static void op_free(struct ldop *o)
 {
     struct locator_dht *loc = o->loc;
 
-    if (o->prev)
-        o->prev->next = o->next;
-    else
-        loc->ops = o->next;
-    if (o->next)
-        o->next->prev = o->prev;
+    p2p_list_remove(&o->link);
     loc->nops--;
     free(o->local);
     free(o);
@@ -272,7 +251,7 @@ static int build_record(struct locator_dht *loc, const char *aor, const struct l
     struct p2psipd *d = loc->d;
     struct sip_binding cur[SIP_LOOKUP_MAX];
     struct locator_dht_value v;
-    uint64_t now = uv_now(d->loop), wall = wall_ms(), until = 0;
+    uint64_t now = uv_now(d->loop), wall = p2p_wall_ms(), until = 0;
     struct dht_peer sp;
     static const char label[] = "p2psip-binding:";
     uint8_t vid[sizeof(label) - 1 + DHT_ID_LEN];
@@ -359,7 +338,7 @@ static void dht_got(int status, const struct dht_record *recs, size_t nrec, void
     struct locator_dht *loc = o->loc;
     struct p2psipd *d = loc->d;
     struct sip_binding *out;
-    uint64_t now = uv_now(d->loop), wall = wall_ms();
+    uint64_t now = uv_now(d->loop), wall = p2p_wall_ms();
     size_t n = 0, remote = 0, stale = 0;
 
     if (status == -ECANCELED) {
@@ -384,7 +363,7 @@ static void dht_got(int status, const struct dht_record *recs, size_t nrec, void
             continue; /* our own phones were answered locally */
         if (d->overlay != NULL &&
             (overlay_node_peer_dead(d->overlay, &v.node) ||
-             (!id_zero(&v.super) && overlay_node_peer_dead(d->overlay, &v.super)))) {
+             (!dht_id_is_zero(&v.super) && overlay_node_peer_dead(d->overlay, &v.super)))) {
             stale++;
             continue; /* its node is gone: a stale binding, until its record expires */
         }
@@ -587,10 +566,11 @@ static int op_publish(void *ctx, const struct sip_binding_change *changes, size_
 static void op_cancel(void *ctx, void *arg)
 {
     struct locator_dht *loc = ctx;
-    struct ldop *o = loc->ops, *next;
+    struct p2p_list *it, *tmp;
 
-    for (; o != NULL; o = next) {
-        next = o->next;
+    P2P_LIST_FOREACH_SAFE(it, tmp, &loc->ops)
+    {
+        struct ldop *o = P2P_LIST_ENTRY(it, struct ldop, link);
         if (o->kind != LD_LOOKUP || o->arg != arg || o->cancelled)
             continue;
         if (o->in_dht) {
@@ -703,6 +683,7 @@ int locator_dht_new(struct locator_dht **out, struct p2psipd *d)
         return -ENOMEM;
     }
     loc->d = d;
+    p2p_list_init(&loc->ops);
     *out = loc;
     return 0;
 }
@@ -713,8 +694,8 @@ void locator_dht_free(struct locator_dht *loc)
         return;
     /* The overlay and the local locator completed theirs already (they close
      * first); whatever still waits here ends now. */
-    while (loc->ops != NULL) {
-        struct ldop *o = loc->ops;
+    while (!p2p_list_empty(&loc->ops)) {
+        struct ldop *o = P2P_LIST_ENTRY(loc->ops.next, struct ldop, link);
         if (o->kind == LD_LOOKUP)
             lookup_finish(o, -ECANCELED, NULL, 0);
         else if (o->kind == LD_PUBLISH)

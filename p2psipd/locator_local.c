@@ -19,9 +19,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bindings_db.h"
+#include "p2p/clock.h"
 #include "p2p/dht_store.h"
 #include "p2p/sip_registrar.h"
 
@@ -47,10 +47,7 @@ struct locator_local {
 /* Wall-clock milliseconds minus the loop's clock: add it to a loop-clock time. */
 static int64_t wall_offset_ms(const struct locator_local *loc)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - (int64_t)uv_now(loc->loop);
+    return (int64_t)p2p_wall_ms() - (int64_t)uv_now(loc->loop);
 }
 
 static bool has_work(const struct locator_local *loc)

@@ -87,6 +87,21 @@ static bool ends_call(const struct sip_msg *m)
            p2p_slice_eq(cs.method, P2P_SLICE_LIT("INVITE"));
 }
 
+/* m with its SDP rewritten by rw into out: 1, or 0 to send m as it is. */
+static int replace_sdp(const struct sip_msg *m, const struct sip_sdp_rewrite *rw,
+                       struct p2p_buf *out)
+{
+    struct p2p_buf body;
+    int rc;
+
+    p2p_buf_init(&body, SIP_SDP_MAX + 256);
+    rc = sip_sdp_rewrite(m->body.p, m->body.len, rw, &body);
+    if (rc == 0)
+        rc = sip_build_replace_body(m, (struct p2p_slice){body.data, body.len}, out);
+    p2p_buf_free(&body);
+    return rc == 0 ? 1 : 0;
+}
+
 /* Toward another node: anchor when our phone cannot be reached from there. */
 static int to_overlay(struct p2psipd *d, const struct sip_msg *m, const struct sip_sdp *sdp,
                       struct p2p_buf *out)
@@ -95,9 +110,7 @@ static int to_overlay(struct p2psipd *d, const struct sip_msg *m, const struct s
     uint8_t key[OVERLAY_MEDIA_CALL_LEN];
     char anchor[2 * DHT_ID_HEX_LEN + 2];
     struct dht_peer sp;
-    struct p2p_buf body;
     bool need = overlay_node_role(d->overlay) == OVERLAY_ROLE_CLIENT;
-    int rc;
 
     for (size_t i = 0; i < sdp->n_media && !need; i++)
         need = sdp->media[i].port != 0 && is_loopback(sip_sdp_media_addr(sdp, i));
@@ -129,12 +142,7 @@ static int to_overlay(struct p2psipd *d, const struct sip_msg *m, const struct s
     memset(&rw, 0, sizeof(rw));
     rw.drop_anchor = true;
     rw.add_anchor = anchor;
-    p2p_buf_init(&body, SIP_SDP_MAX + 256);
-    rc = sip_sdp_rewrite(m->body.p, m->body.len, &rw, &body);
-    if (rc == 0)
-        rc = sip_build_replace_body(m, (struct p2p_slice){body.data, body.len}, out);
-    p2p_buf_free(&body);
-    return rc == 0 ? 1 : 0;
+    return replace_sdp(m, &rw, out);
 }
 
 /* Toward our phone: an SDP whose node asked to anchor points the phone at our relay. */
@@ -144,9 +152,7 @@ static int to_phone(struct p2psipd *d, const struct sip_msg *m, const struct sip
     struct sip_sdp_rewrite rw;
     uint8_t key[OVERLAY_MEDIA_CALL_LEN];
     struct dht_id node, via;
-    struct p2p_buf body;
     bool has_via;
-    int rc;
 
     if (sdp->anchor.len == 0 || parse_anchor(sdp->anchor, &node, &via, &has_via) != 0 ||
         dht_id_eq(&node, &d->identity.id))
@@ -165,12 +171,23 @@ static int to_phone(struct p2psipd *d, const struct sip_msg *m, const struct sip
     rw.addr = "127.0.0.1";
     rw.drop_rtcp = true;
     rw.drop_anchor = true;
-    p2p_buf_init(&body, SIP_SDP_MAX + 256);
-    rc = sip_sdp_rewrite(m->body.p, m->body.len, &rw, &body);
-    if (rc == 0)
-        rc = sip_build_replace_body(m, (struct p2p_slice){body.data, body.len}, out);
-    p2p_buf_free(&body);
-    return rc == 0 ? 1 : 0;
+    return replace_sdp(m, &rw, out);
+}
+
+/* Worth a parse: a message that may carry SDP, or one that ends a call. */
+static bool worth_parsing(const char *bytes, size_t len)
+{
+    const struct p2p_slice sdp = P2P_SLICE_LIT("application/sdp");
+
+    if ((len > 4 && memcmp(bytes, "BYE ", 4) == 0) || (len > 7 && memcmp(bytes, "CANCEL ", 7) == 0))
+        return true;
+    if (len > 9 && memcmp(bytes, "SIP/2.0 ", 8) == 0 && bytes[8] >= '3')
+        return true;
+    for (size_t i = 0; i + sdp.len <= len; i++)
+        if ((bytes[i] | 0x20) == 'a' &&
+            p2p_slice_caseeq((struct p2p_slice){bytes + i, sdp.len}, sdp))
+            return true;
+    return false;
 }
 
 int p2psipd__media_filter(struct p2psipd *d, const char *bytes, size_t len,
@@ -179,7 +196,7 @@ int p2psipd__media_filter(struct p2psipd *d, const char *bytes, size_t len,
     struct sip_msg *m = d->scratch;
     struct sip_sdp sdp;
 
-    if (d->media == NULL || d->overlay == NULL)
+    if (d->media == NULL || d->overlay == NULL || !worth_parsing(bytes, len))
         return 0;
     if (sip_msg_parse(m, bytes, len, SIP_MSG_DGRAM, NULL) <= 0)
         return 0;

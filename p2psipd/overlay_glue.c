@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -35,6 +34,7 @@
 #include "locator_dht.h"
 #include "locator_local.h"
 #include "node_db.h"
+#include "p2p/clock.h"
 #include "p2p/dht_msg.h"
 #include "p2p/dht_store.h"
 #include "p2p/overlay_media.h"
@@ -47,19 +47,6 @@
 #define CTL_TTL_DEFAULT_S 3600
 #define CTL_TTL_MAX_S 86400
 #define CTL_RECORDS_MAX 1000
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void id_hex(const struct dht_id *id, char *out)
-{
-    dht_id_to_hex(id, out);
-}
 
 static json_t *addr_json(const struct dht_addr *a)
 {
@@ -75,7 +62,7 @@ static json_t *peer_json(const struct dht_peer *p)
 {
     char hex[DHT_ID_HEX_LEN + 1];
 
-    id_hex(&p->id, hex);
+    dht_id_to_hex(&p->id, hex);
     return json_pack("{s:s, s:o}", "id", hex, "addr", addr_json(&p->addr));
 }
 
@@ -106,7 +93,7 @@ static void on_unreachable(void *arg, const struct dht_id *id)
     struct p2psipd *d = arg;
     char hex[DHT_ID_HEX_LEN + 1];
 
-    id_hex(id, hex);
+    dht_id_to_hex(id, hex);
     p2p_info(d->log, "overlay: node %.8s stopped answering", hex);
     p2psipd__sip_node_gone(d, id);
 }
@@ -124,9 +111,9 @@ static void on_observe(void *arg, enum dht_obs_event ev, const struct dht_peer *
         return;
     m = malloc(sizeof(*m));
     if (m != NULL && dht_msg_decode(m, buf, len) == 0 && (m->have & DHT_HAVE(DHT_ATTR_KEY)))
-        id_hex(&m->key, key);
+        dht_id_to_hex(&m->key, key);
     free(m);
-    id_hex(&peer->id, hex);
+    dht_id_to_hex(&peer->id, hex);
     p2p_debug(d->log, "P2P %s %s %s %.8s key %.8s %zu bytes%s%s", dir[ev], dht_msg_type_name(type),
               ev == DHT_OBS_SENT ? "to" : "from", hex, key, len, reason ? ": " : "",
               reason ? strerror(-reason) : "");
@@ -158,7 +145,7 @@ static void save_peers(struct p2psipd *d)
     (void)overlay_node_peers(d->overlay, collect_up, &c);
     if (c.n == 0)
         return; /* keep what we had: an isolated node must still find the ring later */
-    if (node_db_save_peers(bindings_db_sqlite(d->db), c.peers, c.n, wall_ms()) != 0)
+    if (node_db_save_peers(bindings_db_sqlite(d->db), c.peers, c.n, p2p_wall_ms()) != 0)
         p2p_warn(d->log, "cannot save the overlay peers");
 }
 
@@ -195,9 +182,9 @@ static void on_pipe(void *arg, const struct dht_id *from, const struct dht_id *r
         struct p2psipd_pipe_ping *pp = &d->pings[i];
         if (pp->req == NULL || sodium_memcmp(pp->nonce, buf, 8) != 0)
             continue;
-        id_hex(from, hex);
+        dht_id_to_hex(from, hex);
         if (relay != NULL)
-            id_hex(relay, rhex);
+            dht_id_to_hex(relay, rhex);
         control_reply(pp->req, json_pack("{s:s, s:I, s:s?}", "from", hex, "rtt_us",
                                          (json_int_t)(uv_hrtime() / 1000 - pp->sent_us),
                                          "relayed_by", relay != NULL ? rhex : NULL));
@@ -310,11 +297,11 @@ int p2psipd__overlay_start(struct p2psipd *d)
         p2p_err(d->log, "%s", err);
         return rc;
     }
-    id_hex(&d->identity.id, hex);
+    dht_id_to_hex(&d->identity.id, hex);
     p2p_notice(d->log, "node ID %s (%s)", hex, created ? "new identity" : "from the database");
 
     dht_store_config_init(&scfg);
-    rc = dht_store_attach(&d->store, &scfg, bindings_db_sqlite(d->db), wall_ms());
+    rc = dht_store_attach(&d->store, &scfg, bindings_db_sqlite(d->db), p2p_wall_ms());
     if (rc != 0) {
         p2p_err(d->log, "cannot open the DHT store: %s", strerror(-rc));
         return rc;
@@ -410,7 +397,7 @@ json_t *p2psipd__overlay_status(struct p2psipd *d)
     size_t leaves = 0, routes = 0, peers_up = 0;
     json_t *o;
 
-    id_hex(&d->identity.id, hex);
+    dht_id_to_hex(&d->identity.id, hex);
     if (d->overlay == NULL)
         return json_pack("{s:s}", "node_id", hex);
     struct collect_peers c = {.n = 0};
@@ -540,7 +527,7 @@ static json_t *cmd_leafset(const json_t *args, const json_t *opts, char *err, si
         json_array_append_new(preds, peer_json(&rt->pool[rt->preds[i]].peer));
     for (unsigned i = 0; i < rt->n_succs; i++)
         json_array_append_new(succs, peer_json(&rt->pool[rt->succs[i]].peer));
-    id_hex(&d->identity.id, hex);
+    dht_id_to_hex(&d->identity.id, hex);
     return json_pack("{s:s, s:o, s:o}", "self", hex, "preds", preds, "succs", succs);
 }
 
@@ -629,8 +616,8 @@ static json_t *record_json(const struct dht_record *r, uint64_t now)
 {
     char key[DHT_ID_HEX_LEN + 1], vid[DHT_ID_HEX_LEN + 1], owner[2 * 32 + 1];
 
-    id_hex(&r->key, key);
-    id_hex(&r->value_id, vid);
+    dht_id_to_hex(&r->key, key);
+    dht_id_to_hex(&r->value_id, vid);
     sodium_bin2hex(owner, sizeof(owner), r->owner, sizeof(r->owner));
     return json_pack("{s:s, s:s, s:I, s:I, s:s, s:b, s:I, s:o}", "key", key, "value_id", vid, "seq",
                      (json_int_t)r->seq, "expires_in_s",
@@ -660,7 +647,7 @@ static json_t *cmd_records(const json_t *args, const json_t *opts, char *err, si
                            void *arg)
 {
     struct p2psipd *d = arg;
-    struct visit_ctx v = {json_array(), wall_ms(), 0};
+    struct visit_ctx v = {json_array(), p2p_wall_ms(), 0};
     struct dht_id lo, hi;
 
     (void)args;
@@ -681,6 +668,20 @@ struct ctl_op {
     bool remove;
 };
 
+/* A pending control operation for req, or NULL with the error already replied. */
+static struct ctl_op *ctl_op_new(struct control_req *req, struct p2psipd *d)
+{
+    struct ctl_op *o = calloc(1, sizeof(*o));
+
+    if (o == NULL) {
+        control_reply_error(req, "out of memory");
+        return NULL;
+    }
+    o->req = req;
+    o->d = d;
+    return o;
+}
+
 static void ctl_put_done(int status, unsigned acks, void *arg)
 {
     struct ctl_op *o = arg;
@@ -695,7 +696,7 @@ static void ctl_put_done(int status, unsigned acks, void *arg)
 static void ctl_get_done(int status, const struct dht_record *recs, size_t n, void *arg)
 {
     struct ctl_op *o = arg;
-    uint64_t now = wall_ms();
+    uint64_t now = p2p_wall_ms();
     json_t *a;
 
     if (status != 0) {
@@ -772,7 +773,7 @@ static void cmd_put(struct control_req *req, const json_t *args, const json_t *o
     const char *key = arg_str(args, 0), *value = arg_str(args, 1);
     struct dht_record rec;
     struct ctl_op *o;
-    uint64_t ttl, now = wall_ms();
+    uint64_t ttl, now = p2p_wall_ms();
     int rc;
 
     if (key == NULL || (!remove && value == NULL)) {
@@ -799,13 +800,9 @@ static void cmd_put(struct control_req *req, const json_t *args, const json_t *o
         control_reply_error(req, "cannot sign the record");
         return;
     }
-    o = calloc(1, sizeof(*o));
-    if (o == NULL) {
-        control_reply_error(req, "out of memory");
+    o = ctl_op_new(req, d);
+    if (o == NULL)
         return;
-    }
-    o->req = req;
-    o->d = d;
     o->remove = remove;
     rc = d->overlay ? overlay_node_put(d->overlay, &rec, ctl_put_done, o) : -ENOTCONN;
     if (rc != 0) {
@@ -839,13 +836,9 @@ static void cmd_get_async(struct control_req *req, const json_t *args, const jso
         control_reply_error(req, lookup ? "usage: route KEY" : "usage: get KEY");
         return;
     }
-    o = calloc(1, sizeof(*o));
-    if (o == NULL) {
-        control_reply_error(req, "out of memory");
+    o = ctl_op_new(req, d);
+    if (o == NULL)
         return;
-    }
-    o->req = req;
-    o->d = d;
     dht_id_hash(&o->key, key, strlen(key));
     if (d->overlay == NULL)
         rc = -ENOTCONN;

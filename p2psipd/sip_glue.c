@@ -29,11 +29,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bindings_db.h"
 #include "locator_dht.h"
 #include "locator_local.h"
+#include "p2p/clock.h"
+#include "p2p/overlay_addr.h"
 #include "p2p/overlay_sip.h"
 #include "p2p/overlay_sip_resolver.h"
 #include "p2p/sip_accounts.h"
@@ -52,28 +53,6 @@ static const char *proto_name(enum overlay_sip_proto p)
     return p == OVERLAY_SIP_TCP ? "TCP" : "UDP";
 }
 
-/* "1.2.3.4:5060" or "[::1]:5060"; buf of at least INET6_ADDRSTRLEN + 8. */
-static const char *addr_text(const struct sockaddr_storage *ss, char *buf, size_t size)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-        port = ntohs(a->sin_port);
-        snprintf(buf, size, "%s:%u", host, port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-        port = ntohs(a->sin6_port);
-        snprintf(buf, size, "[%s]:%u", host, port);
-    } else {
-        snprintf(buf, size, "?");
-    }
-    return buf;
-}
-
 static bool tracing(const struct p2psipd *d)
 {
     return d->conf.log.trace && p2p_log_enabled(d->log, P2P_LOG_DEBUG);
@@ -88,8 +67,8 @@ static void trace(struct p2psipd *d, const char *dir, enum overlay_sip_proto pro
     if (!tracing(d))
         return;
     p2p_debug(d->log, "SIP %s %s %s -> %s, %zu bytes:\n%.*s", dir, proto_name(proto),
-              from ? addr_text(from, a, sizeof(a)) : "us", to ? addr_text(to, b, sizeof(b)) : "us",
-              len, (int)len, buf);
+              from ? overlay_addr_text(from, a, sizeof(a)) : "us",
+              to ? overlay_addr_text(to, b, sizeof(b)) : "us", len, (int)len, buf);
 }
 
 static void on_message(void *arg, const struct overlay_sip_source *src, const char *buf, size_t len,
@@ -126,7 +105,7 @@ static void on_send_error(void *arg, const struct overlay_sip_dest *dest, int er
 
     d->sip_stats.send_errors++;
     p2p_info(d->log, "SIP %s to %s failed: %s", proto_name(dest->proto),
-             addr_text(&dest->addr, a, sizeof(a)), uv_strerror(err));
+             overlay_addr_text(&dest->addr, a, sizeof(a)), uv_strerror(err));
 }
 
 /* Parses the top Via of a message we are about to send (a response's routing). */
@@ -146,35 +125,15 @@ static int top_via(struct p2psipd *d, const char *bytes, size_t len, struct sip_
 static int sip_send_raw(struct p2psipd *d, const char *bytes, size_t len,
                         const struct sip_tsx_dest *dest);
 
-/* Worth a parse for media anchoring: SDP, or what ends a call. */
-static bool media_relevant(const char *bytes, size_t len)
-{
-    static const char sdp[] = "application/sdp";
-
-    if ((len > 4 && memcmp(bytes, "BYE ", 4) == 0) || (len > 7 && memcmp(bytes, "CANCEL ", 7) == 0))
-        return true;
-    if (len > 9 && memcmp(bytes, "SIP/2.0 ", 8) == 0 && bytes[8] >= '3')
-        return true;
-    for (size_t i = 0; i + sizeof(sdp) - 1 <= len; i++) {
-        const char *p = memchr(bytes + i, 'a', len - i);
-        if (p == NULL || (size_t)(p - bytes) + sizeof(sdp) - 1 > len)
-            return false;
-        if (memcmp(p, sdp, sizeof(sdp) - 1) == 0)
-            return true;
-        i = (size_t)(p - bytes);
-    }
-    return false;
-}
-
 static int sip_send(const char *bytes, size_t len, const struct sip_tsx_dest *dest, void *arg)
 {
     struct p2psipd *d = arg;
     struct p2p_buf rw;
     int rc;
 
-    if (d->stopping || d->media == NULL || !media_relevant(bytes, len))
+    if (d->stopping)
         return sip_send_raw(d, bytes, len, dest);
-    p2p_buf_init(&rw, 65536);
+    p2p_buf_init(&rw, 65536); /* allocates only when the filter rewrites */
     if (p2psipd__media_filter(d, bytes, len, dest, &rw) == 1)
         rc = sip_send_raw(d, rw.data, rw.len, dest);
     else
@@ -316,12 +275,10 @@ static int restore_row(const struct sip_binding *b, int64_t wall_expires_ms, voi
 static int restore_bindings(struct p2psipd *d)
 {
     struct restore_ctx r = {d, 0};
-    struct timespec ts;
     size_t expired = 0;
     int rc;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    r.wall_now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    r.wall_now_ms = (int64_t)p2p_wall_ms();
     rc = bindings_db_load(d->db, r.wall_now_ms, restore_row, &r, &expired);
     if (rc < 0) {
         p2p_err(d->log, "cannot read the bindings database: %s", strerror(-rc));
@@ -662,6 +619,16 @@ void p2psipd__sip_stop(struct p2psipd *d)
         d->locator = NULL;
     }
     /* What the overlay and the local locator did not complete ends here. */
+    if (d->ldht != NULL) {
+        struct locator_dht_stats s;
+        locator_dht_stats(d->ldht, &s);
+        p2p_notice(d->log,
+                   "DHT bindings: %llu lookups (%llu found other nodes' bindings), %llu puts "
+                   "(%llu failed, %llu refused: AoR owned by another key), %llu republished",
+                   (unsigned long long)s.lookups, (unsigned long long)s.lookups_remote,
+                   (unsigned long long)s.puts, (unsigned long long)s.put_errors,
+                   (unsigned long long)s.put_refused, (unsigned long long)s.republished);
+    }
     locator_dht_free(d->ldht);
     d->ldht = NULL;
     /* Completes pending resolutions (-ECANCELED) while the proxy still lives. */

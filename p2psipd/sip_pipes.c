@@ -30,12 +30,6 @@
 #define PIPE_CONN_BIT (1ull << 63)
 #define SVC_SIP 3 /* pipe service: one SIP message */
 
-static bool id_zero(const struct dht_id *id)
-{
-    static const struct dht_id zero;
-    return dht_id_eq(id, &zero);
-}
-
 bool p2psipd__is_pipe_conn(uint64_t conn_id)
 {
     return (conn_id & PIPE_CONN_BIT) != 0;
@@ -63,7 +57,7 @@ static int pipe_dest(struct p2psipd *d, const struct dht_id *node, const struct 
         e->node = *node;
         memset(&e->super, 0, sizeof(e->super));
     }
-    if (super != NULL && !id_zero(super))
+    if (super != NULL && !dht_id_is_zero(super))
         e->super = *super; /* the newest word on how to reach it */
     e->last_used = uv_now(d->loop);
     slot = (size_t)(e - d->pipes);
@@ -102,8 +96,9 @@ int p2psipd__sip_pipe_send(struct p2psipd *d, uint64_t conn_id, const char *byte
         return -ENOTCONN;
     e = &d->pipes[slot];
     e->last_used = uv_now(d->loop);
-    return overlay_node_pipe_send(d->overlay, &e->node, id_zero(&e->super) ? NULL : &e->super,
-                                  SVC_SIP, (const uint8_t *)bytes, len);
+    return overlay_node_pipe_send(d->overlay, &e->node,
+                                  dht_id_is_zero(&e->super) ? NULL : &e->super, SVC_SIP,
+                                  (const uint8_t *)bytes, len);
 }
 
 void p2psipd__sip_pipe_recv(struct p2psipd *d, const struct dht_id *from,

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "p2p/buf.h"
+#include "p2p/list.h"
 #include "p2p/sip_build.h"
 #include "p2p/sip_registrar.h"
 #include "p2p/sip_uri.h"
@@ -80,9 +81,9 @@ struct proxy_target {
 struct proxy_req {
     enum arg_kind kind; /* ARG_REQ */
     struct sip_proxy *p;
-    struct proxy_req *prev, *next; /* p->reqs */
-    struct sip_tsx *server;        /* NULL once terminated */
-    struct sip_tsx_dest src;       /* where the request came from */
+    struct p2p_list link;    /* in p->reqs */
+    struct sip_tsx *server;  /* NULL once terminated */
+    struct sip_tsx_dest src; /* where the request came from */
     bool is_invite;
     bool lookup_pending;
     bool cancelled;      /* a CANCEL arrived (16.10) */
@@ -107,8 +108,8 @@ struct proxy_req {
 
 /* One keep-alive OPTIONS to a registered UDP contact (client transaction arg). */
 struct proxy_ka {
-    enum arg_kind kind; /* ARG_KEEPALIVE */
-    struct proxy_ka *prev, *next;
+    enum arg_kind kind;   /* ARG_KEEPALIVE */
+    struct p2p_list link; /* in p->kas */
     char aor[SIP_AOR_MAX];
     char contact[SIP_CONTACT_MAX];
 };
@@ -121,14 +122,17 @@ struct sip_proxy {
     uint64_t now;               /* time of the last call into the proxy */
     uint64_t salt;              /* keys the loop hash */
     char to_tag[SIP_BRANCH_LEN + 1];
-    struct proxy_req *reqs;
+    struct p2p_list reqs;
     size_t nreqs;
-    struct proxy_ka *kas; /* keep-alive OPTIONS in flight */
+    struct p2p_list kas; /* keep-alive OPTIONS in flight */
     uint64_t next_keepalive;
 };
 
 static void req_release(struct proxy_req *r);
 static void check_done(struct proxy_req *r);
+static void branch_detach(struct proxy_branch *b);
+
+/* ---- small helpers ---- */
 
 /* An asynchronous completion resumes a request: timers it arms start now. */
 static void clock_now(struct sip_proxy *p)
@@ -136,9 +140,14 @@ static void clock_now(struct sip_proxy *p)
     if (p->cfg.clock != NULL)
         p->now = p->cfg.clock(p->cfg.clock_arg);
 }
-static void branch_detach(struct proxy_branch *b);
 
-/* ---- small helpers ---- */
+/* host names another node of the overlay: 0 and *dest (over a pipe), else -ENOENT. */
+static int node_dest(struct sip_proxy *p, struct p2p_slice host, struct sip_tsx_dest *dest)
+{
+    if (p->cfg.nodes.node_dest == NULL)
+        return -ENOENT;
+    return p->cfg.nodes.node_dest(p->cfg.nodes.ctx, host, dest);
+}
 
 static bool method_is(const struct sip_msg *m, const char *name)
 {
@@ -337,10 +346,7 @@ static struct proxy_req *req_new(struct sip_proxy *p, struct sip_tsx *t, const c
     r->server = t;
     r->src = *src;
     p2p_buf_init(&r->auth, 16384);
-    r->next = p->reqs;
-    if (r->next)
-        r->next->prev = r;
-    p->reqs = r;
+    p2p_list_push_front(&p->reqs, &r->link);
     p->nreqs++;
     sip_tsx_set_arg(t, r);
     return r;
@@ -374,12 +380,7 @@ static void req_release(struct proxy_req *r)
     }
     for (size_t i = 0; i < r->nbranches; i++)
         branch_detach(&r->branches[i]);
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        p->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
+    p2p_list_remove(&r->link);
     p->nreqs--;
     branches_clear(r);
     free(r->branches);
@@ -644,8 +645,7 @@ static void branch_start(struct proxy_branch *b)
         return;
     }
     /* Another node of the overlay: reached over a pipe, no DNS. */
-    if (p->cfg.nodes.node_dest != NULL &&
-        p->cfg.nodes.node_dest(p->cfg.nodes.ctx, host, &b->dest) == 0) {
+    if (node_dest(p, host, &b->dest) == 0) {
         branch_send(b);
         return;
     }
@@ -964,8 +964,7 @@ static void forward_ack(struct sip_proxy *p, const struct sip_msg *msg,
     if (sip_proxy_numeric_dest(u.maddr.p ? u.maddr : u.host, u.port,
                                u.transport.p ? u.transport : (struct p2p_slice){NULL, 0}, 0,
                                &dest) != 0 &&
-        (p->cfg.nodes.node_dest == NULL ||
-         p->cfg.nodes.node_dest(p->cfg.nodes.ctx, u.host, &dest) != 0))
+        node_dest(p, u.host, &dest) != 0)
         return; /* no name resolution for a stateless ACK: dropped like a datagram */
     if (sip_self_is_me(p->cfg.self, u.host, u.port) || sip_branch_new(branch, sizeof(branch)) < 0)
         return;
@@ -1219,14 +1218,9 @@ out:
 
 /* ---- keep-alive OPTIONS to registered UDP contacts ---- */
 
-static void ka_free(struct sip_proxy *p, struct proxy_ka *ka)
+static void ka_free(struct proxy_ka *ka)
 {
-    if (ka->prev)
-        ka->prev->next = ka->next;
-    else
-        p->kas = ka->next;
-    if (ka->next)
-        ka->next->prev = ka->prev;
+    p2p_list_remove(&ka->link);
     free(ka);
 }
 
@@ -1284,10 +1278,7 @@ static void ka_send(const struct sip_binding *b, void *arg)
         free(ka);
         return;
     }
-    ka->next = p->kas;
-    if (ka->next)
-        ka->next->prev = ka;
-    p->kas = ka;
+    p2p_list_push_front(&p->kas, &ka->link);
 }
 
 /* No answer at all: the phone is gone (only with keepalive_remove). */
@@ -1322,8 +1313,7 @@ static void forward_2xx_stateless(struct sip_proxy *p, const struct sip_msg *res
     if (sip_proxy_numeric_dest(via.received.p ? via.received : via.host,
                                via.rport_value ? via.rport_value : via.port, via.transport, 0,
                                &dest) != 0 &&
-        (p->cfg.nodes.node_dest == NULL ||
-         p->cfg.nodes.node_dest(p->cfg.nodes.ctx, via.host, &dest) != 0))
+        node_dest(p, via.host, &dest) != 0)
         return; /* no upstream hop we can reach without a lookup: dropped */
     p2p_buf_init(&out, MSG_CAP);
     if (sip__proxy_strip_via(resp, (struct p2p_slice){NULL, 0}, &out) == 0)
@@ -1421,7 +1411,7 @@ static void on_terminated(struct sip_tsx *t, void *arg)
         return;
     }
     if (*k == ARG_KEEPALIVE) {
-        ka_free(p, (struct proxy_ka *)k);
+        ka_free((struct proxy_ka *)k);
     } else if (*k == ARG_REQ) {
         struct proxy_req *r = (struct proxy_req *)k;
         r->server = NULL;
@@ -1479,6 +1469,8 @@ int sip_proxy_new(struct sip_proxy **out, const struct sip_proxy_config *cfg)
         return -ENOMEM;
     p->cfg = *cfg;
     p->register_tag = ARG_REGISTER;
+    p2p_list_init(&p->reqs);
+    p2p_list_init(&p->kas);
     memset(&ops, 0, sizeof(ops));
     ops.send = proxy_send;
     ops.on_request = on_request;
@@ -1510,10 +1502,10 @@ void sip_proxy_free(struct sip_proxy *p)
     if (!p)
         return;
     sip_tsx_layer_free(p->tsx);
-    while (p->kas)
-        ka_free(p, p->kas);
-    while (p->reqs) {
-        struct proxy_req *r = p->reqs;
+    while (!p2p_list_empty(&p->kas))
+        ka_free(P2P_LIST_ENTRY(p->kas.next, struct proxy_ka, link));
+    while (!p2p_list_empty(&p->reqs)) {
+        struct proxy_req *r = P2P_LIST_ENTRY(p->reqs.next, struct proxy_req, link);
         r->server = NULL;
         r->lookup_pending = false;
         for (size_t i = 0; i < r->nbranches; i++) {

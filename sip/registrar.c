@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "p2p/buf.h"
+#include "p2p/list.h"
 #include "p2p/sip_accounts.h"
 #include "p2p/sip_build.h"
 #include "p2p/sip_digest.h"
@@ -90,9 +91,9 @@ struct reg_change {
 struct reg_pending {
     struct sip_registrar *reg;
     struct reg_aor *aor;
-    struct reg_pending *prev, *next; /* reg->pending list */
-    void *txn;                       /* NULL once forgotten */
-    uint64_t now_ms;                 /* when the REGISTER arrived */
+    struct p2p_list link; /* in reg->pending */
+    void *txn;            /* NULL once forgotten */
+    uint64_t now_ms;      /* when the REGISTER arrived */
     struct sip_path from;
     size_t nchanges;
     struct reg_change changes[SIP_PUBLISH_MAX];
@@ -112,7 +113,7 @@ struct sip_registrar {
     struct reg_binding **heap;
     size_t nheap, heap_alloc;
 
-    struct reg_pending *pending; /* REGISTERs waiting for their publish */
+    struct p2p_list pending; /* REGISTERs waiting for their publish */
 
     /* AoR entries without binding kept for the 404/480 choice, oldest first */
     struct reg_aor *remembered, *remembered_tail;
@@ -805,16 +806,6 @@ static unsigned compute_changes(struct sip_registrar *reg, const struct sip_msg 
     return 0;
 }
 
-static void pending_unlink(struct sip_registrar *reg, struct reg_pending *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        reg->pending = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-}
-
 /* Applies the publish's changes to the table (RFC 3261 10.3 step 7 "commit"). */
 static int commit(struct sip_registrar *reg, struct reg_pending *p)
 {
@@ -847,7 +838,7 @@ static void publish_done(int status, void *arg)
     struct sip_msg req;
     int rc;
 
-    pending_unlink(reg, p);
+    p2p_list_remove(&p->link);
     p->aor->pending = NULL;
     if (status == 0)
         status = commit(reg, p);
@@ -988,16 +979,17 @@ int sip_registrar_register(struct sip_registrar *reg, const struct sip_msg *req,
         rc = reply_retry(reg, txn, req, from, 503, "Binding could not be stored");
         return rc < 0 ? rc : 0;
     }
-    p->next = reg->pending;
-    if (p->next)
-        p->next->prev = p;
-    reg->pending = p;
+    p2p_list_push_front(&reg->pending, &p->link);
     return 0;
 }
 
 void sip_registrar_forget(struct sip_registrar *reg, void *txn)
 {
-    for (struct reg_pending *p = reg->pending; p; p = p->next) {
+    struct p2p_list *it;
+
+    P2P_LIST_FOREACH(it, &reg->pending)
+    {
+        struct reg_pending *p = P2P_LIST_ENTRY(it, struct reg_pending, link);
         if (p->txn == txn)
             p->txn = NULL;
     }
@@ -1193,6 +1185,7 @@ int sip_registrar_new(struct sip_registrar **out, const struct sip_registrar_con
     if (!reg)
         return -ENOMEM;
     reg->cfg = *cfg;
+    p2p_list_init(&reg->pending);
     reg->nbuckets = 64;
     reg->buckets = calloc(reg->nbuckets, sizeof(*reg->buckets));
     if (!reg->buckets || sip_branch_new(branch, sizeof(branch)) < 0) {
@@ -1212,9 +1205,9 @@ void sip_registrar_free(struct sip_registrar *reg)
 {
     if (!reg)
         return;
-    while (reg->pending) {
-        struct reg_pending *p = reg->pending;
-        reg->pending = p->next;
+    while (!p2p_list_empty(&reg->pending)) {
+        struct reg_pending *p = P2P_LIST_ENTRY(reg->pending.next, struct reg_pending, link);
+        p2p_list_remove(&p->link);
         free(p);
     }
     for (size_t i = 0; i < reg->nbuckets; i++) {

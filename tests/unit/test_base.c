@@ -11,7 +11,9 @@
 #include <cmocka.h>
 
 #include "p2p/buf.h"
+#include "p2p/clock.h"
 #include "p2p/errmsg.h"
+#include "p2p/list.h"
 #include "p2p/log.h"
 #include "p2p/slice.h"
 
@@ -89,12 +91,77 @@ static void test_log_levels(void **state)
     assert_false(p2p_log_enabled(NULL, P2P_LOG_ERR));
 }
 
+struct item {
+    int v;
+    struct p2p_list link;
+};
+
+/* The values of head's items in list order into out; their count. */
+static size_t list_values(struct p2p_list *head, int *out, size_t max)
+{
+    struct p2p_list *it;
+    size_t n = 0;
+
+    P2P_LIST_FOREACH(it, head)
+    {
+        if (n < max)
+            out[n] = P2P_LIST_ENTRY(it, struct item, link)->v;
+        n++;
+    }
+    return n;
+}
+
+static void test_list(void **state)
+{
+    struct p2p_list head, *it, *tmp;
+    struct item a = {1, {NULL, NULL}}, b = {2, {NULL, NULL}}, c = {3, {NULL, NULL}};
+    int v[4];
+
+    (void)state;
+    p2p_list_init(&head);
+    assert_true(p2p_list_empty(&head));
+    p2p_list_push_front(&head, &a.link);
+    p2p_list_push_front(&head, &b.link);
+    p2p_list_push_front(&head, &c.link);
+    assert_false(p2p_list_empty(&head));
+    assert_int_equal(list_values(&head, v, 4), 3);
+    assert_int_equal(v[0], 3);
+    assert_int_equal(v[1], 2);
+    assert_int_equal(v[2], 1);
+    /* The middle one out; removing it again changes nothing. */
+    p2p_list_remove(&b.link);
+    p2p_list_remove(&b.link);
+    assert_int_equal(list_values(&head, v, 4), 2);
+    assert_int_equal(v[0], 3);
+    assert_int_equal(v[1], 1);
+    /* Removal while walking, as the free paths do. */
+    P2P_LIST_FOREACH_SAFE(it, tmp, &head)
+    {
+        p2p_list_remove(it);
+    }
+    assert_true(p2p_list_empty(&head));
+    assert_true(p2p_list_empty(&a.link));
+    assert_true(p2p_list_empty(&c.link));
+}
+
+static void test_wall_clock(void **state)
+{
+    /* Unix time in ms, not seconds or a monotonic clock: past 2020-01-01 and
+     * before 2100-01-01 (a wall clock may step back, so no ordering is asserted). */
+    uint64_t t = p2p_wall_ms();
+
+    (void)state;
+    assert_true(t > 1577836800000ull);
+    assert_true(t < 4102444800000ull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slice_compare), cmocka_unit_test(test_slice_numbers),
         cmocka_unit_test(test_hex_and_errf),  cmocka_unit_test(test_buf_cap),
-        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_log_levels),    cmocka_unit_test(test_list),
+        cmocka_unit_test(test_wall_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

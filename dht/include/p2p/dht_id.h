@@ -25,6 +25,8 @@ struct dht_id {
 /* Total order on the ring's integers (not ring distance): <0, 0, >0 like memcmp. */
 int dht_id_cmp(const struct dht_id *a, const struct dht_id *b);
 bool dht_id_eq(const struct dht_id *a, const struct dht_id *b);
+/* The all-zero id: "no id" where a message or a record leaves it unset. */
+bool dht_id_is_zero(const struct dht_id *id);
 
 /* Base-16 digit i (0 = most significant), 0..15. */
 unsigned dht_id_digit(const struct dht_id *id, unsigned i);

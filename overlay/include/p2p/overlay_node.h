@@ -53,6 +53,7 @@
 #include <uv.h>
 
 #include "p2p/dht_node.h"
+#include "p2p/overlay_addr.h"
 #include "p2p/overlay_secure.h"
 
 struct p2p_log;
@@ -202,7 +203,6 @@ enum overlay_role overlay_node_role(const struct overlay_node *node);
 /* True while node `id` is known to be gone (declared unreachable lately and not heard
  * from since): a binding through it is stale. */
 bool overlay_node_peer_dead(const struct overlay_node *node, const struct dht_id *id);
-const struct dht_id *overlay_node_id(const struct overlay_node *node);
 /* The ring's node, NULL while not a member. */
 struct dht_node *overlay_node_dht(const struct overlay_node *node);
 /* The super-node we are attached to (clients): 0 and *out, or -ENOENT. */
@@ -228,16 +228,5 @@ struct overlay_peer_view {
 /* Calls cb for each peer with a channel or a handshake; cb returning non-zero stops. */
 int overlay_node_peers(const struct overlay_node *node,
                        int (*cb)(const struct overlay_peer_view *p, void *arg), void *arg);
-
-/* ---- addresses in the DHT ---------------------------------------------------------- */
-
-/*
- * The dht_addr encoding of a socket address: 6 bytes (IPv4 address, port) or 18
- * bytes (IPv6 address, port), big-endian.  Returns 0, -EAFNOSUPPORT.
- */
-int overlay_addr_to_dht(const struct sockaddr_storage *ss, struct dht_addr *out);
-int overlay_addr_from_dht(const struct dht_addr *a, struct sockaddr_storage *out);
-/* "198.18.0.11:7560" or "[2001:2::11]:7560" into buf (at least 64 bytes). */
-const char *overlay_addr_text(const struct sockaddr_storage *ss, char *buf, size_t size);
 
 #endif
