@@ -915,9 +915,14 @@ def report(R, a):
     def verdict(v, ok):
         return "-" if v is None else ("met" if ok(v) else "NOT met")
 
+    def both(label, key, target="", ok=None, nd=2):
+        """A row of one figure for both systems; the verdict on p2psipd's if ok."""
+        v = P.get(key)
+        return (label, fmt(v, nd=nd), fmt(D.get(key), nd=nd), target, verdict(v, ok) if ok else "")
+
     gr = ratio(P.get("get_p99"), D.get("get_p99"))
     rows = [
-        ("get p50, no churn (ms)", fmt(P.get("get_p50")), fmt(D.get("get_p50")), "", ""),
+        both("get p50, no churn (ms)", "get_p50"),
         ("client path alone: control-socket ping p50 / p99 (ms)", "%s / %s" % (
             fmt(P.get("ctl_ping_p50")), fmt(P.get("ctl_ping_p99"))), "-", "", ""),
         ("get p99, no churn (ms)", fmt(P.get("get_p99")), fmt(D.get("get_p99")),
@@ -926,20 +931,15 @@ def report(R, a):
         ("gets failed, no churn (distinct keys)",
          "%d/%d (%d)" % (P["get_failed"], P["get_n"], P["get_failed_keys"]),
          "%d/%d (%d)" % (D["get_failed"], D["get_n"], D["get_failed_keys"]), "", ""),
-        ("put p50, no churn (ms)", fmt(P.get("put_p50")), fmt(D.get("put_p50")), "", ""),
-        ("put p99, no churn (ms)", fmt(P.get("put_p99")), fmt(D.get("put_p99")), "<= 3 ms",
-         verdict(P.get("put_p99"), lambda v: v <= 3.0)),
+        both("put p50, no churn (ms)", "put_p50"),
+        both("put p99, no churn (ms)", "put_p99", "<= 3 ms", lambda v: v <= 3.0),
         ("puts failed, no churn", "%d/%d" % (P["put_failed"], P["put_n"]),
          "%d/%d" % (D["put_failed"], D["put_n"]), "", ""),
-        ("RSS per node, median (MiB)", fmt(P.get("rss_mib_median")), fmt(D.get("rss_mib_median")),
-         "<= 4 MiB", verdict(P.get("rss_mib_median"), lambda v: v <= 4.0)),
-        ("RSS per node, max (MiB)", fmt(P.get("rss_mib_max")), fmt(D.get("rss_mib_max")), "", ""),
-        ("PSS per node, median (MiB)", fmt(P.get("pss_mib_median")), fmt(D.get("pss_mib_median")),
-         "", ""),
-        ("USS per node (private memory), median (MiB)", fmt(P.get("uss_mib_median")),
-         fmt(D.get("uss_mib_median")), "", ""),
-        ("idle sent per node, on the wire (B/s)", fmt(P.get("idle_wire_Bps_mean"), nd=0),
-         fmt(D.get("idle_wire_Bps_mean"), nd=0), "", ""),
+        both("RSS per node, median (MiB)", "rss_mib_median", "<= 4 MiB", lambda v: v <= 4.0),
+        both("RSS per node, max (MiB)", "rss_mib_max"),
+        both("PSS per node, median (MiB)", "pss_mib_median"),
+        both("USS per node (private memory), median (MiB)", "uss_mib_median"),
+        both("idle sent per node, on the wire (B/s)", "idle_wire_Bps_mean", nd=0),
         ("idle sent per node, UDP payload (B/s)", "%s (DHT maint. %s)" % (
             fmt(P.get("idle_bytes_out_Bps"), nd=0), fmt(P.get("idle_maint_Bps"), nd=0)), "-",
          "<= 300 B/s", verdict(P.get("idle_bytes_out_Bps"), lambda v: v <= 300)),
@@ -947,17 +947,15 @@ def report(R, a):
          "<= 10 s", verdict((P.get("detect") or {}).get("all_s"), lambda v: v <= 10)),
         ("churn: nodes killed and replaced", str(P.get("churn_kills")), str(D.get("churn_kills")),
          "", ""),
-        ("churn: gets succeeded (%)", fmt(P.get("churn_get_ok_pct")), fmt(D.get("churn_get_ok_pct")),
-         ">= 99.9 %", verdict(P.get("churn_get_ok_pct"), lambda v: v >= 99.9)),
+        both("churn: gets succeeded (%)", "churn_get_ok_pct", ">= 99.9 %", lambda v: v >= 99.9),
         ("churn: gets failed (distinct keys)",
          "%s/%s (%s)" % (P.get("churn_get_failed"), P.get("churn_get_n"), P.get("churn_get_failed_keys")),
          "%s/%s (%s)" % (D.get("churn_get_failed"), D.get("churn_get_n"), D.get("churn_get_failed_keys")),
          "", ""),
-        ("churn: get p99 (ms)", fmt(P.get("churn_get_p99")), fmt(D.get("churn_get_p99")),
-         "<= 300 ms", verdict(P.get("churn_get_p99"), lambda v: v <= 300)),
+        both("churn: get p99 (ms)", "churn_get_p99", "<= 300 ms", lambda v: v <= 300),
         ("churn: puts failed", "%s/%s" % (P.get("churn_put_failed"), P.get("churn_put_n")),
          "%s/%s" % (D.get("churn_put_failed"), D.get("churn_put_n")), "", ""),
-        ("churn: put p99 (ms)", fmt(P.get("churn_put_p99")), fmt(D.get("churn_put_p99")), "", ""),
+        both("churn: put p99 (ms)", "churn_put_p99"),
     ]
     for ph, key in (("steady p2psipd", "cpu_steady_p2psipd"), ("steady dhtnode", "cpu_steady_dhtnode"),
                     ("idle", "cpu_idle"), ("churn", "cpu_churn")):

@@ -1,14 +1,16 @@
 /*
  * proxy_fixture.h: scaffolding shared by the proxy core unit tests
- * (test_sip_proxy.c, test_sip_proxy_lifetime.c).  Test-only header: its
- * functions are static and it is included by exactly one .c file per test.
+ * (test_sip_proxy.c, test_sip_proxy_lifetime.c, test_sip_proxy_overlay.c).
+ * Test-only header: its functions are static and it is included by exactly one
+ * .c file per test.
  *
  * The proxy runs on the real parser and transaction layer; only the network edge
  * and the clock are replaced.  The send callback records every message the proxy
  * sends (bytes, destination, parsed form) in struct fixture; the clock is
  * f->now, moved by advance(); the locator is a test double (fake_ops) whose one
  * pending lookup is kept in f->lk_cb / f->lk_arg until the test completes it
- * (each test file defines its own lookup_complete()).
+ * (each test file defines its own lookup_complete()).  fx_proxy_new() can put the
+ * real registrar over a real local locator in its place (f->reg, f->loc).
  *
  * Before including, a test may define:
  *   PROXY_FIXTURE_MAX_SENT    how many sent messages are kept (default 64)
@@ -31,6 +33,7 @@
 #include "p2p/sip_locator.h"
 #include "p2p/sip_msg.h"
 #include "p2p/sip_proxy.h"
+#include "p2p/sip_registrar.h"
 #include "p2p/sip_tsx.h"
 
 #ifndef PROXY_FIXTURE_MAX_SENT
@@ -61,6 +64,9 @@ struct fixture {
     void *lk_arg;
     char lk_aor[SIP_AOR_MAX];
     uint16_t fail_port; /* sends to this port fail with -ECONNREFUSED (0: none) */
+    /* fx_proxy_new(..., true): the real registrar and local locator (else NULL) */
+    struct sip_registrar *reg;
+    struct sip_locator_local *loc;
     PROXY_FIXTURE_EXTRA
 };
 
@@ -108,7 +114,7 @@ static const struct sip_locator_ops fake_ops = {fake_lookup, fake_publish, NULL}
 
 /* Zeroes f, makes the proxy's self 10.0.0.1:5062 in domain example.org and fills
  * cfg with the defaults, the recording send callback and the fake locator.  The
- * caller adjusts cfg (and f->self) and creates the proxy with sip_proxy_new(). */
+ * caller adjusts cfg (and f->self) and creates the proxy with fx_proxy_new(). */
 static void fx_config(struct fixture *f, struct sip_proxy_config *cfg)
 {
     memset(f, 0, sizeof(*f));
@@ -121,6 +127,38 @@ static void fx_config(struct fixture *f, struct sip_proxy_config *cfg)
     cfg->send_arg = f;
     cfg->locator.ops = &fake_ops;
     cfg->locator.ctx = f;
+}
+
+/* Creates f->proxy from cfg (as fx_config() and the caller left it).  With
+ * real_registrar the fake locator is replaced by a real local locator (f->loc,
+ * 16 operations) and a real registrar (f->reg) answers REGISTERs through the
+ * proxy. */
+static void fx_proxy_new(struct fixture *f, struct sip_proxy_config *cfg, bool real_registrar)
+{
+    if (real_registrar) {
+        assert_int_equal(sip_locator_local_new(&f->loc, 16), 0);
+        cfg->locator = sip_locator_local_get(f->loc);
+    }
+    assert_int_equal(sip_proxy_new(&f->proxy, cfg), 0);
+    if (real_registrar) {
+        struct sip_registrar_config rc;
+        sip_registrar_config_default(&rc);
+        rc.locator = sip_locator_local_get(f->loc);
+        rc.self = &f->self;
+        rc.reply = sip_proxy_registrar_reply;
+        rc.reply_arg = f->proxy;
+        assert_int_equal(sip_registrar_new(&f->reg, &rc), 0);
+        sip_locator_local_attach(f->loc, f->reg);
+        sip_proxy_set_registrar(f->proxy, f->reg);
+    }
+}
+
+/* Frees the proxy and, if fx_proxy_new() made them, the locator and registrar. */
+static void fx_stop(struct fixture *f)
+{
+    sip_locator_local_free(f->loc);
+    sip_proxy_free(f->proxy);
+    sip_registrar_free(f->reg);
 }
 
 static struct sip_tsx_dest dest_of(const char *ip, uint16_t port, enum sip_tsx_transport tp)

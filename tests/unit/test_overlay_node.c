@@ -1048,6 +1048,50 @@ static void req_init(struct env *e, struct req *q)
     q->e = e;
 }
 
+/* Two gets of key on t, the first (x) cancelled at once, a second cancel finding
+ * nothing: the other (g) is answered with one record, x never.  The caller owns x
+ * and g, so a late call of x is still seen by its later checks. */
+static void get_beside_cancelled(struct tnode *t, const struct dht_id *key, struct req *x,
+                                 struct req *g)
+{
+    req_init(t->e, x);
+    req_init(t->e, g);
+    assert_int_equal(overlay_node_get(t->node, key, get_done, x), 0);
+    assert_int_equal(overlay_node_get(t->node, key, get_done, g), 0);
+    assert_int_equal(overlay_node_cancel(t->node, x), 1);
+    assert_int_equal(overlay_node_cancel(t->node, x), 0);
+    RUN_UNTIL(t->e, g->calls > 0, OP_MS);
+    assert_int_equal(g->status, 0);
+    assert_int_equal(g->nrec, 1);
+    run_for(t->e, 300);
+    assert_int_equal(x->calls, 0);
+}
+
+/* rec re-signed at seq 2; a put of it (p) and a get of its key (g) pending on t
+ * when it closes, and a third request (x) cancelled before: p and g complete once
+ * each with -ECANCELED, inside the close; x never runs, not even from close. */
+static void close_with_pending(struct tnode *t, struct dht_record *rec, struct req *p,
+                               struct req *g, struct req *x)
+{
+    req_init(t->e, p);
+    req_init(t->e, g);
+    req_init(t->e, x);
+    rec->seq = 2;
+    assert_int_equal(dht_record_sign(rec, t->id.ed_sk), 0);
+    assert_int_equal(overlay_node_put(t->node, rec, put_done, p), 0);
+    assert_int_equal(overlay_node_get(t->node, &rec->key, get_done, g), 0);
+    assert_int_equal(overlay_node_get(t->node, &rec->key, get_done, x), 0);
+    assert_int_equal(overlay_node_cancel(t->node, x), 1);
+    close_inside(t);
+    assert_int_equal(p->calls, 1);
+    assert_int_equal(p->status, -ECANCELED);
+    assert_true(p->in_close);
+    assert_int_equal(g->calls, 1);
+    assert_int_equal(g->status, -ECANCELED);
+    assert_true(g->in_close);
+    assert_int_equal(x->calls, 0);
+}
+
 static void test_close_pending_member(void **state)
 {
     struct env *e = *state;
@@ -1069,38 +1113,12 @@ static void test_close_pending_member(void **state)
     assert_false(p1.in_close);
 
     /* A cancelled get never completes; the one beside it does. */
-    req_init(e, &x);
-    req_init(e, &g1);
-    assert_int_equal(overlay_node_get(s->node, &rec.key, get_done, &x), 0);
-    assert_int_equal(overlay_node_get(s->node, &rec.key, get_done, &g1), 0);
-    assert_int_equal(overlay_node_cancel(s->node, &x), 1);
-    assert_int_equal(overlay_node_cancel(s->node, &x), 0);
-    RUN_UNTIL(e, g1.calls > 0, OP_MS);
-    assert_int_equal(g1.status, 0);
-    assert_int_equal(g1.nrec, 1);
-    run_for(e, 300);
-    assert_int_equal(x.calls, 0);
+    get_beside_cancelled(s, &rec.key, &x, &g1);
 
-    /* A put and a get issued right before close: -ECANCELED, once, inside close. */
-    req_init(e, &p1);
-    req_init(e, &g1);
-    req_init(e, &x);
-    rec.seq = 2;
-    assert_int_equal(dht_record_sign(&rec, s->id.ed_sk), 0);
-    assert_int_equal(overlay_node_put(s->node, &rec, put_done, &p1), 0);
-    assert_int_equal(overlay_node_get(s->node, &rec.key, get_done, &g1), 0);
-    /* A third, cancelled: it never runs, not even from close. */
-    assert_int_equal(overlay_node_get(s->node, &rec.key, get_done, &x), 0);
-    assert_int_equal(overlay_node_cancel(s->node, &x), 1);
-    close_inside(s);
-    assert_int_equal(p1.calls, 1);
-    assert_int_equal(p1.status, -ECANCELED);
-    assert_true(p1.in_close);
-    assert_int_equal(g1.calls, 1);
-    assert_int_equal(g1.status, -ECANCELED);
-    assert_true(g1.in_close);
+    /* A put and a get issued right before close: -ECANCELED, once, inside close;
+     * a third, cancelled, never runs. */
+    close_with_pending(s, &rec, &p1, &g1, &x);
     assert_int_equal(g1.nrec, 0);
-    assert_int_equal(x.calls, 0);
     RUN_UNTIL(e, s->closed > 0, 5000);
     assert_int_equal(s->closed, 1);
     s->node = NULL;
@@ -1126,37 +1144,12 @@ static void test_close_pending_client(void **state)
     make_record(&crec, c, "client-pending", "v", 1, value, sizeof(value));
     do_put(c, &crec, &p2);
 
-    /* A cancelled proxied get never completes, though its answer comes back. */
-    req_init(e, &x);
-    req_init(e, &g2);
-    assert_int_equal(overlay_node_get(c->node, &crec.key, get_done, &x), 0);
-    assert_int_equal(overlay_node_get(c->node, &crec.key, get_done, &g2), 0);
-    assert_int_equal(overlay_node_cancel(c->node, &x), 1);
-    assert_int_equal(overlay_node_cancel(c->node, &x), 0);
-    RUN_UNTIL(e, g2.calls > 0, OP_MS); /* the one not cancelled was answered ... */
-    assert_int_equal(g2.status, 0);
-    assert_int_equal(g2.nrec, 1);
-    run_for(e, 300);
-    assert_int_equal(x.calls, 0); /* ... and the cancelled one's answer was ignored */
+    /* A cancelled proxied get never completes, though its answer comes back (the
+     * one not cancelled was answered, the cancelled one's answer was ignored). */
+    get_beside_cancelled(c, &crec.key, &x, &g2);
 
     /* Proxied put and get pending at close: -ECANCELED, once, inside close. */
-    req_init(e, &p2);
-    req_init(e, &g2);
-    req_init(e, &x);
-    crec.seq = 2;
-    assert_int_equal(dht_record_sign(&crec, c->id.ed_sk), 0);
-    assert_int_equal(overlay_node_put(c->node, &crec, put_done, &p2), 0);
-    assert_int_equal(overlay_node_get(c->node, &crec.key, get_done, &g2), 0);
-    assert_int_equal(overlay_node_get(c->node, &crec.key, get_done, &x), 0);
-    assert_int_equal(overlay_node_cancel(c->node, &x), 1);
-    close_inside(c);
-    assert_int_equal(p2.calls, 1);
-    assert_int_equal(p2.status, -ECANCELED);
-    assert_true(p2.in_close);
-    assert_int_equal(g2.calls, 1);
-    assert_int_equal(g2.status, -ECANCELED);
-    assert_true(g2.in_close);
-    assert_int_equal(x.calls, 0);
+    close_with_pending(c, &crec, &p2, &g2, &x);
     RUN_UNTIL(e, c->closed > 0, 5000);
     c->node = NULL;
     dht_store_free(c->store);

@@ -25,16 +25,14 @@
 #include "p2p/sip_registrar.h"
 #include "p2p/sip_tsx.h"
 
-/* test locator results, test resolver, real registrar + local locator */
+/* test locator results, test resolver */
 #define PROXY_FIXTURE_EXTRA                                                                        \
     int lk_status;                                                                                 \
     struct sip_binding lk_b[4];                                                                    \
     size_t lk_n;                                                                                   \
     sip_proxy_resolve_cb rs_cb;                                                                    \
     void *rs_arg;                                                                                  \
-    char rs_uri[SIP_CONTACT_MAX];                                                                  \
-    struct sip_registrar *reg;                                                                     \
-    struct sip_locator_local *loc;
+    char rs_uri[SIP_CONTACT_MAX];
 #include "proxy_fixture.h"
 
 /* Completes the pending lookup with what the test set up. */
@@ -79,29 +77,7 @@ static void fx_start(struct fixture *f, enum sip_proxy_foreign foreign, bool rea
     cfg.resolver.resolve = fake_resolve;
     cfg.resolver.ctx = f;
     cfg.keepalive_remove = true;
-    if (real_registrar) {
-        assert_int_equal(sip_locator_local_new(&f->loc, 16), 0);
-        cfg.locator = sip_locator_local_get(f->loc);
-    }
-    assert_int_equal(sip_proxy_new(&f->proxy, &cfg), 0);
-    if (real_registrar) {
-        struct sip_registrar_config rc;
-        sip_registrar_config_default(&rc);
-        rc.locator = sip_locator_local_get(f->loc);
-        rc.self = &f->self;
-        rc.reply = sip_proxy_registrar_reply;
-        rc.reply_arg = f->proxy;
-        assert_int_equal(sip_registrar_new(&f->reg, &rc), 0);
-        sip_locator_local_attach(f->loc, f->reg);
-        sip_proxy_set_registrar(f->proxy, f->reg);
-    }
-}
-
-static void fx_stop(struct fixture *f)
-{
-    sip_locator_local_free(f->loc);
-    sip_proxy_free(f->proxy);
-    sip_registrar_free(f->reg);
+    fx_proxy_new(f, &cfg, real_registrar);
 }
 
 /* Answers the sent request at index i with status, from the address it went to. */

@@ -53,7 +53,7 @@ static void fx_start(struct fixture *f)
     struct sip_proxy_config cfg;
 
     fx_config(f, &cfg);
-    assert_int_equal(sip_proxy_new(&f->proxy, &cfg), 0);
+    fx_proxy_new(f, &cfg, false);
 }
 
 static int last_sent(struct fixture *f, const char *method, unsigned status, uint16_t port)
@@ -148,7 +148,7 @@ static void test_invite_context_freed_at_2xx(void **state)
     /* Both transactions end 64*T1 after the 2xx. */
     advance(&f, f.now + 64 * 500 + 1);
     assert_int_equal(sip_tsx_layer_count(sip_proxy_tsx(f.proxy)), 0);
-    sip_proxy_free(f.proxy);
+    fx_stop(&f);
 }
 
 /* Non-INVITE: context freed with the final response; the server transaction
@@ -180,7 +180,7 @@ static void test_bye_context_freed_at_final(void **state)
     assert_int_equal(sip_tsx_layer_count(sip_proxy_tsx(f.proxy)), 1);
     advance(&f, f.now + 64 * 500);
     assert_int_equal(sip_tsx_layer_count(sip_proxy_tsx(f.proxy)), 0);
-    sip_proxy_free(f.proxy);
+    fx_stop(&f);
 }
 
 /* A request answered by the proxy itself (unknown AoR) keeps no context. */
@@ -199,7 +199,7 @@ static void test_own_answer_frees_context(void **state)
     assert_int_equal(sip_tsx_layer_count(sip_proxy_tsx(f.proxy)), 1);
     advance(&f, f.now + 64 * 500 + 1);
     assert_int_equal(sip_tsx_layer_count(sip_proxy_tsx(f.proxy)), 0);
-    sip_proxy_free(f.proxy);
+    fx_stop(&f);
 }
 
 int main(void)

@@ -36,7 +36,7 @@
 #include "p2p/sip_registrar.h"
 #include "p2p/sip_tsx.h"
 
-/* test locator results, node_dest hook, resolver, real registrar + local locator */
+/* test locator results, node_dest hook, resolver */
 #define PROXY_FIXTURE_EXTRA                                                                        \
     struct sip_binding lk_b[4];                                                                    \
     size_t lk_n;                                                                                   \
@@ -44,9 +44,7 @@
     char nd_host[128];                                                                             \
     int clock_calls;                                                                               \
     sip_proxy_resolve_cb rs_cb;                                                                    \
-    void *rs_arg;                                                                                  \
-    struct sip_registrar *reg;                                                                     \
-    struct sip_locator_local *loc;
+    void *rs_arg;
 #include "proxy_fixture.h"
 
 /* This node's name on the overlay, and another node's. */
@@ -134,29 +132,7 @@ static void fx_start(struct fixture *f, unsigned flags)
         cfg.clock_arg = f;
     }
     cfg.foreign = (flags & FX_FORWARD) ? SIP_PROXY_FOREIGN_FORWARD : SIP_PROXY_FOREIGN_404;
-    if (flags & FX_REGISTRAR) {
-        assert_int_equal(sip_locator_local_new(&f->loc, 16), 0);
-        cfg.locator = sip_locator_local_get(f->loc);
-    }
-    assert_int_equal(sip_proxy_new(&f->proxy, &cfg), 0);
-    if (flags & FX_REGISTRAR) {
-        struct sip_registrar_config rc;
-        sip_registrar_config_default(&rc);
-        rc.locator = sip_locator_local_get(f->loc);
-        rc.self = &f->self;
-        rc.reply = sip_proxy_registrar_reply;
-        rc.reply_arg = f->proxy;
-        assert_int_equal(sip_registrar_new(&f->reg, &rc), 0);
-        sip_locator_local_attach(f->loc, f->reg);
-        sip_proxy_set_registrar(f->proxy, f->reg);
-    }
-}
-
-static void fx_stop(struct fixture *f)
-{
-    sip_locator_local_free(f->loc);
-    sip_proxy_free(f->proxy);
-    sip_registrar_free(f->reg);
+    fx_proxy_new(f, &cfg, flags & FX_REGISTRAR);
 }
 
 /* A binding of bob@example.org: contact, and hop (NULL: a local phone). */

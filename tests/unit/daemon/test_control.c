@@ -313,9 +313,10 @@ static void tc_free(struct fix *f, struct tc *t)
     free(t);
 }
 
+/* What a spin() waits for on one client: n kept lines, or n ticks. */
 struct want {
     struct tc *t;
-    size_t n;
+    uint64_t n;
 };
 
 static bool has_msgs(void *arg)
@@ -683,15 +684,18 @@ static void test_clients_cap(void **state)
     finish(f);
 }
 
-struct caught_up {
-    struct tc *t;
-    uint64_t n;
-};
-
 static bool ticks_at_least(void *arg)
 {
-    struct caught_up *c = arg;
-    return c->t->ticks + c->t->lost >= c->n;
+    struct want *w = arg;
+    return w->t->ticks + w->t->lost >= w->n;
+}
+
+/* Waits until the client has seen n ticks, received or reported lost. */
+static void tc_wait_ticks(struct fix *f, struct tc *t, uint64_t n)
+{
+    struct want w = {t, n};
+
+    assert_true(spin(f, ticks_at_least, &w));
 }
 
 static void test_watch_slow_subscriber(void **state)
@@ -717,9 +721,8 @@ static void test_watch_slow_subscriber(void **state)
     for (long long i = 0; i < EVENTS; i++) {
         control_publish(f->c, json_pack("{s:s, s:I}", "event", "tick", "seq", (json_int_t)i));
         if ((i + 1) % CHUNK == 0) {
-            struct caught_up cu = {fast, (uint64_t)i + 1};
             /* The fast one keeps up, whatever the slow one does. */
-            assert_true(spin(f, ticks_at_least, &cu));
+            tc_wait_ticks(f, fast, (uint64_t)i + 1);
             control_stats(f->c, &st);
             assert_true(st.queue_lines_max <= CONTROL_WATCH_LINES_MAX);
             assert_true(st.queue_bytes_max <= CONTROL_WATCH_BYTES_MAX);
@@ -738,10 +741,7 @@ static void test_watch_slow_subscriber(void **state)
 
     /* It reads at last: every event kept, in order, then the "lost" line. */
     assert_int_equal(uv_read_start((uv_stream_t *)&slow->pipe, tc_alloc, tc_on_read), 0);
-    {
-        struct caught_up cu = {slow, EVENTS};
-        assert_true(spin(f, ticks_at_least, &cu));
-    }
+    tc_wait_ticks(f, slow, EVENTS);
     assert_int_equal(slow->ticks + slow->lost, EVENTS);
     assert_int_equal(slow->lost, st.events_dropped);
     assert_true(slow->order_ok);
@@ -753,18 +753,12 @@ static void test_watch_slow_subscriber(void **state)
 
     /* Nothing lost any more; unwatch stops the stream. */
     control_publish(f->c, json_pack("{s:s, s:I}", "event", "tick", "seq", (json_int_t)EVENTS));
-    {
-        struct caught_up cu = {slow, EVENTS + 1};
-        assert_true(spin(f, ticks_at_least, &cu));
-    }
+    tc_wait_ticks(f, slow, EVENTS + 1);
     assert_true(slow->order_ok);
     tc_send(slow, "{\"id\":2,\"cmd\":\"unwatch\"}\n");
     assert_result(tc_wait(f, slow, 3), "2", "{\"watching\":false}");
     control_publish(f->c, json_pack("{s:s, s:I}", "event", "tick", "seq", (json_int_t)EVENTS + 1));
-    {
-        struct caught_up cu = {fast, EVENTS + 2};
-        assert_true(spin(f, ticks_at_least, &cu));
-    }
+    tc_wait_ticks(f, fast, EVENTS + 2);
     turns(f, 10);
     assert_int_equal(slow->ticks, EVENTS - st.events_dropped + 1);
     tc_free(f, slow);
