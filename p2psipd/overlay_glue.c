@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -151,9 +152,6 @@ static void save_peers(struct p2psipd *d)
 
 /* ---- the echo service on pipes (p2psipctl pipe-ping) ----------------------------- */
 
-#define SVC_ECHO_REQ 1 /* pipe service: echo this payload back */
-#define SVC_ECHO_REP 2 /* pipe service: an echo */
-#define SVC_SIP 3      /* pipe service: SIP between nodes (sip_pipes.c) */
 #define PING_TIMEOUT_MS 3000
 
 static void on_pipe(void *arg, const struct dht_id *from, const struct dht_id *relay,
@@ -167,16 +165,16 @@ static void on_pipe(void *arg, const struct dht_id *from, const struct dht_id *r
             overlay_media_recv(d->media, from, buf, len);
         return;
     }
-    if (service == SVC_SIP) {
+    if (service == P2PSIPD_SVC_SIP) {
         p2psipd__sip_pipe_recv(d, from, relay, buf, len);
         return;
     }
-    if (service == SVC_ECHO_REQ && len == 8) {
+    if (service == P2PSIPD_SVC_ECHO_REQ && len == 8) {
         /* Back the way it came: through the same relay when it was relayed. */
-        (void)overlay_node_pipe_send(d->overlay, from, relay, SVC_ECHO_REP, buf, len);
+        (void)overlay_node_pipe_send(d->overlay, from, relay, P2PSIPD_SVC_ECHO_REP, buf, len);
         return;
     }
-    if (service != SVC_ECHO_REP || len != 8)
+    if (service != P2PSIPD_SVC_ECHO_REP || len != 8)
         return;
     for (size_t i = 0; i < sizeof(d->pings) / sizeof(d->pings[0]); i++) {
         struct p2psipd_pipe_ping *pp = &d->pings[i];
@@ -257,7 +255,7 @@ static int read_secret(struct p2psipd *d, uint8_t psk[OVL_KEY_LEN])
     return 0;
 }
 
-static int resolve_bootstrap(struct p2psipd *d, struct overlay_node_config *cfg)
+static void resolve_bootstrap(struct p2psipd *d, struct overlay_node_config *cfg)
 {
     for (size_t i = 0; i < d->conf.p2p.server_count && cfg->n_bootstrap < OVERLAY_BOOTSTRAP_MAX;
          i++) {
@@ -280,7 +278,6 @@ static int resolve_bootstrap(struct p2psipd *d, struct overlay_node_config *cfg)
         cfg->n_bootstrap++;
         freeaddrinfo(res);
     }
-    return 0;
 }
 
 int p2psipd__overlay_start(struct p2psipd *d)
@@ -428,48 +425,93 @@ json_t *p2psipd__overlay_status(struct p2psipd *d)
     return o;
 }
 
+/* A uint64_t counter of a stats struct, by name: the counters command's tables. */
+struct counter_field {
+    const char *name;
+    size_t off;
+};
+#define FIELD(type, f)                                                                             \
+    {                                                                                              \
+#f, offsetof(struct type, f)                                                               \
+    }
+
+static const struct counter_field node_fields[] = {
+    FIELD(overlay_node_stats, frames_in),
+    FIELD(overlay_node_stats, frames_out),
+    FIELD(overlay_node_stats, bytes_in),
+    FIELD(overlay_node_stats, bytes_out),
+    FIELD(overlay_node_stats, dropped_malformed),
+    FIELD(overlay_node_stats, dropped_auth),
+    FIELD(overlay_node_stats, dropped_replay),
+    FIELD(overlay_node_stats, dropped_forged),
+    FIELD(overlay_node_stats, dropped_nosession),
+    FIELD(overlay_node_stats, dropped_full),
+    FIELD(overlay_node_stats, dropped_inner),
+    FIELD(overlay_node_stats, handshakes_started),
+    FIELD(overlay_node_stats, handshakes_done),
+    FIELD(overlay_node_stats, handshakes_failed),
+    FIELD(overlay_node_stats, rekeys),
+    FIELD(overlay_node_stats, send_errors),
+    FIELD(overlay_node_stats, discover_sent),
+    FIELD(overlay_node_stats, discover_recv),
+    FIELD(overlay_node_stats, probes_sent),
+    FIELD(overlay_node_stats, probes_ok),
+    FIELD(overlay_node_stats, proxied_for_clients),
+    FIELD(overlay_node_stats, relayed),
+    FIELD(overlay_node_stats, pipe_sent),
+    FIELD(overlay_node_stats, pipe_recv),
+    FIELD(overlay_node_stats, tcp_frames_in),
+    FIELD(overlay_node_stats, tcp_frames_out),
+    FIELD(overlay_node_stats, tcp_accepted),
+    FIELD(overlay_node_stats, tcp_connect_failed),
+};
+
+static const struct counter_field media_fields[] = {
+    FIELD(overlay_media_stats, streams_opened), FIELD(overlay_media_stats, streams_closed),
+    FIELD(overlay_media_stats, to_peer),        FIELD(overlay_media_stats, to_phone),
+    FIELD(overlay_media_stats, dropped),
+};
+
+static const struct counter_field dht_fields[] = {
+    FIELD(dht_counters, maint_bytes_sent),  FIELD(dht_counters, client_bytes_sent),
+    FIELD(dht_counters, dropped_malformed), FIELD(dht_counters, dropped_oversize),
+    FIELD(dht_counters, dropped_unknown),   FIELD(dht_counters, dropped_badkey),
+    FIELD(dht_counters, dropped_badrecord), FIELD(dht_counters, timeouts),
+    FIELD(dht_counters, reroutes),          FIELD(dht_counters, retransmits),
+    FIELD(dht_counters, removed),           FIELD(dht_counters, records_refused),
+    FIELD(dht_counters, records_stored),
+};
+#undef FIELD
+
+/* An object of each field of stats named in f[0..n); NULL when out of memory. */
+static json_t *counters_json(const void *stats, const struct counter_field *f, size_t n)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; o != NULL && i < n; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)stats + f[i].off, sizeof(v));
+        json_object_set_new(o, f[i].name, json_integer((json_int_t)v));
+    }
+    return o;
+}
+
+#define COUNTERS(stats, fields) counters_json(stats, fields, sizeof(fields) / sizeof(fields[0]))
+
 json_t *p2psipd__overlay_counters(struct p2psipd *d)
 {
-    const struct overlay_node_stats *s;
     json_t *o, *types;
 
     if (d->overlay == NULL)
         return json_object();
-    s = overlay_node_stats(d->overlay);
-    o = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:I, s:I, s:I, s:I, s:I}",
-        "frames_in", (json_int_t)s->frames_in, "frames_out", (json_int_t)s->frames_out, "bytes_in",
-        (json_int_t)s->bytes_in, "bytes_out", (json_int_t)s->bytes_out, "dropped_malformed",
-        (json_int_t)s->dropped_malformed, "dropped_auth", (json_int_t)s->dropped_auth,
-        "dropped_replay", (json_int_t)s->dropped_replay, "dropped_forged",
-        (json_int_t)s->dropped_forged, "dropped_nosession", (json_int_t)s->dropped_nosession,
-        "dropped_full", (json_int_t)s->dropped_full, "dropped_inner", (json_int_t)s->dropped_inner,
-        "handshakes_started", (json_int_t)s->handshakes_started, "handshakes_done",
-        (json_int_t)s->handshakes_done, "handshakes_failed", (json_int_t)s->handshakes_failed,
-        "rekeys", (json_int_t)s->rekeys, "send_errors", (json_int_t)s->send_errors, "discover_sent",
-        (json_int_t)s->discover_sent, "discover_recv", (json_int_t)s->discover_recv, "probes_sent",
-        (json_int_t)s->probes_sent, "probes_ok", (json_int_t)s->probes_ok, "proxied_for_clients",
-        (json_int_t)s->proxied_for_clients);
+    o = COUNTERS(overlay_node_stats(d->overlay), node_fields);
     if (o == NULL)
         return NULL;
-    json_object_set_new(o, "relayed", json_integer((json_int_t)s->relayed));
-    json_object_set_new(o, "pipe_sent", json_integer((json_int_t)s->pipe_sent));
-    json_object_set_new(o, "pipe_recv", json_integer((json_int_t)s->pipe_recv));
     if (d->media != NULL) {
         struct overlay_media_stats ms;
         overlay_media_get_stats(d->media, &ms);
-        json_object_set_new(o, "media",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "streams_opened",
-                                      (json_int_t)ms.streams_opened, "streams_closed",
-                                      (json_int_t)ms.streams_closed, "to_peer",
-                                      (json_int_t)ms.to_peer, "to_phone", (json_int_t)ms.to_phone,
-                                      "dropped", (json_int_t)ms.dropped));
+        json_object_set_new(o, "media", COUNTERS(&ms, media_fields));
     }
-    json_object_set_new(o, "tcp_frames_in", json_integer((json_int_t)s->tcp_frames_in));
-    json_object_set_new(o, "tcp_frames_out", json_integer((json_int_t)s->tcp_frames_out));
-    json_object_set_new(o, "tcp_accepted", json_integer((json_int_t)s->tcp_accepted));
-    json_object_set_new(o, "tcp_connect_failed", json_integer((json_int_t)s->tcp_connect_failed));
     types = json_object();
     if (overlay_node_dht(d->overlay) != NULL) {
         const struct dht_counters *c = dht_node_counters(overlay_node_dht(d->overlay));
@@ -479,19 +521,7 @@ json_t *p2psipd__overlay_counters(struct p2psipd *d)
                 json_pack("{s:I, s:I, s:I, s:I}", "sent", (json_int_t)c->msgs_sent[t], "sent_bytes",
                           (json_int_t)c->bytes_sent[t], "recv", (json_int_t)c->msgs_recv[t],
                           "recv_bytes", (json_int_t)c->bytes_recv[t]));
-        json_object_set_new(
-            o, "dht",
-            json_pack(
-                "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                "maint_bytes_sent", (json_int_t)c->maint_bytes_sent, "client_bytes_sent",
-                (json_int_t)c->client_bytes_sent, "dropped_malformed",
-                (json_int_t)c->dropped_malformed, "dropped_oversize",
-                (json_int_t)c->dropped_oversize, "dropped_unknown", (json_int_t)c->dropped_unknown,
-                "dropped_badkey", (json_int_t)c->dropped_badkey, "dropped_badrecord",
-                (json_int_t)c->dropped_badrecord, "timeouts", (json_int_t)c->timeouts, "reroutes",
-                (json_int_t)c->reroutes, "retransmits", (json_int_t)c->retransmits, "removed",
-                (json_int_t)c->removed, "records_refused", (json_int_t)c->records_refused,
-                "records_stored", (json_int_t)c->records_stored));
+        json_object_set_new(o, "dht", COUNTERS(c, dht_fields));
     }
     json_object_set_new(o, "types", types);
     return o;
@@ -663,13 +693,11 @@ static json_t *cmd_records(const json_t *args, const json_t *opts, char *err, si
 /* An async put/get/lookup from the control socket. */
 struct ctl_op {
     struct control_req *req;
-    struct p2psipd *d;
     struct dht_id key;
-    bool remove;
 };
 
 /* A pending control operation for req, or NULL with the error already replied. */
-static struct ctl_op *ctl_op_new(struct control_req *req, struct p2psipd *d)
+static struct ctl_op *ctl_op_new(struct control_req *req)
 {
     struct ctl_op *o = calloc(1, sizeof(*o));
 
@@ -678,7 +706,6 @@ static struct ctl_op *ctl_op_new(struct control_req *req, struct p2psipd *d)
         return NULL;
     }
     o->req = req;
-    o->d = d;
     return o;
 }
 
@@ -800,10 +827,9 @@ static void cmd_put(struct control_req *req, const json_t *args, const json_t *o
         control_reply_error(req, "cannot sign the record");
         return;
     }
-    o = ctl_op_new(req, d);
+    o = ctl_op_new(req);
     if (o == NULL)
         return;
-    o->remove = remove;
     rc = d->overlay ? overlay_node_put(d->overlay, &rec, ctl_put_done, o) : -ENOTCONN;
     if (rc != 0) {
         control_reply_error(req, "put failed: %s", strerror(-rc));
@@ -836,7 +862,7 @@ static void cmd_get_async(struct control_req *req, const json_t *args, const jso
         control_reply_error(req, lookup ? "usage: route KEY" : "usage: get KEY");
         return;
     }
-    o = ctl_op_new(req, d);
+    o = ctl_op_new(req);
     if (o == NULL)
         return;
     dht_id_hash(&o->key, key, strlen(key));
@@ -888,8 +914,8 @@ static void cmd_pipe_ping(struct control_req *req, const json_t *args, const jso
     }
     randombytes_buf(pp->nonce, sizeof(pp->nonce));
     pp->sent_us = uv_hrtime() / 1000;
-    rc = overlay_node_pipe_send(d->overlay, &id, via_j ? &via : NULL, SVC_ECHO_REQ, pp->nonce,
-                                sizeof(pp->nonce));
+    rc = overlay_node_pipe_send(d->overlay, &id, via_j ? &via : NULL, P2PSIPD_SVC_ECHO_REQ,
+                                pp->nonce, sizeof(pp->nonce));
     if (rc != 0) {
         control_reply_error(req, "pipe-ping: %s", strerror(-rc));
         return;

@@ -178,6 +178,13 @@ int p2psipd__overlay_register(struct p2psipd *d);
 json_t *p2psipd__overlay_status(struct p2psipd *d);
 json_t *p2psipd__overlay_counters(struct p2psipd *d);
 
+/* Services of the pipe datagrams between nodes (OVERLAY_SVC_MEDIA, 4, is overlay's). */
+enum p2psipd_pipe_service {
+    P2PSIPD_SVC_ECHO_REQ = 1, /* echo this payload back (p2psipctl pipe-ping) */
+    P2PSIPD_SVC_ECHO_REP = 2, /* an echo */
+    P2PSIPD_SVC_SIP = 3,      /* one SIP message between nodes (sip_pipes.c) */
+};
+
 /*
  * SIP between nodes, sip_pipes.c: node names to destinations (the proxy's node_dest
  * hook), sending to and receiving from another node over a pipe, and our own node

@@ -28,7 +28,6 @@
 #include "p2p/sip_proxy.h"
 
 #define PIPE_CONN_BIT (1ull << 63)
-#define SVC_SIP 3 /* pipe service: one SIP message */
 
 bool p2psipd__is_pipe_conn(uint64_t conn_id)
 {
@@ -97,7 +96,7 @@ int p2psipd__sip_pipe_send(struct p2psipd *d, uint64_t conn_id, const char *byte
     e = &d->pipes[slot];
     e->last_used = uv_now(d->loop);
     return overlay_node_pipe_send(d->overlay, &e->node,
-                                  dht_id_is_zero(&e->super) ? NULL : &e->super, SVC_SIP,
+                                  dht_id_is_zero(&e->super) ? NULL : &e->super, P2PSIPD_SVC_SIP,
                                   (const uint8_t *)bytes, len);
 }
 
