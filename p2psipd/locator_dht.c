@@ -482,14 +482,12 @@ static void dht_put_done(int status, unsigned acks, void *arg)
     struct locator_dht *loc = o->loc;
     struct sip_binding_change ch[SIP_PUBLISH_MAX];
     struct sip_locator local;
+    struct overlay_node *ov = overlay_of(loc);
+    struct dht_node *ring = ov != NULL ? overlay_node_dht(ov) : NULL;
     int rc;
 
-    if (status == 0 && acks == 0 && overlay_of(loc) != NULL &&
-        overlay_node_role(overlay_of(loc)) == OVERLAY_ROLE_MEMBER &&
-        overlay_node_dht(overlay_of(loc)) != NULL &&
-        dht_node_route(overlay_node_dht(overlay_of(loc)))->n_preds +
-                dht_node_route(overlay_node_dht(overlay_of(loc)))->n_succs ==
-            0) {
+    if (status == 0 && acks == 0 && ring != NULL && overlay_node_role(ov) == OVERLAY_ROLE_MEMBER &&
+        dht_node_route(ring)->n_preds + dht_node_route(ring)->n_succs == 0) {
         /* A member with no leaf left (cut off, before the verdict) stored it on
          * itself only: a binding nobody else holds is no binding.  Only a ring of
          * one (-s) keeps records by itself; a client trusts its super-node's count. */

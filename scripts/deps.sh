@@ -8,7 +8,7 @@ build=(build-essential cmake pkg-config libuv1-dev libsodium-dev libsqlite3-dev 
        nettle-dev libgtk-3-dev libcmocka-dev libjansson-dev)
 test=(clang libclang-rt-14-dev clang-format iproute2 procps python3 sip-tester baresip nftables
       linphone-cli xvfb)
-bench=(libosip2-dev kamailio kamailio-sqlite-modules dhtnode time)
+bench=(libosip2-dev kamailio kamailio-sqlite-modules dhtnode python3-opendht time)
 
 case "${1:-test}" in
 build) want=("${build[@]}") ;;
