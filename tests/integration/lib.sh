@@ -238,6 +238,9 @@ it_wait_log() {
 # it_log_count NAME REGEX: prints how many lines of NAME's log match REGEX.
 it_log_count() { grep -Ec -- "$2" "$IT_TMP/$1.log" 2>/dev/null || true; }
 
+# it_elapsed T1 T0: T1 - T0 in seconds (date +%s.%N stamps), 3 decimals.
+it_elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+
 # it_users N FILE [PREFIX]: writes a sipp injection file of N unique users
 # (PREFIX00001...), one per line: "user;password;[authentication ...]".  Passwords
 # are unique per user and per run.  Field 2 is the sipp keyword that signs a request
@@ -325,6 +328,35 @@ EOC
         "$name" "$IT_DOMAIN" "pw-$name" "$proxy" >"$d/accounts"
     printf '"%s" <sip:%s@%s>\n' "$peer" "$peer" "$IT_DOMAIN" >"$d/contacts"
     printf 'sip:%s@%s' "$peer" "$IT_DOMAIN" >"$d/current_contact"
+    mkfifo "$d/in" || it_fail "mkfifo $d/in"
+}
+
+# it_linphone_config NAME PROXY: a home directory $IT_TMP/NAME for a linphonec of
+# the identity sip:NAME@$IT_DOMAIN that does not register (a caller need not be
+# registered): linphonerc with SIP over UDP only (no TCP, no TLS), every call routed
+# through PROXY (host:port, UDP, loose route), no video, network state monitoring
+# off; $IT_TMP/NAME/in is a FIFO for its commands (its stdin, linphonec -S).  Start
+# it with HOME, XDG_DATA_HOME and XDG_CONFIG_HOME set to $IT_TMP/NAME.
+it_linphone_config() {
+    local name=$1 proxy=$2 d=$IT_TMP/$1
+    mkdir -p "$d"
+    cat >"$d/linphonerc" <<EOC
+[sip]
+sip_tcp_port=-1
+sip_tls_port=-1
+default_proxy=0
+auto_net_state_mon=0
+register_only_when_network_is_up=0
+[proxy_0]
+reg_proxy=<sip:$proxy;transport=udp>
+reg_route=<sip:$proxy;transport=udp;lr>
+reg_identity=sip:$name@$IT_DOMAIN
+reg_sendregister=0
+publish=0
+[video]
+display=0
+capture=0
+EOC
     mkfifo "$d/in" || it_fail "mkfifo $d/in"
 }
 

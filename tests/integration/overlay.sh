@@ -40,6 +40,24 @@
 #   ovl_secret_file NAME TEXT  a 0600 file holding an overlay secret; prints its path.
 #   ovl_hosts_create ARGS... / ovl_hosts_nat H [--symmetric]   hosts_create /
 #     hosts_nat, then ovl_static_neigh (permanent neighbour entries: see there).
+# Rings:
+#   ovl_ring_start [--multicast] NODE... [-- OPTIONS...]   ovl_node_start for each
+#     NODE in turn, the Ith in host hI (each waits for its control socket): the
+#     first with --server, the others with --boot <h1's IPv4 address>:7560, or,
+#     with --multicast, with no --boot (they find the first by LAN multicast);
+#     OPTIONS (ovl_node_start's) go to every node.  Waits for nothing more: what the
+#     ring must look like is the test's to check.
+#   ovl_ring_up T NODE... [-- OPTIONS...]   ovl_ring_start NODE... [-- OPTIONS...]
+#     (the others given --boot h1:7560), then waits (ovl_wait, up to T seconds for
+#     each, in order) until every NODE is a ring member (role member or super-node).
+#   ovl_ring_grow HOSTS PER_HOST [OPTIONS...]   PER_HOST nodes in each of h1..hHOSTS,
+#     nH_J (J = 0..PER_HOST-1) with P2P port 7560+J and SIP port 5100+J; n1_0 is the
+#     server, every other one gets --boot h1:7560 and --no-wait; OPTIONS go to every
+#     node.  One host at a time: the next host's nodes start once all of this host's
+#     are ring members (40 s), and at the end all of them must be members (20 s);
+#     fails the test otherwise.  Writes "NAME SOCKET" lines, the node list of
+#     tools/ovl_ring.py, to $IT_TMP/all.nodes.
+#   ovl_ring MODE NODES_FILE ARGS...   tools/ovl_ring.py (below).
 # Phones (sipp) on the hosts, for the tests where calls cross nodes (test_p2psip_*):
 #   ovl_sipp H NAME TIMEOUT SCENARIO [SIPP ARGS...]   sipp in host H in the
 #     foreground, bounded by TIMEOUT seconds, files in $IT_TMP as with lib.sh's
@@ -48,7 +66,7 @@
 #     through host_start; stop it with it_stop NAME (status in IT_EXIT_OF[NAME]).
 #   ovl_udp_bound H PORT     true when something in H has UDP PORT bound.
 # Ring-wide checks (all members, exact leaf sets, bulk puts/gets) are in
-# tools/ovl_ring.py.
+# tools/ovl_ring.py, run by ovl_ring.
 #
 # Invariants: every wait is bounded; every daemon is started by host_start and
 # stopped by pid (it_stop) or by the EXIT trap.
@@ -216,6 +234,67 @@ ovl_secret_file() {
     (umask 077 && printf '%s\n' "$2" >"$f") || it_fail "cannot write $f"
     echo "$f"
 }
+
+# ---------------------------------------------------------------------------------
+# Rings.
+
+# ovl__ring_split NODE... [-- OPTIONS...]: the nodes into OVL__NODES, the options
+# into OVL__OPTS.
+ovl__ring_split() {
+    OVL__NODES=()
+    OVL__OPTS=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        OVL__NODES+=("$1")
+        shift
+    done
+    [ $# -eq 0 ] || { shift; OVL__OPTS=("$@"); }
+    [ ${#OVL__NODES[@]} -gt 0 ] || it_fail "ovl_ring: no node"
+}
+
+ovl_ring_start() {
+    local mcast=0 i boot=()
+    [ "${1:-}" != --multicast ] || { mcast=1; shift; }
+    ovl__ring_split "$@"
+    [ "$mcast" = 1 ] || boot=(--boot "$(host_ip h1):7560")
+    ovl_node_start h1 "${OVL__NODES[0]}" --server "${OVL__OPTS[@]}"
+    for ((i = 1; i < ${#OVL__NODES[@]}; i++)); do
+        ovl_node_start "h$((i + 1))" "${OVL__NODES[i]}" "${boot[@]}" "${OVL__OPTS[@]}"
+    done
+}
+
+ovl_ring_up() {
+    local t=$1 n
+    shift
+    ovl_ring_start "$@"
+    for n in "${OVL__NODES[@]}"; do
+        ovl_wait "$n" "$t" "$n to be a ring member" "f('role') in ('member', 'super-node')"
+    done
+}
+
+ovl_ring_grow() {
+    local hosts=$1 per=$2 h j name out boot
+    shift 2
+    boot=$(host_ip h1):7560
+    : >"$IT_TMP/all.nodes"
+    for ((h = 1; h <= hosts; h++)); do
+        : >"$IT_TMP/batch.nodes"
+        for ((j = 0; j < per; j++)); do
+            name=n${h}_$j
+            if [ "$h.$j" = 1.0 ]; then
+                ovl_node_start h1 "$name" --server --p2p-port 7560 --sip-port 5100 "$@"
+            else
+                ovl_node_start "h$h" "$name" --p2p-port $((7560 + j)) --sip-port $((5100 + j)) \
+                    --boot "$boot" --no-wait "$@"
+            fi
+            echo "$name $(ovl_sock "$name")" | tee -a "$IT_TMP/all.nodes" >>"$IT_TMP/batch.nodes"
+        done
+        out=$(ovl_ring members "$IT_TMP/batch.nodes" 40 2>&1) || it_fail "h$h's daemons did not all become members: $out"
+        it_log "h$h: $out"
+    done
+    out=$(ovl_ring members "$IT_TMP/all.nodes" 20 2>&1) || it_fail "not all $((hosts * per)) are members: $out"
+}
+
+ovl_ring() { "$OVL_PY" "$OVL_TOOLS/ovl_ring.py" "$@"; }
 
 # ---------------------------------------------------------------------------------
 # Phones (sipp) on the hosts.

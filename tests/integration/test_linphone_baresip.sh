@@ -31,25 +31,7 @@ it_wait_log bob "useragent registered successfully" 30
 
 # carol: linphonec with its own HOME; calls go through the proxy (route set), she
 # does not register (a caller need not be registered).
-mkdir -p "$IT_TMP/carol"
-cat >"$IT_TMP/carol/linphonerc" <<EOC
-[sip]
-sip_tcp_port=-1
-sip_tls_port=-1
-default_proxy=0
-auto_net_state_mon=0
-register_only_when_network_is_up=0
-[proxy_0]
-reg_proxy=<sip:$PROXY;transport=udp>
-reg_route=<sip:$PROXY;transport=udp;lr>
-reg_identity=sip:carol@$IT_DOMAIN
-reg_sendregister=0
-publish=0
-[video]
-display=0
-capture=0
-EOC
-mkfifo "$IT_TMP/carol/in"
+it_linphone_config carol "$PROXY"
 exec {carol_fd}<>"$IT_TMP/carol/in"
 HOME=$IT_TMP/carol XDG_DATA_HOME=$IT_TMP/carol XDG_CONFIG_HOME=$IT_TMP/carol \
     IT_STDIN=$IT_TMP/carol/in it_start carol linphonec -c "$IT_TMP/carol/linphonerc" -S -d 0

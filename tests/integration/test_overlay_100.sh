@@ -31,37 +31,19 @@ PER_HOST=10
 KILL=25
 SEED=${P2P_IT_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 it_log "seed $SEED (P2P_IT_SEED=$SEED replays this run's choices)"
-ring() { "$OVL_PY" "$OVL_TOOLS/ovl_ring.py" "$@"; }
 
 t_start=$SECONDS
 ovl_hosts_create "$HOSTS_N" --no-multicast
-BOOT=$(host_ip h1):7560
-: >"$IT_TMP/all.nodes"
-for ((h = 1; h <= HOSTS_N; h++)); do
-    : >"$IT_TMP/batch.nodes"
-    for ((j = 0; j < PER_HOST; j++)); do
-        name=n${h}_$j
-        if [ "$h.$j" = 1.0 ]; then
-            ovl_node_start h1 "$name" --server --p2p-port 7560 --sip-port 5100
-        else
-            ovl_node_start "h$h" "$name" --p2p-port $((7560 + j)) --sip-port $((5100 + j)) \
-                --boot "$BOOT" --no-wait
-        fi
-        echo "$name $(ovl_sock "$name")" | tee -a "$IT_TMP/all.nodes" >>"$IT_TMP/batch.nodes"
-    done
-    out=$(ring members "$IT_TMP/batch.nodes" 40 2>&1) || it_fail "h$h's daemons did not all become members: $out"
-    it_log "h$h: $out"
-done
-out=$(ring members "$IT_TMP/all.nodes" 20 2>&1) || it_fail "not all 100 are members: $out"
+ovl_ring_grow "$HOSTS_N" "$PER_HOST"
 it_log "all $((HOSTS_N * PER_HOST)) daemons are members after $((SECONDS - t_start)) s"
 
-out=$(ring leafsets "$IT_TMP/all.nodes" 60 2>&1) || it_fail "leaf sets of the 100: $out"
+out=$(ovl_ring leafsets "$IT_TMP/all.nodes" 60 2>&1) || it_fail "leaf sets of the 100: $out"
 it_log "$out"
-out=$(ring puts "$IT_TMP/all.nodes" 1000 "$SEED" "$IT_TMP/keys.jsonl" 2>&1) || it_fail "$out"
+out=$(ovl_ring puts "$IT_TMP/all.nodes" 1000 "$SEED" "$IT_TMP/keys.jsonl" 2>&1) || it_fail "$out"
 it_log "$out"
-out=$(ring gets "$IT_TMP/all.nodes" "$IT_TMP/keys.jsonl" "$SEED-gets" 2>&1) || it_fail "$out"
+out=$(ovl_ring gets "$IT_TMP/all.nodes" "$IT_TMP/keys.jsonl" "$SEED-gets" 2>&1) || it_fail "$out"
 it_log "$out"
-out=$(ring replicas "$IT_TMP/all.nodes" "$IT_TMP/keys.jsonl" 10 2>&1) || it_fail "$out"
+out=$(ovl_ring replicas "$IT_TMP/all.nodes" "$IT_TMP/keys.jsonl" 10 2>&1) || it_fail "$out"
 it_log "$out"
 
 # A quarter of the daemons, SIGKILLed at once: every signal first, then the reaping.
@@ -79,10 +61,10 @@ grep -v -w -F -f <(printf '%s\n' "${victims[@]}") "$IT_TMP/all.nodes" >"$IT_TMP/
 [ "$(wc -l <"$IT_TMP/survivors.nodes")" -eq $((HOSTS_N * PER_HOST - KILL)) ] ||
     it_fail "survivor list has $(wc -l <"$IT_TMP/survivors.nodes") lines"
 left=$((15 - (SECONDS - t_kill)))
-out=$(ring heal "$IT_TMP/survivors.nodes" "$IT_TMP/keys.jsonl" "$SEED-heal" "$left" 2>&1) ||
+out=$(ovl_ring heal "$IT_TMP/survivors.nodes" "$IT_TMP/keys.jsonl" "$SEED-heal" "$left" 2>&1) ||
     it_fail "within 15 s of the kill: $out"
 it_log "$out"
-out=$(ring replicas "$IT_TMP/survivors.nodes" "$IT_TMP/keys.jsonl" $((30 - (SECONDS - t_kill))) 2>&1) ||
+out=$(ovl_ring replicas "$IT_TMP/survivors.nodes" "$IT_TMP/keys.jsonl" $((30 - (SECONDS - t_kill))) 2>&1) ||
     it_fail "within 30 s of the kill, not every record is back on its 5 closest survivors: $out"
 it_log "after the kill: $out"
 mapfile -t survivors < <(awk '{print $1}' "$IT_TMP/survivors.nodes")

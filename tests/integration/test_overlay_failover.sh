@@ -20,9 +20,7 @@ it_need ip nft python3
 
 ovl_hosts_create 4
 ovl_hosts_nat h4
-ovl_node_start h1 n1 --server
-ovl_node_start h2 n2
-ovl_node_start h3 n3
+ovl_ring_start --multicast n1 n2 n3
 for n in n2 n3; do ovl_wait "$n" 25 "role member" "f('role') == 'member' and f('leaf_count') == 2"; done
 ovl_node_start h4 c --boot "$(host_ip h1):7560,$(host_ip h2):7560" --cutoff 4
 ovl_wait c 15 "role client with a super-node" "f('role') == 'client' and f('super') is not None"

@@ -25,8 +25,7 @@ ROGUE=$IT_BUILD/tests/integration/tools/p2p_rogue
 
 ovl_hosts_create 4 --no-multicast
 X1_IP=$(host_ip h1)
-ovl_node_start h1 x1 --server
-ovl_node_start h2 x2 --boot "$X1_IP:7560"
+ovl_ring_start x1 x2
 ovl_wait x2 25 "role member" "f('role') == 'member' and f('leaf_count') == 1"
 ovl_wait x1 10 "x2 in its leaf set" "f('leaf_count') == 1"
 X2=$(ovl_node_id x2)

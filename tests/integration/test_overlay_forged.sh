@@ -28,8 +28,7 @@ ROGUE=$IT_BUILD/tests/integration/tools/p2p_rogue
 [ -x "$ROGUE" ] || it_fail "p2p_rogue not built: $ROGUE (target p2p_rogue)"
 
 ovl_hosts_create 3
-ovl_node_start h1 x1 --server
-ovl_node_start h2 x2
+ovl_ring_start --multicast x1 x2
 ovl_wait x1 10 "role super-node" "f('role') == 'super-node'"
 ovl_wait x2 25 "role member" "f('role') == 'member' and f('leaf_count') >= 1"
 ovl_wait x1 10 "x2 in x1's leaf set" "f('leaf_count') >= 1"

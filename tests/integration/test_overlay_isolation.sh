@@ -20,9 +20,7 @@ it_begin "$@"
 it_need ip nft python3
 
 ovl_hosts_create 3
-ovl_node_start h1 n1 --server
-ovl_node_start h2 n2
-ovl_node_start h3 n3
+ovl_ring_start --multicast n1 n2 n3
 for n in n1 n2 n3; do
     ovl_wait "$n" 25 "a ring member with 2 leaves, not isolated" \
         "f('role') in ('member', 'super-node') and f('leaf_count') == 2 and f('isolated') is False"

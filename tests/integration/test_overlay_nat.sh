@@ -30,8 +30,7 @@ CLIENTS=(n3 n4)
 ovl_hosts_create 4
 ovl_hosts_nat h3
 ovl_hosts_nat h4 --symmetric
-ovl_node_start h1 n1 --server
-ovl_node_start h2 n2
+ovl_ring_start --multicast n1 n2
 ovl_wait n2 25 "role member" "f('role') == 'member' and f('leaf_count') >= 1"
 probes_total() { echo $(($(ovl_counter n1 probes_sent) + $(ovl_counter n2 probes_sent))); }
 probes0=$(probes_total)

@@ -21,9 +21,7 @@ ovl_hosts_create 4
 ovl_hosts_nat h4
 X1_IP=$(host_ip h1)
 X2_IP=$(host_ip h2)
-ovl_node_start h1 x1 --server
-ovl_node_start h2 x2 --boot "$X1_IP:7560"
-ovl_node_start h3 x3 --boot "$X1_IP:7560"
+ovl_ring_start x1 x2 x3
 for n in x2 x3; do ovl_wait "$n" 25 "role member" "f('role') == 'member' and f('leaf_count') == 2"; done
 ovl_node_start h4 c --boot "$X2_IP:7560" --cutoff 4
 X2=$(ovl_node_id x2)

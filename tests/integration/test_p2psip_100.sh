@@ -32,29 +32,11 @@ PER_HOST=10
 AORS=${IT_AORS:-1000}
 SEED=${P2P_IT_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 it_log "seed $SEED (P2P_IT_SEED=$SEED replays this run's choices)"
-ring() { "$OVL_PY" "$OVL_TOOLS/ovl_ring.py" "$@"; }
 printf '[sip]\ndomain = %s\n' "$IT_DOMAIN" >"$IT_TMP/phones.conf"
 
 t_start=$SECONDS
 ovl_hosts_create "$HOSTS_N" --no-multicast
-BOOT=$(host_ip h1):7560
-: >"$IT_TMP/all.nodes"
-for ((h = 1; h <= HOSTS_N; h++)); do
-    : >"$IT_TMP/batch.nodes"
-    for ((j = 0; j < PER_HOST; j++)); do
-        name=n${h}_$j
-        if [ "$h.$j" = 1.0 ]; then
-            ovl_node_start h1 "$name" --server --p2p-port 7560 --sip-port 5100 \
-                --conf "$IT_TMP/phones.conf"
-        else
-            ovl_node_start "h$h" "$name" --p2p-port $((7560 + j)) --sip-port $((5100 + j)) \
-                --boot "$BOOT" --conf "$IT_TMP/phones.conf" --no-wait
-        fi
-        echo "$name $(ovl_sock "$name")" | tee -a "$IT_TMP/all.nodes" >>"$IT_TMP/batch.nodes"
-    done
-    out=$(ring members "$IT_TMP/batch.nodes" 40 2>&1) || it_fail "h$h's daemons did not all become members: $out"
-done
-out=$(ring members "$IT_TMP/all.nodes" 20 2>&1) || it_fail "not all 100 are members: $out"
+ovl_ring_grow "$HOSTS_N" "$PER_HOST" --conf "$IT_TMP/phones.conf"
 it_log "all $((HOSTS_N * PER_HOST)) daemons are members after $((SECONDS - t_start)) s"
 
 # The plan: plan/reg_H_J.csv (AoRs registered at nH_J), plan/call_H_J.csv (AoRs

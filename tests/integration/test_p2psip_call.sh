@@ -20,11 +20,9 @@ it_need sipp
 
 p2psip_conf "$IT_DOMAIN"
 ovl_hosts_create 2 --no-multicast
-# shellcheck disable=SC2086 # IT_P2PSIPD_ARGS: extra words, e.g. "-d"
-ovl_node_start h1 n1 --server --conf "$P2PSIP_CONF" -- ${IT_P2PSIPD_ARGS:-}
+p2psip_node_start h1 n1 --server --conf "$P2PSIP_CONF"
 it_wait_until 20 "h1's ring" p2psip_is_member n1
-# shellcheck disable=SC2086
-ovl_node_start h2 n2 --boot "$(host_ip h1):7560" --conf "$P2PSIP_CONF" -- ${IT_P2PSIPD_ARGS:-}
+p2psip_node_start h2 n2 --boot "$(host_ip h1):7560" --conf "$P2PSIP_CONF"
 it_wait_until 30 "h2 to join the ring" p2psip_is_member n2
 
 # One direction at a time: callee host, caller host (p2psip.sh).

@@ -18,8 +18,8 @@
 # with one owner; any call fails at the caller; B's phone does not complete every
 # call or D's phone does not get every INVITE and its CANCEL; a node exits.
 set -u
-here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
-. "$here/overlay.sh"
+here=$(dirname "$0"); [ -f "$here/p2psip.sh" ] || here=$here/..
+. "$here/p2psip.sh"
 IT_TIMEOUT=${IT_TIMEOUT:-240}
 it_begin "$@"
 it_need sipp ip nft python3
@@ -29,9 +29,8 @@ USERS=$IT_TMP/users.csv
 it_users 1 "$USERS" fork
 AOR=sip:fork00001@$IT_DOMAIN
 it_accounts_p2psipd "$USERS" "$IT_TMP/accounts"
-cat >"$IT_TMP/phones.conf" <<EOF
-[sip]
-domain = $IT_DOMAIN
+p2psip_conf "$IT_DOMAIN"
+cat >>"$P2PSIP_CONF" <<EOF
 [auth]
 accounts = $IT_TMP/accounts
 realm = $IT_REALM
@@ -39,21 +38,12 @@ algorithms = md5
 EOF
 
 ovl_hosts_create 3 --no-multicast
-BOOT=$(host_ip h1):7560
-ovl_node_start h1 nA --server --no-multicast --conf "$IT_TMP/phones.conf"
-ovl_node_start h2 nB --boot "$BOOT" --no-multicast --conf "$IT_TMP/phones.conf"
-ovl_node_start h3 nD --boot "$BOOT" --no-multicast --conf "$IT_TMP/phones.conf"
-for n in nA nB nD; do
-    ovl_wait "$n" 30 "$n to be a ring member" "f('role') in ('member', 'super-node')"
-done
+ovl_ring_up 30 nA nB nD -- --no-multicast --conf "$P2PSIP_CONF"
 
 # The same AoR from a phone on B and one on D, each through its own node.
 for hn in h2:B h3:D; do
     h=${hn%:*} x=${hn#*:}
-    ovl_sipp "$h" "reg_$x" 60 register_auth.xml -i 127.0.0.1 -p 5070 -t u1 -inf "$USERS" \
-        -key domain "$IT_DOMAIN" -key contact_hp 127.0.0.1:5080 -key expires 600 \
-        -auth_uri "$IT_DOMAIN" -m 1 127.0.0.1:5062
-    it_sipp_expect "reg_$x" $? 1
+    p2psip_register "$h" "reg_$x" "$USERS" --auth
 done
 
 # Two records under H(AoR), one from each node, signed by the one account key.

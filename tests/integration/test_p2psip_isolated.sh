@@ -19,40 +19,22 @@
 # cut; the call from C gets no final response within 40 s, or one other than 480 or
 # 503; a node exits.
 set -u
-here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
-. "$here/overlay.sh"
+here=$(dirname "$0"); [ -f "$here/p2psip.sh" ] || here=$here/..
+. "$here/p2psip.sh"
 IT_TIMEOUT=${IT_TIMEOUT:-240}
 it_begin "$@"
 it_need sipp ip nft python3
 
-# elapsed T1 T0: T1 - T0 in seconds (date +%s.%N stamps), 3 decimals.
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
-
 USERS=$IT_TMP/users.csv
 it_users 1 "$USERS" bob
 AOR=sip:bob00001@$IT_DOMAIN
-printf '[sip]\ndomain = %s\n' "$IT_DOMAIN" >"$IT_TMP/phones.conf"
+p2psip_conf "$IT_DOMAIN"
 
 ovl_hosts_create 3 --no-multicast
-BOOT=$(host_ip h1):7560
-ovl_node_start h1 nA --server --no-multicast --conf "$IT_TMP/phones.conf"
-ovl_node_start h2 nB --boot "$BOOT" --no-multicast --conf "$IT_TMP/phones.conf"
-ovl_node_start h3 nC --boot "$BOOT" --no-multicast --conf "$IT_TMP/phones.conf"
-for n in nA nB nC; do
-    ovl_wait "$n" 30 "$n to be a ring member" "f('role') in ('member', 'super-node')"
-done
+ovl_ring_up 30 nA nB nC -- --no-multicast --conf "$P2PSIP_CONF"
 
-ovl_sipp h1 reg 60 register.xml -i 127.0.0.1 -p 5070 -t u1 -inf "$USERS" -key domain "$IT_DOMAIN" \
-    -key contact_hp 127.0.0.1:5080 -key expires 600 -m 1 127.0.0.1:5062
-it_sipp_expect reg $? 1
-ovl_sipp_bg h1 uas uas_overlay.xml -i 127.0.0.1 -p 5080 -t u1 -m 1 -default_behaviors -bye
-it_wait_until 10 "bob's phone" ovl_udp_bound h1 5080
-ovl_sipp h3 uac_linked 60 uac.xml -i 127.0.0.1 -p 5071 -t u1 -inf "$USERS" -key domain "$IT_DOMAIN" \
-    -m 1 -rsa 127.0.0.1:5062 127.0.0.1:5062
-it_sipp_expect uac_linked $? 1
-it_wait_until 40 "bob's phone to finish its call" eval "! it_alive uas"
-it_stop uas
-it_sipp_expect uas "${IT_EXIT_OF[uas]}" 1
+p2psip_register h1 reg "$USERS"
+p2psip_calls h1 h3 linked "$USERS" 1 60
 it_log "a call from C's phone reached bob's phone on A"
 
 # C's node as it reports itself: role, isolated, leaf-set size, records stored.
@@ -80,7 +62,7 @@ for ((a = 1; a <= 40; a++)); do
     sleep 0.5
 done
 [ -n "$got" ] || it_fail "no REGISTER from C's phone got 503 within 12 s of the cut (last: ${st:-none})"
-it_log "MEASURED: REGISTER from C's phone answered 503 $(elapsed "$got" "$t_cut") s after the cut"
+it_log "MEASURED: REGISTER from C's phone answered 503 $(it_elapsed "$got" "$t_cut") s after the cut"
 
 it_log "C's node before the call: $(c_state)"
 t0=$(date +%s.%N)
@@ -94,7 +76,7 @@ for c in 408 480 503; do
 done
 it_log "MEASURED: call from C's phone to $AOR while cut off: final response ${code:-none} after" \
     "$(it_sipp_stat call_cut "ResponseTime1(C)") (INVITE to final response, sipp;" \
-    "$(elapsed "$t1" "$t0") s for the whole sipp run), sipp status $st"
+    "$(it_elapsed "$t1" "$t0") s for the whole sipp run), sipp status $st"
 it_sipp_expect call_cut "$st" 1
 [ "$code" = 480 ] || [ "$code" = 503 ] || it_fail "the call from C's phone got ${code:-no final response}, want 480 or 503"
 

@@ -25,7 +25,7 @@
 # on 127.0.0.1 (sip_listen) and binds media to eth0's address (net_interface);
 # linphonec takes its address from the routing table (eth0).  baresip phones that
 # offer 127.0.0.1, so that the nodes must relay their media, are
-# pending/test_p2psip_phones_loopback.sh, outside the ctest glob until it passes.
+# test_p2psip_phones_loopback.sh.
 #
 # Fails when: a node does not join the ring; a phone's REGISTER is not answered 200;
 # a call is not established on both sides or did not cross the overlay; fewer than
@@ -56,13 +56,11 @@ declare -A NODE_HOST=([nA]=h1 [nB]=h2 [nC]=h3 [nD]=h4)
 ovl_hosts_create 4
 A=$(host_ip h1) B=$(host_ip h2) C=$(host_ip h3) D=$(host_ip h4)
 p2psip_conf "$IT_DOMAIN"
-# shellcheck disable=SC2086 # IT_P2PSIPD_ARGS: extra words, e.g. "-d"
-ovl_node_start h1 nA --server --conf "$P2PSIP_CONF" -- ${IT_P2PSIPD_ARGS:-}
+p2psip_node_start h1 nA --server --conf "$P2PSIP_CONF"
 it_wait_until 20 "A's ring" p2psip_is_member nA
 for n in nB nC nD; do
     # No --boot, no --no-multicast: they must find A by LAN multicast.
-    # shellcheck disable=SC2086
-    ovl_node_start "${NODE_HOST[$n]}" "$n" --conf "$P2PSIP_CONF" -- ${IT_P2PSIPD_ARGS:-}
+    p2psip_node_start "${NODE_HOST[$n]}" "$n" --conf "$P2PSIP_CONF"
 done
 for n in nB nC nD; do
     it_wait_until 40 "$n to find A by multicast and join the ring" p2psip_is_member "$n"
@@ -191,25 +189,7 @@ it_log "alice -> carol: established, RTP both ways across the LAN, MESSAGE deliv
 host_start h2 sniff_b "$HOSTS_PY" "$SNIFF" eth0 300
 it_wait_log sniff_b '^ready' 10
 pipes_b=$(pipes nB) pipes_d=$(pipes nD)
-mkdir -p "$IT_TMP/linus"
-cat >"$IT_TMP/linus/linphonerc" <<EOC
-[sip]
-sip_tcp_port=-1
-sip_tls_port=-1
-default_proxy=0
-auto_net_state_mon=0
-register_only_when_network_is_up=0
-[proxy_0]
-reg_proxy=<sip:$PROXY;transport=udp>
-reg_route=<sip:$PROXY;transport=udp;lr>
-reg_identity=sip:linus@$IT_DOMAIN
-reg_sendregister=0
-publish=0
-[video]
-display=0
-capture=0
-EOC
-mkfifo "$IT_TMP/linus/in" || it_fail "mkfifo $IT_TMP/linus/in"
+it_linphone_config linus "$PROXY"
 exec {linus_fd}<>"$IT_TMP/linus/in"
 HOME=$IT_TMP/linus XDG_DATA_HOME=$IT_TMP/linus XDG_CONFIG_HOME=$IT_TMP/linus \
     IT_STDIN=$IT_TMP/linus/in host_start h2 linus linphonec -c "$IT_TMP/linus/linphonerc" -S -d 0

@@ -43,11 +43,9 @@ it_wav "$IT_TMP/tone.wav" 120
 
 ovl_hosts_create 2
 p2psip_conf "$IT_DOMAIN"
-# shellcheck disable=SC2086 # IT_P2PSIPD_ARGS: extra words, e.g. "-d"
-ovl_node_start h1 nA --server --conf "$P2PSIP_CONF" -- ${IT_P2PSIPD_ARGS:-}
+p2psip_node_start h1 nA --server --conf "$P2PSIP_CONF"
 it_wait_until 20 "A's ring" p2psip_is_member nA
-# shellcheck disable=SC2086
-ovl_node_start h2 nC --conf "$P2PSIP_CONF" -- ${IT_P2PSIPD_ARGS:-}
+p2psip_node_start h2 nC --conf "$P2PSIP_CONF"
 it_wait_until 40 "h2 to find A by multicast and join the ring" p2psip_is_member nC
 
 # Media on loopback, like SIP: what a phone configured for "my node is on this host"

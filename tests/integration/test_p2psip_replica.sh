@@ -20,14 +20,11 @@
 # surviving node exits.  The log gives the time from the kill to the first call
 # that connected.
 set -u
-here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
-. "$here/overlay.sh"
+here=$(dirname "$0"); [ -f "$here/p2psip.sh" ] || here=$here/..
+. "$here/p2psip.sh"
 IT_TIMEOUT=${IT_TIMEOUT:-300}
 it_begin "$@"
 it_need sipp ip nft python3
-
-# elapsed T1 T0: T1 - T0 in seconds (date +%s.%N stamps), 3 decimals.
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 
 N=6
 CALLS=${IT_CALLS:-10}
@@ -35,26 +32,20 @@ ATTEMPTS=30
 USERS=$IT_TMP/users.csv
 it_users 1 "$USERS" bob
 AOR=sip:bob00001@$IT_DOMAIN
-printf '[p2p]\nreplicas = 2\n[sip]\ndomain = %s\n' "$IT_DOMAIN" >"$IT_TMP/phones.conf"
+p2psip_conf "$IT_DOMAIN"
+printf '[p2p]\nreplicas = 2\n' >>"$P2PSIP_CONF"
+all=()
+for ((i = 1; i <= N; i++)); do all+=("n$i"); done
 
 ovl_hosts_create "$N" --no-multicast
-BOOT=$(host_ip h1):7560
-ovl_node_start h1 n1 --server --no-multicast --conf "$IT_TMP/phones.conf"
-for ((i = 2; i <= N; i++)); do
-    ovl_node_start "h$i" "n$i" --boot "$BOOT" --no-multicast --conf "$IT_TMP/phones.conf"
-done
-for ((i = 1; i <= N; i++)); do
-    ovl_wait "n$i" 40 "n$i to be a ring member" "f('role') in ('member', 'super-node')"
-done
+ovl_ring_up 40 "${all[@]}" -- --no-multicast --conf "$P2PSIP_CONF"
 # Every leaf set complete (a ring of 6: everyone sees the 5 others), so the record is
 # placed on its final root and replicas before we look for them.
 for ((i = 1; i <= N; i++)); do
     ovl_wait "n$i" 30 "n$i to see the other $((N - 1)) in its leaf set" "f('leaf_count') >= $((N - 1))"
 done
 
-ovl_sipp h2 reg 60 register.xml -i 127.0.0.1 -p 5070 -t u1 -inf "$USERS" -key domain "$IT_DOMAIN" \
-    -key contact_hp 127.0.0.1:5080 -key expires 600 -m 1 127.0.0.1:5062
-it_sipp_expect reg $? 1
+p2psip_register h2 reg "$USERS"
 KEY=$(ovl_ctl n1 get "$AOR" | "$OVL_PY" -c 'import json,sys; r=json.load(sys.stdin); print(r[0]["key"])') ||
     it_fail "get $AOR: no record"
 it_log "$AOR: key $KEY"
@@ -68,8 +59,6 @@ sys.exit(0 if any(r["key"] == sys.argv[1] and not r["tombstone"] for r in json.l
             "$KEY" && echo "$n"
     done
 }
-all=()
-for ((i = 1; i <= N; i++)); do all+=("n$i"); done
 # The record reaches the replicas after the put's quorum: wait (bounded) for root + 2.
 # shellcheck disable=SC2016 # expanded by eval, at each poll
 it_wait_until 10 "3 nodes to store the record" eval '[ "$(holders "${all[@]}" | wc -l)" -ge 3 ]'
@@ -108,17 +97,10 @@ for ((a = 1; a <= ATTEMPTS; a++)); do
 done
 t_ok=$(date +%s.%N)
 [ "$ok" = 1 ] || it_fail "no call to $AOR connected in $ATTEMPTS attempts after the kill"
-it_log "first call connected at attempt $a, $(elapsed "$t_ok" "$t_kill") s after the kill"
+it_log "first call connected at attempt $a, $(it_elapsed "$t_ok" "$t_kill") s after the kill"
 it_stop uas_poll
 
-ovl_sipp_bg h2 uas uas_overlay.xml -i 127.0.0.1 -p 5080 -t u1 -m "$CALLS" -default_behaviors -bye
-it_wait_until 10 "bob's phone" ovl_udp_bound h2 5080
-ovl_sipp "$ch" uac 120 uac.xml -i 127.0.0.1 -p 5071 -t u1 -inf "$USERS" -key domain "$IT_DOMAIN" \
-    -m "$CALLS" -r 5 -l 5 -rsa 127.0.0.1:5062 127.0.0.1:5062
-it_sipp_expect uac $? "$CALLS"
-it_wait_until 40 "bob's phone to finish its $CALLS calls" eval "! it_alive uas"
-it_stop uas
-it_sipp_expect uas "${IT_EXIT_OF[uas]}" "$CALLS"
+p2psip_calls h2 "$ch" after "$USERS" "$CALLS" 120 -r 5 -l 5
 
 others=()
 for n in "${survivors[@]}"; do [ "$n" = n2 ] || others+=("$n"); done

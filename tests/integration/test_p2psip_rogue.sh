@@ -21,8 +21,8 @@
 # B's record changes owner or becomes a tombstone; any call from A fails; a node
 # exits.
 set -u
-here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
-. "$here/overlay.sh"
+here=$(dirname "$0"); [ -f "$here/p2psip.sh" ] || here=$here/..
+. "$here/p2psip.sh"
 IT_TIMEOUT=${IT_TIMEOUT:-240}
 it_begin "$@"
 it_need sipp ip nft python3
@@ -32,16 +32,10 @@ USERS=$IT_TMP/users.csv
 it_users 1 "$USERS" bob
 USER=bob00001
 AOR=sip:$USER@$IT_DOMAIN
-printf '[sip]\ndomain = %s\n' "$IT_DOMAIN" >"$IT_TMP/phones.conf"
+p2psip_conf "$IT_DOMAIN"
 
 ovl_hosts_create 3 --no-multicast
-BOOT=$(host_ip h1):7560
-ovl_node_start h1 nA --server --no-multicast --conf "$IT_TMP/phones.conf"
-ovl_node_start h2 nB --boot "$BOOT" --no-multicast --conf "$IT_TMP/phones.conf"
-ovl_node_start h3 nR --boot "$BOOT" --no-multicast --conf "$IT_TMP/phones.conf"
-for n in nA nB nR; do
-    ovl_wait "$n" 30 "$n to be a ring member" "f('role') in ('member', 'super-node')"
-done
+ovl_ring_up 30 nA nB nR -- --no-multicast --conf "$P2PSIP_CONF"
 idB=$(ovl_node_id nB)
 idR=$(ovl_node_id nR)
 
@@ -75,22 +69,11 @@ refused_sum() {
 }
 
 calls() {
-    local tag=$1
-    ovl_sipp_bg h2 "uas_$tag" uas_overlay.xml -i 127.0.0.1 -p 5080 -t u1 -m "$CALLS" \
-        -trace_counts -default_behaviors -bye
-    it_wait_until 10 "bob's phone on B" ovl_udp_bound h2 5080
-    ovl_sipp h1 "uac_$tag" 120 uac.xml -i 127.0.0.1 -p 5071 -t u1 -inf "$USERS" \
-        -key domain "$IT_DOMAIN" -m "$CALLS" -r 5 -l 5 -rsa 127.0.0.1:5062 127.0.0.1:5062
-    it_sipp_expect "uac_$tag" $? "$CALLS"
-    it_wait_until 40 "bob's phone to finish its $CALLS calls" eval "! it_alive uas_$tag"
-    it_stop "uas_$tag"
-    it_sipp_expect "uas_$tag" "${IT_EXIT_OF[uas_$tag]}" "$CALLS"
-    it_log "$tag: $CALLS calls from A reached bob's phone on B"
+    p2psip_calls h2 h1 "$1" "$USERS" "$CALLS" 120 -r 5 -l 5
+    it_log "$1: $CALLS calls from A reached bob's phone on B"
 }
 
-ovl_sipp h2 reg_B 60 register.xml -i 127.0.0.1 -p 5070 -t u1 -inf "$USERS" \
-    -key domain "$IT_DOMAIN" -key contact_hp 127.0.0.1:5080 -key expires 600 -m 1 127.0.0.1:5062
-it_sipp_expect reg_B $? 1
+p2psip_register h2 reg_B "$USERS"
 OWNER=$(check_records "after B's REGISTER")
 it_log "$AOR: one record, B's, owner key $OWNER"
 calls before

@@ -231,6 +231,26 @@ static unsigned drain_hs2(int ms)
     }
 }
 
+/* Sets peer to ADDR:PORT (IPv4) and opens sock, connected to it: connect() also picks
+ * the local address the kernel uses toward the peer.  0, or -1 after a message on
+ * stderr. */
+static int open_peer(const char *addr, const char *port)
+{
+    memset(&peer, 0, sizeof(peer));
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons((uint16_t)atoi(port));
+    if (inet_pton(AF_INET, addr, &peer.sin_addr) != 1) {
+        fprintf(stderr, "p2p_rogue: bad address %s\n", addr);
+        return -1;
+    }
+    sock = socket(AF_INET, SOCK_DGRAM, 0);
+    if (sock < 0 || connect(sock, (struct sockaddr *)&peer, sizeof(peer)) != 0) {
+        perror("p2p_rogue: socket");
+        return -1;
+    }
+    return 0;
+}
+
 static int flood(int argc, char **argv)
 {
     struct ovl_identity me;
@@ -246,18 +266,8 @@ static int flood(int argc, char **argv)
         fprintf(stderr, "p2p_rogue: bad secret file\n");
         return 2;
     }
-    memset(&peer, 0, sizeof(peer));
-    peer.sin_family = AF_INET;
-    peer.sin_port = htons((uint16_t)atoi(argv[3]));
-    if (inet_pton(AF_INET, argv[2], &peer.sin_addr) != 1) {
-        fprintf(stderr, "p2p_rogue: bad address %s\n", argv[2]);
+    if (open_peer(argv[2], argv[3]) != 0)
         return 2;
-    }
-    sock = socket(AF_INET, SOCK_DGRAM, 0);
-    if (sock < 0 || connect(sock, (struct sockaddr *)&peer, sizeof(peer)) != 0) {
-        perror("p2p_rogue: socket");
-        return 2;
-    }
     for (unsigned i = 0; i < n; i++) {
         struct ovl_hs hs;
         int l = ovl_hs_initiate(&hs, &me, psk, randombytes_random(), hs1, sizeof(hs1));
@@ -301,17 +311,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "p2p_rogue: bad secret file or victim ID\n");
         return 2;
     }
-    memset(&peer, 0, sizeof(peer));
-    peer.sin_family = AF_INET;
-    peer.sin_port = htons((uint16_t)atoi(argv[2]));
-    if (inet_pton(AF_INET, argv[1], &peer.sin_addr) != 1) {
-        fprintf(stderr, "p2p_rogue: bad address %s\n", argv[1]);
+    if (open_peer(argv[1], argv[2]) != 0)
         return 2;
-    }
-    sock = socket(AF_INET, SOCK_DGRAM, 0);
-    /* connect() picks the local address the kernel uses toward the peer. */
-    if (sock < 0 || connect(sock, (struct sockaddr *)&peer, sizeof(peer)) != 0 ||
-        getsockname(sock, (struct sockaddr *)&local, &ll) != 0) {
+    if (getsockname(sock, (struct sockaddr *)&local, &ll) != 0) {
         perror("p2p_rogue: socket");
         return 2;
     }
