@@ -139,6 +139,8 @@ static int collect_up(const struct overlay_peer_view *v, void *arg)
 static void save_peers(struct p2psipd *d)
 {
     struct collect_peers c;
+    uint8_t digest[sizeof(d->peers_saved_digest)];
+    crypto_generichash_state st;
 
     if (d->overlay == NULL)
         return;
@@ -146,8 +148,21 @@ static void save_peers(struct p2psipd *d)
     (void)overlay_node_peers(d->overlay, collect_up, &c);
     if (c.n == 0)
         return; /* keep what we had: an isolated node must still find the ring later */
+    /* Every row of a save gets the same time, so writing the same list again would
+     * change nothing that is read back: skip it. */
+    crypto_generichash_init(&st, NULL, 0, sizeof(digest));
+    for (size_t i = 0; i < c.n; i++) {
+        crypto_generichash_update(&st, c.peers[i].id.b, DHT_ID_LEN);
+        crypto_generichash_update(&st, &c.peers[i].addr.len, 1);
+        crypto_generichash_update(&st, c.peers[i].addr.b, c.peers[i].addr.len);
+    }
+    crypto_generichash_final(&st, digest, sizeof(digest));
+    if (sodium_memcmp(digest, d->peers_saved_digest, sizeof(digest)) == 0)
+        return;
     if (node_db_save_peers(bindings_db_sqlite(d->db), c.peers, c.n, p2p_wall_ms()) != 0)
         p2p_warn(d->log, "cannot save the overlay peers");
+    else
+        memcpy(d->peers_saved_digest, digest, sizeof(digest));
 }
 
 /* ---- the echo service on pipes (p2psipctl pipe-ping) ----------------------------- */

@@ -102,7 +102,8 @@ struct p2psipd {
     uv_timer_t save_timer;        /* every 500 ms: ends pipe pings; saves the peers every 30 s */
     bool overlay_started;
     uint64_t peers_saved_ms;
-    struct p2psipd_pipe_ping { /* "pipe-ping" requests waiting for their echo */
+    uint8_t peers_saved_digest[16]; /* of the peer list last written: unchanged, no write */
+    struct p2psipd_pipe_ping {      /* "pipe-ping" requests waiting for their echo */
         struct control_req *req;
         uint8_t nonce[8];
         uint64_t sent_us;

@@ -25,18 +25,19 @@
 #       sipp run NAME, bounded 60 s) registers the first user of USERS (it_users)
 #       with H's node, contact 127.0.0.1:5080, expires 600 (register.xml; --auth:
 #       register_auth.xml, digest); fails the test unless it got 200.
-#   p2psip_calls CALLEE CALLER TAG USERS N T [SIPP ARGS...]   N calls to the first
-#       user of USERS, registered from host CALLEE (p2psip_register): a sipp UAS
-#       there on 127.0.0.1:5080 (run uas_TAG, sipp/uas_overlay.xml, which passes only
-#       calls that crossed two nodes; -trace_counts) and a sipp UAC in host CALLER (run uac_TAG,
-#       127.0.0.1:5071, uac.xml through its node, bounded T seconds, SIPP ARGS added:
-#       e.g. "-r 5 -l 5").  Fails the test unless every call succeeded at the UAC and
-#       the UAS completed all N within 40 s of the UAC's end.
+#   p2psip_calls CALLEE CALLER TAG USERS N T WAIT [SIPP ARGS...]   N calls to the
+#       users of USERS, registered from host CALLEE: a sipp UAS there on
+#       127.0.0.1:5080 (run uas_TAG, sipp/uas_overlay.xml, which passes only calls
+#       that crossed two nodes; -trace_counts) and a sipp UAC in host CALLER (run
+#       uac_TAG, 127.0.0.1:5071, uac.xml through its node, bounded T seconds, SIPP
+#       ARGS added: e.g. "-r 5 -l 5").  Fails the test unless every call succeeded at
+#       the UAC and the UAS completed all N within WAIT s of the UAC's end.
 #   p2psip_call_round CALLEE CALLER TAG  50 AoRs bob<TAG>00001... registered by sipp
 #       on host CALLEE (127.0.0.1:5080) with its node, a UAS there, and $P2PSIP_CALLS
 #       calls (default 200, or $IT_CALLS) to them from a sipp UAC on host CALLER
-#       (127.0.0.1:5071) through its node; fails the test unless every REGISTER got
-#       200 and every call succeeded on both ends.  The UAS checks two proxies'
+#       (127.0.0.1:5071) through its node (p2psip_calls, 240 s, UAS within 60 s);
+#       fails the test unless every REGISTER got 200 and every call succeeded on
+#       both ends.  The UAS checks two proxies'
 #       Max-Forwards, three Vias and both nodes' double Record-Route
 #       (sipp/uas_overlay.xml), so it passes only for calls that crossed the overlay.
 #   p2psip_baresip_start H NAME PEER MEDIA_ADDR  a baresip for NAME@$IT_DOMAIN in H
@@ -108,15 +109,15 @@ p2psip_register() {
 }
 
 p2psip_calls() {
-    local callee=$1 caller=$2 tag=$3 users=$4 n=$5 t=$6
-    shift 6
+    local callee=$1 caller=$2 tag=$3 users=$4 n=$5 t=$6 wait=$7
+    shift 7
     ovl_sipp_bg "$callee" "uas_$tag" uas_overlay.xml -i 127.0.0.1 -p 5080 -t u1 -m "$n" \
         -trace_counts -default_behaviors -bye
     it_wait_until 10 "the phone on $callee" ovl_udp_bound "$callee" 5080
     ovl_sipp "$caller" "uac_$tag" "$t" uac.xml -i 127.0.0.1 -p 5071 -t u1 -inf "$users" \
         -key domain "$IT_DOMAIN" -m "$n" "$@" -rsa 127.0.0.1:5062 127.0.0.1:5062
     it_sipp_expect "uac_$tag" $? "$n"
-    it_wait_until 40 "the phone on $callee to finish its $n calls" eval "! it_alive uas_$tag"
+    it_wait_until "$wait" "the phone on $callee to finish its $n calls" eval "! it_alive uas_$tag"
     it_stop "uas_$tag"
     it_sipp_expect "uas_$tag" "${IT_EXIT_OF[uas_$tag]}" "$n"
 }
@@ -128,16 +129,7 @@ p2psip_call_round() {
         -inf "$users" -key domain "$IT_DOMAIN" -key contact_hp "127.0.0.1:5080" \
         -key expires 600 -default_behaviors -bye -m 50 -r 50 127.0.0.1:5062
     it_sipp_expect "reg_$tag" $? 50
-    ovl_sipp_bg "$callee" "uas_$tag" uas_overlay.xml -i 127.0.0.1 -p 5080 -t u1 \
-        -m "$P2PSIP_CALLS" -trace_counts -default_behaviors -bye
-    it_wait_until 10 "the UAS on $callee" ovl_udp_bound "$callee" 5080
-    ovl_sipp "$caller" "uac_$tag" 240 uac.xml -i 127.0.0.1 -p 5071 -t u1 \
-        -inf "$users" -key domain "$IT_DOMAIN" -trace_counts -m "$P2PSIP_CALLS" -r 50 \
-        -l 100 -rsa 127.0.0.1:5062 127.0.0.1:5062
-    it_sipp_expect "uac_$tag" $? "$P2PSIP_CALLS"
-    it_wait_until 60 "the UAS to finish its $P2PSIP_CALLS calls" eval "! it_alive uas_$tag"
-    it_stop "uas_$tag"
-    it_sipp_expect "uas_$tag" "${IT_EXIT_OF[uas_$tag]}" "$P2PSIP_CALLS"
+    p2psip_calls "$callee" "$caller" "$tag" "$users" "$P2PSIP_CALLS" 240 60 -trace_counts -r 50 -l 100
     it_log "$tag: $P2PSIP_CALLS calls from $caller to phones registered on $callee, 0 failures"
 }
 

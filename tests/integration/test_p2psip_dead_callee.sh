@@ -31,7 +31,7 @@ ovl_ring_up 30 nA nB nC -- --no-multicast --conf "$P2PSIP_CONF"
 idC=$(ovl_node_id nC)
 
 p2psip_register h3 reg "$USERS"
-p2psip_calls h3 h1 alive "$USERS" 1 60
+p2psip_calls h3 h1 alive "$USERS" 1 60 40
 it_log "a call from A reached bob's phone on C"
 
 # call_dead TAG: one call from A's phone to bob; its final response must be 408, 480

@@ -34,7 +34,7 @@ ovl_hosts_create 3 --no-multicast
 ovl_ring_up 30 nA nB nC -- --no-multicast --conf "$P2PSIP_CONF"
 
 p2psip_register h1 reg "$USERS"
-p2psip_calls h1 h3 linked "$USERS" 1 60
+p2psip_calls h1 h3 linked "$USERS" 1 60 40
 it_log "a call from C's phone reached bob's phone on A"
 
 # C's node as it reports itself: role, isolated, leaf-set size, records stored.

@@ -100,7 +100,7 @@ t_ok=$(date +%s.%N)
 it_log "first call connected at attempt $a, $(it_elapsed "$t_ok" "$t_kill") s after the kill"
 it_stop uas_poll
 
-p2psip_calls h2 "$ch" after "$USERS" "$CALLS" 120 -r 5 -l 5
+p2psip_calls h2 "$ch" after "$USERS" "$CALLS" 120 40 -r 5 -l 5
 
 others=()
 for n in "${survivors[@]}"; do [ "$n" = n2 ] || others+=("$n"); done

@@ -69,7 +69,7 @@ refused_sum() {
 }
 
 calls() {
-    p2psip_calls h2 h1 "$1" "$USERS" "$CALLS" 120 -r 5 -l 5
+    p2psip_calls h2 h1 "$1" "$USERS" "$CALLS" 120 40 -r 5 -l 5
     it_log "$1: $CALLS calls from A reached bob's phone on B"
 }
 
