@@ -174,18 +174,27 @@ static int to_phone(struct p2psipd *d, const struct sip_msg *m, const struct sip
     return replace_sdp(m, &rw, out);
 }
 
-/* Worth a parse: a message that may carry SDP, or one that ends a call. */
+/*
+ * Worth a parse: a message that may carry SDP (application/sdp anywhere, any case),
+ * or one that ends a call.  Runs on every message sent: the search jumps from '/'
+ * to '/' (a few per message), not byte by byte.
+ */
 static bool worth_parsing(const char *bytes, size_t len)
 {
     const struct p2p_slice sdp = P2P_SLICE_LIT("application/sdp");
+    const size_t slash = sizeof("application") - 1;
+    const char *end = bytes + len, *p;
 
     if ((len > 4 && memcmp(bytes, "BYE ", 4) == 0) || (len > 7 && memcmp(bytes, "CANCEL ", 7) == 0))
         return true;
     if (len > 9 && memcmp(bytes, "SIP/2.0 ", 8) == 0 && bytes[8] >= '3')
         return true;
-    for (size_t i = 0; i + sdp.len <= len; i++)
-        if ((bytes[i] | 0x20) == 'a' &&
-            p2p_slice_caseeq((struct p2p_slice){bytes + i, sdp.len}, sdp))
+    if (len < sdp.len)
+        return false;
+    for (p = memchr(bytes + slash, '/', len - slash);
+         p != NULL && (size_t)(end - p) >= sdp.len - slash;
+         p = memchr(p + 1, '/', (size_t)(end - p - 1)))
+        if (p2p_slice_caseeq((struct p2p_slice){p - slash, sdp.len}, sdp))
             return true;
     return false;
 }
