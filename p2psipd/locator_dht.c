@@ -26,6 +26,7 @@
 
 #include "control.h"
 #include "locator_local.h"
+#include "mailbox.h"
 #include "p2p/clock.h"
 #include "p2p/dht_record.h"
 #include "p2p/list.h"
@@ -76,6 +77,7 @@ struct locator_dht {
     uint64_t next_round, t_rate;
     double tokens;
     struct locator_dht_stats st;
+    struct mailbox *mb; /* offline MESSAGEs */
 };
 
 /* ---- value, key, node names ------------------------------------------------------- */
@@ -473,9 +475,29 @@ static void publish_finish(struct ldop *o, int status)
         cb(status, arg);
 }
 
+/* The AoR's record is stored: its owner record follows, and a phone that just
+ * registered gets what its mailbox holds. */
+static void aor_stored(struct locator_dht *loc, const char *aor, bool online)
+{
+    uint8_t sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+
+    aor_secret(loc, aor, sk);
+    if (crypto_sign_ed25519_sk_to_pk(pk, sk) == 0)
+        mailbox_aor_stored(loc->mb, aor, pk, sk, online);
+    sodium_memzero(sk, sizeof(sk));
+}
+
 static void local_published(int status, void *arg)
 {
-    publish_finish(arg, status);
+    struct ldop *o = arg;
+    struct locator_dht *loc = o->loc;
+    char aor[SIP_AOR_MAX];
+    bool online = !o->tombstone;
+
+    snprintf(aor, sizeof(aor), "%s", o->aor);
+    publish_finish(o, status); /* the REGISTER's 200 first, then its messages */
+    if (status == 0)
+        aor_stored(loc, aor, online);
 }
 
 /* `watch`: the AoR's record at this node is in the DHT (or its tombstone is). */
@@ -521,6 +543,8 @@ static void dht_put_done(int status, unsigned acks, void *arg)
         loc->refreshing--;
         if (status != 0)
             loc->st.put_errors++;
+        else if (o->tombstone)
+            aor_stored(loc, o->aor, false); /* gone offline: its owner record stays findable */
         op_free(o);
         return;
     }
@@ -600,12 +624,22 @@ static void op_cancel(void *ctx, void *arg)
             o->cancelled = true; /* the local locator still owes its answer */
         }
     }
+    mailbox_cancel(loc->mb, arg);
+}
+
+static int op_keep(void *ctx, const char *aor, const char *raw, size_t len,
+                   sip_locator_publish_cb cb, void *arg)
+{
+    struct locator_dht *loc = ctx;
+
+    return mailbox_keep(loc->mb, aor, raw, len, cb, arg);
 }
 
 static const struct sip_locator_ops ops = {
     .lookup = op_lookup,
     .publish = op_publish,
     .cancel = op_cancel,
+    .keep = op_keep,
 };
 
 struct sip_locator locator_dht_get(struct locator_dht *loc)
@@ -701,6 +735,11 @@ int locator_dht_new(struct locator_dht **out, struct p2psipd *d)
         free(loc);
         return -ENOMEM;
     }
+    if (mailbox_new(&loc->mb, d) != 0) {
+        free(loc->queue);
+        free(loc);
+        return -ENOMEM;
+    }
     loc->d = d;
     p2p_list_init(&loc->ops);
     *out = loc;
@@ -722,6 +761,7 @@ void locator_dht_free(struct locator_dht *loc)
         else
             op_free(o);
     }
+    mailbox_free(loc->mb);
     free(loc->queue);
     free(loc);
 }
@@ -729,4 +769,5 @@ void locator_dht_free(struct locator_dht *loc)
 void locator_dht_stats(const struct locator_dht *loc, struct locator_dht_stats *out)
 {
     *out = loc->st;
+    mailbox_stats(loc->mb, &out->mailbox);
 }

@@ -548,6 +548,14 @@ static const struct counter_field dht_fields[] = {
     FIELD(dht_counters, removed),           FIELD(dht_counters, records_refused),
     FIELD(dht_counters, records_stored),
 };
+
+static const struct counter_field mailbox_fields[] = {
+    FIELD(mailbox_stats, kept),         FIELD(mailbox_stats, keep_failed),
+    FIELD(mailbox_stats, keep_unknown), FIELD(mailbox_stats, found),
+    FIELD(mailbox_stats, delivered),    FIELD(mailbox_stats, undelivered),
+    FIELD(mailbox_stats, unopened),     FIELD(mailbox_stats, cleared),
+    FIELD(mailbox_stats, owner_puts),   FIELD(mailbox_stats, owner_put_errors),
+};
 #undef FIELD
 
 /* An object of each field of stats named in f[0..n); NULL when out of memory. */
@@ -591,6 +599,11 @@ json_t *p2psipd__overlay_counters(struct p2psipd *d)
         json_object_set_new(o, "dht", COUNTERS(c, dht_fields));
     }
     json_object_set_new(o, "types", types);
+    if (d->ldht != NULL) {
+        struct locator_dht_stats ls;
+        locator_dht_stats(d->ldht, &ls);
+        json_object_set_new(o, "mailbox", COUNTERS(&ls.mailbox, mailbox_fields));
+    }
     return o;
 }
 
@@ -716,11 +729,11 @@ static json_t *record_json(const struct dht_record *r, uint64_t now)
     dht_id_to_hex(&r->key, key);
     dht_id_to_hex(&r->value_id, vid);
     sodium_bin2hex(owner, sizeof(owner), r->owner, sizeof(r->owner));
-    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:b, s:I, s:o}", "key", key, "value_id", vid, "seq",
-                     (json_int_t)r->seq, "expires_in_s",
+    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:b, s:b, s:I, s:o}", "key", key, "value_id", vid,
+                     "seq", (json_int_t)r->seq, "expires_in_s",
                      (json_int_t)(r->expiry_ms > now ? (r->expiry_ms - now) / 1000 : 0), "owner",
-                     owner, "tombstone", r->tombstone, "value_len", (json_int_t)r->value_len,
-                     "value", r->tombstone ? json_null() : value_json(r));
+                     owner, "tombstone", r->tombstone, "mailbox", r->mailbox, "value_len",
+                     (json_int_t)r->value_len, "value", r->tombstone ? json_null() : value_json(r));
 }
 
 struct visit_ctx {

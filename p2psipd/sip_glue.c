@@ -628,6 +628,13 @@ void p2psipd__sip_stop(struct p2psipd *d)
                    (unsigned long long)s.lookups, (unsigned long long)s.lookups_remote,
                    (unsigned long long)s.puts, (unsigned long long)s.put_errors,
                    (unsigned long long)s.put_refused, (unsigned long long)s.republished);
+        p2p_notice(d->log,
+                   "offline MESSAGEs: %llu kept (%llu for unknown users, %llu failed), %llu "
+                   "delivered, %llu left for a later REGISTER",
+                   (unsigned long long)s.mailbox.kept, (unsigned long long)s.mailbox.keep_unknown,
+                   (unsigned long long)s.mailbox.keep_failed,
+                   (unsigned long long)s.mailbox.delivered,
+                   (unsigned long long)s.mailbox.undelivered);
     }
     locator_dht_free(d->ldht);
     d->ldht = NULL;
