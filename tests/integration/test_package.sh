@@ -28,7 +28,8 @@
 #     first; SIGHUP reloads.  Every system call they make (strace -f) is in the
 #     unit's SystemCallFilter= (the allow list less the ~ deny lists, expanded by
 #     systemd-analyze syscall-filter), and every socket family in its
-#     RestrictAddressFamilies=.  Both exit 0 on SIGTERM.
+#     RestrictAddressFamilies=, and every file they create, change or remove is in
+#     their data directory (ProtectSystem=strict).  Both exit 0 on SIGTERM.
 #   - dpkg -r removes everything but the conffile; dpkg -P removes that too, and
 #     the package is gone.
 # Fails when any of those breaks.
@@ -182,7 +183,8 @@ it_stop node-b
 [ "${IT_EXIT_OF[node-b]}" -eq 0 ] || it_fail "node b exited with ${IT_EXIT_OF[node-b]}"
 
 # The unit's filter, expanded, against what the nodes did.
-python3 - "$unit" "$IT_TMP/trace/a" "$IT_TMP/trace/b" >"$IT_TMP/sandbox.log" 2>&1 <<'PYEOF' ||
+python3 - "$unit" "$IT_TMP/data-a:$IT_TMP/data-b" "$IT_TMP/trace/a" "$IT_TMP/trace/b" \
+    >"$IT_TMP/sandbox.log" 2>&1 <<'PYEOF' ||
 import re, subprocess, sys
 
 def expand(name, seen):
@@ -217,8 +219,14 @@ for line in open(sys.argv[1]):
 if allow is None or families is None:
     sys.exit("the unit has no SystemCallFilter= allow list or no RestrictAddressFamilies=")
 allowed = allow - deny
-used, fams = set(), set()
-for path in sys.argv[2:]:
+# ProtectSystem=strict: the only writable place is the StateDirectory (here the data
+# directories).  A call that changed a file elsewhere would fail under the unit.
+datadirs = [d.rstrip("/") + "/" for d in sys.argv[2].split(":")]
+writes = re.compile(r'\d+\s+(?:openat\(AT_FDCWD, "([^"]+)", [A-Z_|]*O_(?:WRONLY|RDWR|CREAT)'
+                    r'|(?:mkdir|unlink|rmdir|chmod|rename|truncate)\("([^"]+)"'
+                    r'|bind\(\d+, \{sa_family=AF_UNIX, sun_path="([^"]+)")')
+used, fams, outside = set(), set(), set()
+for path in sys.argv[3:]:
     for line in open(path):
         m = re.match(r"\d+\s+(?:<\.\.\. )?([a-z_0-9]+)[( ]", line)
         if m:
@@ -226,16 +234,23 @@ for path in sys.argv[2:]:
         m = re.match(r"\d+\s+socket\((AF_[A-Z0-9]+)", line)
         if m:
             fams.add(m.group(1))
+        m = writes.match(line)
+        if m and not re.search(r"= -1 ", line):
+            f = next(g for g in m.groups() if g)
+            if not any(f.startswith(d) for d in datadirs):
+                outside.add(f)
 bad = sorted(used - allowed)
 badf = sorted(fams - families)
-print("system calls used: %d, all in the filter: %s; families %s" %
-      (len(used), not bad, " ".join(sorted(fams))))
+print("system calls used: %d, all in the filter: %s; families %s; writes outside the "
+      "data directory: %d" % (len(used), not bad, " ".join(sorted(fams)), len(outside)))
 if len(used) < 20 or "socket" not in used:
     sys.exit("the traces hold too few system calls: %s" % sorted(used))
 if bad:
     sys.exit("system calls outside the unit's SystemCallFilter: %s" % " ".join(bad))
 if badf:
     sys.exit("socket families outside RestrictAddressFamilies: %s" % " ".join(badf))
+if outside:
+    sys.exit("files changed outside the data directory: %s" % " ".join(sorted(outside)))
 PYEOF
     it_fail "the daemon does not fit the unit's sandbox: $(cat "$IT_TMP/sandbox.log")"
 it_log "$(cat "$IT_TMP/sandbox.log")"
@@ -255,4 +270,4 @@ INSTALLED=0
 st=$(dpkg-query -W -f='${db:Status-Abbrev}' "$PKG" 2>/dev/null)
 [ -z "$st" ] || [ "${st:0:2}" = un ] || it_fail "after dpkg -P the status is '$st'"
 
-it_pass "$(basename "$deb"): files, conffile, Depends, --version $version, unit verified, exposure $exposure, daemon within the sandbox's system calls and families, removed and purged"
+it_pass "$(basename "$deb"): files, conffile, Depends, --version $version, unit verified, exposure $exposure, daemon within the sandbox's system calls, families and writable directory, removed and purged"
