@@ -151,9 +151,12 @@ ip route add 224.0.0.0/4 dev lo || it_fail "cannot route multicast to lo"
 chmod 711 "$IT_TMP"
 as_nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all
            --bounding-set=-all --no-new-privs)
-for d in data-a data-b trace; do
+for d in private-a data-b trace; do
     install -d -m 0700 -o 65534 -g 65534 "$IT_TMP/$d" || it_fail "cannot make $IT_TMP/$d"
 done
+# Node a's data directory is a symbolic link, as DynamicUser= makes the StateDirectory
+# (/var/lib/p2psip -> private/p2psip).
+ln -s private-a "$IT_TMP/data-a" || it_fail "cannot link data-a"
 ctl() { it_run 20 "${as_nobody[@]}" /usr/bin/p2psipctl --data-dir "$IT_TMP/data-$1" "${@:2}"; }
 it_start node-a "${as_nobody[@]}" strace -f -qq -o "$IT_TMP/trace/a" \
     /usr/sbin/p2psipd -s --config "$conf" --data-dir "$IT_TMP/data-a"
@@ -185,7 +188,7 @@ it_stop node-b
 # The unit's filter, expanded, against what the nodes did.
 python3 - "$unit" "$IT_TMP/data-a:$IT_TMP/data-b" "$IT_TMP/trace/a" "$IT_TMP/trace/b" \
     >"$IT_TMP/sandbox.log" 2>&1 <<'PYEOF' ||
-import re, subprocess, sys
+import os, re, subprocess, sys
 
 def expand(name, seen):
     """A syscall-filter group (@name) as the set of its system calls, recursively."""
@@ -221,7 +224,9 @@ if allow is None or families is None:
 allowed = allow - deny
 # ProtectSystem=strict: the only writable place is the StateDirectory (here the data
 # directories).  A call that changed a file elsewhere would fail under the unit.
-datadirs = [d.rstrip("/") + "/" for d in sys.argv[2].split(":")]
+# (sqlite names its files by the resolved path of a linked directory.)
+datadirs = [p.rstrip("/") + "/" for d in sys.argv[2].split(":")
+            for p in (d, os.path.realpath(d))]
 writes = re.compile(r'\d+\s+(?:openat\(AT_FDCWD, "([^"]+)", [A-Z_|]*O_(?:WRONLY|RDWR|CREAT)'
                     r'|(?:mkdir|unlink|rmdir|chmod|rename|truncate)\("([^"]+)"'
                     r'|bind\(\d+, \{sa_family=AF_UNIX, sun_path="([^"]+)")')
