@@ -30,10 +30,10 @@ command -v gnuplot >/dev/null || { echo "plot.sh: gnuplot missing (scripts/deps.
 cd "$dir"
 
 # lines FILE: samples in a one-column CSV.
-lines() { grep -c '^[0-9]' "$1"; }
+lines() { grep -c '^[0-9]' "$1" || true; }
 
 # cdf_curves PANEL STYLE SYSTEM... : the gnuplot plot arguments of one panel, a curve per
-# SYSTEM whose file PANEL_SYSTEM.csv exists (empty when none does).
+# SYSTEM whose file PANEL_SYSTEM.csv has samples (empty when none has).
 declare -A colour=([p2psipd]='#1f5fbf' [dhtnode]='#d0651b' [kamailio]='#2a9d3a'
                    [kamailio-sqlite]='#8a3ab9')
 cdf_curves() {
@@ -41,7 +41,7 @@ cdf_curves() {
     shift 2
     for s in "$@"; do
         f=${panel}_$s.csv
-        [ -s "$f" ] || continue
+        [ -s "$f" ] && [ "$(lines "$f")" -gt 0 ] || continue
         [ -z "$out" ] || out+=", "
         out+="'$f' using 1:(1) smooth cnormal with $style lw 2 lc rgb '${colour[$s]}'"
         out+=" title '$s (n = $(lines "$f"))'"
