@@ -6,9 +6,12 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config libuv1-dev libsodium-dev libsqlite3-dev sqlite3
        nettle-dev libgtk-3-dev libcmocka-dev libjansson-dev)
+# dpkg-dev (dpkg-shlibdeps), file, systemd (systemd-analyze), man-db, strace: the
+# Debian package test (tests/integration/test_package.sh).
 test=(clang libclang-rt-14-dev clang-format iproute2 procps python3 sip-tester baresip nftables
-      linphone-cli xvfb)
-bench=(libosip2-dev kamailio kamailio-sqlite-modules dhtnode python3-opendht time)
+      linphone-cli xvfb dpkg-dev file systemd man-db strace)
+# gnuplot-nox: bench/plot.sh draws the benchmarks' CSVs.
+bench=(libosip2-dev kamailio kamailio-sqlite-modules dhtnode python3-opendht time gnuplot-nox)
 
 case "${1:-test}" in
 build) want=("${build[@]}") ;;
