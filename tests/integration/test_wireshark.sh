@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+#
+# test_wireshark.sh: the Wireshark dissector (scripts/wireshark/p2psip.lua) decodes
+# what p2psipd really sends, and `p2psipd --trace-pcap FILE` records the DHT messages
+# a node sends and receives, in clear (docs/OVERLAY-WIRE.md "Wireshark").
+#
+# Three hosts, multicast on: nA (-s) in h1, nB in h2 with --trace-pcap, nC in h3; nB
+# and nC find nA by LAN discovery.  No replicas (p2p.replicas = 0): only the root
+# holds a record, so nB's GET goes to it rather than being answered from nB's copy.  dumpcap captures h2's link (veth-h2 on the
+# bridge: every frame nB sends or receives) from before the nodes start.  nB puts a
+# record whose 3000-byte value makes the PUT larger than a datagram (so it takes the
+# TCP path) under a key whose root is another node (so the PUT leaves nB), and gets
+# it back.  All processes are stopped by pid; then tshark with the dissector reads
+# both files.
+#
+# The wire capture: DISCOVER queries on 7561 and MEMBER answers on 7560 with a node
+# ID of the ring and port 7560; HS1 (56 bytes, a 32-byte e), HS2 answering an HS1
+# (its receiver index is that HS1's sender index), HS3 answering an HS2; DATA frames
+# whose receiver index is one of the handshakes' indexes, with counters; DATA over
+# TCP with its u16 length; no malformed frame and no Lua error.
+# The trace: mode 0600, the startup warning in the log; every record's own ID is
+# nB's; sent messages carry nB's ID as sender, received ones the ID of nA or nC,
+# equal to the record's peer ID; PUT sent and GET sent with KEY = BLAKE2b-160 of the
+# key text (as p2psipctl hashes it, and as `get` reports it); an ACK and a PUT_REPLY
+# received; a GET_REPLY received whose RECORD has that key, the value put, the seq
+# and owner that `get` reports; no malformed message and no Lua error.
+set -u
+here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
+. "$here/overlay.sh"
+IT_TIMEOUT=${IT_TIMEOUT:-300}
+it_begin "$@"
+it_need tshark dumpcap python3 ip
+
+LUA=$IT_SRC/scripts/wireshark/p2psip.lua
+[ -f "$LUA" ] || it_fail "no dissector at $LUA"
+WIRE=$IT_TMP/wire.pcap
+TRACE=$IT_TMP/trace.pcap
+
+# tshark with the dissector, quiet about running as root; fails the test on error.
+ts() {
+    local out
+    out=$(tshark -o gui.console_open:NEVER -X "lua_script:$LUA" "$@" 2>"$IT_TMP/tshark.err") ||
+        it_fail "tshark $*: $(head -c 2000 "$IT_TMP/tshark.err")"
+    printf '%s\n' "$out"
+}
+
+# Fields as tab-separated lines, every occurrence, comma-joined.
+ts_fields() {
+    local file=$1 filter=$2 a=()
+    shift 2
+    for f in "$@"; do a+=(-e "$f"); done
+    ts -r "$file" -Y "$filter" -T fields -E separator=/t -E occurrence=a -E aggregator=, "${a[@]}"
+}
+
+ovl_hosts_create 3
+
+# ---- capture h2's link, then start the ring ----
+it_start cap dumpcap -i veth-h2 -P -w "$WIRE" -f "udp or tcp"
+it_wait_log cap "Capturing on" 20
+
+printf 'replicas = 0\nquorum = 0\n' >"$IT_TMP/p2p-extra.conf"
+ovl_node_start h1 nA --server --conf "$IT_TMP/p2p-extra.conf"
+ovl_node_start h2 nB --conf "$IT_TMP/p2p-extra.conf" -- --trace-pcap "$TRACE"
+ovl_node_start h3 nC --conf "$IT_TMP/p2p-extra.conf"
+for n in nA nB nC; do
+    ovl_wait "$n" 40 "$n to be a ring member" "f('role') in ('member', 'super-node')"
+done
+A=$(ovl_node_id nA)
+B=$(ovl_node_id nB)
+C=$(ovl_node_id nC)
+grep -q "trace-pcap: writing every DHT message, decrypted, to $TRACE" "$IT_TMP/nB.log" ||
+    it_fail "nB did not warn that the trace holds decrypted traffic"
+[ "$(stat -c %a "$TRACE")" = 600 ] || it_fail "the trace file is mode $(stat -c %a "$TRACE"), not 600"
+
+# ---- a key whose root is not nB, a put and a get from nB ----
+key=""
+for ((i = 1; i <= 40; i++)); do
+    root=$(ovl_ctl nB route "ws-key-$i" | "$OVL_PY" -c 'import json,sys; print(json.load(sys.stdin)["root"]["id"])') ||
+        it_fail "route ws-key-$i failed"
+    if [ "$root" != "$B" ]; then
+        key=ws-key-$i
+        break
+    fi
+done
+[ -n "$key" ] || it_fail "every one of 40 keys has nB as its root"
+value=$("$OVL_PY" -c 'print("v" * 3000)')
+ovl_ctl nB put "$key" "$value" --opt ttl=600 >"$IT_TMP/put.json" || it_fail "put $key failed"
+ovl_ctl nB get "$key" >"$IT_TMP/get.json" || it_fail "get $key failed"
+H=$("$OVL_PY" -c 'import hashlib,sys; print(hashlib.blake2b(sys.argv[1].encode(), digest_size=20).hexdigest())' "$key")
+read -r gkey gseq gowner gval < <("$OVL_PY" - "$IT_TMP/get.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert len(r) == 1, r
+print(r[0]["key"], r[0]["seq"], r[0]["owner"], len(r[0]["value"]))
+EOF
+) || it_fail "get returned no single record: $(head -c 500 "$IT_TMP/get.json")"
+[ "$gkey" = "$H" ] || it_fail "get reports key $gkey, BLAKE2b-160('$key') is $H"
+[ "$gval" = 3000 ] || it_fail "get returned a value of $gval bytes, not 3000"
+it_log "put and got $key (root $root, key $H) through nB"
+
+# ---- stop everything by pid: the trace is flushed, the capture closed ----
+for n in nC nB nA; do
+    it_stop "$n"
+    [ "${IT_EXIT_OF[$n]}" = 0 ] || it_fail "$n exit status ${IT_EXIT_OF[$n]}"
+done
+it_stop cap
+[ -s "$WIRE" ] || it_fail "dumpcap wrote nothing"
+
+# ---- the wire capture ----
+errs=$(ts -r "$WIRE" -V | grep -c "Lua Error") || true
+[ "$errs" = 0 ] || it_fail "$errs Lua errors dissecting the wire capture"
+bad=$(ts_fields "$WIRE" "p2psip.malformed || p2psip.tcp_len.bad || _ws.malformed" frame.number)
+[ -z "$bad" ] || it_fail "malformed frames in the wire capture: $(echo "$bad" | head -5 | tr '\n' ' ')"
+ts_fields "$WIRE" "p2psip.type == 5" udp.dstport p2psip.disc.id p2psip.disc.port \
+    p2psip.disc.flags >"$IT_TMP/disc.txt"
+ts_fields "$WIRE" "p2psip.type <= 3" p2psip.type frame.len udp.length p2psip.sender_index \
+    p2psip.receiver_index p2psip.ephemeral >"$IT_TMP/hs.txt"
+ts_fields "$WIRE" "p2psip.type == 4" p2psip.receiver_index p2psip.counter p2psip.ciphertext_len \
+    p2psip.tcp_len >"$IT_TMP/data.txt"
+"$OVL_PY" - "$IT_TMP" "$A" "$B" "$C" <<'EOF' || it_fail "the wire capture is not decoded as expected"
+import sys
+tmp, ids = sys.argv[1], set(sys.argv[2:])
+def rows(name):
+    return [l.rstrip("\n").split("\t") for l in open(f"{tmp}/{name}") if l.strip()]
+def hexnorm(s):
+    return s.replace(":", "").lower()
+ok = True
+def check(cond, what):
+    global ok
+    print(("ok: " if cond else "FAIL: ") + what, file=sys.stderr)
+    ok = ok and cond
+
+disc = rows("disc.txt")
+queries = [r for r in disc if r[0] == "7561" and int(r[3], 16) & 1]
+answers = [r for r in disc if r[0] == "7560" and int(r[3], 16) & 2]
+check(len(queries) > 0, f"DISCOVER queries on 7561: {len(queries)}")
+check(len(answers) > 0, f"DISCOVER member answers on 7560: {len(answers)}")
+check(all(hexnorm(r[1]) in ids and r[2] == "7560" for r in queries + answers),
+      "every DISCOVER names a ring node and port 7560")
+
+hs = rows("hs.txt")
+hs1 = [r for r in hs if r[0] == "1"]
+hs2 = [r for r in hs if r[0] == "2"]
+hs3 = [r for r in hs if r[0] == "3"]
+check(len(hs1) > 0 and len(hs2) > 0 and len(hs3) > 0,
+      f"handshake frames: {len(hs1)} HS1, {len(hs2)} HS2, {len(hs3)} HS3")
+check(all(r[2] == str(56 + 8) and len(hexnorm(r[5])) == 64 for r in hs1),
+      "every HS1 is 56 bytes with a 32-byte ephemeral key")
+hs1_idx = {r[3] for r in hs1}
+hs2_idx = {r[3] for r in hs2}
+check(all(r[4] in hs1_idx and len(hexnorm(r[5])) == 64 for r in hs2),
+      "every HS2 answers a captured HS1 (receiver index = its sender index)")
+check(all(r[4] in hs2_idx for r in hs3),
+      "every HS3 answers a captured HS2 (receiver index = its sender index)")
+
+data = rows("data.txt")
+idx = hs1_idx | hs2_idx
+check(len(data) > 10, f"DATA frames: {len(data)}")
+check(all(r[0] in idx for r in data), "every DATA frame's receiver index is a handshake's")
+check(all(r[1].isdigit() and r[2].isdigit() for r in data), "counters and lengths decoded")
+tcp = [r for r in data if len(r) > 3 and r[3]]
+check(len(tcp) > 0 and all(int(r[3]) == int(r[2]) + 32 for r in tcp),
+      f"DATA over TCP with its u16 length: {len(tcp)}")
+sys.exit(0 if ok else 1)
+EOF
+
+# ---- the trace ----
+errs=$(ts -r "$TRACE" -V | grep -c "Lua Error") || true
+[ "$errs" = 0 ] || it_fail "$errs Lua errors dissecting the trace"
+bad=$(ts_fields "$TRACE" "p2psip.dht.malformed || p2psip.trace.malformed || _ws.malformed" frame.number)
+[ -z "$bad" ] || it_fail "malformed records in the trace: $(echo "$bad" | head -5 | tr '\n' ' ')"
+ts_fields "$TRACE" "p2psip_trace" p2psip.trace.event p2psip.trace.self p2psip.trace.peer \
+    p2psip.dht.type p2psip.dht.sender p2psip.dht.key p2psip.dht.record.key \
+    p2psip.dht.record.seq p2psip.dht.record.owner p2psip.dht.record.value_text \
+    p2psip.trace.port >"$IT_TMP/trace.txt"
+"$OVL_PY" - "$IT_TMP/trace.txt" "$A" "$B" "$C" "$H" "$gseq" "$gowner" <<'EOF' || it_fail "the trace is not decoded as expected"
+import sys
+path, A, B, C, H, seq, owner = sys.argv[1:]
+rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+def hexnorm(s):
+    return s.replace(":", "").lower()
+ok = True
+def check(cond, what):
+    global ok
+    print(("ok: " if cond else "FAIL: ") + what, file=sys.stderr)
+    ok = ok and cond
+SENT, RECV = "0", "1"
+PING, ACK, PUT, PUT_REPLY, GET, GET_REPLY = "1", "2", "10", "11", "12", "13"
+check(len(rows) > 5, f"trace records: {len(rows)}")
+check(all(hexnorm(r[1]) == B for r in rows), "every record's own ID is nB's")
+check(all(hexnorm(r[4]) == B for r in rows if r[0] == SENT), "sent messages carry nB's ID")
+recv = [r for r in rows if r[0] == RECV]
+check(len(recv) > 0 and all(hexnorm(r[4]) in (A, C) and hexnorm(r[4]) == hexnorm(r[2])
+                            for r in recv),
+      "received messages carry nA's or nC's ID, the record's peer")
+check(all(r[10] == "7560" for r in rows if r[10]), "peer addresses decoded, port 7560")
+def has(ev, ty, pred=lambda r: True):
+    return [r for r in rows if r[0] == ev and r[3] == ty and pred(r)]
+keyed = lambda r: hexnorm(r[5]) == H
+check(len(has(SENT, PUT, keyed)) > 0, "PUT sent with KEY = BLAKE2b-160 of the key text")
+check(any(hexnorm(r[6]) == H and r[7] == seq and hexnorm(r[8]) == owner and r[9] == "v" * 3000
+          for r in has(SENT, PUT)), "the PUT's RECORD: key, seq, owner, value")
+check(len(has(RECV, ACK)) > 0, "ACK received")
+check(len(has(RECV, PUT_REPLY)) > 0, "PUT_REPLY received")
+check(len(has(SENT, GET, keyed)) > 0, "GET sent with the key")
+check(any(keyed(r) and hexnorm(r[6]) == H and r[7] == seq and hexnorm(r[8]) == owner and
+          r[9] == "v" * 3000 for r in has(RECV, GET_REPLY)),
+      "GET_REPLY received with the record: key, seq, owner, value")
+sys.exit(0 if ok else 1)
+EOF
+
+it_pass "dissector decodes discovery, handshakes, DATA (UDP, TCP) and the --trace-pcap DHT messages"
