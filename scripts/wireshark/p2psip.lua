@@ -520,7 +520,7 @@ local function dht_attr(tvb, at, code, off, n, m)
     elseif code == 3 or code == 14 then -- REQ_ID, COUNT
         if n ~= 4 then return bad("length must be 4") end
         at:add(code == 3 and d.req_id or d.count, tvb(off, 4))
-        at:append_text(": " .. tostring(tvb(off, 4):uint()))
+        at:append_text(code == 3 and string.format(": 0x%08x", tvb(off, 4):uint()) or ": " .. tostring(tvb(off, 4):uint()))
         return true
     elseif code == 4 then -- PEERS
         if n < 1 then return bad("no count") end
@@ -767,6 +767,7 @@ function p2psip_trace.dissector(tvb, pinfo, tree)
     end
     if hlen >= len then
         t:add_proto_expert_info(ef_trace, "no DHT message after the header")
+        pinfo.cols.info = "no DHT message"
         return len
     end
     local info = dissect_dht(tvb(hlen):tvb(), pinfo, tree)

@@ -36,20 +36,36 @@ LUA=$IT_SRC/scripts/wireshark/p2psip.lua
 WIRE=$IT_TMP/wire.pcap
 TRACE=$IT_TMP/trace.pcap
 
-# tshark with the dissector, quiet about running as root; fails the test on error.
+# ts OUT ARGS...: tshark with the dissector, output to OUT; fails the test on error.
 ts() {
-    local out
-    out=$(tshark -o gui.console_open:NEVER -X "lua_script:$LUA" "$@" 2>"$IT_TMP/tshark.err") ||
+    local out=$1
+    shift
+    tshark -X "lua_script:$LUA" "$@" >"$out" 2>"$IT_TMP/tshark.err" ||
         it_fail "tshark $*: $(head -c 2000 "$IT_TMP/tshark.err")"
-    printf '%s\n' "$out"
 }
 
-# Fields as tab-separated lines, every occurrence, comma-joined.
+# ts_fields OUT FILE FILTER FIELD...: the fields of the packets FILTER selects, one
+# tab-separated line per packet, every occurrence comma-joined.
 ts_fields() {
-    local file=$1 filter=$2 a=()
-    shift 2
+    local out=$1 file=$2 filter=$3 a=()
+    shift 3
     for f in "$@"; do a+=(-e "$f"); done
-    ts -r "$file" -Y "$filter" -T fields -E separator=/t -E occurrence=a -E aggregator=, "${a[@]}"
+    ts "$out" -r "$file" -Y "$filter" -T fields -E separator=/t -E occurrence=a \
+        -E aggregator=, "${a[@]}"
+}
+
+# decoded NAME FILE: no Lua error anywhere in FILE's full decode, and no packet with
+# a malformed frame or DHT message.
+decoded() {
+    local name=$1 file=$2 errs
+    ts "$IT_TMP/$name.V" -r "$file" -V
+    errs=$(grep -c "Lua Error" "$IT_TMP/$name.V") || true
+    [ "$errs" = 0 ] || it_fail "$errs Lua errors dissecting the $name capture"
+    ts_fields "$IT_TMP/$name.bad" "$file" \
+        "p2psip.malformed || p2psip.tcp_len.bad || p2psip.dht.malformed || p2psip.trace.malformed || _ws.malformed" \
+        frame.number
+    [ ! -s "$IT_TMP/$name.bad" ] ||
+        it_fail "malformed packets in the $name capture: $(head -5 "$IT_TMP/$name.bad" | tr '\n' ' ')"
 }
 
 ovl_hosts_create 3
@@ -107,16 +123,13 @@ it_stop cap
 [ -s "$WIRE" ] || it_fail "dumpcap wrote nothing"
 
 # ---- the wire capture ----
-errs=$(ts -r "$WIRE" -V | grep -c "Lua Error") || true
-[ "$errs" = 0 ] || it_fail "$errs Lua errors dissecting the wire capture"
-bad=$(ts_fields "$WIRE" "p2psip.malformed || p2psip.tcp_len.bad || _ws.malformed" frame.number)
-[ -z "$bad" ] || it_fail "malformed frames in the wire capture: $(echo "$bad" | head -5 | tr '\n' ' ')"
-ts_fields "$WIRE" "p2psip.type == 5" udp.dstport p2psip.disc.id p2psip.disc.port \
-    p2psip.disc.flags >"$IT_TMP/disc.txt"
-ts_fields "$WIRE" "p2psip.type <= 3" p2psip.type frame.len udp.length p2psip.sender_index \
-    p2psip.receiver_index p2psip.ephemeral >"$IT_TMP/hs.txt"
-ts_fields "$WIRE" "p2psip.type == 4" p2psip.receiver_index p2psip.counter p2psip.ciphertext_len \
-    p2psip.tcp_len >"$IT_TMP/data.txt"
+decoded wire "$WIRE"
+ts_fields "$IT_TMP/disc.txt" "$WIRE" "p2psip.type == 5" udp.dstport p2psip.disc.id \
+    p2psip.disc.port p2psip.disc.flags
+ts_fields "$IT_TMP/hs.txt" "$WIRE" "p2psip.type <= 3" p2psip.type frame.len udp.length \
+    p2psip.sender_index p2psip.receiver_index p2psip.ephemeral
+ts_fields "$IT_TMP/data.txt" "$WIRE" "p2psip.type == 4" p2psip.receiver_index p2psip.counter \
+    p2psip.ciphertext_len p2psip.tcp_len
 "$OVL_PY" - "$IT_TMP" "$A" "$B" "$C" <<'EOF' || it_fail "the wire capture is not decoded as expected"
 import sys
 tmp, ids = sys.argv[1], set(sys.argv[2:])
@@ -165,14 +178,11 @@ sys.exit(0 if ok else 1)
 EOF
 
 # ---- the trace ----
-errs=$(ts -r "$TRACE" -V | grep -c "Lua Error") || true
-[ "$errs" = 0 ] || it_fail "$errs Lua errors dissecting the trace"
-bad=$(ts_fields "$TRACE" "p2psip.dht.malformed || p2psip.trace.malformed || _ws.malformed" frame.number)
-[ -z "$bad" ] || it_fail "malformed records in the trace: $(echo "$bad" | head -5 | tr '\n' ' ')"
-ts_fields "$TRACE" "p2psip_trace" p2psip.trace.event p2psip.trace.self p2psip.trace.peer \
+decoded trace "$TRACE"
+ts_fields "$IT_TMP/trace.txt" "$TRACE" "p2psip_trace" p2psip.trace.event p2psip.trace.self p2psip.trace.peer \
     p2psip.dht.type p2psip.dht.sender p2psip.dht.key p2psip.dht.record.key \
     p2psip.dht.record.seq p2psip.dht.record.owner p2psip.dht.record.value_text \
-    p2psip.trace.port >"$IT_TMP/trace.txt"
+    p2psip.trace.port
 "$OVL_PY" - "$IT_TMP/trace.txt" "$A" "$B" "$C" "$H" "$gseq" "$gowner" <<'EOF' || it_fail "the trace is not decoded as expected"
 import sys
 path, A, B, C, H, seq, owner = sys.argv[1:]
@@ -208,5 +218,36 @@ check(any(keyed(r) and hexnorm(r[6]) == H and r[7] == seq and hexnorm(r[8]) == o
       "GET_REPLY received with the record: key, seq, owner, value")
 sys.exit(0 if ok else 1)
 EOF
+
+# ---- short input: truncations of the traced messages ----
+# The first 40 records cut at many lengths from 0 to the whole DHT message (the pcap
+# record shortened, the DHT length field left as it was): none may raise a Lua error,
+# and every one must be flagged malformed.
+"$OVL_PY" - "$TRACE" "$IT_TMP/cut.pcap" <<'EOF' || it_fail "cannot write the truncated trace"
+import struct, sys
+src, dst = sys.argv[1:]
+data = open(src, "rb").read()
+out = [data[:24]]
+off, n = 24, 0
+while off + 16 <= len(data) and n < 40:
+    sec, usec, incl, orig = struct.unpack("<IIII", data[off:off + 16])
+    rec = data[off + 16:off + 16 + incl]
+    off += 16 + incl
+    n += 1
+    for cut in range(70, len(rec), 7 if len(rec) < 400 else 97):
+        out.append(struct.pack("<IIII", sec, usec, cut, cut) + rec[:cut])
+open(dst, "wb").write(b"".join(out))
+EOF
+ts "$IT_TMP/cut.V" -r "$IT_TMP/cut.pcap" -V
+errs=$(grep -c "Lua Error" "$IT_TMP/cut.V") || true
+[ "$errs" = 0 ] || it_fail "$errs Lua errors dissecting truncated messages"
+ts "$IT_TMP/cut.all" -r "$IT_TMP/cut.pcap"
+ts_fields "$IT_TMP/cut.bad" "$IT_TMP/cut.pcap" "p2psip.dht.malformed || p2psip.trace.malformed" \
+    frame.number
+total=$(wc -l <"$IT_TMP/cut.all")
+flagged=$(wc -l <"$IT_TMP/cut.bad")
+[ "$total" -gt 100 ] && [ "$flagged" = "$total" ] ||
+    it_fail "$flagged of $total truncated messages flagged malformed"
+it_log "$total truncated messages: no Lua error, each flagged malformed"
 
 it_pass "dissector decodes discovery, handshakes, DATA (UDP, TCP) and the --trace-pcap DHT messages"
