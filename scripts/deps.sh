@@ -6,8 +6,10 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config libuv1-dev libsodium-dev libsqlite3-dev sqlite3
        nettle-dev libgtk-3-dev libcmocka-dev libjansson-dev)
+# tshark (test_wireshark.sh): noninteractive, wireshark-common's setuid question takes its
+# default (no); the tests run dumpcap as root.
 test=(clang libclang-rt-14-dev clang-format iproute2 procps python3 sip-tester baresip nftables
-      linphone-cli xvfb)
+      linphone-cli xvfb tshark)
 bench=(libosip2-dev kamailio kamailio-sqlite-modules dhtnode python3-opendht time)
 
 case "${1:-test}" in
