@@ -177,6 +177,63 @@ check(len(tcp) > 0 and all(int(r[3]) == int(r[2]) + 32 for r in tcp),
 sys.exit(0 if ok else 1)
 EOF
 
+# ---- short and malformed frames ----
+# The first frame of each type in the wire capture, cut at every length from 0 to
+# its own (IPv4 and UDP lengths rewritten), then with version 2, type 9 and flags 1:
+# no Lua error; every cut below 32 bytes (the shortest frame type) and every bad
+# type or flags is flagged malformed, the version as unsupported.
+"$OVL_PY" - "$WIRE" "$IT_TMP/cutwire.pcap" <<'EOF' || it_fail "cannot write the malformed frames"
+import struct, sys
+src, dst = sys.argv[1:]
+data = open(src, "rb").read()
+assert struct.unpack("<I", data[:4])[0] == 0xa1b2c3d4 and struct.unpack("<I", data[20:24])[0] == 1
+def frame(eth_ip, payload):
+    ip = bytearray(eth_ip[14:34])
+    ip[2:4] = struct.pack("!H", 20 + 8 + len(payload))
+    ip[10:12] = b"\0\0"
+    udp = bytearray(eth_ip[34:42])
+    udp[4:6] = struct.pack("!H", 8 + len(payload))
+    udp[6:8] = b"\0\0"
+    return eth_ip[:14] + bytes(ip) + bytes(udp) + payload
+seen, out, off = {}, [data[:24]], 24
+while off + 16 <= len(data):
+    sec, usec, incl, orig = struct.unpack("<IIII", data[off:off + 16])
+    pkt = data[off + 16:off + 16 + incl]
+    off += 16 + incl
+    # Ethernet, IPv4 without options, UDP, our magic
+    if len(pkt) < 46 or pkt[12:14] != b"\x08\x00" or pkt[14] != 0x45 or pkt[23] != 17:
+        continue
+    pl = pkt[42:]
+    if pl[0] != 0xB5 or pl[2] in seen:
+        continue
+    seen[pl[2]] = True
+    for cut in range(0, len(pl)):
+        out.append(struct.pack("<IIII", sec, usec, 42 + cut, 42 + cut) + frame(pkt, pl[:cut]))
+    for i, v in ((1, 2), (2, 9), (3, 1)):
+        bad = bytearray(pl)
+        bad[i] = v
+        out.append(struct.pack("<IIII", sec, usec, len(pkt), len(pkt)) + frame(pkt, bytes(bad)))
+assert sorted(seen) == [1, 2, 3, 4, 5], sorted(seen)
+open(dst, "wb").write(b"".join(out))
+EOF
+ts "$IT_TMP/cutwire.V" -r "$IT_TMP/cutwire.pcap" -V
+errs=$(grep -c "Lua Error" "$IT_TMP/cutwire.V") || true
+[ "$errs" = 0 ] || it_fail "$errs Lua errors dissecting short or malformed frames"
+ts_fields "$IT_TMP/cutwire.txt" "$IT_TMP/cutwire.pcap" "udp" udp.length p2psip.version \
+    p2psip.type p2psip.flags p2psip.malformed p2psip.version.unsupported
+"$OVL_PY" - "$IT_TMP/cutwire.txt" <<'EOF' || it_fail "short or malformed frames not flagged"
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+short = [r for r in rows if 8 < int(r[0]) < 8 + 32]
+bad = [r for r in rows if r[1] == "1" and (r[3] not in ("", "0x00") or not 1 <= int(r[2] or 0) <= 5)]
+v2 = [r for r in rows if r[1] == "2"]
+print(f"{len(rows)} frames: {len(short)} short, {len(bad)} bad type or flags, {len(v2)} version 2",
+      file=sys.stderr)
+ok = len(short) == 5 * 31 and len(bad) == 10 and len(v2) == 5
+ok = ok and all(r[4] for r in short + bad) and all(r[5] for r in v2)
+sys.exit(0 if ok else 1)
+EOF
+
 # ---- the trace ----
 decoded trace "$TRACE"
 ts_fields "$IT_TMP/trace.txt" "$TRACE" "p2psip_trace" p2psip.trace.event p2psip.trace.self p2psip.trace.peer \
