@@ -258,7 +258,7 @@ void conf_usage(FILE *f, const char *prog, const char *default_data_dir)
             "      --trace-pcap FILE  write every DHT message sent and received, decrypted,\n"
             "                         to FILE (pcap, mode 0600; at most log.trace_pcap_max\n"
             "                         MiB), for Wireshark with the p2psip dissector; a\n"
-            "                         debugging aid: FILE holds the overlay's traffic in clear\n"
+            "                         debugging aid: FILE holds overlay traffic in clear\n"
             "      --print-config     print the effective configuration and exit\n"
             "  -h, --help             this text\n"
             "  -V, --version          version\n"
