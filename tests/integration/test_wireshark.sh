@@ -6,24 +6,28 @@
 #
 # Three hosts, multicast on: nA (-s) in h1, nB in h2 with --trace-pcap, nC in h3; nB
 # and nC find nA by LAN discovery.  No replicas (p2p.replicas = 0): only the root
-# holds a record, so nB's GET goes to it rather than being answered from nB's copy.  dumpcap captures h2's link (veth-h2 on the
-# bridge: every frame nB sends or receives) from before the nodes start.  nB puts a
-# record whose 3000-byte value makes the PUT larger than a datagram (so it takes the
-# TCP path) under a key whose root is another node (so the PUT leaves nB), and gets
-# it back.  All processes are stopped by pid; then tshark with the dissector reads
-# both files.
+# holds a record, so nB's GET goes to it instead of being answered from nB's copy.
+# dumpcap captures h2's link (veth-h2 on the bridge: every frame nB sends or
+# receives) from before the nodes start.  nB puts a record whose 3000-byte value
+# makes the PUT larger than a datagram (so it takes the TCP path) under a key whose
+# root is another node (so the PUT leaves nB), and gets it back.  All processes are
+# stopped by pid; then tshark with the dissector reads both files.
 #
 # The wire capture: DISCOVER queries on 7561 and MEMBER answers on 7560 with a node
 # ID of the ring and port 7560; HS1 (56 bytes, a 32-byte e), HS2 answering an HS1
 # (its receiver index is that HS1's sender index), HS3 answering an HS2; DATA frames
 # whose receiver index is one of the handshakes' indexes, with counters; DATA over
-# TCP with its u16 length; no malformed frame and no Lua error.
+# TCP with its u16 length; no malformed frame and no Lua error.  Then one frame of
+# each type cut at every length, and with version 2, type 9, flags 1: no Lua error,
+# each cut under 32 bytes and each bad type or flags flagged malformed, version 2
+# flagged unsupported.
 # The trace: mode 0600, the startup warning in the log; every record's own ID is
 # nB's; sent messages carry nB's ID as sender, received ones the ID of nA or nC,
 # equal to the record's peer ID; PUT sent and GET sent with KEY = BLAKE2b-160 of the
-# key text (as p2psipctl hashes it, and as `get` reports it); an ACK and a PUT_REPLY
-# received; a GET_REPLY received whose RECORD has that key, the value put, the seq
-# and owner that `get` reports; no malformed message and no Lua error.
+# key text (as p2psipctl hashes it, and as `get` reports it); the PUT's RECORD and
+# the received GET_REPLY's have that key, the value put, the seq and owner that `get`
+# reports; an ACK and a PUT_REPLY received; no malformed message and no Lua error.
+# Then traced messages cut at many lengths: no Lua error, each flagged malformed.
 set -u
 here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
 . "$here/overlay.sh"
@@ -303,8 +307,9 @@ ts_fields "$IT_TMP/cut.bad" "$IT_TMP/cut.pcap" "p2psip.dht.malformed || p2psip.t
     frame.number
 total=$(wc -l <"$IT_TMP/cut.all")
 flagged=$(wc -l <"$IT_TMP/cut.bad")
-[ "$total" -gt 100 ] && [ "$flagged" = "$total" ] ||
+if [ "$total" -le 100 ] || [ "$flagged" != "$total" ]; then
     it_fail "$flagged of $total truncated messages flagged malformed"
+fi
 it_log "$total truncated messages: no Lua error, each flagged malformed"
 
 it_pass "dissector decodes discovery, handshakes, DATA (UDP, TCP) and the --trace-pcap DHT messages"
