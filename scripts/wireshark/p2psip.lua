@@ -221,14 +221,14 @@ local function dissect_frame(tvb, pinfo, tree, over_tcp)
         return info
     else
         local info = "DISCOVER"
-        local fitem2 = add_fixed(t, f.disc_id, tvb, 4, 20, "node ID") and
+        local flags_item = add_fixed(t, f.disc_id, tvb, 4, 20, "node ID") and
             add_fixed(t, f.disc_port, tvb, 24, 2, "port") and
             add_fixed(t, f.disc_flags, tvb, 26, 1, "flags")
-        if fitem2 then
+        if flags_item then
             local fl = tvb(26, 1):uint()
-            fitem2:add(f.disc_query, tvb(26, 1))
-            fitem2:add(f.disc_member, tvb(26, 1))
-            fitem2:add(f.disc_probe, tvb(26, 1))
+            flags_item:add(f.disc_query, tvb(26, 1))
+            flags_item:add(f.disc_member, tvb(26, 1))
+            flags_item:add(f.disc_probe, tvb(26, 1))
             local what = {}
             if bit.band(fl, 1) ~= 0 then what[#what + 1] = "QUERY" end
             if bit.band(fl, 2) ~= 0 then what[#what + 1] = "MEMBER" end
