@@ -6,8 +6,9 @@
  * reason) and message bytes, exactly.  The file is created mode 0600, and an existing
  * file is truncated and made 0600.  Records are buffered: nothing but the header is
  * in the file before a flush.  The cap holds for the file as written: the record that
- * would cross it and every later one are left out, whole.  A path that cannot be
- * opened is an error and *out is untouched.
+ * would cross it and every later one are left out, whole.  A write error (a file
+ * size limit, RLIMIT_FSIZE) ends the trace and is returned by flush and close.  A
+ * path that cannot be opened is an error and *out is untouched.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -217,6 +220,39 @@ static void test_cap(void **state)
     free(b);
 }
 
+static void test_write_error(void **state)
+{
+    struct fixture *f = *state;
+    struct trace_pcap *t = NULL;
+    struct rlimit old, lim;
+    struct sigaction ign, old_sa;
+    uint8_t msg[30], *b;
+    size_t len;
+
+    fake_msg(msg, sizeof(msg), 0);
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    assert_int_equal(sigaction(SIGXFSZ, &ign, &old_sa), 0);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 1000; /* the kernel refuses writes past it: EFBIG */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+    assert_int_equal(trace_pcap_open(&t, f->path, 1 << 20, &f->self, &f->log), 0);
+    for (int i = 0; i < 20; i++)
+        trace_pcap_record(t, DHT_OBS_SENT, NULL, msg, sizeof(msg), 0);
+    assert_int_equal(trace_pcap_flush(t), -EFBIG);
+    trace_pcap_record(t, DHT_OBS_SENT, NULL, msg, sizeof(msg), 0); /* ignored */
+    assert_int_equal(trace_pcap_flush(t), -EFBIG);
+    assert_int_equal(trace_pcap_close(t), -EFBIG);
+
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_int_equal(sigaction(SIGXFSZ, &old_sa, NULL), 0);
+    b = slurp(f->path, &len);
+    assert_true(len <= 1000);
+    free(b);
+}
+
 static void test_open_fails(void **state)
 {
     struct fixture *f = *state;
@@ -238,6 +274,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_existing_file_private, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buffered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_fails, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
