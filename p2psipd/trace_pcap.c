@@ -152,7 +152,7 @@ void trace_pcap_record(struct trace_pcap *t, enum dht_obs_event ev, const struct
                        const uint8_t *buf, size_t len, int reason)
 {
     struct timespec ts;
-    size_t caplen;
+    size_t caplen, origlen = TRACE_PCAP_HDR_LEN + len;
     uint8_t *p;
 
     if (t == NULL || t->off)
@@ -177,7 +177,7 @@ void trace_pcap_record(struct trace_pcap *t, enum dht_obs_event ev, const struct
     p = le32(p, (uint32_t)ts.tv_sec);
     p = le32(p, (uint32_t)(ts.tv_nsec / 1000));
     p = le32(p, (uint32_t)caplen);
-    p = le32(p, (uint32_t)caplen);
+    p = le32(p, origlen > UINT32_MAX ? UINT32_MAX : (uint32_t)origlen);
 
     memset(p, 0, TRACE_PCAP_HDR_LEN);
     memcpy(p, "P2PT", 4);
