@@ -152,7 +152,8 @@ void trace_pcap_record(struct trace_pcap *t, enum dht_obs_event ev, const struct
                        const uint8_t *buf, size_t len, int reason)
 {
     struct timespec ts;
-    size_t caplen, origlen = TRACE_PCAP_HDR_LEN + len;
+    uint64_t origlen = TRACE_PCAP_HDR_LEN + (uint64_t)len;
+    size_t caplen;
     uint8_t *p;
 
     if (t == NULL || t->off)
