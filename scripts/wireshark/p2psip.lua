@@ -288,6 +288,8 @@ function p2psip_tcp.dissector(tvb, pinfo, tree)
 end
 
 -- ---- DHT messages (docs/DHT-WIRE.md, dht/msg.c, dht/record.c) --------------------------
+-- Flags 0x01..0x40 and attributes 1..16 (PATH); what a newer version adds shows as an
+-- unknown attribute (skipped by its length, as the node does).
 
 local DHT_HEADER_LEN = 30
 local DHT_ATTRS_MAX = 64
@@ -295,6 +297,7 @@ local DHT_PEERS_MAX = 48
 local DHT_RECORDS_MAX = 8
 local DHT_IDENTS_MAX = 64
 local DHT_AVOID_MAX = 6
+local DHT_PATH_MAX = 12
 local DHT_ADDR_MAX = 18
 local DHT_ID_DIGITS = 40
 local RECORD_HEADER_LEN = 156
@@ -310,7 +313,7 @@ local dht_types = {
 local dht_attrs = {
     [1] = "KEY", [2] = "ORIGIN", [3] = "REQ_ID", [4] = "PEERS", [5] = "LEVEL", [6] = "ROOT",
     [7] = "RECORD", [8] = "STATUS", [9] = "LO", [10] = "HI", [11] = "SUMMARY", [12] = "IDENTS",
-    [13] = "SENDER_KEY", [14] = "COUNT", [15] = "AVOID",
+    [13] = "SENDER_KEY", [14] = "COUNT", [15] = "AVOID", [16] = "PATH",
 }
 
 -- STATUS: 0, a negative errno (Linux numbers), or 1 in SYNC_REPLY (list truncated).
@@ -332,6 +335,7 @@ d.flag_announce = ProtoField.bool("p2psip.dht.flags.announce", "ANNOUNCE", 8, ni
 d.flag_client = ProtoField.bool("p2psip.dht.flags.client", "CLIENT", 8, nil, 0x08)
 d.flag_maint = ProtoField.bool("p2psip.dht.flags.maint", "MAINT", 8, nil, 0x10)
 d.flag_passed = ProtoField.bool("p2psip.dht.flags.passed", "PASSED", 8, nil, 0x20)
+d.flag_trace = ProtoField.bool("p2psip.dht.flags.trace", "TRACE", 8, nil, 0x40)
 d.hops = ProtoField.uint8("p2psip.dht.hops", "Hops", base.DEC)
 d.txid = ProtoField.uint32("p2psip.dht.txid", "Transaction ID", base.HEX)
 d.sender = ProtoField.bytes("p2psip.dht.sender", "Sender node ID")
@@ -367,6 +371,10 @@ d.sender_key = ProtoField.bytes("p2psip.dht.sender_key", "Sender key (Ed25519)")
 d.count = ProtoField.uint32("p2psip.dht.count", "Count", base.DEC)
 d.avoid_count = ProtoField.uint8("p2psip.dht.avoid.count", "Nodes to avoid", base.DEC)
 d.avoid = ProtoField.bytes("p2psip.dht.avoid", "Avoid node ID")
+d.path_count = ProtoField.uint8("p2psip.dht.path.count", "Hops recorded", base.DEC)
+d.path_id = ProtoField.bytes("p2psip.dht.path.id", "Hop node ID")
+d.path_rtt = ProtoField.uint16("p2psip.dht.path.rtt_ms",
+    "Smoothed RTT to the next hop (ms; 65535: not measured yet)", base.DEC)
 d.rec_version = ProtoField.uint8("p2psip.dht.record.version", "Record version", base.DEC)
 d.rec_flags = ProtoField.uint8("p2psip.dht.record.flags", "Record flags", base.HEX)
 d.rec_tombstone = ProtoField.bool("p2psip.dht.record.tombstone", "Tombstone", 8, nil, 0x01)
@@ -390,7 +398,8 @@ local ef_dht_attr = ProtoExpert.new("p2psip.dht.attr.unknown",
 p2psip_dht.experts = {ef_dht, ef_dht_type, ef_dht_attr}
 
 -- A peer (ORIGIN, ROOT, each of PEERS): node ID 20, address length 1, address.
--- Returns the offset after it, or nil (with expert info) when it does not fit in end.
+-- Returns the offset after it and a one-line summary, or nil (with expert info) when it
+-- does not fit before stop.
 local function dht_peer(tvb, tree, off, stop, idfield, label)
     if stop - off < 21 then
         tree:add_proto_expert_info(ef_dht, label .. ": shorter than ID + address length")
@@ -420,8 +429,9 @@ local function dht_peer(tvb, tree, off, stop, idfield, label)
         pt:add(d.addr, tvb(a, alen))
         where = hex(tvb(a, alen))
     end
-    pt:append_text(string.format(": %s %s", hex(tvb(off, 20)), where))
-    return a + alen
+    local summary = string.format("%s %s", hex(tvb(off, 20)), where)
+    pt:append_text(": " .. summary)
+    return a + alen, summary
 end
 
 -- UInt64 milliseconds since the epoch as an NSTime.
@@ -512,9 +522,10 @@ local function dht_attr(tvb, at, code, off, n, m)
         if code == 1 then m.key = hex(tvb(off, 20)) end
         return true
     elseif code == 2 or code == 6 then -- ORIGIN, ROOT
-        local e = dht_peer(tvb, at, off, stop, code == 2 and d.origin or d.root,
+        local e, summary = dht_peer(tvb, at, off, stop, code == 2 and d.origin or d.root,
             code == 2 and "Origin" or "Root")
         if e == nil then return false end
+        at:append_text(": " .. summary)
         if e ~= stop then return bad("trailing bytes after the peer") end
         return true
     elseif code == 3 or code == 14 then -- REQ_ID, COUNT
@@ -606,6 +617,24 @@ local function dht_attr(tvb, at, code, off, n, m)
             at:add(d.avoid, tvb(off + 1 + 20 * i, 20))
         end
         return true
+    elseif code == 16 then -- PATH
+        if n < 1 then return bad("no count") end
+        local cnt = tvb(off, 1):uint()
+        local ci = at:add(d.path_count, tvb(off, 1))
+        if cnt == 0 or cnt > DHT_PATH_MAX then
+            ci:add_proto_expert_info(ef_dht, "count must be 1 to 12")
+            return false
+        end
+        if n ~= 1 + 22 * cnt then return bad(string.format("length must be 1 + 22 x %d", cnt)) end
+        at:append_text(string.format(": %d hops", cnt))
+        for i = 0, cnt - 1 do
+            local o = off + 1 + 22 * i
+            local ht = at:add(p2psip_dht, tvb(o, 22), string.format("Hop %d: %s", i + 1,
+                hex(tvb(o, 20))))
+            ht:add(d.path_id, tvb(o, 20))
+            ht:add(d.path_rtt, tvb(o + 20, 2))
+        end
+        return true
     end
     if n > 0 then
         at:add(d.attr_value, tvb(off, n))
@@ -642,6 +671,7 @@ local function dissect_dht(tvb, pinfo, tree)
     fi:add(d.flag_client, tvb(2, 1))
     fi:add(d.flag_maint, tvb(2, 1))
     fi:add(d.flag_passed, tvb(2, 1))
+    fi:add(d.flag_trace, tvb(2, 1))
     t:add(d.hops, tvb(3, 1))
     t:add(d.txid, tvb(4, 4))
     t:add(d.sender, tvb(8, 20))

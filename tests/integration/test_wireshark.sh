@@ -23,10 +23,12 @@
 # flagged unsupported.
 # The trace: mode 0600, the startup warning in the log; every record's own ID is
 # nB's; sent messages carry nB's ID as sender, received ones the ID of nA or nC,
-# equal to the record's peer ID; PUT sent and GET sent with KEY = BLAKE2b-160 of the
-# key text (as p2psipctl hashes it, and as `get` reports it); the PUT's RECORD and
-# the received GET_REPLY's have that key, the value put, the seq and owner that `get`
-# reports; an ACK and a PUT_REPLY received; no malformed message and no Lua error.
+# equal to the record's peer ID; route's LOOKUP sent with the key and the TRACE flag,
+# its LOOKUP_REPLY with a PATH from nB to the root route named; PUT sent and GET sent
+# with KEY = BLAKE2b-160 of the key text (as p2psipctl hashes it, and as `get`
+# reports it); the PUT's RECORD and the received GET_REPLY's have that key, the value
+# put, the seq and owner that `get` reports; an ACK and a PUT_REPLY received; no
+# malformed message and no Lua error.
 # Then traced messages cut at many lengths: no Lua error, each flagged malformed.
 set -u
 here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
@@ -243,10 +245,10 @@ decoded trace "$TRACE"
 ts_fields "$IT_TMP/trace.txt" "$TRACE" "p2psip_trace" p2psip.trace.event p2psip.trace.self p2psip.trace.peer \
     p2psip.dht.type p2psip.dht.sender p2psip.dht.key p2psip.dht.record.key \
     p2psip.dht.record.seq p2psip.dht.record.owner p2psip.dht.record.value_text \
-    p2psip.trace.port
-"$OVL_PY" - "$IT_TMP/trace.txt" "$A" "$B" "$C" "$H" "$gseq" "$gowner" <<'EOF' || it_fail "the trace is not decoded as expected"
+    p2psip.trace.port p2psip.dht.flags.trace p2psip.dht.path.id
+"$OVL_PY" - "$IT_TMP/trace.txt" "$A" "$B" "$C" "$H" "$gseq" "$gowner" "$root" <<'EOF' || it_fail "the trace is not decoded as expected"
 import sys
-path, A, B, C, H, seq, owner = sys.argv[1:]
+path, A, B, C, H, seq, owner, root = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 def hexnorm(s):
     return s.replace(":", "").lower()
@@ -256,7 +258,7 @@ def check(cond, what):
     print(("ok: " if cond else "FAIL: ") + what, file=sys.stderr)
     ok = ok and cond
 SENT, RECV = "0", "1"
-PING, ACK, PUT, PUT_REPLY, GET, GET_REPLY = "1", "2", "10", "11", "12", "13"
+ACK, LOOKUP, LOOKUP_REPLY, PUT, PUT_REPLY, GET, GET_REPLY = "2", "8", "9", "10", "11", "12", "13"
 check(len(rows) > 5, f"trace records: {len(rows)}")
 check(all(hexnorm(r[1]) == B for r in rows), "every record's own ID is nB's")
 check(all(hexnorm(r[4]) == B for r in rows if r[0] == SENT), "sent messages carry nB's ID")
@@ -268,6 +270,13 @@ check(all(r[10] == "7560" for r in rows if r[10]), "peer addresses decoded, port
 def has(ev, ty, pred=lambda r: True):
     return [r for r in rows if r[0] == ev and r[3] == ty and pred(r)]
 keyed = lambda r: hexnorm(r[5]) == H
+check(len(has(SENT, LOOKUP, lambda r: keyed(r) and r[11] in ("1", "True"))) > 0,
+      "route's LOOKUP sent with the key and the TRACE flag")
+def path_ok(r):
+    hops = [hexnorm(h) for h in r[12].split(",") if h]
+    return len(hops) >= 2 and hops[0] == B and hops[-1] == root
+check(any(keyed(r) and path_ok(r) for r in has(RECV, LOOKUP_REPLY)),
+      "LOOKUP_REPLY received with PATH from nB to the root route named")
 check(len(has(SENT, PUT, keyed)) > 0, "PUT sent with KEY = BLAKE2b-160 of the key text")
 check(any(hexnorm(r[6]) == H and r[7] == seq and hexnorm(r[8]) == owner and r[9] == "v" * 3000
           for r in has(SENT, PUT)), "the PUT's RECORD: key, seq, owner, value")
