@@ -378,6 +378,7 @@ d.path_rtt = ProtoField.uint16("p2psip.dht.path.rtt_ms",
 d.rec_version = ProtoField.uint8("p2psip.dht.record.version", "Record version", base.DEC)
 d.rec_flags = ProtoField.uint8("p2psip.dht.record.flags", "Record flags", base.HEX)
 d.rec_tombstone = ProtoField.bool("p2psip.dht.record.tombstone", "Tombstone", 8, nil, 0x01)
+d.rec_mailbox = ProtoField.bool("p2psip.dht.record.mailbox", "Mailbox", 8, nil, 0x02)
 d.rec_key = ProtoField.bytes("p2psip.dht.record.key", "Key")
 d.rec_value_id = ProtoField.bytes("p2psip.dht.record.value_id", "Value ID")
 d.rec_seq = ProtoField.uint64("p2psip.dht.record.seq", "Sequence", base.DEC)
@@ -454,8 +455,9 @@ local function dht_record(tvb, tree, off, n)
     end
     local fl = tree:add(d.rec_flags, tvb(off + 1, 1))
     fl:add(d.rec_tombstone, tvb(off + 1, 1))
+    fl:add(d.rec_mailbox, tvb(off + 1, 1))
     local flags = tvb(off + 1, 1):uint()
-    if bit.band(flags, 0xfe) ~= 0 then
+    if bit.band(flags, 0xfc) ~= 0 then
         fl:add_proto_expert_info(ef_dht, "unknown record flag bits")
         return false
     end
@@ -486,8 +488,9 @@ local function dht_record(tvb, tree, off, n)
             "record attribute is %d bytes, the record %d", n, RECORD_HEADER_LEN + vlen))
         return false
     end
-    tree:append_text(string.format(": key %s seq %s%s", hex(tvb(off + 2, 20)):sub(1, 8),
-        tostring(tvb(off + 42, 8):uint64()), bit.band(flags, 1) ~= 0 and " (tombstone)" or ""))
+    tree:append_text(string.format(": key %s seq %s%s%s", hex(tvb(off + 2, 20)):sub(1, 8),
+        tostring(tvb(off + 42, 8):uint64()), bit.band(flags, 1) ~= 0 and " (tombstone)" or "",
+        bit.band(flags, 2) ~= 0 and " (mailbox)" or ""))
     if vlen > 0 then
         local vr = tvb(off + RECORD_HEADER_LEN, vlen)
         tree:add(d.rec_value, vr)

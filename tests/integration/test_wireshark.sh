@@ -29,7 +29,9 @@
 # reports it); the PUT's RECORD and the received GET_REPLY's have that key, the value
 # put, the seq and owner that `get` reports; an ACK and a PUT_REPLY received; no
 # malformed message and no Lua error.
-# Then traced messages cut at many lengths: no Lua error, each flagged malformed.
+# Then traced messages cut at many lengths: no Lua error, each flagged malformed; the
+# traced PUT's RECORD with the mailbox flag decoded as such, with a tombstone flag
+# beside its value or an unknown flag bit flagged malformed.
 set -u
 here=$(dirname "$0"); [ -f "$here/overlay.sh" ] || here=$here/..
 . "$here/overlay.sh"
@@ -320,5 +322,38 @@ if [ "$total" -le 100 ] || [ "$flagged" != "$total" ]; then
     it_fail "$flagged of $total truncated messages flagged malformed"
 fi
 it_log "$total truncated messages: no Lua error, each flagged malformed"
+
+# ---- record flags: the traced PUT's RECORD with flags 0x02 (a mailbox value: decoded),
+# 0x03 (a tombstone with a value) and 0x04 (an unknown bit): both flagged malformed ----
+"$OVL_PY" - "$TRACE" "$IT_TMP/flags.pcap" <<'EOF' || it_fail "no PUT with a RECORD in the trace"
+import struct, sys
+src, dst = sys.argv[1:]
+data = open(src, "rb").read()
+off = 24
+while off + 16 <= len(data):
+    incl = struct.unpack("<IIII", data[off:off + 16])[2]
+    hdr, rec = data[off:off + 16], data[off + 16:off + 16 + incl]
+    off += 16 + incl
+    if len(rec) > 72 and rec[70 + 1] == 10:  # a PUT
+        a = 70 + 30
+        while a + 4 <= len(rec):
+            code, alen = struct.unpack("!HH", rec[a:a + 4])
+            if code == 7:
+                out = [data[:24]]
+                for fl in (0x02, 0x03, 0x04):
+                    r = bytearray(rec)
+                    r[a + 4 + 1] = fl
+                    out.append(hdr + bytes(r))
+                open(dst, "wb").write(b"".join(out))
+                sys.exit(0)
+            a += 4 + alen
+sys.exit(1)
+EOF
+ts_fields "$IT_TMP/flags.txt" "$IT_TMP/flags.pcap" "p2psip_trace" p2psip.dht.record.mailbox \
+    p2psip.dht.record.tombstone p2psip.dht.malformed
+flags=$(tr '\t\n' ' |' <"$IT_TMP/flags.txt")
+# mailbox, not a tombstone, well-formed | a tombstone with a value: malformed | bit 2: malformed
+[[ $flags =~ ^(1|True)\ (0|False)\ \|[^|]*\ [^\ |]+\|[^|]*\ [^\ |]+\|$ ]] ||
+    it_fail "record flags 0x02, 0x03, 0x04 decoded as: $flags"
 
 it_pass "dissector decodes discovery, handshakes, DATA (UDP, TCP) and the --trace-pcap DHT messages"
