@@ -81,6 +81,8 @@ static const struct key keys[] = {
     {"log.level", K_LOGLEVEL, OFF(log.level), 0, 0},
     {"log.syslog", K_BOOL, OFF(log.syslog), 0, 0},
     {"log.trace", K_BOOL, OFF(log.trace), 0, 0},
+    {"log.trace_pcap", K_PATH, OFF(log.trace_pcap), 0, 0},
+    {"log.trace_pcap_max", K_U32, OFF(log.trace_pcap_max), 1, 65536},
     {"p2p.port", K_PORT, OFF(p2p.port), 0, 65535},
     {"p2p.servers", K_SERVERS, 0, 0, 0},
     {"p2p.server", K_BOOL, OFF(p2p.server), 0, 0},
@@ -132,6 +134,7 @@ void conf_defaults(struct conf *c)
     c->log.level = P2P_LOG_NOTICE;
     c->log.syslog = false;
     c->log.trace = false;
+    c->log.trace_pcap_max = 256;
     c->p2p.port = CONF_DEFAULT_P2P_PORT;
     c->p2p.server = false;
     c->p2p.multicast = true;
@@ -903,8 +906,9 @@ int conf_format(const struct conf *c, struct p2p_buf *out)
         }
         PUT("\n");
     }
-    PUT("\n[log]\nlevel = %s\nsyslog = %s\ntrace = %s\n", level_names[c->log.level],
-        onoff(c->log.syslog), onoff(c->log.trace));
+    PUT("\n[log]\nlevel = %s\nsyslog = %s\ntrace = %s\ntrace_pcap =%s%s\ntrace_pcap_max = %u\n",
+        level_names[c->log.level], onoff(c->log.syslog), onoff(c->log.trace),
+        c->log.trace_pcap[0] ? " " : "", c->log.trace_pcap, (unsigned)c->log.trace_pcap_max);
     PUT("\n[p2p]\nport = %u\nserver = %s\n", (unsigned)c->p2p.port, onoff(c->p2p.server));
     PUT("servers =");
     for (size_t i = 0; i < c->p2p.server_count; i++) {

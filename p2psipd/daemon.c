@@ -236,6 +236,10 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
     if (next->timers.t1_ms != cur->timers.t1_ms || next->timers.t2_ms != cur->timers.t2_ms ||
         next->timers.t4_ms != cur->timers.t4_ms)
         p2p_warn(d->log, "reload: timers.* need a restart; keeping the running values");
+    if (strcmp(next->log.trace_pcap, cur->log.trace_pcap) != 0 ||
+        next->log.trace_pcap_max != cur->log.trace_pcap_max)
+        p2p_warn(d->log, "reload: log.trace_pcap and log.trace_pcap_max need a restart; "
+                         "keeping the running values");
     if (!same_p2p(&next->p2p, &cur->p2p))
         p2p_warn(d->log, "reload: p2p.* need a restart; keeping the running values");
     /* The registrar's policy and the accounts are applied by p2psipd__sip_reconfigure();
@@ -255,6 +259,8 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
     memcpy(next->control, cur->control, sizeof(next->control));
     next->timers = cur->timers;
     next->p2p = cur->p2p;
+    memcpy(next->log.trace_pcap, cur->log.trace_pcap, sizeof(next->log.trace_pcap));
+    next->log.trace_pcap_max = cur->log.trace_pcap_max;
 }
 
 int p2psipd_reload(struct p2psipd *d)

@@ -1,7 +1,8 @@
 /*
  * overlay_glue.c: the daemon's overlay side: identity, the DHT store, the overlay
- * node, health -> registrar, saved peers, the -d trace of P2P messages, and the
- * control commands that show and use the overlay (docs/CONTROL.md).
+ * node, health -> registrar, saved peers, the -d trace of P2P messages and the
+ * --trace-pcap file (trace_pcap.h), and the control commands that show and use the
+ * overlay (docs/CONTROL.md).
  *
  * Design.  p2psipd__overlay_start() loads (or creates) the node's identity from the
  * daemon's sqlite file, attaches the DHT store to the same connection (the locator
@@ -35,6 +36,7 @@
 #include "locator_dht.h"
 #include "locator_local.h"
 #include "node_db.h"
+#include "trace_pcap.h"
 #include "p2p/clock.h"
 #include "p2p/dht_msg.h"
 #include "p2p/dht_store.h"
@@ -111,6 +113,7 @@ static void on_observe(void *arg, enum dht_obs_event ev, const struct dht_peer *
     unsigned type = len > 1 ? buf[1] : 0;
     json_t *o;
 
+    trace_pcap_record(d->pcap, ev, peer, buf, len, reason);
     if (!trace && !watched)
         return;
     m = malloc(sizeof(*m));
@@ -278,6 +281,7 @@ static void on_save_timer(uv_timer_t *h)
     pings_sweep(d, false);
     if (d->ldht != NULL)
         locator_dht_tick(d->ldht, now);
+    (void)trace_pcap_flush(d->pcap); /* an error is logged once and ends the trace */
     if (now - d->peers_saved_ms >= SAVE_PEERS_MS) {
         d->peers_saved_ms = now;
         save_peers(d);
@@ -346,6 +350,27 @@ static void resolve_bootstrap(struct p2psipd *d, struct overlay_node_config *cfg
     }
 }
 
+/* --trace-pcap: the file is opened before the node sends anything. */
+static int open_trace(struct p2psipd *d)
+{
+    const char *path = d->conf.log.trace_pcap;
+    int rc;
+
+    if (path[0] == '\0')
+        return 0;
+    rc = trace_pcap_open(&d->pcap, path, (uint64_t)d->conf.log.trace_pcap_max << 20,
+                         &d->identity.id, d->log);
+    if (rc != 0) {
+        p2p_err(d->log, "trace-pcap: %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    p2p_warn(d->log,
+             "trace-pcap: writing every DHT message, decrypted, to %s (at most %u MiB): "
+             "the file holds the overlay's traffic in clear; a debugging aid only",
+             path, (unsigned)d->conf.log.trace_pcap_max);
+    return 0;
+}
+
 int p2psipd__overlay_start(struct p2psipd *d)
 {
     struct overlay_node_config cfg;
@@ -362,6 +387,9 @@ int p2psipd__overlay_start(struct p2psipd *d)
     }
     dht_id_to_hex(&d->identity.id, hex);
     p2p_notice(d->log, "node ID %s (%s)", hex, created ? "new identity" : "from the database");
+    rc = open_trace(d);
+    if (rc != 0)
+        return rc;
 
     dht_store_config_init(&scfg);
     rc = dht_store_attach(&d->store, &scfg, bindings_db_sqlite(d->db), p2p_wall_ms());
@@ -441,6 +469,11 @@ void p2psipd__overlay_stop(struct p2psipd *d)
 
 void p2psipd__overlay_free(struct p2psipd *d)
 {
+    if (d->pcap != NULL) {
+        if (trace_pcap_close(d->pcap) != 0)
+            p2p_warn(d->log, "trace-pcap: %s is incomplete", d->conf.log.trace_pcap);
+        d->pcap = NULL;
+    }
     if (d->store != NULL) {
         if (dht_store_flush(d->store) != 0)
             p2p_warn(d->log, "DHT store: the last changes could not be written");

@@ -42,6 +42,7 @@ struct sip_digest;
 struct sip_msg;
 struct sip_proxy;
 struct sip_registrar;
+struct trace_pcap;
 
 /* SIP counters (the control socket will show them). */
 struct p2psipd_sip_stats {
@@ -99,6 +100,7 @@ struct p2psipd {
     struct dht_store *store;      /* DHT records, on the database's connection */
     struct overlay_node *overlay; /* sockets, channels, the DHT node */
     struct overlay_media *media;  /* media anchoring: RTP relayed over pipes */
+    struct trace_pcap *pcap;      /* --trace-pcap, NULL when off */
     uv_timer_t save_timer;        /* every 500 ms: ends pipe pings; saves the peers every 30 s */
     bool overlay_started;
     uint64_t peers_saved_ms;

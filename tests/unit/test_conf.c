@@ -129,6 +129,8 @@ static void test_sections_dotted_and_comments(void **state)
                           "[log]\n"
                           "level = info\n"
                           "trace = On\n"
+                          "trace_pcap = /var/tmp/node.pcap\n"
+                          "trace_pcap_max = 16\n"
                           "[p2p]\n"
                           "port = 4000\n"
                           "servers = node1.example.org:4000, 10.1.2.3:4001,[::1]:4002\n"
@@ -157,6 +159,8 @@ static void test_sections_dotted_and_comments(void **state)
     assert_int_equal(c.auth.algorithms, CONF_DIGEST_MD5_SESS);
     assert_int_equal(c.log.level, P2P_LOG_INFO);
     assert_true(c.log.trace);
+    assert_string_equal(c.log.trace_pcap, "/var/tmp/node.pcap");
+    assert_int_equal(c.log.trace_pcap_max, 16);
     assert_int_equal(c.p2p.port, 4000);
     assert_int_equal(c.p2p.server_count, 3);
     assert_string_equal(c.p2p.servers[0].host, "node1.example.org");
@@ -198,6 +202,7 @@ static void test_bad_lines(void **state)
         {"[sip]\nport = 1\n# x\nport = 2\n",
          "t.conf:4: duplicate key 'sip.port' (first set on line 2)"},
         {"sip.port =\n", "t.conf:1: sip.port: missing value"},
+        {"log.trace_pcap_max = 0\n", "t.conf:1: log.trace_pcap_max: 0 is out of range (1-65536)"},
         {"sip.port = 0\n", "t.conf:1: sip.port: '0' is not a port number (1-65535)"},
         {"sip.port = 65536\n", "t.conf:1: sip.port: '65536' is not a port number (1-65535)"},
         {"sip.port = 50x\n", "t.conf:1: sip.port: '50x' is not a port number (1-65535)"},
@@ -387,7 +392,8 @@ static void test_args(void **state)
     assert_int_equal(parse(&a, err, "-sd", "-p", "5070", "-P4000", "--servers",
                            "10.0.0.1:4000,[2001:db8::7]:4001,boot.example.org:4002",
                            "--listen=::1,127.0.0.1", "--data-dir", "/tmp/d", "--config",
-                           "/etc/p.conf", "--accounts=/etc/acc", NULL),
+                           "/etc/p.conf", "--accounts=/etc/acc", "--trace-pcap", "/tmp/t.pcap",
+                           NULL),
                      0);
     assert_string_equal(a.config_path, "/etc/p.conf");
     assert_false(a.help);
@@ -412,6 +418,8 @@ static void test_args(void **state)
     assert_string_equal(c.sip.listen[1].host, "127.0.0.1");
     assert_string_equal(c.data_dir, "/tmp/d");
     assert_string_equal(c.auth.accounts, "/etc/acc");
+    assert_string_equal(c.log.trace_pcap, "/tmp/t.pcap");
+    assert_int_equal(c.log.trace_pcap_max, 256); /* MiB, the default cap */
 
     assert_int_equal(parse(&a, err, "--help", NULL), 0);
     assert_true(a.help);

@@ -115,6 +115,10 @@ struct conf_logcfg {
     enum p2p_log_level level;
     bool syslog; /* log to syslog (LOG_DAEMON) instead of stderr */
     bool trace;  /* trace every SIP message in and out (at debug level) */
+    /* --trace-pcap: every DHT message sent and received, decrypted, into this pcap
+     * file (p2psipd/trace_pcap.h); "" = none.  A debugging aid, never a default. */
+    char trace_pcap[CONF_PATH_MAX];
+    uint32_t trace_pcap_max; /* MiB; the file stops growing at this size */
 };
 
 /* Default P2P port (UDP for DHT messages, TCP for large messages and pipes) and the
