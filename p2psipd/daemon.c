@@ -233,6 +233,9 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
         p2p_warn(d->log, "reload: data_dir needs a restart; keeping %s", cur->data_dir);
     if (strcmp(next->control, cur->control) != 0)
         p2p_warn(d->log, "reload: control needs a restart; keeping %s", cur->control);
+    if (next->metrics.port != cur->metrics.port ||
+        (next->metrics.port != 0 && strcmp(next->metrics.addr.host, cur->metrics.addr.host) != 0))
+        p2p_warn(d->log, "reload: metrics_listen needs a restart; keeping the running value");
     if (next->timers.t1_ms != cur->timers.t1_ms || next->timers.t2_ms != cur->timers.t2_ms ||
         next->timers.t4_ms != cur->timers.t4_ms)
         p2p_warn(d->log, "reload: timers.* need a restart; keeping the running values");
@@ -253,6 +256,7 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
     next->sip = cur->sip;
     memcpy(next->data_dir, cur->data_dir, sizeof(next->data_dir));
     memcpy(next->control, cur->control, sizeof(next->control));
+    next->metrics = cur->metrics;
     next->timers = cur->timers;
     next->p2p = cur->p2p;
 }
@@ -287,6 +291,8 @@ int p2psipd_reload(struct p2psipd *d)
         p2p_log_init(d->log, ident, next.log.level, next.log.syslog);
     }
     d->log->level = next.log.level;
+    d->log->limit_burst = next.log.burst;
+    d->log->limit_rate = next.log.rate;
 
     d->conf = next;
     d->reloads++;
