@@ -160,6 +160,8 @@ int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const
         rc = p2psipd__overlay_start(d);
     if (rc == 0)
         rc = p2psipd__overlay_register(d);
+    if (rc == 0)
+        rc = p2psipd__metrics_start(d);
     if (rc != 0) {
         p2psipd_stop(d); /* closes what was opened; uv_run() then returns */
         return rc;
@@ -173,6 +175,7 @@ void p2psipd_stop(struct p2psipd *d)
         return;
     d->stopping = true;
     p2psipd__control_stop(d); /* first: no request reaches a part that is closing */
+    p2psipd__metrics_stop(d); /* and no scrape */
     /* The overlay first: its pending operations complete while the SIP side lives. */
     p2psipd__overlay_stop(d);
     p2psipd__sip_stop(d);
