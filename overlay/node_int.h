@@ -152,6 +152,7 @@ struct cand {
 struct overlay_node {
     uv_loop_t *loop;
     struct p2p_log *log;
+    struct p2p_log_limit peer_log; /* lines peers can cause (log.h) */
     struct overlay_node_config cfg;
     struct overlay_node_ops ops;
     const struct ovl_identity *me;

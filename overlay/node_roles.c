@@ -584,8 +584,8 @@ static void on_attach(struct overlay_node *n, struct peer *p)
         char a[64];
         char hex[DHT_ID_HEX_LEN + 1];
         dht_id_to_hex(&p->id, hex);
-        p2p_info(n->log, "overlay: client %.8s attached from %s", hex,
-                 overlay_addr_text(&p->addr, a, sizeof(a)));
+        p2p_info_rl(n->log, &n->peer_log, uv_now(n->loop), "overlay: client %.8s attached from %s",
+                    hex, overlay_addr_text(&p->addr, a, sizeof(a)));
     }
     p->client = true;
     send_attach_ack(n, p, 0);
