@@ -103,11 +103,15 @@ static const struct {
 
 /* ---- observations ---------------------------------------------------------------------- */
 
+static void observe_at(struct p2psipd *d, enum p2psipd_lat which, uint64_t start_ns,
+                       uint64_t now_ns)
+{
+    p2p_hist_observe(&d->lat[which], now_ns > start_ns ? (now_ns - start_ns) / 1000 : 0);
+}
+
 void p2psipd__observe(struct p2psipd *d, enum p2psipd_lat which, uint64_t start_ns)
 {
-    uint64_t now = uv_hrtime();
-
-    p2p_hist_observe(&d->lat[which], now > start_ns ? (now - start_ns) / 1000 : 0);
+    observe_at(d, which, start_ns, uv_hrtime());
 }
 
 /* FNV-1a, 64 bits, over one more piece of a key. */
@@ -166,48 +170,48 @@ static bool stale(const struct p2psipd *d, const struct timing *t, uint64_t now_
     return now_ns - t->t0_ns > 64ull * d->conf.timers.t1_ms * 1000000ull;
 }
 
-void p2psipd__sip_timing_request(struct p2psipd *d, const struct sip_msg *msg)
+void p2psipd__sip_timing_request(struct p2psipd *d, const struct sip_msg *msg, uint64_t now_ns)
 {
     struct p2psipd_metrics *m = d->metrics;
     enum timing_kind kind;
     struct timing *t;
-    uint64_t key, now = uv_hrtime();
+    uint64_t key;
 
     if (m == NULL || !msg->is_request || !timing_key(msg, NULL, &key, &kind))
         return;
     t = &m->slots[key & (TIMING_SLOTS - 1)];
-    if (t->kind != T_FREE && t->key == key && !stale(d, t, now))
+    if (t->kind != T_FREE && t->key == key && !stale(d, t, now_ns))
         return; /* a retransmission: timed from the first copy */
-    if (t->kind != T_FREE && !t->done && !stale(d, t, now))
+    if (t->kind != T_FREE && !t->done && !stale(d, t, now_ns))
         m->evicted++;
     t->key = key;
-    t->t0_ns = now;
+    t->t0_ns = now_ns;
     t->kind = (uint8_t)kind;
     t->done = false;
 }
 
 void p2psipd__sip_timing_response(struct p2psipd *d, const struct sip_msg *msg,
-                                  const struct sip_via *via)
+                                  const struct sip_via *via, uint64_t now_ns)
 {
     struct p2psipd_metrics *m = d->metrics;
     enum timing_kind kind;
     struct timing *t;
-    uint64_t key, now = uv_hrtime();
+    uint64_t key;
 
     if (m == NULL || msg->is_request || !timing_key(msg, via, &key, &kind))
         return;
     t = &m->slots[key & (TIMING_SLOTS - 1)];
     if (t->kind != (uint8_t)kind || t->key != key || t->done)
         return;
-    if (stale(d, t, now)) {
+    if (stale(d, t, now_ns)) {
         t->kind = T_FREE;
         return;
     }
     if (kind == T_REGISTER && msg->status >= 200) {
-        p2psipd__observe(d, P2PSIPD_LAT_REGISTER, t->t0_ns);
+        observe_at(d, P2PSIPD_LAT_REGISTER, t->t0_ns, now_ns);
         t->done = true;
     } else if (kind == T_INVITE && msg->status >= 180 && msg->status < 300) {
-        p2psipd__observe(d, P2PSIPD_LAT_CALL_SETUP, t->t0_ns);
+        observe_at(d, P2PSIPD_LAT_CALL_SETUP, t->t0_ns, now_ns);
         t->done = true;
     } else if (kind == T_INVITE && msg->status >= 300) {
         t->done = true; /* the call failed: no setup time */

@@ -206,10 +206,10 @@ int p2psipd__metrics_text(struct p2psipd *d, struct p2p_buf *out);
 void p2psipd__observe(struct p2psipd *d, enum p2psipd_lat which, uint64_t start_ns);
 /* A request from a phone (the SIP transport) has arrived: REGISTER and INVITE are
  * timed until p2psipd__sip_timing_response() sees their answer leave (msg is the
- * response, via its top Via). */
-void p2psipd__sip_timing_request(struct p2psipd *d, const struct sip_msg *msg);
+ * response, via its top Via).  now_ns is uv_hrtime() (a test's fake clock). */
+void p2psipd__sip_timing_request(struct p2psipd *d, const struct sip_msg *msg, uint64_t now_ns);
 void p2psipd__sip_timing_response(struct p2psipd *d, const struct sip_msg *msg,
-                                  const struct sip_via *via);
+                                  const struct sip_via *via, uint64_t now_ns);
 
 /*
  * Overlay side, overlay_glue.c.  p2psipd__overlay_start() loads the identity, attaches

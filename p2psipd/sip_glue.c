@@ -86,7 +86,7 @@ static void on_message(void *arg, const struct overlay_sip_source *src, const ch
     /* From a phone (other nodes come over pipes): REGISTER and INVITE are timed from
      * here, before the proxy can answer. */
     if (msg != NULL && parse_err == 0)
-        p2psipd__sip_timing_request(d, msg);
+        p2psipd__sip_timing_request(d, msg, uv_hrtime());
     memset(&dest, 0, sizeof(dest));
     dest.transport = src->proto == OVERLAY_SIP_TCP ? SIP_TSX_TCP : SIP_TSX_UDP;
     dest.addr = src->remote;
@@ -191,7 +191,7 @@ static int sip_send_raw(struct p2psipd *d, const char *bytes, size_t len,
             rc = overlay_sip_send_response(d->transport, &src, &via, bytes, len);
             /* To a phone (pipes were handled above): may end a timed request. */
             if (rc == 0)
-                p2psipd__sip_timing_response(d, d->scratch, &via);
+                p2psipd__sip_timing_response(d, d->scratch, &via, uv_hrtime());
         }
     } else if (dest->conn_id != 0) {
         rc = overlay_sip_send_conn(d->transport, dest->conn_id, bytes, len);
