@@ -154,14 +154,16 @@ int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const
     }
     d->started = true;
     rc = p2psipd__control_start(d);
+    /* Metrics next: a listener that cannot bind stops the start before the node
+     * shows itself to the network; nothing is scraped before the loop runs. */
+    if (rc == 0)
+        rc = p2psipd__metrics_start(d);
     if (rc == 0)
         rc = p2psipd__sip_start(d);
     if (rc == 0)
         rc = p2psipd__overlay_start(d);
     if (rc == 0)
         rc = p2psipd__overlay_register(d);
-    if (rc == 0)
-        rc = p2psipd__metrics_start(d);
     if (rc != 0) {
         p2psipd_stop(d); /* closes what was opened; uv_run() then returns */
         return rc;

@@ -194,9 +194,10 @@ json_t *p2psipd__counters(struct p2psipd *d);
 /*
  * Metrics, metrics.c: the Prometheus exposition of the counters and latency
  * histograms, as the control command "metrics" and, when metrics_listen is set, over
- * HTTP.  p2psipd__metrics_start() (after the other parts) creates the SIP timing
- * table, registers the command and opens the listener; -errno after logging why (the
- * port is taken).  p2psipd__metrics_stop() closes the listener; idempotent.
+ * HTTP.  p2psipd__metrics_start() (after the control socket, before the SIP and
+ * overlay sides: it reads their state only when asked) creates the SIP timing table,
+ * registers the command and opens the listener; -errno after logging why (the port
+ * is taken).  p2psipd__metrics_stop() closes the listener; idempotent.
  */
 int p2psipd__metrics_start(struct p2psipd *d);
 void p2psipd__metrics_stop(struct p2psipd *d);
