@@ -88,6 +88,7 @@ static void usage(FILE *f, const char *default_path)
             "  peers                    the nodes we have a secure channel with\n"
             "  records                  the DHT records this node stores\n"
             "  counters                 every counter: overlay, DHT, SIP, control\n"
+            "  metrics                  counters and latency histograms, Prometheus text\n"
             "  put KEY VALUE [--ttl S]  store a signed record under KEY\n"
             "  get KEY                  the live values under KEY\n"
             "  remove KEY               remove our value under KEY\n"
