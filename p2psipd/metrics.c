@@ -5,8 +5,9 @@
  *
  * Design.  The counters are not listed a second time: the exposition walks the very
  * object the "counters" command returns (p2psipd__counters()), so the two can never
- * disagree.  Its numbers become p2psip_<part>_<name>_total counters (the overlay's
- * top-level ones are p2psip_overlay_*, the per-type DHT messages
+ * disagree (only their HELP texts are a table here, and a counter it lacks still
+ * appears, with its path as its help).  Its numbers become p2psip_<part>_<name>_total counters (the
+ * overlay's top-level ones are p2psip_overlay_*, the per-type DHT messages
  * p2psip_dht_messages_total{type,dir} and p2psip_dht_message_bytes_total{type,dir}),
  * except the control socket's clients, subscribers and pending, which are gauges.
  *
@@ -233,6 +234,85 @@ static bool name_ok(const char *s)
     return true;
 }
 
+/* HELP texts by counter path (as `p2psipctl counters` shows it); a counter missing
+ * here gets "p2psipctl counters: <path>", so a new counter needs no change here. */
+static const struct {
+    const char *path, *help;
+} helps[] = {
+    {"frames_in", "overlay frames received"},
+    {"frames_out", "overlay frames sent"},
+    {"bytes_in", "overlay bytes received"},
+    {"bytes_out", "overlay bytes sent"},
+    {"dropped_malformed", "datagrams on the P2P port that are not a frame of ours"},
+    {"dropped_auth", "frames failing the handshake or AEAD (another secret, tampering)"},
+    {"dropped_replay", "frames replayed or below the replay window"},
+    {"dropped_forged", "inner messages naming another sender than their channel's node"},
+    {"dropped_nosession", "frames for a session this node does not have"},
+    {"dropped_full", "frames dropped at a full queue or table"},
+    {"dropped_inner", "inner messages that do not decode"},
+    {"handshakes_started", "secure channel handshakes started"},
+    {"handshakes_done", "secure channel handshakes completed"},
+    {"handshakes_failed", "secure channel handshakes failed"},
+    {"rekeys", "secure channel key epochs changed"},
+    {"send_errors", "overlay sends the socket refused"},
+    {"discover_sent", "LAN discovery announcements sent"},
+    {"discover_recv", "LAN discovery announcements received"},
+    {"probes_sent", "reachability probes sent for new clients"},
+    {"probes_ok", "reachability probes that arrived"},
+    {"proxied_for_clients", "DHT operations done for client nodes"},
+    {"relayed", "pipe datagrams relayed for client nodes"},
+    {"pipe_sent", "pipe datagrams sent"},
+    {"pipe_recv", "pipe datagrams received"},
+    {"tcp_frames_in", "overlay frames received over TCP"},
+    {"tcp_frames_out", "overlay frames sent over TCP"},
+    {"tcp_accepted", "overlay TCP connections accepted"},
+    {"tcp_connect_failed", "overlay TCP connections that failed"},
+    {"media.streams_opened", "anchored media streams opened"},
+    {"media.streams_closed", "anchored media streams closed"},
+    {"media.to_peer", "media packets relayed to the other node"},
+    {"media.to_phone", "media packets relayed to the phone"},
+    {"media.dropped", "media packets dropped (unknown stream, wrong peer, too large)"},
+    {"dht.maint_bytes_sent", "DHT bytes sent for ring maintenance"},
+    {"dht.client_bytes_sent", "DHT bytes sent for lookups, puts, gets and their replication"},
+    {"dht.dropped_malformed", "DHT messages that do not decode"},
+    {"dht.dropped_oversize", "DHT messages over the size limit"},
+    {"dht.dropped_unknown", "DHT messages of an unknown type"},
+    {"dht.dropped_badkey", "DHT messages with a bad key"},
+    {"dht.dropped_badrecord", "DHT records refused: bad signature or fields"},
+    {"dht.timeouts", "DHT hops that timed out"},
+    {"dht.reroutes", "DHT messages rerouted around a node that did not answer"},
+    {"dht.retransmits", "DHT messages retransmitted"},
+    {"dht.removed", "DHT neighbours removed as dead"},
+    {"dht.records_refused", "DHT records refused (owned by another key, older)"},
+    {"dht.records_stored", "DHT records stored"},
+    {"sip.rx", "SIP messages received"},
+    {"sip.tx", "SIP messages sent"},
+    {"sip.bad_dropped", "SIP messages the proxy refused as malformed"},
+    {"sip.send_errors", "SIP sends that failed"},
+    {"sip.restored", "bindings restored from the database at start"},
+    {"sip.expired_on_load", "bindings found expired in the database at start"},
+    {"sip.pipe_rx", "SIP messages received from other nodes"},
+    {"sip.pipe_tx", "SIP messages sent to other nodes"},
+    {"control.clients", "control socket clients connected"},
+    {"control.subscribers", "control socket clients watching events"},
+    {"control.pending", "control requests in progress"},
+    {"control.accepted", "control socket connections accepted"},
+    {"control.refused", "control socket connections refused (too many)"},
+    {"control.requests", "control requests handled"},
+    {"control.errors", "control requests answered with an error"},
+    {"control.events", "control events published"},
+    {"control.events_dropped", "control events dropped for slow subscribers"},
+};
+
+static const char *help_of(const char *path)
+{
+    for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+        if (strcmp(helps[i].path, path) == 0)
+            return helps[i].help;
+    }
+    return NULL;
+}
+
 static bool is_gauge(const char *part, const char *key)
 {
     return strcmp(part, "control") == 0 &&
@@ -244,14 +324,17 @@ static bool is_gauge(const char *part, const char *key)
 static int write_one(struct p2p_buf *b, const char *part, const char *key, const char *path,
                      json_int_t v)
 {
-    char name[NAME_MAX_LEN], help[NAME_MAX_LEN + 32];
+    char name[NAME_MAX_LEN], help[NAME_MAX_LEN + 128];
     bool gauge = is_gauge(part, key);
     int rc;
 
     if (!name_ok(key) || strlen(part) + strlen(key) + 16 > sizeof(name) || v < 0)
         return 0;
     snprintf(name, sizeof(name), "p2psip_%s_%s%s", part, key, gauge ? "" : "_total");
-    snprintf(help, sizeof(help), "p2psipctl counters: %s", path);
+    if (help_of(path) != NULL)
+        snprintf(help, sizeof(help), "%s (p2psipctl counters: %s)", help_of(path), path);
+    else
+        snprintf(help, sizeof(help), "p2psipctl counters: %s", path);
     rc = p2p_prom_header(b, name, gauge ? "gauge" : "counter", help);
     return rc != 0 ? rc : p2p_prom_sample(b, name, NULL, (uint64_t)v);
 }

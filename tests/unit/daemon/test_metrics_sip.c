@@ -216,9 +216,10 @@ static void test_exposition(void **state)
     p2p_buf_init(&b, 1 << 20);
     assert_int_equal(p2psipd__metrics_text(f->d, &b), 0);
     assert_int_equal(p2p_buf_append(&b, "", 1), 0);
-    assert_non_null(strstr(b.data, "# HELP p2psip_sip_rx_total p2psipctl counters: sip.rx\n"
-                                   "# TYPE p2psip_sip_rx_total counter\n"
-                                   "p2psip_sip_rx_total 42\n"));
+    assert_non_null(strstr(
+        b.data, "# HELP p2psip_sip_rx_total SIP messages received (p2psipctl counters: sip.rx)\n"
+                "# TYPE p2psip_sip_rx_total counter\n"
+                "p2psip_sip_rx_total 42\n"));
     assert_non_null(strstr(b.data, "\np2psip_sip_bad_dropped_total 7\n"));
     assert_non_null(strstr(b.data, "# TYPE p2psip_control_clients gauge\n"));
     assert_non_null(strstr(b.data, "# TYPE p2psip_sip_register_duration_seconds histogram\n"));
