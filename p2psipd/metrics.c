@@ -6,10 +6,11 @@
  * Design.  The counters are not listed a second time: the exposition walks the very
  * object the "counters" command returns (p2psipd__counters()), so the two can never
  * disagree (only their HELP texts are a table here, and a counter it lacks still
- * appears, with its path as its help).  Its numbers become p2psip_<part>_<name>_total counters (the
- * overlay's top-level ones are p2psip_overlay_*, the per-type DHT messages
- * p2psip_dht_messages_total{type,dir} and p2psip_dht_message_bytes_total{type,dir}),
- * except the control socket's clients, subscribers and pending, which are gauges.
+ * appears, with its path as its help).  Its numbers become
+ * p2psip_<part>_<name>_total counters (the overlay's top-level ones are
+ * p2psip_overlay_*, the per-type DHT messages p2psip_dht_messages_total{type,dir}
+ * and p2psip_dht_message_bytes_total{type,dir}), except the control socket's
+ * clients, subscribers and pending, which are gauges.
  *
  * Histograms (base/metrics.c, 250 us to 32.8 s, log-spaced) are observed where the
  * latency is known, with uv_hrtime() (monotonic, ns):
@@ -47,7 +48,6 @@
  */
 #include "p2psipd.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -25,7 +25,7 @@
 # dropped_malformed counter up by 100), so every datagram was handled.  Lines a
 # peer causes are limited per category to burst + rate * T lines in T seconds (plus
 # at most as many "N messages suppressed" lines), so the log of a may grow by at
-# most 2 * (5 + 1 * (T + 1)) lines over the flood's T seconds, where 2000
+# most 2 * (5 + 1 * (T + 1)) lines over the flood's T seconds (rounded up), where 2000
 # unlimited lines would be 2000; at least the burst (5) of "not taken" lines must
 # be there, and a garbage datagram once a token is back must bring a
 # "SIP: N messages suppressed" line.
@@ -75,7 +75,8 @@ it_wait_log b 'running: data directory' 15
 it_wait_log b 'metrics on http://127.0.0.1:9101/metrics' 5
 is_member() {
     "$ctl" --data-dir "$IT_TMP/$1" --json status 2>/dev/null |
-        python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["role"] not in ("member", "super-node"))'
+        python3 -c 'import json, sys
+sys.exit(json.load(sys.stdin)["role"] not in ("member", "super-node"))'
 }
 it_wait_until 30 "b to join a's ring" is_member b
 it_wait_until 10 "a to see b in its leaf set" sh -c \
@@ -149,7 +150,7 @@ python3 "$check" "$IT_TMP/metrics.http" "${expect[@]}" >&2 || it_fail "GET /metr
 # 4. The flood.  Each round ends when a has handled all of it (a barrier), so no
 # datagram is lost in a socket buffer and none is still queued at the count.
 cat >"$IT_TMP/flood.py" <<'PYEOF'
-import json, os, socket, subprocess, sys, time
+import json, math, os, socket, subprocess, sys, time
 ctl, data, rounds, per = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
 def malformed():
@@ -188,22 +189,29 @@ for r in range(rounds):
         if time.monotonic() > deadline:
             sys.exit("round %d: dropped_malformed stays at %d < %d" % (r, malformed(), want))
         time.sleep(0.02)
-print("%.3f" % (time.monotonic() - start))
+elapsed = time.monotonic() - start
+print("%d %.3f" % (math.ceil(elapsed), elapsed))  # whole seconds rounded up, and exact
 PYEOF
 before=$(wc -l <"$IT_TMP/a.log")
-t=$(python3 "$IT_TMP/flood.py" "$ctl" "$IT_TMP/a" "$ROUNDS" "$PER_ROUND") || it_fail "the flood: see above"
+out=$(python3 "$IT_TMP/flood.py" "$ctl" "$IT_TMP/a" "$ROUNDS" "$PER_ROUND") ||
+    it_fail "the flood: see above"
 after=$(wc -l <"$IT_TMP/a.log")
+read -r secs t <<<"$out"
 grown=$((after - before))
-allowed=$(python3 -c "import math, sys; b, r, t = map(float, sys.argv[1:]); print(int(2 * (b + r * (math.ceil(t) + 1))))" \
-    "$BURST" "$RATE" "$t")
-it_log "flood of $((2 * ROUNDS * PER_ROUND)) datagrams in $t s: log grew by $grown lines (allowed $allowed)"
+# Per category: burst + rate * T lines, and at most as many "suppressed" lines; T is
+# rounded up, and one second more covers a refill that lands between two readings.
+allowed=$((2 * (BURST + RATE * (secs + 1))))
+it_log "flood of $((2 * ROUNDS * PER_ROUND)) datagrams in $t s: the log grew by $grown lines" \
+    "(allowed $allowed)"
 [ "$grown" -le "$allowed" ] ||
     it_fail "the log grew by $grown lines during the flood, more than the limit's $allowed"
 taken=$(tail -n "$grown" "$IT_TMP/a.log" | grep -c 'SIP message from UDP not taken')
-[ "$taken" -ge "$BURST" ] || it_fail "only $taken 'not taken' lines: the limiter did not let the burst through"
+[ "$taken" -ge "$BURST" ] ||
+    it_fail "only $taken 'not taken' lines: the limiter did not let the burst through"
 # Once a token is back, the next one tells how many were dropped.
 poke() {
-    python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"\x00junk", ("127.0.0.1", 5062))'
+    python3 -c 'import socket
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"\x00junk", ("127.0.0.1", 5062))'
     grep -qE 'info: SIP: [0-9]+ messages suppressed' "$IT_TMP/a.log"
 }
 it_wait_until 15 "a 'SIP: N messages suppressed' line" poke
@@ -211,4 +219,5 @@ it_wait_until 15 "a 'SIP: N messages suppressed' line" poke
 it_alive a || it_fail "a exited during the flood"
 it_server_stop b
 it_server_stop a
-it_pass "metrics parse (control socket and HTTP), histogram counts and counters match, log bounded under a flood ($grown <= $allowed lines)"
+it_pass "metrics parse (control socket, HTTP), histograms and counters match," \
+    "log bounded under a flood ($grown <= $allowed lines)"
