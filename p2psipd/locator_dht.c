@@ -52,9 +52,10 @@ struct ldop {
     sip_locator_lookup_cb lookup_cb;
     sip_locator_publish_cb publish_cb;
     void *arg;
-    bool cancelled; /* its user went away: complete silently */
-    bool in_dht;    /* waiting for the overlay (cancellable there) */
-    bool tombstone; /* publish, refresh: the record put removes the AoR's bindings here */
+    bool cancelled;  /* its user went away: complete silently */
+    bool in_dht;     /* waiting for the overlay (cancellable there) */
+    bool tombstone;  /* publish, refresh: the record put removes the AoR's bindings here */
+    uint64_t dht_ns; /* uv_hrtime() when the DHT get or put went out (metrics) */
     /* lookup: the local answer, kept while the DHT is asked */
     int local_status;
     size_t nlocal;
@@ -349,6 +350,7 @@ static void dht_got(int status, const struct dht_record *recs, size_t nrec, void
         lookup_finish(o, -ECANCELED, NULL, 0);
         return;
     }
+    p2psipd__observe(d, P2PSIPD_LAT_GET_LOOKUP, o->dht_ns);
     out = calloc(SIP_LOOKUP_MAX, sizeof(*out));
     if (out == NULL) {
         lookup_finish(o, o->local_status, o->local, o->nlocal);
@@ -434,6 +436,7 @@ static void local_looked_up(int status, const struct sip_binding *bs, size_t n, 
         return;
     }
     locator_dht_key(o->aor, &key);
+    o->dht_ns = uv_hrtime();
     rc = overlay_node_get(overlay_of(o->loc), &key, dht_got, o);
     if (rc == 0)
         o->in_dht = true;
@@ -526,6 +529,10 @@ static void dht_put_done(int status, unsigned acks, void *arg)
     struct dht_node *ring = ov != NULL ? overlay_node_dht(ov) : NULL;
     int rc;
 
+    if (status != -ECANCELED)
+        p2psipd__observe(loc->d,
+                         o->kind == LD_REFRESH ? P2PSIPD_LAT_PUT_REFRESH : P2PSIPD_LAT_PUT_REGISTER,
+                         o->dht_ns);
     if (status == 0 && acks == 0 && ring != NULL && overlay_node_role(ov) == OVERLAY_ROLE_MEMBER &&
         dht_node_route(ring)->n_preds + dht_node_route(ring)->n_succs == 0) {
         /* A member with no leaf left (cut off, before the verdict) stored it on
@@ -537,7 +544,8 @@ static void dht_put_done(int status, unsigned acks, void *arg)
         binding_event(loc, o);
     if (status == -EPERM) {
         loc->st.put_refused++; /* another key owns this AoR */
-        p2p_warn(loc->d->log, "DHT: the binding of %s is owned by another key: refused", o->aor);
+        p2p_warn_rl(loc->d->log, &loc->d->overlay_log, uv_now(loc->d->loop),
+                    "DHT: the binding of %s is owned by another key: refused", o->aor);
     }
     if (o->kind == LD_REFRESH) {
         loc->refreshing--;
@@ -578,6 +586,7 @@ static int put_aor(struct locator_dht *loc, struct ldop *o)
         return rc;
     loc->st.puts++;
     o->tombstone = rec.tombstone;
+    o->dht_ns = uv_hrtime();
     return overlay_node_put(overlay_of(loc), &rec, dht_put_done, o);
 }
 

@@ -97,7 +97,8 @@ static void on_unreachable(void *arg, const struct dht_id *id)
     char hex[DHT_ID_HEX_LEN + 1];
 
     dht_id_to_hex(id, hex);
-    p2p_info(d->log, "overlay: node %.8s stopped answering", hex);
+    p2p_info_rl(d->log, &d->overlay_log, uv_now(d->loop), "overlay: node %.8s stopped answering",
+                hex);
     p2psipd__sip_node_gone(d, id);
 }
 
@@ -398,6 +399,7 @@ int p2psipd__overlay_start(struct p2psipd *d)
         return rc;
     }
     locator_local_set_store(d->locator, d->store);
+    d->overlay_log.name = "overlay";
 
     overlay_node_config_init(&cfg);
     cfg.identity = &d->identity;
@@ -807,7 +809,8 @@ static json_t *cmd_records(const json_t *args, const json_t *opts, char *err, si
 struct ctl_op {
     struct control_req *req;
     struct dht_id key;
-    struct p2psipd *d; /* route: for the hops' addresses */
+    struct p2psipd *d; /* route: for the hops' addresses; put, get: the metrics */
+    uint64_t sent_ns;  /* uv_hrtime() when the put or get went out (metrics) */
 };
 
 /* A pending control operation for req, or NULL with the error already replied. */
@@ -827,6 +830,8 @@ static void ctl_put_done(int status, unsigned acks, void *arg)
 {
     struct ctl_op *o = arg;
 
+    if (status != -ECANCELED)
+        p2psipd__observe(o->d, P2PSIPD_LAT_PUT_CONTROL, o->sent_ns);
     if (status != 0)
         control_reply_error(o->req, "put failed: %s", strerror(-status));
     else
@@ -840,6 +845,8 @@ static void ctl_get_done(int status, const struct dht_record *recs, size_t n, vo
     uint64_t now = p2p_wall_ms();
     json_t *a;
 
+    if (status != -ECANCELED)
+        p2psipd__observe(o->d, P2PSIPD_LAT_GET_CONTROL, o->sent_ns);
     if (status != 0) {
         control_reply_error(o->req, "get failed: %s", strerror(-status));
         free(o);
@@ -982,6 +989,8 @@ static void cmd_put(struct control_req *req, const json_t *args, const json_t *o
     o = ctl_op_new(req);
     if (o == NULL)
         return;
+    o->d = d;
+    o->sent_ns = uv_hrtime();
     rc = d->overlay ? overlay_node_put(d->overlay, &rec, ctl_put_done, o) : -ENOTCONN;
     if (rc != 0) {
         control_reply_error(req, "put failed: %s", strerror(-rc));
@@ -1019,6 +1028,7 @@ static void cmd_get_async(struct control_req *req, const json_t *args, const jso
         return;
     dht_id_hash(&o->key, key, strlen(key));
     o->d = d;
+    o->sent_ns = uv_hrtime();
     if (d->overlay == NULL)
         rc = -ENOTCONN;
     else if (lookup) {

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build=(build-essential cmake pkg-config libuv1-dev libsodium-dev libsqlite3-dev sqlite3
-       nettle-dev libgtk-3-dev libcmocka-dev libjansson-dev)
+       nettle-dev libgtk-3-dev libcmocka-dev libjansson-dev libmicrohttpd-dev)
 # dpkg-dev (dpkg-shlibdeps), file, systemd (systemd-analyze), man-db, strace: the
 # Debian package test (tests/integration/test_package.sh).  tshark (test_wireshark.sh):
 # noninteractive, wireshark-common's setuid question takes its default (no); the tests

@@ -571,6 +571,54 @@ static void test_control(void **state)
     assert_string_equal(c.control, "/tmp/c.sock");
 }
 
+static void test_metrics_listen(void **state)
+{
+    struct conf_args a;
+    struct conf c;
+    char err[CONF_ERR_MAX];
+    char *text;
+    (void)state;
+
+    conf_defaults(&c);
+    assert_int_equal(c.metrics.port, 0); /* off by default */
+    assert_int_equal(c.log.burst, P2P_LOG_BURST_DEFAULT);
+    assert_int_equal(c.log.rate, P2P_LOG_RATE_DEFAULT);
+    /* A bare port is loopback. */
+    assert_int_equal(load(&c, "metrics_listen = 9100\n", err), 0);
+    assert_int_equal(c.metrics.port, 9100);
+    assert_string_equal(c.metrics.addr.host, "127.0.0.1");
+    assert_int_equal(load(&c, "metrics_listen = 0.0.0.0:9101\n", err), 0);
+    assert_int_equal(c.metrics.port, 9101);
+    assert_string_equal(c.metrics.addr.host, "0.0.0.0");
+    assert_int_equal(load(&c, "metrics_listen = [::1]:9102\n", err), 0);
+    assert_int_equal(c.metrics.addr.family, AF_INET6);
+    text = format(&c);
+    assert_non_null(strstr(text, "\nmetrics_listen = [::1]:9102\n"));
+    free(text);
+    assert_int_equal(load(&c, "metrics_listen =\n", err), 0);
+    assert_int_equal(c.metrics.port, 0);
+    text = format(&c);
+    assert_non_null(strstr(text, "\nmetrics_listen =\n"));
+    free(text);
+    /* Names, unbracketed IPv6, port 0 and junk are refused, and change nothing. */
+    assert_int_equal(load(&c, "metrics_listen = localhost:9100\n", err), -EINVAL);
+    assert_non_null(strstr(err, "metrics_listen: 'localhost' is not an IPv4 address"));
+    assert_int_equal(load(&c, "metrics_listen = ::1:9100\n", err), -EINVAL);
+    assert_int_equal(load(&c, "metrics_listen = 127.0.0.1:0\n", err), -EINVAL);
+    assert_non_null(strstr(err, "metrics_listen: '0' is not a port number (1-65535)"));
+    assert_int_equal(load(&c, "metrics_listen = 9100x\n", err), -EINVAL);
+    assert_int_equal(c.metrics.port, 0);
+    assert_int_equal(load(&c, "[log]\nburst = 0\n", err), -EINVAL);
+    assert_int_equal(load(&c, "[log]\nburst = 5\nrate = 1\n", err), 0);
+    assert_int_equal(c.log.burst, 5);
+    assert_int_equal(c.log.rate, 1);
+    /* The command line. */
+    assert_int_equal(parse(&a, err, "--data-dir", "/tmp/d", "--metrics-listen", "9200", NULL), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), 0);
+    assert_int_equal(c.metrics.port, 9200);
+    assert_string_equal(c.metrics.addr.host, "127.0.0.1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_args_errors),
         cmocka_unit_test(test_build_precedence),
         cmocka_unit_test(test_control),
+        cmocka_unit_test(test_metrics_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
