@@ -36,8 +36,6 @@
 #define MB_MAGIC "p2psip-message-v1\r\n"
 #define MB_PLAIN_MAX (DHT_RECORD_VALUE_MAX - crypto_box_SEALBYTES)
 #define MB_OWNER_TTL_MS (23ull * 3600 * 1000) /* under the store's 24 h cap */
-#define MB_FROM_MAX 512
-#define MB_TYPE_MAX 128
 
 enum mb_kind { MB_KEEP = 1, MB_OWNER, MB_FETCH, MB_DELIVER, MB_REMOVE };
 
@@ -213,13 +211,84 @@ static void keep_got(int status, const struct dht_record *recs, size_t n, void *
     o->waiting = true;
 }
 
+/* ---- the sealed plaintext ------------------------------------------------------------ */
+
+static bool field_ok(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 || *v == 0x7f)
+            return false;
+    return true;
+}
+
+int mailbox_msg_build(const struct mailbox_msg *m, uint8_t *out, size_t cap)
+{
+    int n;
+
+    if (!field_ok(m->from) || !field_ok(m->type) || m->from[0] == '\0' || m->type[0] == '\0')
+        return -EINVAL;
+    n = snprintf((char *)out, cap,
+                 MB_MAGIC "From: %s\r\nContent-Type: %s\r\nDate: %" PRIu64 "\r\n\r\n", m->from,
+                 m->type, m->date_s);
+    if (n < 0 || (size_t)n >= cap || m->body_len > cap - (size_t)n)
+        return -EMSGSIZE;
+    if (m->body_len > 0)
+        memcpy(out + n, m->body, m->body_len);
+    return n + (int)m->body_len;
+}
+
+/* One "Name: value\r\n" line at *at of p[0..end); value copied into out. */
+static bool parse_line(const uint8_t *p, size_t end, size_t *at, const char *name, char *out,
+                       size_t cap)
+{
+    size_t nl = strlen(name), i = *at, k;
+
+    if (end - i < nl + 2 || memcmp(p + i, name, nl) != 0 || p[i + nl] != ':' ||
+        p[i + nl + 1] != ' ')
+        return false;
+    i += nl + 2;
+    for (k = 0; i < end && p[i] != '\r'; i++, k++) {
+        if (k + 1 >= cap || p[i] < 0x20 || p[i] == 0x7f)
+            return false;
+        out[k] = (char)p[i];
+    }
+    if (i + 1 >= end || p[i + 1] != '\n' || k == 0)
+        return false;
+    out[k] = '\0';
+    *at = i + 2;
+    return true;
+}
+
+int mailbox_msg_parse(const uint8_t *p, size_t len, struct mailbox_msg *out)
+{
+    const size_t ml = sizeof(MB_MAGIC) - 1;
+    char date[24];
+    char *end;
+    size_t at = ml;
+
+    memset(out, 0, sizeof(*out));
+    if (len < ml || memcmp(p, MB_MAGIC, ml) != 0 ||
+        !parse_line(p, len, &at, "From", out->from, sizeof(out->from)) ||
+        !parse_line(p, len, &at, "Content-Type", out->type, sizeof(out->type)) ||
+        !parse_line(p, len, &at, "Date", date, sizeof(date)) || len - at < 2 || p[at] != '\r' ||
+        p[at + 1] != '\n')
+        return -EBADMSG;
+    errno = 0;
+    out->date_s = strtoull(date, &end, 10);
+    if (errno != 0 || *end != '\0' || date[0] < '0' || date[0] > '9')
+        return -EBADMSG;
+    out->body = p + at + 2;
+    out->body_len = len - at - 2;
+    return 0;
+}
+
 /* The message as sealed: From (without its tag), Content-Type, Date, body. */
 static int keep_plaintext(struct mbop *o, const char *raw, size_t len)
 {
     struct sip_msg *m = malloc(sizeof(*m));
+    struct mailbox_msg mm;
     const struct sip_hdr *from, *ct;
     struct sip_addr a;
-    char fromtxt[MB_FROM_MAX];
     int n, rc = -EBADMSG;
 
     if (m == NULL)
@@ -228,31 +297,34 @@ static int keep_plaintext(struct mbop *o, const char *raw, size_t len)
         (from = sip_msg_hdr(m, SIP_HDR_FROM)) == NULL || sip_addr_parse(from->value, &a) != 0)
         goto out;
     ct = sip_msg_hdr(m, SIP_HDR_CONTENT_TYPE);
+    memset(&mm, 0, sizeof(mm));
     if (a.display.len > 0)
-        n = snprintf(fromtxt, sizeof(fromtxt), "\"%.*s\" <%.*s>", (int)a.display.len, a.display.p,
+        n = snprintf(mm.from, sizeof(mm.from), "\"%.*s\" <%.*s>", (int)a.display.len, a.display.p,
                      (int)a.uri.len, a.uri.p);
     else
-        n = snprintf(fromtxt, sizeof(fromtxt), "<%.*s>", (int)a.uri.len, a.uri.p);
-    if (n < 0 || (size_t)n >= sizeof(fromtxt) || (ct != NULL && ct->value.len >= MB_TYPE_MAX)) {
+        n = snprintf(mm.from, sizeof(mm.from), "<%.*s>", (int)a.uri.len, a.uri.p);
+    if (n < 0 || (size_t)n >= sizeof(mm.from) || (ct != NULL && ct->value.len >= sizeof(mm.type))) {
         rc = -EMSGSIZE;
         goto out;
     }
+    if (ct != NULL)
+        memcpy(mm.type, ct->value.p, ct->value.len);
+    else
+        strcpy(mm.type, "text/plain");
+    mm.date_s = p2p_wall_ms() / 1000;
+    mm.body = (const uint8_t *)m->body.p;
+    mm.body_len = m->body.len;
     o->plain = malloc(MB_PLAIN_MAX);
     if (o->plain == NULL) {
         rc = -ENOMEM;
         goto out;
     }
-    n = snprintf((char *)o->plain, MB_PLAIN_MAX,
-                 MB_MAGIC "From: %s\r\nContent-Type: %.*s\r\nDate: %" PRIu64 "\r\n\r\n", fromtxt,
-                 ct != NULL ? (int)ct->value.len : 10, ct != NULL ? ct->value.p : "text/plain",
-                 p2p_wall_ms() / 1000);
-    if (n < 0 || (size_t)n + m->body.len > MB_PLAIN_MAX) {
-        rc = -EMSGSIZE;
+    n = mailbox_msg_build(&mm, o->plain, MB_PLAIN_MAX);
+    if (n < 0) {
+        rc = n == -EINVAL ? -EBADMSG : n;
         goto out;
     }
-    if (m->body.len > 0)
-        memcpy(o->plain + n, m->body.p, m->body.len);
-    o->plain_len = (size_t)n + m->body.len;
+    o->plain_len = (size_t)n;
     rc = 0;
 out:
     free(m);
@@ -396,28 +468,6 @@ static void delivered(int status, void *arg)
     op_free(o);
 }
 
-/* Reads "Name: value\r\n" of the sealed header into out; false when absent. */
-static bool plain_field(const char *head, size_t hlen, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-
-    for (size_t i = 0; i + nl + 2 <= hlen;) {
-        const char *eol = memchr(head + i, '\r', hlen - i);
-        size_t end = eol != NULL ? (size_t)(eol - head) : hlen;
-        if (end - i > nl + 2 && memcmp(head + i, name, nl) == 0 && head[i + nl] == ':' &&
-            head[i + nl + 1] == ' ') {
-            size_t vl = end - i - nl - 2;
-            if (vl >= cap)
-                return false;
-            memcpy(out, head + i + nl + 2, vl);
-            out[vl] = '\0';
-            return true;
-        }
-        i = end + 2;
-    }
-    return false;
-}
-
 /* Opens one mailbox value and hands it to the phones; a value that does not open
  * (or parse) is removed. */
 static void deliver_value(struct mbop *f, const struct dht_record *rec)
@@ -425,9 +475,8 @@ static void deliver_value(struct mbop *f, const struct dht_record *rec)
     struct mailbox *mb = f->mb;
     struct p2psipd *d = mb->d;
     uint8_t xpk[crypto_box_PUBLICKEYBYTES], xsk[crypto_box_SECRETKEYBYTES];
-    uint8_t plain[MB_PLAIN_MAX + 1];
-    char from[MB_FROM_MAX], type[MB_TYPE_MAX];
-    const char *sep;
+    uint8_t plain[MB_PLAIN_MAX];
+    struct mailbox_msg mm;
     size_t plen;
     struct mbop *o;
     bool ok;
@@ -459,24 +508,15 @@ static void deliver_value(struct mbop *f, const struct dht_record *rec)
          crypto_box_seal_open(plain, rec->value, rec->value_len, xpk, xsk) == 0;
     sodium_memzero(xsk, sizeof(xsk));
     plen = ok ? rec->value_len - crypto_box_SEALBYTES : 0;
-    plain[plen] = '\0';
-    sep = ok ? strstr((const char *)plain, "\r\n\r\n") : NULL;
-    ok = sep != NULL && plen >= sizeof(MB_MAGIC) - 1 &&
-         memcmp(plain, MB_MAGIC, sizeof(MB_MAGIC) - 1) == 0 &&
-         plain_field((const char *)plain, (size_t)(sep - (const char *)plain) + 2, "From", from,
-                     sizeof(from)) &&
-         plain_field((const char *)plain, (size_t)(sep - (const char *)plain) + 2, "Content-Type",
-                     type, sizeof(type));
+    ok = ok && mailbox_msg_parse(plain, plen, &mm) == 0;
     if (!ok) {
         mb->st.unopened++;
         remove_value(o);
         return;
     }
-    sep += 4;
     if (d->proxy == NULL ||
-        sip_proxy_deliver_message(d->proxy, o->aor, from, type, (const uint8_t *)sep,
-                                  plen - (size_t)(sep - (const char *)plain), delivered, o,
-                                  uv_now(d->loop)) != 0) {
+        sip_proxy_deliver_message(d->proxy, o->aor, mm.from, mm.type, mm.body, mm.body_len,
+                                  delivered, o, uv_now(d->loop)) != 0) {
         mb->st.undelivered++;
         op_free(o);
         return;

@@ -60,6 +60,27 @@ void mailbox_aor_stored(struct mailbox *mb, const char *aor, const uint8_t pk[32
 /* The key of aor's owner record. */
 void mailbox_owner_key(const char *aor, struct dht_id *out);
 
+/*
+ * The sealed plaintext: "p2psip-message-v1\r\nFrom: F\r\nContent-Type: T\r\n
+ * Date: D\r\n\r\n" then the body.  Anyone can seal a box to P, so what opens is
+ * checked like any network input.
+ */
+#define MAILBOX_FROM_MAX 512
+#define MAILBOX_TYPE_MAX 128
+struct mailbox_msg {
+    char from[MAILBOX_FROM_MAX]; /* a name-addr, no tag */
+    char type[MAILBOX_TYPE_MAX]; /* Content-Type */
+    uint64_t date_s;             /* Unix seconds when it was kept */
+    const uint8_t *body;         /* into the parsed buffer */
+    size_t body_len;
+};
+/* Writes m (body included) into out; its length, or -EMSGSIZE when over cap, -EINVAL
+ * for a field with a CR, LF or NUL. */
+int mailbox_msg_build(const struct mailbox_msg *m, uint8_t *out, size_t cap);
+/* Parses p[0..len); 0 or -EBADMSG (bad magic, a field missing, too long or with a
+ * control character). */
+int mailbox_msg_parse(const uint8_t *p, size_t len, struct mailbox_msg *out);
+
 struct mailbox_stats {
     uint64_t kept, keep_failed, keep_unknown;                  /* sender side */
     uint64_t found, delivered, undelivered, unopened, cleared; /* recipient side */
