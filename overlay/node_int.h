@@ -84,7 +84,8 @@ struct qmsg {
 struct peer {
     bool used;
     bool id_known;
-    bool client; /* attached to us */
+    bool client;       /* attached to us */
+    bool attach_asked; /* we sent it an ATTACH not answered yet */
     struct dht_id id;
     uint8_t ed_pk[32];
     struct sockaddr_storage addr;
