@@ -17,7 +17,9 @@
  * Health.  A member is cut off when dht_node_cut_off says so (no leaf answered for
  * cutoff_ms); it then rejoins through its candidates (the leaf set it had, saved
  * peers, bootstrap list) with a fresh DHT node, every 1-8 s with backoff.  A node
- * that started the ring (-s) and finds no one to rejoin becomes a ring of one again.
+ * that started the ring (-s) and finds no one to rejoin becomes a ring of one again;
+ * restarted with saved peers, it first tries to rejoin through them for cutoff_ms,
+ * so that a bootstrap node's restart does not split the overlay into two rings.
  * A client is cut off when its super-node has been silent for cutoff_ms, and seeks.
  *
  * Our own users' requests are struct op slots (node_int.h): run by our DHT node (the
@@ -877,6 +879,7 @@ static void join_done(int status, void *arg)
     else
         overlay_addr_text(&ss, a, sizeof(a));
     p2p_notice_rl(n->log, &n->state_log, overlay__now(n), "overlay: joined the ring as %s", a);
+    n->ever_joined = true;
     if (n->role != OVERLAY_ROLE_SUPER) {
         /* A member needs no super-node any more; the channel stays. */
         if (n->super >= 0) {
@@ -921,6 +924,13 @@ void overlay__roles_start(struct overlay_node *n)
         first_interface_addr(n, &n->advertised);
         n->reachable = true;
         overlay__set_role(n, OVERLAY_ROLE_SUPER);
+        if (n->cfg.n_saved > 0) {
+            /* Restarted: the ring we started may live on without us.  Rejoin it
+             * through the peers we saved (the tick's seek); only when none answers
+             * within cutoff_ms is there no ring left, and we start one again. */
+            n->t_seek = overlay__now(n);
+            return;
+        }
         if (join_ring(n, NULL) != 0)
             p2p_err(n->log, "overlay: cannot start the ring");
         return;
@@ -1058,6 +1068,15 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
     }
     case OVERLAY_ROLE_MEMBER:
     case OVERLAY_ROLE_SUPER:
+        if (n->role == OVERLAY_ROLE_SUPER && !n->ever_joined && n->dht == NULL && !n->joining &&
+            now - n->t_start >= n->cfg.cutoff_ms) {
+            /* -s, restarted, and none of its saved peers took it back: a new ring. */
+            p2p_notice_rl(n->log, &n->state_log, overlay__now(n),
+                          "overlay: none of the saved peers answered; starting a new ring");
+            if (join_ring(n, NULL) != 0)
+                p2p_err(n->log, "overlay: cannot start the ring");
+            break;
+        }
         if (n->dht == NULL || n->joining) {
             if (n->dht == NULL)
                 seek(n, now, true);
