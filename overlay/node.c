@@ -597,6 +597,11 @@ int overlay__dht_create(struct overlay_node *n)
         ops.event = dht_event;
     ops.arg = n;
     cfg.cutoff_ms = n->cfg.cutoff_ms;
+    /* A live leaf must be heard well within the cutoff, or a healthy node calls itself
+     * cut off: a short cutoff (the configuration allows 2 s) pings leaves sooner.  The
+     * default (cutoff 8 s) keeps the 5 s period, and its traffic. */
+    if (cfg.leaf_ping_ms + 2000 > cfg.cutoff_ms)
+        cfg.leaf_ping_ms = cfg.cutoff_ms > 3000 ? cfg.cutoff_ms - 2000 : 1000;
     cfg.seed ^= (uint64_t)randombytes_random() << 32 | randombytes_random();
     rc = dht_node_new(&n->dht, n->me->ed_pk, &n->advertised, &cfg, n->cfg.store, &ops,
                       overlay__now(n));
