@@ -78,7 +78,6 @@ static void on_message(void *arg, const struct overlay_sip_source *src, const ch
     struct sip_tsx_dest dest;
     int rc;
 
-    /* The proxy parses again (it owns the rules for what a bad message gets). */
     if (d->stopping)
         return;
     d->sip_stats.rx++;
@@ -91,7 +90,12 @@ static void on_message(void *arg, const struct overlay_sip_source *src, const ch
     dest.transport = src->proto == OVERLAY_SIP_TCP ? SIP_TSX_TCP : SIP_TSX_UDP;
     dest.addr = src->remote;
     dest.conn_id = src->conn_id;
-    rc = sip_proxy_recv(d->proxy, buf, len, &dest, uv_now(d->loop));
+    /* Parsed by the transport: the proxy validates it without parsing it again.  What
+     * did not parse is parsed by the proxy, which owns what a bad message gets. */
+    if (msg != NULL && parse_err == 0)
+        rc = sip_proxy_recv_msg(d->proxy, msg, buf, len, &dest, uv_now(d->loop));
+    else
+        rc = sip_proxy_recv(d->proxy, buf, len, &dest, uv_now(d->loop));
     if (rc != 0) {
         /* RFC 3261 16.3: answered 400 when answerable, else dropped; counted here. */
         d->sip_stats.bad_dropped++;

@@ -1712,6 +1712,28 @@ void sip_proxy_registrar_reply(void *txn, const char *msg, size_t len, void *arg
     (void)sip_tsx_server_respond(txn, msg, len, p->now);
 }
 
+/* A parsed message: validated (16.3), then to the transaction layer. */
+static int recv_parsed(struct sip_proxy *p, const struct sip_msg *m, struct sip_parse_err *err,
+                       int rc, const char *buf, size_t len, const struct sip_tsx_dest *src,
+                       uint64_t now_ms)
+{
+    if (rc >= 0)
+        rc = sip_msg_validate(m, err);
+    if (rc < 0) {
+        /* RFC 3261 8.2 / 16.3 step 1: a 400 naming the fault when we can answer */
+        if (sip_msg_answerable(m))
+            respond(p, NULL, m, src, rc == -EMSGSIZE ? 513 : 400, err->phrase, NULL);
+        return rc;
+    }
+    rc = sip_tsx_layer_recv(p->tsx, m, (struct p2p_slice){buf, len}, src, now_ms);
+    if (rc == -ENOBUFS && m->is_request && !method_is(m, "ACK")) {
+        respond(p, NULL, m, src, 503, "Service Unavailable - too many transactions",
+                "Retry-After: 5\r\n");
+        return 0;
+    }
+    return rc == -ENOBUFS ? 0 : rc;
+}
+
 int sip_proxy_recv(struct sip_proxy *p, const char *buf, size_t len, const struct sip_tsx_dest *src,
                    uint64_t now_ms)
 {
@@ -1723,25 +1745,21 @@ int sip_proxy_recv(struct sip_proxy *p, const char *buf, size_t len, const struc
     memset(&err, 0, sizeof(err));
     rc = sip_msg_parse(&m, buf, len, src->transport == SIP_TSX_UDP ? SIP_MSG_DGRAM : SIP_MSG_STREAM,
                        &err);
-    if (rc > 0)
-        rc = sip_msg_validate(&m, &err);
-    else if (rc == 0 || rc == -EAGAIN)
+    if (rc == 0 || rc == -EAGAIN)
         rc = -EBADMSG;
-    else
+    else if (rc < 0)
         rc = rc == -EMSGSIZE ? -EMSGSIZE : -EBADMSG;
-    if (rc < 0) {
-        /* RFC 3261 8.2 / 16.3 step 1: a 400 naming the fault when we can answer */
-        if (sip_msg_answerable(&m))
-            respond(p, NULL, &m, src, rc == -EMSGSIZE ? 513 : 400, err.phrase, NULL);
-        return rc;
-    }
-    rc = sip_tsx_layer_recv(p->tsx, &m, (struct p2p_slice){buf, len}, src, now_ms);
-    if (rc == -ENOBUFS && m.is_request && !method_is(&m, "ACK")) {
-        respond(p, NULL, &m, src, 503, "Service Unavailable - too many transactions",
-                "Retry-After: 5\r\n");
-        return 0;
-    }
-    return rc == -ENOBUFS ? 0 : rc;
+    return recv_parsed(p, &m, &err, rc, buf, len, src, now_ms);
+}
+
+int sip_proxy_recv_msg(struct sip_proxy *p, const struct sip_msg *msg, const char *buf, size_t len,
+                       const struct sip_tsx_dest *src, uint64_t now_ms)
+{
+    struct sip_parse_err err;
+
+    p->now = now_ms;
+    memset(&err, 0, sizeof(err));
+    return recv_parsed(p, msg, &err, 0, buf, len, src, now_ms);
 }
 
 void sip_proxy_advance(struct sip_proxy *p, uint64_t now_ms)

@@ -586,6 +586,23 @@ static void test_validation(void **state)
     assert_true(k >= 0);
     assert_true(has(&f.sent[k], "\r\nVia: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n"));
     assert_true(has(&f.sent[k], "Call-ID: m5\r\n"));
+    /* The same through sip_proxy_recv_msg (a message its transport parsed): the
+     * CSeq/method mismatch still gets its 400 (validated, not parsed again)... */
+    static struct sip_msg pm;
+    src = dest_of("127.0.0.1", 5072, SIP_TSX_UDP);
+    assert_true(sip_msg_parse(&pm, bad, strlen(bad), SIP_MSG_DGRAM, NULL) > 0);
+    assert_int_equal(sip_proxy_recv_msg(f.proxy, &pm, bad, strlen(bad), &src, 0), -EBADMSG);
+    assert_int_equal(count_sent(&f, NULL, 400, 5072), 1);
+    /* ...and a good request is routed as sip_proxy_recv routes it: a lookup, then
+     * 404 for an unknown AoR. */
+    assert_null(f.lk_cb);
+    f.lk_status = -ENOENT;
+    assert_true(sip_msg_parse(&pm, invite_bob, strlen(invite_bob), SIP_MSG_DGRAM, NULL) > 0);
+    assert_int_equal(sip_proxy_recv_msg(f.proxy, &pm, invite_bob, strlen(invite_bob), &src, 0), 0);
+    assert_non_null(f.lk_cb);
+    assert_string_equal(f.lk_aor, "sip:bob@example.org");
+    lookup_complete(&f);
+    assert_int_equal(count_sent(&f, NULL, 404, 5072), 1);
     fx_stop(&f);
 }
 

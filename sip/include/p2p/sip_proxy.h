@@ -140,6 +140,14 @@ int sip_proxy_recv(struct sip_proxy *p, const char *buf, size_t len, const struc
                    uint64_t now_ms);
 
 /*
+ * The same for a message its transport parsed already (sip_msg_parse returned
+ * len > 0 for buf): no second parse on the hot path.  msg's slices point into buf,
+ * which stays valid during the call.
+ */
+int sip_proxy_recv_msg(struct sip_proxy *p, const struct sip_msg *msg, const char *buf, size_t len,
+                       const struct sip_tsx_dest *src, uint64_t now_ms);
+
+/*
  * Runs the transaction timers and the keep-alive round due at now_ms.  The
  * keep-alive schedule starts at the first call, so call it once at start.
  */
