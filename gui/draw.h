@@ -1,0 +1,31 @@
+/*
+ * draw.h: the ring in cairo, the same code for the window and for --snapshot.
+ */
+#ifndef P2P_GUI_DRAW_H
+#define P2P_GUI_DRAW_H
+
+#include <stdint.h>
+
+#include <cairo.h>
+
+#include "model.h"
+
+/* Node dot fills (0xRRGGBB): the test counts dots by these exact colours, and
+ * nothing else on the drawing is filled with them over more than 64 pixels. */
+#define GUI_FILL_SUPER 0x6b8fd9
+#define GUI_FILL_MEMBER 0x5fb35f
+#define GUI_FILL_CLIENT 0xe0a040
+#define GUI_FILL_UNKNOWN 0xa8a8a8
+#define GUI_DOT_R 9.0
+
+/* Lays the model out for width x height (gui_model_layout) and draws it at time now
+ * (ms, the clock of the model's events): ring, the selected node's links and keys,
+ * the last route, message arrows, nodes, labels and a legend. */
+void gui_draw(cairo_t *cr, struct gui_model *m, double width, double height, uint64_t now);
+
+/* Draws the model (as gui_draw, with every node fully grown) into a width x height
+ * PNG file. 0, or -EIO with cairo's reason in err. */
+int gui_draw_png(struct gui_model *m, int width, int height, uint64_t now, const char *path,
+                 char *err, size_t errlen);
+
+#endif
