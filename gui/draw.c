@@ -236,7 +236,7 @@ static void draw_nodes(cairo_t *cr, struct gui_model *m, uint64_t now)
             if (d < 1)
                 d = 1;
             set_hex(cr, 0x303030, alpha);
-            cairo_move_to(cr, n->x + dx / d * 22 - ext.width / 2, n->y + dy / d * 22 + 4);
+            cairo_move_to(cr, n->x + dx / d * 28 - ext.width / 2, n->y + dy / d * 24 + 4);
             cairo_show_text(cr, hex);
         }
     }

@@ -146,14 +146,14 @@ static int app_write_model(struct gui_app *app, const char *path)
     if (o == NULL)
         return -ENOMEM;
     if (path == NULL) {
-        rc = json_dumpf(o, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0 ? 0 : -EIO;
+        rc = json_dumpf(o, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) == 0 ? 0 : -EIO;
         fputc('\n', stdout);
         fflush(stdout);
         json_decref(o);
         return rc;
     }
     tmp = g_strdup_printf("%s.tmp", path);
-    rc = json_dump_file(o, tmp, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0 ? 0 : -EIO;
+    rc = json_dump_file(o, tmp, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) == 0 ? 0 : -EIO;
     if (rc == 0 && g_rename(tmp, path) != 0)
         rc = -errno;
     if (rc != 0) {

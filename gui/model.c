@@ -271,34 +271,33 @@ static unsigned mention_peers(struct gui_model *m, const json_t *a, struct gui_i
 int gui_model_apply_leafset(struct gui_model *m, const struct gui_id *self, const json_t *r,
                             uint64_t now)
 {
-    struct gui_node *s;
+    struct gui_node *s = source_node(m, self);
+    /* The detail is on the heap: it stays put while mentions move the nodes. */
+    struct gui_detail *d = s != NULL ? s->detail : NULL;
     const json_t *preds = json_object_get(r, "preds"), *succs = json_object_get(r, "succs");
     unsigned n;
 
     if (!json_is_array(preds) || !json_is_array(succs))
         return -EBADMSG;
-    s = source_node(m, self);
-    n = mention_peers(m, preds, s ? s->detail->leaf : NULL, GUI_LEAF_MAX, 0, now);
-    n = mention_peers(m, succs, s ? s->detail->leaf : NULL, GUI_LEAF_MAX, n, now);
-    s = source_node(m, self); /* mentions may have moved it */
-    if (s != NULL)
-        s->detail->n_leaf = n;
+    n = mention_peers(m, preds, d ? d->leaf : NULL, GUI_LEAF_MAX, 0, now);
+    n = mention_peers(m, succs, d ? d->leaf : NULL, GUI_LEAF_MAX, n, now);
+    if (d != NULL)
+        d->n_leaf = n;
     return 0;
 }
 
 int gui_model_apply_routes(struct gui_model *m, const struct gui_id *self, const json_t *r,
                            uint64_t now)
 {
-    struct gui_node *s;
+    struct gui_node *s = source_node(m, self);
+    struct gui_detail *d = s != NULL ? s->detail : NULL;
     unsigned n;
 
     if (!json_is_array(r))
         return -EBADMSG;
-    s = source_node(m, self);
-    n = mention_peers(m, r, s ? s->detail->route : NULL, GUI_ROUTES_MAX, 0, now);
-    s = source_node(m, self);
-    if (s != NULL)
-        s->detail->n_route = n;
+    n = mention_peers(m, r, d ? d->route : NULL, GUI_ROUTES_MAX, 0, now);
+    if (d != NULL)
+        d->n_route = n;
     return 0;
 }
 
