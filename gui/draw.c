@@ -177,48 +177,68 @@ static void draw_arrows(cairo_t *cr, struct gui_model *m, uint64_t now)
     cairo_restore(cr);
 }
 
+/* A node's dot radius and opacity at now; false when there is nothing to draw. */
+static bool node_size(const struct gui_node *n, uint64_t now, double *r, double *alpha)
+{
+    double grow = clamp01((double)(now - n->born_ms) / GUI_GROW_MS);
+
+    *r = GUI_DOT_R * (n->gone ? 1.0 : grow);
+    *alpha = 1.0;
+    if (n->gone && !n->source)
+        *alpha = 1.0 - clamp01((double)(now - n->gone_ms) / GUI_FADE_MS);
+    return *r >= 0.5 && *alpha > 0;
+}
+
+/* Three passes: rims (and the red nodes that left), then every fill on top of all
+ * rims (so a dot's centre always has a fill colour, even where dots overlap), then
+ * the selection mark and labels. */
 static void draw_nodes(cairo_t *cr, struct gui_model *m, uint64_t now)
 {
     char hex[GUI_ID_HEX_LEN + 1];
     bool labels = m->n <= 64;
+    double r, alpha;
 
     cairo_save(cr);
-    cairo_select_font_face(cr, "monospace", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-    cairo_set_font_size(cr, 10);
     for (size_t i = 0; i < m->n; i++) {
         const struct gui_node *n = &m->nodes[i];
-        double grow = clamp01((double)(now - n->born_ms) / GUI_GROW_MS);
-        double r = GUI_DOT_R * (n->gone ? 1.0 : grow);
-        double alpha = 1.0;
-        if (n->gone && !n->source)
-            alpha = 1.0 - clamp01((double)(now - n->gone_ms) / GUI_FADE_MS);
-        if (r < 0.5 || alpha <= 0)
+        if (!node_size(n, now, &r, &alpha))
             continue;
         cairo_new_path(cr);
-        cairo_arc(cr, n->x, n->y, r, 0, 2 * DRAW_PI);
         if (n->gone) {
             /* It left: red, fading out (a daemon we lost stays as a red ring). */
+            cairo_arc(cr, n->x, n->y, r, 0, 2 * DRAW_PI);
             set_hex(cr, 0xd62020, alpha * (n->source ? 0.25 : 0.8));
             cairo_fill_preserve(cr);
             set_hex(cr, 0xd62020, alpha);
             cairo_set_line_width(cr, 2);
-            cairo_stroke(cr);
-        } else {
-            set_hex(cr, role_fill(n->role), 1);
-            cairo_fill(cr);
-            cairo_new_path(cr);
-            if (n->connected) { /* a rim outside the fill */
-                cairo_arc(cr, n->x, n->y, r + 1.5, 0, 2 * DRAW_PI);
-                set_hex(cr, 0x202020, 1);
-                cairo_set_line_width(cr, 3);
-            } else {
-                cairo_arc(cr, n->x, n->y, r + 0.5, 0, 2 * DRAW_PI);
-                set_hex(cr, 0x808080, 1);
-                cairo_set_line_width(cr, 1);
-            }
-            cairo_stroke(cr);
+        } else if (n->connected) { /* a dark rim outside the fill */
+            cairo_arc(cr, n->x, n->y, r + 1.5, 0, 2 * DRAW_PI);
+            set_hex(cr, 0x202020, 1);
+            cairo_set_line_width(cr, 3);
+        } else { /* only heard of: a thin grey rim */
+            cairo_arc(cr, n->x, n->y, r + 0.5, 0, 2 * DRAW_PI);
+            set_hex(cr, 0x808080, 1);
+            cairo_set_line_width(cr, 1);
         }
+        cairo_stroke(cr);
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        const struct gui_node *n = &m->nodes[i];
+        if (n->gone || !node_size(n, now, &r, &alpha))
+            continue;
+        cairo_new_path(cr);
+        cairo_arc(cr, n->x, n->y, r, 0, 2 * DRAW_PI);
+        set_hex(cr, role_fill(n->role), 1);
+        cairo_fill(cr);
+    }
+    cairo_select_font_face(cr, "monospace", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, 10);
+    for (size_t i = 0; i < m->n; i++) {
+        const struct gui_node *n = &m->nodes[i];
+        if (!node_size(n, now, &r, &alpha))
+            continue;
         if (m->has_selected && memcmp(m->selected.b, n->id.b, GUI_ID_LEN) == 0) {
+            cairo_new_path(cr);
             cairo_arc(cr, n->x, n->y, GUI_DOT_R + 6, 0, 2 * DRAW_PI);
             set_hex(cr, 0xe00000, 1);
             cairo_set_line_width(cr, 1.5);
