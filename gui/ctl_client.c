@@ -159,8 +159,8 @@ static void handle_line(struct gui_ctl *c, const char *line, size_t len)
         p->used = false;
         c->n_pending--;
         ok = json_is_true(json_object_get(j, "ok"));
-        c->ops.answer_cb(c, copy.cmd, copy.arg, ok,
-                         json_object_get(j, ok ? "result" : "error"), c->arg);
+        c->ops.answer_cb(c, copy.cmd, copy.arg, ok, json_object_get(j, ok ? "result" : "error"),
+                         c->arg);
         break;
     }
     json_decref(j);
@@ -183,8 +183,8 @@ static void read_done(GObject *src, GAsyncResult *res, gpointer data)
     }
     if (n <= 0) {
         char why[256];
-        snprintf(why, sizeof(why), "%s", n == 0 ? "the daemon closed the connection"
-                                                : error->message);
+        snprintf(why, sizeof(why), "%s",
+                 n == 0 ? "the daemon closed the connection" : error->message);
         g_clear_error(&error);
         conn_unref(k);
         ctl_down(c, why);

@@ -46,8 +46,8 @@ static unsigned type_colour(const char *type)
         const char *name;
         unsigned rgb;
     } known[] = {
-        {"LOOKUP", 0x1f5fbf}, {"ROUTE", 0x1f5fbf}, {"PUT", 0x1a8a3a},  {"STORE", 0x1a8a3a},
-        {"GET", 0x138a8a},    {"JOIN", 0x8a2be2},  {"PING", 0x707070}, {"ACK", 0xb0b0b0},
+        {"LOOKUP", 0x1f5fbf},  {"ROUTE", 0x1f5fbf},   {"PUT", 0x1a8a3a},  {"STORE", 0x1a8a3a},
+        {"GET", 0x138a8a},     {"JOIN", 0x8a2be2},    {"PING", 0x707070}, {"ACK", 0xb0b0b0},
         {"LEAFSET", 0xc06000}, {"REPLICA", 0x6b4226},
     };
     static const unsigned palette[] = {0xd62728, 0x9467bd, 0x8c564b, 0xe377c2,

@@ -146,14 +146,19 @@ static int app_write_model(struct gui_app *app, const char *path)
     if (o == NULL)
         return -ENOMEM;
     if (path == NULL) {
-        rc = json_dumpf(o, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) == 0 ? 0 : -EIO;
+        rc = json_dumpf(o, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) ==
+                     0
+                 ? 0
+                 : -EIO;
         fputc('\n', stdout);
         fflush(stdout);
         json_decref(o);
         return rc;
     }
     tmp = g_strdup_printf("%s.tmp", path);
-    rc = json_dump_file(o, tmp, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) == 0 ? 0 : -EIO;
+    rc = json_dump_file(o, tmp, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) == 0
+             ? 0
+             : -EIO;
     if (rc == 0 && g_rename(tmp, path) != 0)
         rc = -errno;
     if (rc != 0) {
@@ -193,14 +198,12 @@ static void snapshot_now(struct gui_app *app, bool complete)
                    SNAPSHOT_WAIT_MS / 1000);
     (void)gui_model_tick(app->model, now_ms());
     gui_model_layout(app->model, app->snapshot_size, app->snapshot_size);
-    if (app->snapshot != NULL &&
-        gui_draw_png(app->model, app->snapshot_size, app->snapshot_size, now_ms(), app->snapshot,
-                     err, sizeof(err)) != 0) {
+    if (app->snapshot != NULL && gui_draw_png(app->model, app->snapshot_size, app->snapshot_size,
+                                              now_ms(), app->snapshot, err, sizeof(err)) != 0) {
         g_printerr("p2psip-gui: %s\n", err);
         status = 1;
     }
-    if ((app->dump_model || app->model_file != NULL) &&
-        app_write_model(app, app->model_file) != 0)
+    if ((app->dump_model || app->model_file != NULL) && app_write_model(app, app->model_file) != 0)
         status = 1;
     app_quit(app, status);
 }
@@ -290,14 +293,14 @@ static void on_route(struct gui_source *s, const char *key, bool ok, const json_
     for (unsigned i = 0; i < m->route.n_path; i++) {
         gui_id_to_hex(&m->route.path[i], hex);
         if (m->route.path_rtt_ms[i] >= 0)
-            g_string_append_printf(t, "%2u  %.12s  %s  %d ms\n", i + 1, hex,
-                                   m->route.path_addr[i], m->route.path_rtt_ms[i]);
+            g_string_append_printf(t, "%2u  %.12s  %s  %d ms\n", i + 1, hex, m->route.path_addr[i],
+                                   m->route.path_rtt_ms[i]);
         else
             g_string_append_printf(t, "%2u  %.12s  %s\n", i + 1, hex, m->route.path_addr[i]);
     }
     gui_id_to_hex(&m->route.root, hex);
-    g_string_append_printf(t, "root %.12s  %s\n%u hop%s%s", hex, m->route.root_addr,
-                           m->route.hops, m->route.hops == 1 ? "" : "s",
+    g_string_append_printf(t, "root %.12s  %s\n%u hop%s%s", hex, m->route.root_addr, m->route.hops,
+                           m->route.hops == 1 ? "" : "s",
                            m->route.n_path == 0 ? " (this daemon reports no path)" : "");
     update_route_label(app, t->str);
     g_string_free(t, TRUE);
@@ -549,18 +552,9 @@ static void start_node(struct gui_app *app)
     logp = g_build_filename(dir, "p2psipd.log", NULL);
     logfd = g_open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     snprintf(sip, sizeof(sip), "%d", port);
-    const char *argv[] = {bin,
-                          "-p",
-                          sip,
-                          "-P",
-                          "0",
-                          "--data-dir",
-                          dir,
-                          "--control",
-                          sock,
-                          boot != NULL ? "-S" : "-s",
-                          boot,
-                          NULL};
+    const char *argv[] = {bin,          "-p", sip,         "-P", "0",
+                          "--data-dir", dir,  "--control", sock, boot != NULL ? "-S" : "-s",
+                          boot,         NULL};
     if (!g_spawn_async_with_fds(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
                                 &pid, -1, logfd, logfd, &error)) {
         g_printerr("p2psip-gui: cannot start %s: %s\n", bin, error->message);
@@ -753,8 +747,7 @@ static gboolean press_cb(GtkWidget *w, GdkEventButton *ev, gpointer data)
 static void stop_clicked(GtkButton *b, gpointer data)
 {
     struct gui_app *app = data;
-    struct gui_source *s =
-        app->model->has_selected ? source_of(app, &app->model->selected) : NULL;
+    struct gui_source *s = app->model->has_selected ? source_of(app, &app->model->selected) : NULL;
 
     (void)b;
     if (s != NULL)
@@ -766,8 +759,7 @@ static void lookup_activated(GtkEntry *e, gpointer data)
 {
     struct gui_app *app = data;
     const char *key = gtk_entry_get_text(e);
-    struct gui_source *s =
-        app->model->has_selected ? source_of(app, &app->model->selected) : NULL;
+    struct gui_source *s = app->model->has_selected ? source_of(app, &app->model->selected) : NULL;
     int rc;
 
     if (key[0] == '\0')
@@ -818,6 +810,7 @@ static void build_window(struct gui_app *app)
     gtk_container_set_border_width(GTK_CONTAINER(panel), 8);
     app->title = gtk_label_new(NULL);
     gtk_label_set_line_wrap(GTK_LABEL(app->title), TRUE);
+    gtk_label_set_max_width_chars(GTK_LABEL(app->title), 40); /* wrap, do not widen */
     gtk_label_set_xalign(GTK_LABEL(app->title), 0);
     gtk_label_set_selectable(GTK_LABEL(app->title), TRUE);
     gtk_box_pack_start(GTK_BOX(panel), app->title, FALSE, FALSE, 0);
@@ -848,6 +841,7 @@ static void build_window(struct gui_app *app)
     gtk_container_add(GTK_CONTAINER(app->window), box);
     update_panel(app);
     gtk_widget_show_all(app->window);
+    gtk_widget_grab_focus(app->entry); /* typing a key goes to the lookup box */
 }
 
 /* ---- main ----------------------------------------------------------------------------------- */
@@ -900,6 +894,11 @@ int main(int argc, char **argv)
         return 2;
     }
     app.headless = app.snapshot != NULL || app.dump_model;
+    /* Signals first: a SIGUSR1 or SIGTERM from now on is handled on the loop. */
+    app.loop = g_main_loop_new(NULL, FALSE);
+    (void)g_unix_signal_add(SIGTERM, sigterm_cb, &app);
+    (void)g_unix_signal_add(SIGINT, sigterm_cb, &app);
+    (void)g_unix_signal_add(SIGUSR1, sigusr1_cb, &app);
     if (!app.headless && !gtk_init_check(&argc, &argv)) {
         g_printerr("p2psip-gui: cannot open the display (use --snapshot without one)\n");
         return 1;
@@ -909,7 +908,6 @@ int main(int argc, char **argv)
         return 1;
     }
     app.sources = g_ptr_array_new();
-    app.loop = g_main_loop_new(NULL, FALSE);
     if (controls != NULL) {
         for (char **p = controls; *p != NULL; p++)
             (void)source_add(&app, *p);
@@ -921,9 +919,6 @@ int main(int argc, char **argv)
     }
     g_strfreev(controls);
 
-    (void)g_unix_signal_add(SIGTERM, sigterm_cb, &app);
-    (void)g_unix_signal_add(SIGINT, sigterm_cb, &app);
-    (void)g_unix_signal_add(SIGUSR1, sigusr1_cb, &app);
     app.poll_timer = g_timeout_add(POLL_MS, poll_cb, &app);
     if (app.headless) {
         app.snapshot_timer = g_timeout_add(SNAPSHOT_WAIT_MS, snapshot_timeout_cb, &app);

@@ -65,9 +65,8 @@ double gui_id_turn(const struct gui_id *id)
 }
 
 static const char *const role_names[] = {
-    [GUI_ROLE_UNKNOWN] = "unknown", [GUI_ROLE_SEEKING] = "seeking",
-    [GUI_ROLE_CLIENT] = "client",   [GUI_ROLE_MEMBER] = "member",
-    [GUI_ROLE_SUPER] = "super-node",
+    [GUI_ROLE_UNKNOWN] = "unknown", [GUI_ROLE_SEEKING] = "seeking",  [GUI_ROLE_CLIENT] = "client",
+    [GUI_ROLE_MEMBER] = "member",   [GUI_ROLE_SUPER] = "super-node",
 };
 
 enum gui_role gui_role_from_name(const char *name)
@@ -390,11 +389,10 @@ int gui_model_apply_route(struct gui_model *m, const struct gui_id *self, const 
                 continue;
             copy_text(rt->path_addr[rt->n_path], sizeof(rt->path_addr[0]),
                       json_object_get(e, "addr"));
-            rt->path_rtt_ms[rt->n_path] =
-                json_is_integer(rtt) && json_integer_value(rtt) >= 0 &&
-                        json_integer_value(rtt) < 1000000
-                    ? (int)json_integer_value(rtt)
-                    : -1;
+            rt->path_rtt_ms[rt->n_path] = json_is_integer(rtt) && json_integer_value(rtt) >= 0 &&
+                                                  json_integer_value(rtt) < 1000000
+                                              ? (int)json_integer_value(rtt)
+                                              : -1;
             (void)gui_model_mention(m, &rt->path[rt->n_path], now);
             rt->n_path++;
         }
@@ -454,8 +452,7 @@ static void id_list_set(struct gui_id *list, unsigned *n, unsigned max, const st
         list[(*n)++] = *id;
 }
 
-static int event_msg(struct gui_model *m, const struct gui_id *self, const json_t *ev,
-                     uint64_t now)
+static int event_msg(struct gui_model *m, const struct gui_id *self, const json_t *ev, uint64_t now)
 {
     const char *dir = json_string_value(json_object_get(ev, "dir"));
     const char *type = json_string_value(json_object_get(ev, "type"));
@@ -729,6 +726,23 @@ json_t *gui_model_dump(const struct gui_model *m)
     if (o != NULL && m->has_selected) {
         gui_id_to_hex(&m->selected, hex);
         json_object_set_new(o, "selected", json_string(hex));
+    }
+    if (o != NULL && m->route.valid) {
+        json_t *path = json_array(), *r;
+        for (unsigned i = 0; i < m->route.n_path; i++) {
+            gui_id_to_hex(&m->route.path[i], hex);
+            json_array_append_new(path, json_string(hex));
+        }
+        gui_id_to_hex(&m->route.root, hex);
+        r = json_pack("{s:s, s:s, s:I, s:o}", "key", m->route.key_text, "root", hex, "hops",
+                      (json_int_t)m->route.hops, "path", path);
+        if (r != NULL) {
+            gui_id_to_hex(&m->route.from, hex);
+            json_object_set_new(r, "from", json_string(hex));
+            gui_id_to_hex(&m->route.key, hex);
+            json_object_set_new(r, "key_id", json_string(hex));
+            json_object_set_new(o, "route", r);
+        }
     }
     return o;
 }

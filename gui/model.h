@@ -197,8 +197,9 @@ void gui_model_point(const struct gui_model *m, double t, double f, double *x, d
 size_t gui_model_count(const struct gui_model *m, size_t *connected);
 
 /* The model as JSON: {"count", "connected", "width", "height", "center": [x, y],
- * "radius", "selected", "arrows", "nodes": [{"id", "role", "connected", "gone",
- * "x", "y", "super"?}]}; NULL on ENOMEM. */
+ * "radius", "arrows", "events", "lost", "nodes": [{"id", "role", "connected",
+ * "gone", "x", "y", "super"?}], "selected"?, "route"?: {"key", "key_id", "from",
+ * "root", "hops", "path": [id...]}}; NULL on ENOMEM. */
 json_t *gui_model_dump(const struct gui_model *m);
 
 #endif

@@ -11,7 +11,8 @@
 # click (xdotool) at the ring's centre in the window starts a fourth node: the model
 # must then have four connected nodes, one of them a daemon the viewer started,
 # whose control socket answers `p2psipctl status` with a node_id that is in the
-# model.  The viewer's --snapshot against the four sockets must draw a PNG that is
+# model.  A click on a node's dot selects it, and a key typed into the lookup box
+# is routed from that node: the model's route has the root `p2psipctl route` gives.  The viewer's --snapshot against the four sockets must draw a PNG that is
 # not blank, with as many node dots (counted by tools/png_dots.py) as the control
 # API has daemons (4), each at its model position.  SIGTERM to the viewer alone
 # (not its process group) must stop it with status 0 after it stopped the node it
@@ -78,6 +79,14 @@ it_start gui env DISPLAY="$disp" GDK_BACKEND=x11 NO_AT_BRIDGE=1 XDG_RUNTIME_DIR=
     --control "$IT_TMP/n3.d/control.sock"
 gui_pid=$(it_pid gui)
 
+# The window first: by then the viewer handles SIGUSR1.
+win_found() {
+    it_alive gui || it_fail "the viewer exited"
+    wid=$(DISPLAY=$disp it_run 5 xdotool search --onlyvisible --name '^p2psip ring$' 2>/dev/null | head -n 1)
+    [ -n "$wid" ]
+}
+it_wait_until 20 "the viewer's window" win_found
+
 # model_has EXPR: asks the viewer for its model (SIGUSR1) and evaluates EXPR on it.
 model_has() {
     it_alive gui || it_fail "the viewer exited"
@@ -94,11 +103,6 @@ it_wait_until 30 "the viewer's model to show the 3 connected daemons" model_has 
     "r['count'] == 3 and r['connected'] == 3 and sorted(n['id'] for n in r['nodes']) == sorted(['${ids[n1]}', '${ids[n2]}', '${ids[n3]}'])"
 
 # 3. A click at the ring's centre starts a node.
-win_found() {
-    wid=$(DISPLAY=$disp it_run 5 xdotool search --onlyvisible --name '^p2psip ring$' 2>/dev/null | head -n 1)
-    [ -n "$wid" ]
-}
-it_wait_until 20 "the viewer's window" win_found
 cx=$(json_eval "$model" "r['center_window'][0]")
 cy=$(json_eval "$model" "r['center_window'][1]")
 it_log "window $wid, ring centre at ($cx, $cy)"
@@ -118,7 +122,28 @@ model_has "'$new_id' in [n['id'] for n in r['nodes'] if n['connected']]" ||
     it_fail "the new node $new_id is not a connected node of the model"
 it_log "the viewer started ${new_id:0:8} (pid $child_pid, $new_sock)"
 
-# 4. A snapshot of the four daemons: as many dots as daemons, each where the model
+# 4. A click on n1's dot selects it; a key typed into the lookup box (it has the
+# keyboard focus) is routed by n1, and the model shows the route n1 itself reports.
+model_has True || it_fail "no model"
+sx=$(json_eval "$model" "int(round(r['center_window'][0] + [n['x'] for n in r['nodes'] if n['id'] == '${ids[n1]}'][0] - r['center'][0]))")
+sy=$(json_eval "$model" "int(round(r['center_window'][1] + [n['y'] for n in r['nodes'] if n['id'] == '${ids[n1]}'][0] - r['center'][1]))")
+DISPLAY=$disp it_run 10 xdotool mousemove --window "$wid" "$sx" "$sy" click 1 ||
+    it_fail "xdotool could not click"
+it_wait_until 10 "the model to select n1 after a click on its dot at ($sx, $sy)" model_has \
+    "r.get('selected') == '${ids[n1]}'"
+DISPLAY=$disp it_run 10 xdotool type --delay 20 alice || it_fail "xdotool could not type"
+DISPLAY=$disp it_run 10 xdotool key Return || it_fail "xdotool could not press Return"
+it_wait_until 15 "the model to show the route of 'alice' from n1" model_has \
+    "r.get('route', {}).get('key') == 'alice' and r['route']['from'] == '${ids[n1]}'"
+out=$(it_run 10 "$ctl" --control "$IT_TMP/n1.d/control.sock" --json route alice) ||
+    it_fail "p2psipctl route alice failed"
+printf '%s\n' "$out" >"$IT_TMP/route.json"
+root=$(json_eval "$IT_TMP/route.json" "r['root']['id']")
+[ "$(json_eval "$model" "r['route']['root']")" = "$root" ] ||
+    it_fail "the viewer's route root $(json_eval "$model" "r['route']['root']") is not n1's answer $root"
+it_log "lookup of 'alice' from n1: root ${root:0:8}"
+
+# 5. A snapshot of the four daemons: as many dots as daemons, each where the model
 # puts it.
 it_run 30 "$gui" --snapshot "$IT_TMP/snap.png" --model-file "$IT_TMP/snap.json" \
     --control "$IT_TMP/n1.d/control.sock" --control "$IT_TMP/n2.d/control.sock" \
@@ -138,7 +163,7 @@ it_log "snapshot: $dots, control API: $api_count daemons"
     *) it_fail "snapshot: $dots, want $api_count nodes" ;;
     esac
 
-# 5. SIGTERM to the viewer alone: it stops its node, then exits 0.
+# 6. SIGTERM to the viewer alone: it stops its node, then exits 0.
 kill -TERM "$gui_pid" || it_fail "cannot signal the viewer"
 it_wait_until 20 "the viewer to exit" sh -c "! kill -0 $gui_pid 2>/dev/null || [ \"\$(awk '{print \$3}' /proc/$gui_pid/stat)\" = Z ]"
 it_stop gui
@@ -148,4 +173,4 @@ it_stop gui
     it_fail "the started node's data directory is left in $run: $(ls "$run")"
 it_stop xvfb
 for i in 3 2 1; do it_server_stop "n$i"; done
-it_pass "3-node ring shown, click started node ${new_id:0:8} (in the model, answers status), snapshot $dots, viewer stopped it on SIGTERM"
+it_pass "3-node ring shown, click started node ${new_id:0:8} (in the model, answers status), select + lookup, snapshot $dots, viewer stopped it on SIGTERM"

@@ -380,10 +380,14 @@ static void test_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_id_angle),       cmocka_unit_test(test_layout_positions),
-        cmocka_unit_test(test_answers_make_nodes), cmocka_unit_test(test_forget_and_fade),
-        cmocka_unit_test(test_nodes_bounded),  cmocka_unit_test(test_events),
-        cmocka_unit_test(test_arrows_bounded), cmocka_unit_test(test_route),
+        cmocka_unit_test(test_id_angle),
+        cmocka_unit_test(test_layout_positions),
+        cmocka_unit_test(test_answers_make_nodes),
+        cmocka_unit_test(test_forget_and_fade),
+        cmocka_unit_test(test_nodes_bounded),
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_arrows_bounded),
+        cmocka_unit_test(test_route),
         cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
