@@ -361,8 +361,8 @@ static void state_cb(struct gui_ctl *c, bool up, const char *why, void *arg)
     if (up) {
         s->why[0] = '\0';
         s->round_pending = 0;
+        poll_source(s); /* status first: events are pinned on the node it names */
         (void)gui_ctl_request(c, "watch", NULL);
-        poll_source(s);
     } else {
         snprintf(s->why, sizeof(s->why), "%s", why ? why : "down");
         s->round_pending = 0;
@@ -538,9 +538,13 @@ static void start_node(struct gui_app *app)
     for (guint i = 0; i < app->sources->len && boot == NULL; i++) {
         struct gui_source *o = g_ptr_array_index(app->sources, i);
         struct gui_node *n = o->have_id ? gui_model_find(app->model, &o->id) : NULL;
-        if (n != NULL && n->connected && n->detail != NULL && n->detail->advertised[0] != '\0' &&
-            (n->role == GUI_ROLE_MEMBER || n->role == GUI_ROLE_SUPER))
+        if (n == NULL || !n->connected || n->detail == NULL ||
+            (n->role != GUI_ROLE_MEMBER && n->role != GUI_ROLE_SUPER))
+            continue;
+        if (n->detail->advertised[0] != '\0')
             boot = g_strdup(n->detail->advertised);
+        else if (n->detail->p2p_port > 0) /* its socket is local: so is the daemon */
+            boot = g_strdup_printf("127.0.0.1:%d", n->detail->p2p_port);
     }
     dir = g_build_filename(base != NULL && base[0] == '/' ? base : g_get_tmp_dir(),
                            "p2psip-gui.XXXXXX", NULL);

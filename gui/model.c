@@ -204,6 +204,7 @@ int gui_model_apply_status(struct gui_model *m, const json_t *status, uint64_t n
 {
     struct gui_id id, sup;
     struct gui_node *n;
+    const json_t *port;
     const char *adv;
     char *text;
 
@@ -230,6 +231,11 @@ int gui_model_apply_status(struct gui_model *m, const json_t *status, uint64_t n
     adv = json_string_value(json_object_get(status, "advertised"));
     snprintf(n->detail->advertised, sizeof(n->detail->advertised), "%s", adv ? adv : "");
     n->detail->cut_off = json_is_true(json_object_get(status, "isolated"));
+    port = json_object_get(status, "p2p_port");
+    n->detail->p2p_port =
+        json_is_integer(port) && json_integer_value(port) > 0 && json_integer_value(port) < 65536
+            ? (int)json_integer_value(port)
+            : 0;
     text = json_dumps(status, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     if (text != NULL) {
         free(n->detail->status_text);

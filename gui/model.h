@@ -68,6 +68,7 @@ struct gui_detail {
     struct gui_id keys[GUI_KEYS_MAX];
     unsigned n_keys;
     char advertised[64]; /* "ip:port", or "" */
+    int p2p_port;        /* 0: not known */
     bool cut_off;
 };
 

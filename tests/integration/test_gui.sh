@@ -14,7 +14,8 @@
 # model.  A click on a node's dot selects it, and a key typed into the lookup box
 # is routed from that node: the model's route has the root `p2psipctl route` gives.  The viewer's --snapshot against the four sockets must draw a PNG that is
 # not blank, with as many node dots (counted by tools/png_dots.py) as the control
-# API has daemons (4), each at its model position.  SIGTERM to the viewer alone
+# API has daemons (4), each at its model position.  A daemon stopped is shown as
+# gone (not connected); started again, it is connected again.  SIGTERM to the viewer alone
 # (not its process group) must stop it with status 0 after it stopped the node it
 # started (that PID gone, its data directory removed); the three daemons then stop
 # with status 0.
@@ -163,7 +164,18 @@ it_log "snapshot: $dots, control API: $api_count daemons"
     *) it_fail "snapshot: $dots, want $api_count nodes" ;;
     esac
 
-# 6. SIGTERM to the viewer alone: it stops its node, then exits 0.
+# 6. A daemon that goes away is shown as gone; started again (same data directory,
+# same ID) the viewer reconnects by itself.
+it_server_stop n3
+it_wait_until 15 "the model to show n3 gone" model_has \
+    "[(n['connected'], n['gone']) for n in r['nodes'] if n['id'] == '${ids[n3]}'] == [(False, True)]"
+it_start n3b "$bin" -p 5103 -P 7603 --config "$IT_TMP/n3.d/p2p.conf" --data-dir "$IT_TMP/n3.d" \
+    --control "$IT_TMP/n3.d/control.sock" -S 127.0.0.1:7601
+it_wait_until 30 "the viewer to reconnect to n3" model_has \
+    "[(n['connected'], n['gone']) for n in r['nodes'] if n['id'] == '${ids[n3]}'] == [(True, False)]"
+it_log "n3 stopped: shown gone; restarted: connected again"
+
+# 7. SIGTERM to the viewer alone: it stops its node, then exits 0.
 kill -TERM "$gui_pid" || it_fail "cannot signal the viewer"
 it_wait_until 20 "the viewer to exit" sh -c "! kill -0 $gui_pid 2>/dev/null || [ \"\$(awk '{print \$3}' /proc/$gui_pid/stat)\" = Z ]"
 it_stop gui
@@ -172,5 +184,6 @@ it_stop gui
 [ -z "$(ls -A "$run" 2>/dev/null | grep '^p2psip-gui\.')" ] ||
     it_fail "the started node's data directory is left in $run: $(ls "$run")"
 it_stop xvfb
-for i in 3 2 1; do it_server_stop "n$i"; done
-it_pass "3-node ring shown, click started node ${new_id:0:8} (in the model, answers status), select + lookup, snapshot $dots, viewer stopped it on SIGTERM"
+it_server_stop n3b
+for i in 2 1; do it_server_stop "n$i"; done
+it_pass "3-node ring shown, click started node ${new_id:0:8} (in the model, answers status), select + lookup, snapshot $dots, gone + reconnect, viewer stopped it on SIGTERM"
