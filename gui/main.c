@@ -495,7 +495,7 @@ static int free_port(void)
 }
 
 /* The p2psipd to start: --p2psipd, else next to this binary in the build tree
- * (../p2psipd/p2psipd), else the one on PATH. */
+ * (../p2psipd/p2psipd) or the installed tree (../sbin/p2psipd), else on PATH. */
 static char *find_p2psipd(struct gui_app *app)
 {
     char *self, *dir, *p;
@@ -504,13 +504,19 @@ static char *find_p2psipd(struct gui_app *app)
         return g_strdup(app->p2psipd);
     self = g_file_read_link("/proc/self/exe", NULL);
     if (self != NULL) {
+        /* build/gui/p2psip-gui -> build/p2psipd/p2psipd; bin/ -> sbin/ when installed */
+        static const char *const rel[] = {"../p2psipd/p2psipd", "../sbin/p2psipd"};
         dir = g_path_get_dirname(self);
-        p = g_build_filename(dir, "..", "p2psipd", "p2psipd", NULL);
-        g_free(dir);
         g_free(self);
-        if (g_file_test(p, G_FILE_TEST_IS_EXECUTABLE))
-            return p;
-        g_free(p);
+        for (size_t i = 0; i < G_N_ELEMENTS(rel); i++) {
+            p = g_build_filename(dir, rel[i], NULL);
+            if (g_file_test(p, G_FILE_TEST_IS_EXECUTABLE)) {
+                g_free(dir);
+                return p;
+            }
+            g_free(p);
+        }
+        g_free(dir);
     }
     return g_find_program_in_path("p2psipd");
 }
