@@ -39,6 +39,8 @@
  *     14 COUNT            4   u32
  *     15 AVOID       1 + 20n  u8 count (1..6), then node IDs: hops that did not
  *                             acknowledge this routed message (docs/DHT-WIRE.md)
+ *     16 PATH        1 + 22n  u8 count (1..12), then per hop a node ID and u16 ms:
+ *                             the route a traced LOOKUP took (docs/DHT-WIRE.md)
  *
  * Types (dht_msg.h; who sends what and which attributes: docs/DHT-WIRE.md):
  *    1 PING  2 ACK  3 JOIN (routed)  4 JOIN_REPLY  5 ROWS  6 ROW_REQ  7 LEAFSET
@@ -195,6 +197,18 @@ static int decode_attr(struct dht_msg *m, uint16_t code, struct rd *v)
             (void)rd_bytes(v, m->avoid[i].b, DHT_ID_LEN); /* length checked above */
         m->n_avoid = n;
         return 0;
+    case DHT_ATTR_PATH:
+        if (once(m, code) < 0 || rd_u8(v, &n) < 0 || n == 0 || n > DHT_MSG_PATH_MAX ||
+            v->left != (size_t)n * (DHT_ID_LEN + 2))
+            return -EBADMSG;
+        for (unsigned i = 0; i < n; i++) {
+            uint16_t ms = 0;
+            (void)rd_bytes(v, m->path[i].id.b, DHT_ID_LEN); /* length checked above */
+            (void)rd_u16(v, &ms);
+            m->path[i].rtt_ms = ms;
+        }
+        m->n_path = n;
+        return 0;
     case DHT_ATTR_RECORD: {
         int rc;
         if (m->n_records >= DHT_MSG_RECORDS_MAX)
@@ -335,7 +349,8 @@ int dht_msg_encode(const struct dht_msg *m, uint8_t *buf, size_t cap)
 
     if (m->n_peers > DHT_MSG_PEERS_MAX || m->n_records > DHT_MSG_RECORDS_MAX ||
         m->n_idents > DHT_MSG_IDENTS_MAX || m->summary_len > DHT_MSG_SUMMARY_MAX ||
-        m->n_avoid > DHT_MSG_AVOID_MAX || ((h & DHT_HAVE(DHT_ATTR_AVOID)) && m->n_avoid == 0))
+        m->n_avoid > DHT_MSG_AVOID_MAX || ((h & DHT_HAVE(DHT_ATTR_AVOID)) && m->n_avoid == 0) ||
+        m->n_path > DHT_MSG_PATH_MAX || ((h & DHT_HAVE(DHT_ATTR_PATH)) && m->n_path == 0))
         return -EINVAL;
     if (((h & DHT_HAVE(DHT_ATTR_ORIGIN)) && check_peer(&m->origin) < 0) ||
         ((h & DHT_HAVE(DHT_ATTR_ROOT)) && check_peer(&m->root) < 0))
@@ -395,6 +410,15 @@ int dht_msg_encode(const struct dht_msg *m, uint8_t *buf, size_t cap)
         wr_u8(&w, m->n_avoid);
         for (unsigned i = 0; i < m->n_avoid; i++)
             wr_bytes(&w, m->avoid[i].b, DHT_ID_LEN);
+    }
+    if (m->n_path > 0) {
+        wr_u16(&w, DHT_ATTR_PATH);
+        wr_u16(&w, (unsigned)(1 + m->n_path * (DHT_ID_LEN + 2)));
+        wr_u8(&w, m->n_path);
+        for (unsigned i = 0; i < m->n_path; i++) {
+            wr_bytes(&w, m->path[i].id.b, DHT_ID_LEN);
+            wr_u16(&w, m->path[i].rtt_ms);
+        }
     }
     if (m->n_peers > 0 || (h & DHT_HAVE(DHT_ATTR_PEERS))) {
         size_t plen = 1;

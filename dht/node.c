@@ -638,6 +638,33 @@ static size_t leafset_live(const struct dht_node *n, struct dht_peer *out, size_
     return m;
 }
 
+/*
+ * A traced LOOKUP's PATH with this node added (unless it is there last already, as
+ * after a reroute), its time being its smoothed RTT to `next` (0 for the root,
+ * DHT_PATH_RTT_UNKNOWN before a first sample).
+ * Returns the number of hops in out (the same when the path is full).
+ */
+static unsigned path_add(const struct dht_node *n, const struct dht_msg *m,
+                         const struct dht_id *next, struct dht_path_hop *out)
+{
+    unsigned k = m->n_path;
+    const struct dht_nbr *e = next != NULL ? dht_route_find(&n->route, next) : NULL;
+    uint32_t ms = next == NULL ? 0 : DHT_PATH_RTT_UNKNOWN;
+
+    if (e != NULL && e->rto.srtt8 != 0)
+        ms = e->rto.srtt8 / 8 < DHT_PATH_RTT_UNKNOWN ? e->rto.srtt8 / 8 : DHT_PATH_RTT_UNKNOWN - 1;
+
+    memcpy(out, m->path, k * sizeof(out[0]));
+    if (k > 0 && dht_id_eq(&out[k - 1].id, &n->self.id))
+        k--; /* rerouted here: the earlier entry named the hop that failed */
+    if (k < DHT_MSG_PATH_MAX) {
+        out[k].id = n->self.id;
+        out[k].rtt_ms = (uint16_t)ms;
+        k++;
+    }
+    return k;
+}
+
 static void deliver_local(struct dht_node *n, const struct dht_msg *in, const uint8_t *buf,
                           size_t len, uint64_t now)
 {
@@ -663,6 +690,11 @@ static void deliver_local(struct dht_node *n, const struct dht_msg *in, const ui
         m.count = in->hops;
         m.have |= DHT_HAVE(DHT_ATTR_ROOT) | DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_REQ_ID) |
                   DHT_HAVE(DHT_ATTR_COUNT);
+        if (in->flags & DHT_FLAG_TRACE) {
+            m.flags |= DHT_FLAG_TRACE;
+            m.n_path = (uint8_t)path_add(n, in, NULL, m.path);
+            m.have |= DHT_HAVE(DHT_ATTR_PATH);
+        }
         dht__reply(n, &in->origin, &m, now);
         break;
     case DHT_MSG_PUT:
@@ -689,44 +721,57 @@ static void deliver_local(struct dht_node *n, const struct dht_msg *in, const ui
 }
 
 /*
- * Copies a routed message's bytes with its AVOID attribute replaced by ids[0..k)
- * (none when k == 0), every other attribute kept as it was (a newer version's
- * included).  Returns the new length, 0 when it would not fit.
+ * Copies a message's bytes with attribute `code` replaced by the value val[0..vlen)
+ * (removed when vlen == 0), every other attribute kept as it was (a newer
+ * version's included).  Returns the new length, 0 when it would not fit.
  */
-static size_t with_avoid(uint8_t *out, size_t cap, const uint8_t *in, size_t len,
-                         const struct dht_id *ids, unsigned k)
+static size_t with_attr(uint8_t *out, size_t cap, const uint8_t *in, size_t len, unsigned code,
+                        const uint8_t *val, size_t vlen)
 {
     size_t i = DHT_MSG_HEADER_LEN, o = DHT_MSG_HEADER_LEN;
 
-    if (len < DHT_MSG_HEADER_LEN || cap < len + 5 + (size_t)k * DHT_ID_LEN)
+    if (len < DHT_MSG_HEADER_LEN || cap < len + 4 + vlen)
         return 0;
     memcpy(out, in, DHT_MSG_HEADER_LEN);
     while (i + 4 <= len) {
-        unsigned code = (unsigned)in[i] << 8 | in[i + 1];
+        unsigned c = (unsigned)in[i] << 8 | in[i + 1];
         size_t alen = (size_t)in[i + 2] << 8 | in[i + 3];
         if (i + 4 + alen > len)
             return 0;
-        if (code != DHT_ATTR_AVOID) {
+        if (c != code) {
             memcpy(out + o, in + i, 4 + alen);
             o += 4 + alen;
         }
         i += 4 + alen;
     }
-    if (k > 0) {
-        size_t alen = 1 + (size_t)k * DHT_ID_LEN;
-        out[o++] = (uint8_t)(DHT_ATTR_AVOID >> 8);
-        out[o++] = (uint8_t)DHT_ATTR_AVOID;
-        out[o++] = (uint8_t)(alen >> 8);
-        out[o++] = (uint8_t)alen;
-        out[o++] = (uint8_t)k;
-        for (unsigned j = 0; j < k; j++, o += DHT_ID_LEN)
-            memcpy(out + o, ids[j].b, DHT_ID_LEN);
+    if (vlen > 0) {
+        out[o++] = (uint8_t)(code >> 8);
+        out[o++] = (uint8_t)code;
+        out[o++] = (uint8_t)(vlen >> 8);
+        out[o++] = (uint8_t)vlen;
+        memcpy(out + o, val, vlen);
+        o += vlen;
     }
     if (o > DHT_MSG_MAX)
         return 0;
     out[DHT_MSG_OFF_LEN] = (uint8_t)(o >> 8);
     out[DHT_MSG_OFF_LEN + 1] = (uint8_t)o;
     return o;
+}
+
+/* The same with the AVOID attribute: ids[0..k) (none when k == 0). */
+static size_t with_avoid(uint8_t *out, size_t cap, const uint8_t *in, size_t len,
+                         const struct dht_id *ids, unsigned k)
+{
+    uint8_t val[1 + DHT_MSG_AVOID_MAX * DHT_ID_LEN];
+
+    if (k > DHT_MSG_AVOID_MAX)
+        return 0;
+    val[0] = (uint8_t)k;
+    for (unsigned j = 0; j < k; j++)
+        memcpy(val + 1 + j * DHT_ID_LEN, ids[j].b, DHT_ID_LEN);
+    return with_attr(out, cap, in, len, DHT_ATTR_AVOID, val,
+                     k > 0 ? 1 + (size_t)k * DHT_ID_LEN : 0);
 }
 
 /* Forwards a routed message's bytes to the next hop; the hops its AVOID names are
@@ -738,6 +783,23 @@ static struct pend *forward(struct dht_node *n, const uint8_t *buf, size_t len,
     struct pend *p;
 
     memcpy(copy, buf, len);
+    if (m->type == DHT_MSG_LOOKUP && (m->flags & DHT_FLAG_TRACE)) {
+        struct dht_path_hop path[DHT_MSG_PATH_MAX];
+        uint8_t val[1 + DHT_MSG_PATH_MAX * (DHT_ID_LEN + 2)];
+        unsigned k = path_add(n, m, &to->id, path);
+        size_t nl;
+        val[0] = (uint8_t)k;
+        for (unsigned j = 0; j < k; j++) {
+            uint8_t *h = val + 1 + j * (DHT_ID_LEN + 2);
+            memcpy(h, path[j].id.b, DHT_ID_LEN);
+            h[DHT_ID_LEN] = (uint8_t)(path[j].rtt_ms >> 8);
+            h[DHT_ID_LEN + 1] = (uint8_t)path[j].rtt_ms;
+        }
+        nl = with_attr(copy, sizeof(copy), buf, len, DHT_ATTR_PATH, val,
+                       1 + (size_t)k * (DHT_ID_LEN + 2));
+        if (nl > 0)
+            len = nl; /* else forwarded as it came: the trace misses this hop */
+    }
     copy[DHT_MSG_OFF_HOPS] = (uint8_t)(m->hops + 1);
     p = dht__send_reliable(n, to, copy, len, PK_HOP, now);
     if (p != NULL) {
@@ -876,6 +938,9 @@ static void req_fail(struct request *c, int status)
     case RQ_LOOKUP:
         c->cb.lookup(status, NULL, 0, c->arg);
         break;
+    case RQ_TRACE:
+        c->cb.trace(status, NULL, c->arg);
+        break;
     case RQ_PUT:
         c->cb.put(status, 0, c->arg);
         break;
@@ -976,10 +1041,16 @@ static void on_reply(struct dht_node *n, const struct dht_msg *m)
             req_free(r);
             return;
         }
-        if (r->kind != RQ_LOOKUP || !(m->have & DHT_HAVE(DHT_ATTR_ROOT)))
+        if ((r->kind != RQ_LOOKUP && r->kind != RQ_TRACE) || !(m->have & DHT_HAVE(DHT_ATTR_ROOT)))
             return;
         c = req_take(r);
-        c.cb.lookup(0, &m->root, m->count, c.arg);
+        if (c.kind == RQ_LOOKUP) {
+            c.cb.lookup(0, &m->root, m->count, c.arg);
+        } else {
+            struct dht_trace t = {.root = m->root, .hops = m->count, .n_path = m->n_path};
+            memcpy(t.path, m->path, m->n_path * sizeof(t.path[0]));
+            c.cb.trace(0, &t, c.arg);
+        }
         break;
     case DHT_MSG_PUT_REPLY:
         if (r->kind != RQ_PUT)
@@ -1272,6 +1343,19 @@ int dht_node_lookup(struct dht_node *n, const struct dht_id *key, dht_lookup_cb 
     int rc = start_routed(n, RQ_LOOKUP, DHT_MSG_LOOKUP, key, NULL, DHT_FLAG_CLIENT, now, &r);
     if (rc == 0) {
         r->cb.lookup = cb;
+        r->arg = arg;
+    }
+    return rc;
+}
+
+int dht_node_trace(struct dht_node *n, const struct dht_id *key, dht_trace_cb cb, void *arg,
+                   uint64_t now)
+{
+    struct request *r;
+    int rc = start_routed(n, RQ_TRACE, DHT_MSG_LOOKUP, key, NULL, DHT_FLAG_CLIENT | DHT_FLAG_TRACE,
+                          now, &r);
+    if (rc == 0) {
+        r->cb.trace = cb;
         r->arg = arg;
     }
     return rc;
@@ -1758,6 +1842,36 @@ uint64_t dht_node_next_deadline(const struct dht_node *n)
 
 /* ---- lifecycle and views -------------------------------------------------------- */
 
+static void route_changed(void *arg, const struct dht_peer *p, unsigned before, unsigned after)
+{
+    struct dht_node *n = arg;
+    struct dht_node_event ev = {
+        .kind = DHT_EV_NEIGHBOUR, .peer = p, .before = before, .after = after};
+
+    if (n->ops.event != NULL)
+        n->ops.event(n->ops.arg, &ev);
+}
+
+static void store_gone(void *arg, const struct dht_id *key, enum dht_store_gone why)
+{
+    struct dht_node *n = arg;
+    struct dht_node_event ev = {.kind = why == DHT_STORE_EXPIRED ? DHT_EV_RECORD_EXPIRED
+                                                                 : DHT_EV_RECORD_DROPPED,
+                                .key = key};
+
+    if (n->ops.event != NULL)
+        n->ops.event(n->ops.arg, &ev);
+}
+
+void dht__record_event(struct dht_node *n, enum dht_node_event_kind kind,
+                       const struct dht_record *rec)
+{
+    struct dht_node_event ev = {.kind = kind, .key = &rec->key, .tombstone = rec->tombstone};
+
+    if (n->ops.event != NULL)
+        n->ops.event(n->ops.arg, &ev);
+}
+
 int dht_node_new(struct dht_node **out, const uint8_t pubkey[DHT_PUBKEY_LEN],
                  const struct dht_addr *self_addr, const struct dht_config *cfg,
                  struct dht_store *store, const struct dht_node_ops *ops, uint64_t now)
@@ -1791,6 +1905,11 @@ int dht_node_new(struct dht_node **out, const uint8_t pubkey[DHT_PUBKEY_LEN],
     n->self.addr = *self_addr;
     n->ops = *ops;
     n->store = store;
+    if (ops->event != NULL) {
+        n->route.on_change = route_changed;
+        n->route.change_arg = n;
+        dht_store_set_observer(store, store_gone, n);
+    }
     n->rng = n->cfg.seed ^ ((uint64_t)id.b[0] << 56 | (uint64_t)id.b[1] << 48 |
                             (uint64_t)id.b[2] << 40 | (uint64_t)id.b[3] << 32 | id.b[4]);
     n->next_txid = (uint32_t)dht__rand(n);
@@ -1860,6 +1979,8 @@ void dht_node_free(struct dht_node *n)
         free(n->loop[i].buf);
     free(n->pend);
     free(n->req);
+    if (n->ops.event != NULL)
+        dht_store_set_observer(n->store, NULL, NULL);
     dht_route_free(&n->route);
     free(n);
 }

@@ -41,7 +41,7 @@ struct pend {
     size_t len;
 };
 
-enum req_kind { RQ_JOIN = 1, RQ_LOOKUP, RQ_PUT, RQ_GET, RQ_TUNE };
+enum req_kind { RQ_JOIN = 1, RQ_LOOKUP, RQ_PUT, RQ_GET, RQ_TUNE, RQ_TRACE };
 
 struct request {
     uint32_t id;
@@ -53,6 +53,7 @@ struct request {
     union {
         dht_join_cb join;
         dht_lookup_cb lookup;
+        dht_trace_cb trace;
         dht_put_cb put;
         dht_get_cb get;
     } cb;
@@ -142,6 +143,9 @@ struct dht_node {
 uint64_t dht__rand(struct dht_node *n);
 /* Wall-clock Unix ms for the store; `now` (monotonic) when no wall clock was set. */
 uint64_t dht__wall(const struct dht_node *n, uint64_t now);
+/* Tells ops.event (if any) that rec was stored here (kind STORED or REPLICATED). */
+void dht__record_event(struct dht_node *n, enum dht_node_event_kind kind,
+                       const struct dht_record *rec);
 int dht__send_msg(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m,
                   enum pend_kind kind, uint32_t collect, uint64_t now);
 void dht__reply(struct dht_node *n, const struct dht_peer *to, struct dht_msg *m, uint64_t now);

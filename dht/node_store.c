@@ -78,8 +78,10 @@ void dht__root_put(struct dht_node *n, const struct dht_msg *in, uint64_t now)
         return;
     }
     rc = dht_store_put(n->store, &in->records[0], dht__wall(n, now));
-    if (rc == 0)
+    if (rc == 0) {
         n->ctr.records_stored++;
+        dht__record_event(n, DHT_EV_RECORD_STORED, &in->records[0]);
+    }
     if (rc != 0 && rc != -EALREADY) {
         n->ctr.records_refused++;
         put_reply(n, &in->origin, in->req_id, rc, 0, now);
@@ -204,6 +206,7 @@ int dht__on_replicate(struct dht_node *n, const struct dht_msg *m, uint64_t now)
         int rc = dht_store_put(n->store, &m->records[i], dht__wall(n, now));
         if (rc == 0) {
             n->ctr.records_stored++;
+            dht__record_event(n, DHT_EV_RECORD_REPLICATED, &m->records[i]);
         } else if (rc != -EALREADY) {
             n->ctr.records_refused++;
             if (status == 0)

@@ -162,10 +162,22 @@ bool dht_route_useful(const struct dht_route *rt, const struct dht_id *id)
     return cell == 0 || (rt->pool[cell - 1].flags & DHT_NBR_SUSPECT);
 }
 
+/* Every change of an entry's flags goes through here, so on_change sees each
+ * membership transition exactly once. */
+static void set_flags(struct dht_route *rt, unsigned i, unsigned flags)
+{
+    const unsigned member = DHT_NBR_RT | DHT_NBR_LEAF;
+    unsigned before = rt->pool[i].flags;
+
+    rt->pool[i].flags = (uint8_t)flags;
+    if (rt->on_change != NULL && ((before ^ flags) & member) != 0)
+        rt->on_change(rt->change_arg, &rt->pool[i].peer, before & member, flags & member);
+}
+
 static void release_if_unused(struct dht_route *rt, unsigned i)
 {
     if (!dht_route_slot_used(rt, i)) {
-        rt->pool[i].flags = 0;
+        set_flags(rt, i, 0);
         while (rt->pool_len > 0 && !dht_route_slot_used(rt, rt->pool_len - 1u))
             rt->pool_len--;
     }
@@ -193,15 +205,15 @@ static bool side_insert(struct dht_route *rt, unsigned i, bool succ)
     if (*n == rt->leaf_half) {
         unsigned out = arr[*n - 1];
         (*n)--;
-        rt->pool[out].flags &= (uint8_t)~flag;
+        set_flags(rt, out, rt->pool[out].flags & ~(unsigned)flag);
         /* released by the caller once i is placed, so i's slot cannot be reused */
         if (out != i && !dht_route_slot_used(rt, out))
-            rt->pool[out].flags = 0;
+            set_flags(rt, out, 0);
     }
     memmove(&arr[pos + 1], &arr[pos], (*n - pos) * sizeof(arr[0]));
     arr[pos] = (uint16_t)i;
     (*n)++;
-    rt->pool[i].flags |= flag;
+    set_flags(rt, i, rt->pool[i].flags | flag);
     return true;
 }
 
@@ -236,14 +248,14 @@ struct dht_nbr *dht_route_add(struct dht_route *rt, const struct dht_peer *p, bo
     cell = rt->cells[r][c];
     if (cell == 0) {
         rt->cells[r][c] = (uint16_t)(i + 1);
-        rt->pool[i].flags |= DHT_NBR_RT;
+        set_flags(rt, (unsigned)i, rt->pool[i].flags | DHT_NBR_RT);
     } else if ((int)cell - 1 != i && (rt->pool[cell - 1].flags & DHT_NBR_SUSPECT)) {
         unsigned old = cell - 1u;
-        rt->pool[old].flags &= (uint8_t)~DHT_NBR_RT;
+        set_flags(rt, old, rt->pool[old].flags & ~(unsigned)DHT_NBR_RT);
         rt->cells[r][c] = (uint16_t)(i + 1);
-        rt->pool[i].flags |= DHT_NBR_RT;
+        set_flags(rt, (unsigned)i, rt->pool[i].flags | DHT_NBR_RT);
         if (!dht_route_slot_used(rt, old))
-            rt->pool[old].flags = 0;
+            set_flags(rt, old, 0);
     }
     if (fresh && !dht_route_slot_used(rt, (unsigned)i)) {
         release_if_unused(rt, (unsigned)i);
@@ -265,7 +277,7 @@ static bool side_remove(struct dht_route *rt, unsigned i, bool succ)
         if (arr[k] == i) {
             memmove(&arr[k], &arr[k + 1], (*n - k - 1) * sizeof(arr[0]));
             (*n)--;
-            rt->pool[i].flags &= (uint8_t) ~(succ ? DHT_NBR_SUCC : DHT_NBR_PRED);
+            set_flags(rt, i, rt->pool[i].flags & ~(unsigned)(succ ? DHT_NBR_SUCC : DHT_NBR_PRED));
             return true;
         }
     }
@@ -287,7 +299,7 @@ unsigned dht_route_remove(struct dht_route *rt, const struct dht_id *id)
     c = dht_id_digit(id, r);
     if (rt->cells[r][c] == (uint16_t)(i + 1))
         rt->cells[r][c] = 0;
-    rt->pool[i].flags = 0;
+    set_flags(rt, (unsigned)i, 0);
     release_if_unused(rt, (unsigned)i);
     return was;
 }

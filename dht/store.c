@@ -49,6 +49,8 @@ struct dht_store {
     size_t n_pending;
     bool resync; /* the pending list overflowed: rewrite the whole table */
     struct dht_store_stats st;
+    void (*observe)(void *arg, const struct dht_id *key, enum dht_store_gone why);
+    void *observe_arg;
 };
 
 void dht_store_config_init(struct dht_store_config *cfg)
@@ -744,6 +746,7 @@ struct sweep {
     uint64_t now_ms;
     const struct dht_id *low, *high;
     uint64_t *counter;
+    enum dht_store_gone why;
 };
 
 static bool sweep_keep(const struct dht__entry *e, void *arg)
@@ -759,6 +762,8 @@ static void sweep_gone(struct dht__entry *e, void *arg)
     account_remove(w->s, e);
     (*w->counter)++;
     note_row_gone(w->s, &e->key, &e->value_id, e->rowid);
+    if (w->s->observe != NULL)
+        w->s->observe(w->s->observe_arg, &e->key, w->why);
 }
 
 static int sweep_run(struct sweep *w)
@@ -785,8 +790,11 @@ static bool doomed_expired(const struct dht__entry *e, const struct sweep *w)
 
 int dht_store_expire(struct dht_store *s, uint64_t now_ms)
 {
-    struct sweep w = {
-        .s = s, .doomed = doomed_expired, .now_ms = now_ms, .counter = &s->st.expired};
+    struct sweep w = {.s = s,
+                      .doomed = doomed_expired,
+                      .now_ms = now_ms,
+                      .counter = &s->st.expired,
+                      .why = DHT_STORE_EXPIRED};
     return sweep_run(&w);
 }
 
@@ -797,9 +805,22 @@ static bool doomed_in_range(const struct dht__entry *e, const struct sweep *w)
 
 int dht_store_drop_range(struct dht_store *s, const struct dht_id *low, const struct dht_id *high)
 {
-    struct sweep w = {
-        .s = s, .doomed = doomed_in_range, .low = low, .high = high, .counter = &s->st.dropped};
+    struct sweep w = {.s = s,
+                      .doomed = doomed_in_range,
+                      .low = low,
+                      .high = high,
+                      .counter = &s->st.dropped,
+                      .why = DHT_STORE_DROPPED};
     return sweep_run(&w);
+}
+
+void dht_store_set_observer(struct dht_store *s,
+                            void (*fn)(void *arg, const struct dht_id *key,
+                                       enum dht_store_gone why),
+                            void *arg)
+{
+    s->observe = fn;
+    s->observe_arg = arg;
 }
 
 int dht_store_flush(struct dht_store *s)

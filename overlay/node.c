@@ -530,6 +530,13 @@ static void dht_observe(void *arg, enum dht_obs_event ev, const struct dht_peer 
         n->ops.observe(n->ops.arg, ev, peer, buf, len, reason);
 }
 
+static void dht_event(void *arg, const struct dht_node_event *ev)
+{
+    struct overlay_node *n = arg;
+
+    n->ops.event(n->ops.arg, ev);
+}
+
 static uint64_t dht_wall(void *arg)
 {
     (void)arg;
@@ -586,6 +593,8 @@ int overlay__dht_create(struct overlay_node *n)
     memset(&ops, 0, sizeof(ops));
     ops.send = dht_send;
     ops.observe = dht_observe;
+    if (n->ops.event != NULL)
+        ops.event = dht_event;
     ops.arg = n;
     cfg.cutoff_ms = n->cfg.cutoff_ms;
     cfg.seed ^= (uint64_t)randombytes_random() << 32 | randombytes_random();

@@ -99,12 +99,13 @@ struct peer {
     uint64_t frames_in, frames_out;
 };
 
-enum op_kind { OP_PUT = 1, OP_GET, OP_LOOKUP };
+enum op_kind { OP_PUT = 1, OP_GET, OP_LOOKUP, OP_TRACE /* never proxied */ };
 
 union op_cb {
     dht_put_cb put;
     dht_get_cb get;
     dht_lookup_cb lookup;
+    dht_trace_cb trace;
 };
 
 /* One put/get/lookup of our own user, run by our DHT node or proxied to our super. */

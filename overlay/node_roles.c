@@ -199,6 +199,9 @@ static void op_fail(struct op *o, int status)
     case OP_LOOKUP:
         c.cb.lookup(status, NULL, 0, c.arg);
         break;
+    case OP_TRACE:
+        c.cb.trace(status, NULL, c.arg);
+        break;
     default:
         break;
     }
@@ -241,6 +244,16 @@ static void op_lookup_done(int status, const struct dht_peer *root, unsigned hop
         c.cb.lookup(status, root, hops, c.arg);
 }
 
+static void op_trace_done(int status, const struct dht_trace *t, void *arg)
+{
+    struct op *o = arg;
+    struct op c = *o;
+
+    op_free(o);
+    if (!c.cancelled)
+        c.cb.trace(status, t, c.arg);
+}
+
 static bool member(const struct overlay_node *n)
 {
     return n->dht != NULL && dht_node_joined(n->dht) &&
@@ -257,6 +270,8 @@ static int start_op(struct overlay_node *n, enum op_kind kind, const struct dht_
         return -ECANCELED;
     if (!member(n) && !(n->role == OVERLAY_ROLE_CLIENT && n->super >= 0))
         return -ENOTCONN;
+    if (kind == OP_TRACE && !member(n))
+        return -EOPNOTSUPP; /* a client's lookups run at its super-node: no route of ours */
     o = op_alloc(n);
     if (o == NULL)
         return -EBUSY;
@@ -269,6 +284,8 @@ static int start_op(struct overlay_node *n, enum op_kind kind, const struct dht_
             rc = dht_node_put(n->dht, rec, op_put_done, o, now);
         else if (kind == OP_GET)
             rc = dht_node_get(n->dht, key, op_get_done, o, now);
+        else if (kind == OP_TRACE)
+            rc = dht_node_trace(n->dht, key, op_trace_done, o, now);
         else
             rc = dht_node_lookup(n->dht, key, op_lookup_done, o, now);
         overlay__dht_rearm(n);
@@ -303,6 +320,13 @@ int overlay_node_lookup(struct overlay_node *n, const struct dht_id *key, dht_lo
     union op_cb u = {.lookup = cb};
 
     return start_op(n, OP_LOOKUP, key, NULL, u, arg);
+}
+
+int overlay_node_trace(struct overlay_node *n, const struct dht_id *key, dht_trace_cb cb, void *arg)
+{
+    union op_cb u = {.trace = cb};
+
+    return start_op(n, OP_TRACE, key, NULL, u, arg);
 }
 
 size_t overlay_node_cancel(struct overlay_node *n, void *arg)

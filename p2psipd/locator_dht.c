@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "control.h"
 #include "locator_local.h"
 #include "p2p/clock.h"
 #include "p2p/dht_record.h"
@@ -52,6 +53,7 @@ struct ldop {
     void *arg;
     bool cancelled; /* its user went away: complete silently */
     bool in_dht;    /* waiting for the overlay (cancellable there) */
+    bool tombstone; /* publish, refresh: the record put removes the AoR's bindings here */
     /* lookup: the local answer, kept while the DHT is asked */
     int local_status;
     size_t nlocal;
@@ -476,6 +478,22 @@ static void local_published(int status, void *arg)
     publish_finish(arg, status);
 }
 
+/* `watch`: the AoR's record at this node is in the DHT (or its tombstone is). */
+static void binding_event(struct locator_dht *loc, const struct ldop *o)
+{
+    struct control *ctl = loc->d->control;
+    struct dht_id key;
+    char hex[DHT_ID_HEX_LEN + 1];
+
+    if (ctl == NULL || !control_watched(ctl))
+        return;
+    locator_dht_key(o->aor, &key);
+    dht_id_to_hex(&key, hex);
+    control_publish(ctl, json_pack("{s:s, s:s, s:s, s:s, s:b}", "event", "binding", "op",
+                                   o->tombstone ? "removed" : "published", "aor", o->aor, "key",
+                                   hex, "refresh", o->kind == LD_REFRESH));
+}
+
 static void dht_put_done(int status, unsigned acks, void *arg)
 {
     struct ldop *o = arg;
@@ -493,6 +511,8 @@ static void dht_put_done(int status, unsigned acks, void *arg)
          * one (-s) keeps records by itself; a client trusts its super-node's count. */
         status = -EHOSTUNREACH;
     }
+    if (status == 0)
+        binding_event(loc, o);
     if (status == -EPERM) {
         loc->st.put_refused++; /* another key owns this AoR */
         p2p_warn(loc->d->log, "DHT: the binding of %s is owned by another key: refused", o->aor);
@@ -533,6 +553,7 @@ static int put_aor(struct locator_dht *loc, struct ldop *o)
     if (rc < 0)
         return rc;
     loc->st.puts++;
+    o->tombstone = rec.tombstone;
     return overlay_node_put(overlay_of(loc), &rec, dht_put_done, o);
 }
 

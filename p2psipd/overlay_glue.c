@@ -104,20 +104,71 @@ static void on_observe(void *arg, enum dht_obs_event ev, const struct dht_peer *
 {
     struct p2psipd *d = arg;
     static const char *const dir[] = {"sent", "recv", "dropped"};
-    char hex[DHT_ID_HEX_LEN + 1], key[DHT_ID_HEX_LEN + 1] = "-";
+    char hex[DHT_ID_HEX_LEN + 1], key[DHT_ID_HEX_LEN + 1] = "";
+    bool trace = d->conf.log.trace && p2p_log_enabled(d->log, P2P_LOG_DEBUG);
+    bool watched = d->control != NULL && control_watched(d->control);
     struct dht_msg *m;
     unsigned type = len > 1 ? buf[1] : 0;
+    json_t *o;
 
-    if (!(d->conf.log.trace && p2p_log_enabled(d->log, P2P_LOG_DEBUG)))
+    if (!trace && !watched)
         return;
     m = malloc(sizeof(*m));
     if (m != NULL && dht_msg_decode(m, buf, len) == 0 && (m->have & DHT_HAVE(DHT_ATTR_KEY)))
         dht_id_to_hex(&m->key, key);
     free(m);
     dht_id_to_hex(&peer->id, hex);
-    p2p_debug(d->log, "P2P %s %s %s %.8s key %.8s %zu bytes%s%s", dir[ev], dht_msg_type_name(type),
-              ev == DHT_OBS_SENT ? "to" : "from", hex, key, len, reason ? ": " : "",
-              reason ? strerror(-reason) : "");
+    if (trace)
+        p2p_debug(d->log, "P2P %s %s %s %.8s key %.8s %zu bytes%s%s", dir[ev],
+                  dht_msg_type_name(type), ev == DHT_OBS_SENT ? "to" : "from", hex,
+                  key[0] ? key : "-", len, reason ? ": " : "", reason ? strerror(-reason) : "");
+    if (!watched)
+        return;
+    o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "event", "msg", "dir", dir[ev], "type",
+                  dht_msg_type_name(type), "peer", hex, "size", (json_int_t)len);
+    if (o != NULL && key[0])
+        json_object_set_new(o, "key", json_string(key));
+    if (o != NULL && reason)
+        json_object_set_new(o, "reason", json_string(strerror(-reason)));
+    control_publish(d->control, o);
+}
+
+/* The leaf set, routing table and store as they change, for `watch` (the viewer). */
+static void on_event(void *arg, const struct dht_node_event *ev)
+{
+    struct p2psipd *d = arg;
+    static const char *const rec_op[] = {[DHT_EV_RECORD_STORED] = "stored",
+                                         [DHT_EV_RECORD_REPLICATED] = "replicated",
+                                         [DHT_EV_RECORD_EXPIRED] = "expired",
+                                         [DHT_EV_RECORD_DROPPED] = "dropped"};
+    char hex[DHT_ID_HEX_LEN + 1];
+
+    if (d->control == NULL || !control_watched(d->control))
+        return;
+    if (ev->kind != DHT_EV_NEIGHBOUR) {
+        json_t *o;
+        dht_id_to_hex(ev->key, hex);
+        o = json_pack("{s:s, s:s, s:s}", "event", "record", "op", rec_op[ev->kind], "key", hex);
+        if (o != NULL && (ev->kind == DHT_EV_RECORD_STORED || ev->kind == DHT_EV_RECORD_REPLICATED))
+            json_object_set_new(o, "tombstone", json_boolean(ev->tombstone));
+        control_publish(d->control, o);
+        return;
+    }
+    dht_id_to_hex(&ev->peer->id, hex);
+    /* The leaf set and the routing table are two sets: an entry can enter one as it
+     * leaves the other, so each gets its own event. */
+    static const struct {
+        unsigned bits;
+        const char *set;
+    } sets[] = {{DHT_NBR_LEAF, "leaf"}, {DHT_NBR_RT, "route"}};
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+        bool was = (ev->before & sets[i].bits) != 0, is = (ev->after & sets[i].bits) != 0;
+        if (was == is)
+            continue;
+        control_publish(d->control, json_pack("{s:s, s:s, s:s, s:s, s:o}", "event", "neighbour",
+                                              "op", is ? "add" : "remove", "set", sets[i].set, "id",
+                                              hex, "addr", addr_json(&ev->peer->addr)));
+    }
 }
 
 /* ---- saved peers ------------------------------------------------------------------------ */
@@ -347,6 +398,7 @@ int p2psipd__overlay_start(struct p2psipd *d)
     ops.health = on_health;
     ops.role = on_role;
     ops.observe = on_observe;
+    ops.event = on_event;
     ops.pipe = on_pipe;
     ops.unreachable = on_unreachable;
     ops.arg = d;
@@ -709,6 +761,7 @@ static json_t *cmd_records(const json_t *args, const json_t *opts, char *err, si
 struct ctl_op {
     struct control_req *req;
     struct dht_id key;
+    struct p2psipd *d; /* route: for the hops' addresses */
 };
 
 /* A pending control operation for req, or NULL with the error already replied. */
@@ -762,6 +815,44 @@ static void ctl_lookup_done(int status, const struct dht_peer *root, unsigned ho
     else
         control_reply(o->req,
                       json_pack("{s:o, s:I}", "root", peer_json(root), "hops", (json_int_t)hops));
+    free(o);
+}
+
+/* route KEY on a member: every hop with its smoothed RTT to the next. */
+static void ctl_trace_done(int status, const struct dht_trace *t, void *arg)
+{
+    struct ctl_op *o = arg;
+    struct p2psipd *d = o->d;
+    const struct dht_route *rt = d->overlay != NULL && overlay_node_dht(d->overlay) != NULL
+                                     ? dht_node_route(overlay_node_dht(d->overlay))
+                                     : NULL;
+    json_t *path;
+    char hex[DHT_ID_HEX_LEN + 1];
+
+    if (status != 0) {
+        control_reply_error(o->req, "route failed: %s", strerror(-status));
+        free(o);
+        return;
+    }
+    path = json_array();
+    for (unsigned i = 0; i < t->n_path; i++) {
+        const struct dht_path_hop *h = &t->path[i];
+        const struct dht_nbr *e = rt != NULL ? dht_route_find(rt, &h->id) : NULL;
+        json_t *hop;
+        dht_id_to_hex(&h->id, hex);
+        hop = json_pack("{s:s, s:o}", "id", hex, "rtt_ms",
+                        h->rtt_ms == DHT_PATH_RTT_UNKNOWN ? json_null() : json_integer(h->rtt_ms));
+        if (dht_id_eq(&h->id, &d->identity.id))
+            json_object_set_new(hop, "self", json_true());
+        else if (e != NULL)
+            json_object_set_new(hop, "addr", addr_json(&e->peer.addr));
+        else if (dht_id_eq(&h->id, &t->root.id))
+            json_object_set_new(hop, "addr", addr_json(&t->root.addr));
+        json_array_append_new(path, hop);
+    }
+    dht_id_to_hex(&o->key, hex);
+    control_reply(o->req, json_pack("{s:s, s:o, s:I, s:o}", "key", hex, "root", peer_json(&t->root),
+                                    "hops", (json_int_t)t->hops, "path", path));
     free(o);
 }
 
@@ -881,11 +972,14 @@ static void cmd_get_async(struct control_req *req, const json_t *args, const jso
     if (o == NULL)
         return;
     dht_id_hash(&o->key, key, strlen(key));
+    o->d = d;
     if (d->overlay == NULL)
         rc = -ENOTCONN;
-    else if (lookup)
-        rc = overlay_node_lookup(d->overlay, &o->key, ctl_lookup_done, o);
-    else
+    else if (lookup) {
+        rc = overlay_node_trace(d->overlay, &o->key, ctl_trace_done, o);
+        if (rc == -EOPNOTSUPP) /* a client: its super-node looks up, untraced */
+            rc = overlay_node_lookup(d->overlay, &o->key, ctl_lookup_done, o);
+    } else
         rc = overlay_node_get(d->overlay, &o->key, ctl_get_done, o);
     if (rc != 0) {
         control_reply_error(req, "%s failed: %s", lookup ? "route" : "get", strerror(-rc));

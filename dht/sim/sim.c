@@ -547,6 +547,7 @@ static int new_slot(struct sim *s, unsigned *out)
         free(sl);
         return -ENOMEM;
     }
+    memset(&ops, 0, sizeof(ops));
     ops.send = net_send;
     ops.observe = getenv("P2P_SIM_TRACE") != NULL ? trace_obs : s->slow_ms ? slow_obs : NULL;
     ops.arg = sl;

@@ -55,8 +55,12 @@ static void check_round_trip(const struct dht_msg *m)
     if (d.type != m->type || d.flags != m->flags || d.hops != m->hops || d.txid != m->txid ||
         !dht_id_eq(&d.sender, &m->sender) || d.have != m->have || d.n_peers != m->n_peers ||
         d.n_records != m->n_records || d.n_idents != m->n_idents || d.req_id != m->req_id ||
-        d.status != m->status || d.count != m->count || d.level != m->level)
+        d.status != m->status || d.count != m->count || d.level != m->level ||
+        d.n_avoid != m->n_avoid || d.n_path != m->n_path)
         abort();
+    for (size_t i = 0; i < m->n_path; i++)
+        if (!dht_id_eq(&d.path[i].id, &m->path[i].id) || d.path[i].rtt_ms != m->path[i].rtt_ms)
+            abort();
     if ((m->have & DHT_HAVE(DHT_ATTR_ORIGIN)))
         same_peer(&d.origin, &m->origin);
     for (size_t i = 0; i < m->n_peers; i++)
@@ -100,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_round_trip(&m);
 
     memset(pk, 0x5a, sizeof(pk));
+    memset(&ops, 0, sizeof(ops));
     ops.send = no_send;
     ops.observe = NULL;
     ops.arg = &sent;

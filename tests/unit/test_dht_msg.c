@@ -61,7 +61,13 @@ static void full_msg(struct dht_msg *m)
     m->have = DHT_HAVE(DHT_ATTR_KEY) | DHT_HAVE(DHT_ATTR_ORIGIN) | DHT_HAVE(DHT_ATTR_REQ_ID) |
               DHT_HAVE(DHT_ATTR_LEVEL) | DHT_HAVE(DHT_ATTR_ROOT) | DHT_HAVE(DHT_ATTR_STATUS) |
               DHT_HAVE(DHT_ATTR_LO) | DHT_HAVE(DHT_ATTR_HI) | DHT_HAVE(DHT_ATTR_COUNT) |
-              DHT_HAVE(DHT_ATTR_SENDER_KEY) | DHT_HAVE(DHT_ATTR_SUMMARY) | DHT_HAVE(DHT_ATTR_AVOID);
+              DHT_HAVE(DHT_ATTR_SENDER_KEY) | DHT_HAVE(DHT_ATTR_SUMMARY) |
+              DHT_HAVE(DHT_ATTR_AVOID) | DHT_HAVE(DHT_ATTR_PATH);
+    m->n_path = 2;
+    m->path[0].id = id_fill(0xa1);
+    m->path[0].rtt_ms = 17;
+    m->path[1].id = id_fill(0xa2);
+    m->path[1].rtt_ms = DHT_PATH_RTT_UNKNOWN;
     m->n_avoid = 2;
     m->avoid[0] = id_fill(0x99);
     m->avoid[1] = id_fill(0x9a);
@@ -131,6 +137,11 @@ static void test_round_trip(void **state)
     assert_int_equal(d.n_avoid, 2);
     assert_true(dht_id_eq(&d.avoid[0], &m.avoid[0]));
     assert_true(dht_id_eq(&d.avoid[1], &m.avoid[1]));
+    assert_int_equal(d.n_path, 2);
+    assert_true(dht_id_eq(&d.path[0].id, &m.path[0].id));
+    assert_int_equal(d.path[0].rtt_ms, 17);
+    assert_true(dht_id_eq(&d.path[1].id, &m.path[1].id));
+    assert_int_equal(d.path[1].rtt_ms, DHT_PATH_RTT_UNKNOWN);
     assert_int_equal(d.n_peers, 3);
     for (unsigned i = 0; i < 3; i++)
         assert_peer_eq(&d.peers[i], &m.peers[i]);
@@ -373,6 +384,9 @@ static void test_caps(void **state)
     assert_int_equal(dht_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
     dht_msg_init(&m, DHT_MSG_LOOKUP, &s);
     m.n_avoid = DHT_MSG_AVOID_MAX + 1;
+    assert_int_equal(dht_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
+    dht_msg_init(&m, DHT_MSG_LOOKUP, &s);
+    m.n_path = DHT_MSG_PATH_MAX + 1;
     assert_int_equal(dht_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
 }
 

@@ -110,7 +110,7 @@ static void net_init(struct net *net, unsigned leaf, unsigned replicas, unsigned
 static struct tnode *net_add(struct net *net, uint8_t seed)
 {
     struct tnode *t = &net->n[net->count];
-    struct dht_node_ops ops = {tsend, NULL, t};
+    struct dht_node_ops ops = {.send = tsend, .arg = t};
     struct dht_addr a;
     uint8_t s[32];
 
@@ -290,6 +290,65 @@ static void test_join_converges_and_routes(void **state)
         assert_true(dht_id_eq(&l.root.id, dht_node_id(true_root(net, &key)->node)));
         assert_true(l.hops <= 3);
     }
+    net_free(net);
+    free(net);
+}
+
+struct tr {
+    int status;
+    struct dht_trace t;
+    bool done;
+};
+
+static void on_trace(int status, const struct dht_trace *t, void *arg)
+{
+    struct tr *x = arg;
+    x->status = status;
+    if (t != NULL)
+        x->t = *t;
+    x->done = true;
+}
+
+/* A traced lookup returns its route: origin first, root last, each hop a neighbour
+ * of the one before, with its smoothed RTT to that neighbour (20 ms round trips). */
+static void test_trace_returns_the_route(void **state)
+{
+    struct net *net = ring(30, 2, 2, 1);
+    unsigned multi = 0, measured = 0;
+
+    (void)state;
+    for (unsigned k = 0; k < 40; k++) {
+        struct dht_id key;
+        struct tr x = {0};
+        struct tnode *from = &net->n[(k * 3) % net->count];
+        rand_id(&key, 900 + k);
+        net->in_call = true;
+        assert_int_equal(dht_node_trace(from->node, &key, on_trace, &x, net->now), 0);
+        net->in_call = false;
+        net_run(net, net->now + 3000);
+        assert_true(x.done);
+        assert_int_equal(x.status, 0);
+        assert_true(dht_id_eq(&x.t.root.id, dht_node_id(true_root(net, &key)->node)));
+        assert_int_equal(x.t.n_path, x.t.hops + 1);
+        assert_true(dht_id_eq(&x.t.path[0].id, dht_node_id(from->node)));
+        assert_true(dht_id_eq(&x.t.path[x.t.n_path - 1].id, &x.t.root.id));
+        assert_int_equal(x.t.path[x.t.n_path - 1].rtt_ms, 0);
+        for (unsigned i = 0; i + 1 < x.t.n_path; i++) {
+            struct tnode *h = NULL;
+            for (unsigned j = 0; j < net->count && h == NULL; j++)
+                if (dht_id_eq(dht_node_id(net->n[j].node), &x.t.path[i].id))
+                    h = &net->n[j];
+            assert_non_null(h);
+            assert_non_null(dht_route_find(dht_node_route(h->node), &x.t.path[i + 1].id));
+            if (x.t.path[i].rtt_ms != DHT_PATH_RTT_UNKNOWN) {
+                assert_in_range(x.t.path[i].rtt_ms, 10, 40);
+                measured++;
+            }
+        }
+        multi += x.t.hops >= 2;
+    }
+    assert_true(multi > 0);
+    assert_true(measured > 20);
     net_free(net);
     free(net);
 }
@@ -1125,6 +1184,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_join_converges_and_routes),
+        cmocka_unit_test(test_trace_returns_the_route),
         cmocka_unit_test(test_put_replicates_with_quorum),
         cmocka_unit_test(test_handoff_and_failure),
         cmocka_unit_test(test_anti_entropy),

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -231,6 +232,85 @@ static void test_table_grows_without_bound_checks(void **state)
     dht_route_free(&rt);
 }
 
+/* A shadow of every node's membership bits, kept only from on_change. */
+struct shadow {
+    struct dht_id id[1024];
+    unsigned bits[1024];
+    size_t n;
+    unsigned calls;
+};
+
+static void shadow_change(void *arg, const struct dht_peer *p, unsigned before, unsigned after)
+{
+    struct shadow *sh = arg;
+    size_t i;
+
+    sh->calls++;
+    assert_int_not_equal(before, after);
+    for (i = 0; i < sh->n && !dht_id_eq(&sh->id[i], &p->id); i++)
+        ;
+    if (i == sh->n) {
+        assert_true(sh->n < 1024);
+        sh->id[sh->n] = p->id;
+        sh->bits[sh->n++] = 0;
+    }
+    /* each report starts from what the previous one left */
+    assert_int_equal(sh->bits[i], before);
+    sh->bits[i] = after;
+}
+
+static void test_change_hook_matches_table(void **state)
+{
+    struct dht_route rt;
+    struct dht_id self = idx(0x55, 0x55);
+    struct shadow *sh = calloc(1, sizeof(*sh));
+    uint32_t x = 12345;
+
+    (void)state;
+    assert_non_null(sh);
+    assert_int_equal(dht_route_init(&rt, &self, 4), 0);
+    rt.on_change = shadow_change;
+    rt.change_arg = sh;
+    for (unsigned i = 0; i < 3000; i++) {
+        struct dht_peer p;
+        x = x * 1103515245u + 12345u;
+        memset(&p, 0, sizeof(p));
+        p.id.b[0] = (uint8_t)(x >> 24);
+        p.id.b[1] = (uint8_t)(x >> 16);
+        p.id.b[2] = (uint8_t)(x >> 8) & 0x3; /* repeats: some adds are of known nodes */
+        if ((x & 0x700) == 0) {
+            (void)dht_route_remove(&rt, &p.id);
+            continue;
+        }
+        if ((x & 0x7000) == 0) {
+            struct dht_nbr *e = dht_route_find(&rt, &p.id);
+            if (e != NULL) /* a suspect's cell may be taken over */
+                e->flags |= DHT_NBR_SUSPECT;
+        }
+        (void)dht_route_add(&rt, &p, NULL);
+    }
+    assert_true(sh->calls > 100);
+    /* every node's shadow bits are its bits in the table */
+    for (size_t i = 0; i < sh->n; i++) {
+        const struct dht_nbr *e = dht_route_find(&rt, &sh->id[i]);
+        unsigned real = 0;
+        if (e != NULL)
+            real = e->flags & (DHT_NBR_RT | DHT_NBR_LEAF);
+        assert_int_equal(sh->bits[i], real);
+    }
+    for (unsigned i = 0; i < rt.pool_len; i++) {
+        unsigned real = rt.pool[i].flags & (DHT_NBR_RT | DHT_NBR_LEAF);
+        size_t k;
+        if (real == 0)
+            continue;
+        for (k = 0; k < sh->n && !dht_id_eq(&sh->id[k], &rt.pool[i].peer.id); k++)
+            ;
+        assert_true(k < sh->n);
+    }
+    dht_route_free(&rt);
+    free(sh);
+}
+
 static void test_rto(void **state)
 {
     struct dht_rto r = {0, 0, 0};
@@ -269,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_tie_break),
         cmocka_unit_test(test_table_grows_without_bound_checks),
         cmocka_unit_test(test_rto),
+        cmocka_unit_test(test_change_hook_matches_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

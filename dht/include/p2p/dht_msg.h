@@ -31,7 +31,9 @@
 #define DHT_MSG_IDENTS_MAX 64 /* record identities in one IDENTS attribute */
 #define DHT_MSG_SUMMARY_MAX 64
 #define DHT_MSG_AVOID_MAX 6 /* node IDs in one AVOID attribute */
-#define DHT_ADDR_MAX 18     /* IPv6 + port fits */
+#define DHT_MSG_PATH_MAX 12 /* hops in one PATH attribute */
+#define DHT_PATH_RTT_UNKNOWN 0xffff
+#define DHT_ADDR_MAX 18 /* IPv6 + port fits */
 #define DHT_PUBKEY_LEN 32
 #define DHT_IDENT_WIRE_LEN 49 /* key 20, value id 20, seq 8, flags 1 */
 
@@ -75,6 +77,7 @@ enum dht_msg_type {
 #define DHT_FLAG_CLIENT 0x08     /* client traffic (not maintenance), for accounting */
 #define DHT_FLAG_MAINT 0x10      /* routed lookup made by maintenance (global tuning) */
 #define DHT_FLAG_PASSED 0x20     /* GET passed by a root holding nothing to a replica */
+#define DHT_FLAG_TRACE 0x40      /* LOOKUP: every hop adds itself to PATH */
 
 /* Attribute codes. */
 enum dht_attr {
@@ -94,6 +97,7 @@ enum dht_attr {
                                  messages, = sender id otherwise */
     DHT_ATTR_COUNT = 14,      /* u32 */
     DHT_ATTR_AVOID = 15,      /* u8 count (1..6), node IDs that failed this routed message */
+    DHT_ATTR_PATH = 16,       /* u8 count (1..12), (node ID, u16 ms) per hop of a traced LOOKUP */
 };
 
 /* Which attributes a decoded message holds (bit = 1 << code). */
@@ -121,6 +125,12 @@ struct dht_msg {
     uint8_t summary[DHT_MSG_SUMMARY_MAX];
     uint8_t n_avoid;
     struct dht_id avoid[DHT_MSG_AVOID_MAX];
+    uint8_t n_path;
+    struct dht_path_hop {
+        struct dht_id id;
+        uint16_t rtt_ms; /* the hop's smoothed RTT to the next hop; 0 for the root;
+                            DHT_PATH_RTT_UNKNOWN: not measured yet */
+    } path[DHT_MSG_PATH_MAX];
 
     size_t n_peers;
     struct dht_peer peers[DHT_MSG_PEERS_MAX];

@@ -100,6 +100,23 @@ enum dht_obs_event {
     DHT_OBS_DROPPED, /* received but refused: see reason (-errno) */
 };
 
+/* A change of the node's state, for live events (dht_node_ops.event). */
+enum dht_node_event_kind {
+    DHT_EV_NEIGHBOUR,         /* peer's membership bits went from before to after */
+    DHT_EV_RECORD_STORED,     /* a record under key stored here as its root (a put) */
+    DHT_EV_RECORD_REPLICATED, /* one stored here by replication (or handoff, repair) */
+    DHT_EV_RECORD_EXPIRED,    /* one under key expired */
+    DHT_EV_RECORD_DROPPED,    /* one under key handed off: no longer this node's */
+};
+
+struct dht_node_event {
+    enum dht_node_event_kind kind;
+    const struct dht_peer *peer; /* DHT_EV_NEIGHBOUR */
+    unsigned before, after;      /* DHT_EV_NEIGHBOUR: DHT_NBR_RT | DHT_NBR_PRED | DHT_NBR_SUCC */
+    const struct dht_id *key;    /* DHT_EV_RECORD_* */
+    bool tombstone;              /* DHT_EV_RECORD_STORED/REPLICATED: a removal */
+};
+
 struct dht_node_ops {
     /*
      * Sends buf to peer `to` (its address; `to->id` may be all-zero for a bootstrap
@@ -114,6 +131,9 @@ struct dht_node_ops {
      */
     void (*observe)(void *arg, enum dht_obs_event ev, const struct dht_peer *peer,
                     const uint8_t *buf, size_t len, int reason);
+    /* Optional: each change of the leaf set, routing table and store, as it
+     * happens.  Must not call back into the node. */
+    void (*event)(void *arg, const struct dht_node_event *ev);
     void *arg;
 };
 
@@ -135,6 +155,15 @@ struct dht_counters {
 typedef void (*dht_join_cb)(int status, void *arg);
 /* root is the node the key maps to; hops the number of routing hops taken. */
 typedef void (*dht_lookup_cb)(int status, const struct dht_peer *root, unsigned hops, void *arg);
+/* A traced lookup's route: from this node (path[0]) to the root (last). */
+struct dht_trace {
+    struct dht_peer root;
+    unsigned hops; /* routing hops taken, also those the path had no room for */
+    unsigned n_path;
+    struct dht_path_hop path[DHT_MSG_PATH_MAX]; /* rtt_ms: to the next hop, 0 at the root */
+};
+/* t valid only during the call; NULL unless status is 0. */
+typedef void (*dht_trace_cb)(int status, const struct dht_trace *t, void *arg);
 /* status 0: stored at the root and acked by `acks` replicas (>= quorum or all there are). */
 typedef void (*dht_put_cb)(int status, unsigned acks, void *arg);
 /* recs valid only during the call; n == 0 with status 0 means "no such key". */
@@ -228,6 +257,13 @@ int dht_node_join(struct dht_node *node, const struct dht_peer *bootstrap, dht_j
  */
 int dht_node_lookup(struct dht_node *node, const struct dht_id *key, dht_lookup_cb cb, void *arg,
                     uint64_t now_ms);
+
+/*
+ * The same lookup, traced (DHT_FLAG_TRACE): every hop adds its ID and its smoothed
+ * RTT to the next hop, and the root returns the path.  cb(0, trace) or as above.
+ */
+int dht_node_trace(struct dht_node *node, const struct dht_id *key, dht_trace_cb cb, void *arg,
+                   uint64_t now_ms);
 
 /*
  * Stores a signed record (copied) at the root of rec->key and its replicas.

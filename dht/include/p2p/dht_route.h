@@ -98,6 +98,13 @@ struct dht_route {
     uint8_t n_preds, n_succs;
     struct dht_nbr *pool;
     uint16_t pool_len, pool_alloc; /* used slots are those with flags & (RT|LEAF) */
+    /*
+     * Optional: told of every change of an entry's membership bits (RT, PRED, SUCC)
+     * with the bits before and after, as it happens (evictions included).  Must not
+     * change the table.
+     */
+    void (*on_change)(void *arg, const struct dht_peer *p, unsigned before, unsigned after);
+    void *change_arg;
 };
 
 #define DHT_ROUTE_POOL_MAX (DHT_ROUTE_ROWS * DHT_ROUTE_COLS + 2 * DHT_LEAF_HALF_MAX)

@@ -170,6 +170,21 @@ int dht_store_expire(struct dht_store *s, uint64_t now_ms);
  */
 int dht_store_drop_range(struct dht_store *s, const struct dht_id *low, const struct dht_id *high);
 
+/* Why a record left the store, for the observer below. */
+enum dht_store_gone {
+    DHT_STORE_EXPIRED, /* dht_store_expire */
+    DHT_STORE_DROPPED, /* dht_store_drop_range: handed off */
+};
+
+/*
+ * Optional (fn NULL to stop): told of every record that dht_store_expire or
+ * dht_store_drop_range removes, as it goes.  fn must not call into the store.
+ */
+void dht_store_set_observer(struct dht_store *s,
+                            void (*fn)(void *arg, const struct dht_id *key,
+                                       enum dht_store_gone why),
+                            void *arg);
+
 /*
  * Writes every pending change to sqlite in one transaction.  Returns 0 (also for an
  * in-memory store or when nothing is pending), -EBUSY when the shared connection is

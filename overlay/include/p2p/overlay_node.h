@@ -117,6 +117,9 @@ struct overlay_node_ops {
      * back into the node. */
     void (*observe)(void *arg, enum dht_obs_event ev, const struct dht_peer *peer,
                     const uint8_t *buf, size_t len, int reason);
+    /* The DHT node's leaf-set, routing-table and store changes (dht_node_ops.event).
+     * Optional; must not call back into the node. */
+    void (*event)(void *arg, const struct dht_node_event *ev);
     void *arg;
 };
 
@@ -174,6 +177,11 @@ int overlay_node_get(struct overlay_node *node, const struct dht_id *key, dht_ge
 /* The root of key and the hops taken (dht_node_lookup semantics), as above. */
 int overlay_node_lookup(struct overlay_node *node, const struct dht_id *key, dht_lookup_cb cb,
                         void *arg);
+
+/* The same, traced hop by hop (dht_node_trace); a member only: -EOPNOTSUPP on a client,
+ * whose lookups run at its super-node. */
+int overlay_node_trace(struct overlay_node *node, const struct dht_id *key, dht_trace_cb cb,
+                       void *arg);
 
 /*
  * Cancels every pending put/get/lookup whose callback argument is arg: their
