@@ -286,17 +286,20 @@ static void on_route(struct gui_source *s, const char *key, bool ok, const json_
         return;
     }
     t = g_string_new(NULL);
-    gui_id_to_hex(&key_id, hex);
+    gui_id_to_hex(&m->route.key, hex);
     g_string_append_printf(t, "route %s\nkey %.16s…\n", key, hex);
-    gui_id_to_hex(&s->id, hex);
-    g_string_append_printf(t, " 0  %.12s  (asked)\n", hex);
+    if (m->route.n_path == 0) {
+        gui_id_to_hex(&s->id, hex);
+        g_string_append_printf(t, " 0  %.12s  (asked)\n", hex);
+    }
+    /* Hop by hop; rtt_ms is each hop's smoothed RTT to the next one. */
     for (unsigned i = 0; i < m->route.n_path; i++) {
         gui_id_to_hex(&m->route.path[i], hex);
         if (m->route.path_rtt_ms[i] >= 0)
-            g_string_append_printf(t, "%2u  %.12s  %s  %d ms\n", i + 1, hex, m->route.path_addr[i],
+            g_string_append_printf(t, "%2u  %.12s  %s  %d ms\n", i, hex, m->route.path_addr[i],
                                    m->route.path_rtt_ms[i]);
         else
-            g_string_append_printf(t, "%2u  %.12s  %s\n", i + 1, hex, m->route.path_addr[i]);
+            g_string_append_printf(t, "%2u  %.12s  %s  -\n", i, hex, m->route.path_addr[i]);
     }
     gui_id_to_hex(&m->route.root, hex);
     g_string_append_printf(t, "root %.12s  %s\n%u hop%s%s", hex, m->route.root_addr, m->route.hops,

@@ -378,6 +378,7 @@ int gui_model_apply_route(struct gui_model *m, const struct gui_id *self, const 
     memset(rt, 0, sizeof(*rt));
     rt->from = *self;
     rt->key = *key;
+    (void)member_id(r, "key", &rt->key); /* the daemon's H(KEY), when it says it */
     rt->root = root_id;
     snprintf(rt->key_text, sizeof(rt->key_text), "%s", key_text);
     copy_text(rt->root_addr, sizeof(rt->root_addr), json_object_get(root, "addr"));
@@ -393,8 +394,11 @@ int gui_model_apply_route(struct gui_model *m, const struct gui_id *self, const 
                 break;
             if (member_id(e, "id", &rt->path[rt->n_path]) != 0)
                 continue;
-            copy_text(rt->path_addr[rt->n_path], sizeof(rt->path_addr[0]),
-                      json_object_get(e, "addr"));
+            if (json_is_true(json_object_get(e, "self")))
+                snprintf(rt->path_addr[rt->n_path], sizeof(rt->path_addr[0]), "(self)");
+            else
+                copy_text(rt->path_addr[rt->n_path], sizeof(rt->path_addr[0]),
+                          json_object_get(e, "addr"));
             rt->path_rtt_ms[rt->n_path] = json_is_integer(rtt) && json_integer_value(rtt) >= 0 &&
                                                   json_integer_value(rtt) < 1000000
                                               ? (int)json_integer_value(rtt)
@@ -443,6 +447,14 @@ void gui_model_add_arrow(struct gui_model *m, const struct gui_id *from, const s
     m->arrows_total++;
 }
 
+static bool id_is_zero(const struct gui_id *id)
+{
+    for (unsigned i = 0; i < GUI_ID_LEN; i++)
+        if (id->b[i] != 0)
+            return false;
+    return true;
+}
+
 /* Adds id to (or removes it from) a bounded ID list. */
 static void id_list_set(struct gui_id *list, unsigned *n, unsigned max, const struct gui_id *id,
                         bool add)
@@ -469,6 +481,8 @@ static int event_msg(struct gui_model *m, const struct gui_id *self, const json_
         return -EBADMSG;
     if (type == NULL || type[0] == '\0')
         type = "?";
+    if (id_is_zero(&peer)) /* a bootstrap whose ID is not known yet: no node to draw */
+        return 0;
     p = gui_model_mention(m, &peer, now);
     if (strcmp(dir, "sent") == 0 || strcmp(dir, "dropped") == 0)
         gui_model_add_arrow(m, self, &peer, type, dir[0] == 'd', now);
@@ -516,13 +530,17 @@ static int event_record(struct gui_model *m, const struct gui_id *self, const js
     const char *op = json_string_value(json_object_get(ev, "op"));
     struct gui_id key;
     struct gui_node *s;
+    bool add;
 
     if (op == NULL || member_id(ev, "key", &key) != 0)
         return -EBADMSG;
+    /* stored (as root) or replicated: a live key here, unless it is a tombstone;
+     * expired, dropped (handed off) or removed: gone from here. */
+    add = (strcmp(op, "stored") == 0 || strcmp(op, "replicated") == 0) &&
+          !json_is_true(json_object_get(ev, "tombstone"));
     s = source_node(m, self);
     if (s != NULL)
-        id_list_set(s->detail->keys, &s->detail->n_keys, GUI_KEYS_MAX, &key,
-                    strcmp(op, "stored") == 0);
+        id_list_set(s->detail->keys, &s->detail->n_keys, GUI_KEYS_MAX, &key, add);
     return 0;
 }
 
@@ -724,11 +742,12 @@ json_t *gui_model_dump(const struct gui_model *m)
             return NULL;
         }
     }
-    o = json_pack("{s:I, s:I, s:o, s:o, s:[o, o], s:o, s:I, s:I, s:I, s:o}", "count",
+    o = json_pack("{s:I, s:I, s:o, s:o, s:[o, o], s:o, s:I, s:I, s:I, s:I, s:o}", "count",
                   (json_int_t)count, "connected", (json_int_t)connected, "width", coord(m->width),
                   "height", coord(m->height), "center", coord(m->cx), coord(m->cy), "radius",
-                  coord(m->radius), "arrows", (json_int_t)m->n_arrows, "events",
-                  (json_int_t)m->events, "lost", (json_int_t)m->lost, "nodes", nodes);
+                  coord(m->radius), "arrows", (json_int_t)m->n_arrows, "messages",
+                  (json_int_t)m->arrows_total, "events", (json_int_t)m->events, "lost",
+                  (json_int_t)m->lost, "nodes", nodes);
     if (o != NULL && m->has_selected) {
         gui_id_to_hex(&m->selected, hex);
         json_object_set_new(o, "selected", json_string(hex));

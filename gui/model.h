@@ -162,7 +162,10 @@ int gui_model_apply_routes(struct gui_model *m, const struct gui_id *self, const
 int gui_model_apply_peers(struct gui_model *m, const struct gui_id *self, const json_t *r,
                           uint64_t now);
 int gui_model_apply_records(struct gui_model *m, const struct gui_id *self, const json_t *r);
-/* A route answer to "route KEY" asked of self; key is the hashed key (its ID). */
+/* A route answer to "route KEY" asked of self: {"key"?, "root", "hops", "path"?:
+ * [{"id", "rtt_ms", "addr" or "self"}, ...]} (path from self to the root, absent
+ * on older daemons and for clients). key is the viewer's own H(KEY), used when the
+ * answer has no "key". */
 int gui_model_apply_route(struct gui_model *m, const struct gui_id *self, const char *key_text,
                           const struct gui_id *key, const json_t *r, uint64_t now);
 /* One watch event of the daemon self. Unknown events and members are ignored (return
@@ -198,8 +201,8 @@ void gui_model_point(const struct gui_model *m, double t, double f, double *x, d
 size_t gui_model_count(const struct gui_model *m, size_t *connected);
 
 /* The model as JSON: {"count", "connected", "width", "height", "center": [x, y],
- * "radius", "arrows", "events", "lost", "nodes": [{"id", "role", "connected",
- * "gone", "x", "y", "super"?}], "selected"?, "route"?: {"key", "key_id", "from",
+ * "radius", "arrows" (live), "messages" (arrows ever), "events", "lost", "nodes": [{"id", "role",
+ * "connected", "gone", "x", "y", "super"?}], "selected"?, "route"?: {"key", "key_id", "from",
  * "root", "hops", "path": [id...]}}; NULL on ENOMEM. */
 json_t *gui_model_dump(const struct gui_model *m);
 

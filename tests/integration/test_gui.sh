@@ -12,7 +12,9 @@
 # must then have four connected nodes, one of them a daemon the viewer started,
 # whose control socket answers `p2psipctl status` with a node_id that is in the
 # model.  A click on a node's dot selects it, and a key typed into the lookup box
-# is routed from that node: the model's route has the root `p2psipctl route` gives.  The viewer's --snapshot against the four sockets must draw a PNG that is
+# is routed from that node: the model's route has the root (and the path, where the
+# daemon reports one) `p2psipctl route` gives.  The daemons' message events are drawn
+# as arrows.  The viewer's --snapshot against the four sockets must draw a PNG that is
 # not blank, with as many node dots (counted by tools/png_dots.py) as the control
 # API has daemons (4), each at its model position.  A daemon stopped is shown as
 # gone (not connected); started again, it is connected again.  SIGTERM to the viewer alone
@@ -35,9 +37,12 @@ gui=$IT_BUILD/gui/p2psip-gui
 [ -x "$gui" ] || it_fail "p2psip-gui not built: $gui (configure with -DP2P_GUI=ON)"
 dots_py=$IT_LIB_DIR/tools/png_dots.py
 
-# jq-like: the python expression EXPR on the JSON document in FILE (r).
+# The python interpreter itself (pyenv's shim costs 0.3 s per start).
+py=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || py=python3
+
+# json_eval FILE EXPR: the python expression EXPR on the JSON document in FILE (r).
 json_eval() {
-    python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+    "$py" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
 }
 
 # 1. Three daemons form a ring.
@@ -142,7 +147,13 @@ printf '%s\n' "$out" >"$IT_TMP/route.json"
 root=$(json_eval "$IT_TMP/route.json" "r['root']['id']")
 [ "$(json_eval "$model" "r['route']['root']")" = "$root" ] ||
     it_fail "the viewer's route root $(json_eval "$model" "r['route']['root']") is not n1's answer $root"
-it_log "lookup of 'alice' from n1: root ${root:0:8}"
+if [ "$(json_eval "$IT_TMP/route.json" "'path' in r")" = True ]; then
+    [ "$(json_eval "$model" "r['route']['path']")" = "$(json_eval "$IT_TMP/route.json" "[h['id'] for h in r['path']]")" ] ||
+        it_fail "the viewer's route path $(json_eval "$model" "r['route']['path']") is not n1's"
+fi
+it_log "lookup of 'alice' from n1: root ${root:0:8}, path $(json_eval "$model" "[h[:8] for h in r['route']['path']]")"
+# The daemons' msg events become arrows (maintenance alone sends messages).
+it_wait_until 20 "the model to have drawn message arrows" model_has "r['messages'] > 0"
 
 # 5. A snapshot of the four daemons: as many dots as daemons, each where the model
 # puts it.
@@ -157,7 +168,7 @@ done
 [ "$api_count" = 4 ] || it_fail "only $api_count of the 4 daemons answer status"
 [ "$(json_eval "$IT_TMP/snap.json" "r['connected']")" = "$api_count" ] ||
     it_fail "the snapshot's model has $(json_eval "$IT_TMP/snap.json" "r['connected']") connected nodes, the control API $api_count"
-dots=$(python3 "$dots_py" "$IT_TMP/snap.png" "$IT_TMP/snap.json") || it_fail "snapshot check: $dots"
+dots=$("$py" "$dots_py" "$IT_TMP/snap.png" "$IT_TMP/snap.json") || it_fail "snapshot check: $dots"
 it_log "snapshot: $dots, control API: $api_count daemons"
 [[ $dots == "dots=$api_count "* ]] || case $dots in
     *" nodes=$api_count") it_log "(dots overlap on the ring: counted as clusters)" ;;

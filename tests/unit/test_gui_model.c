@@ -268,6 +268,27 @@ static void test_events(void **state)
     assert_int_equal(gui_model_apply_event(m, &a, j, 100), 0);
     json_decref(j);
     assert_int_equal(gui_model_find(m, &a)->detail->n_keys, 1);
+    /* replicated adds a key too; a tombstone, expired and dropped take it away. */
+    j = parse("{\"event\": \"record\", \"op\": \"replicated\", \"key\": \"" C_HEX
+              "\", \"tombstone\": false}");
+    assert_int_equal(gui_model_apply_event(m, &a, j, 100), 0);
+    json_decref(j);
+    assert_int_equal(gui_model_find(m, &a)->detail->n_keys, 2);
+    j = parse("{\"event\": \"record\", \"op\": \"stored\", \"key\": \"" C_HEX
+              "\", \"tombstone\": true}");
+    assert_int_equal(gui_model_apply_event(m, &a, j, 100), 0);
+    json_decref(j);
+    j = parse("{\"event\": \"record\", \"op\": \"dropped\", \"key\": \"" D_HEX "\"}");
+    assert_int_equal(gui_model_apply_event(m, &a, j, 100), 0);
+    json_decref(j);
+    assert_int_equal(gui_model_find(m, &a)->detail->n_keys, 0);
+    /* A message to a bootstrap whose ID is not known (all zeros): no node, no arrow. */
+    j = parse("{\"event\": \"msg\", \"dir\": \"sent\", \"type\": \"PING\", \"peer\": "
+              "\"0000000000000000000000000000000000000000\", \"size\": 40}");
+    assert_int_equal(gui_model_apply_event(m, &a, j, 100), 0);
+    json_decref(j);
+    assert_int_equal(m->n_arrows, 2);
+    assert_int_equal(m->n, 3);
     j = parse("{\"event\": \"role\", \"role\": \"super-node\"}");
     assert_int_equal(gui_model_apply_event(m, &a, j, 100), 0);
     json_decref(j);
@@ -327,16 +348,22 @@ static void test_route(void **state)
     assert_int_equal(m->route.n_path, 0);
     assert_int_equal(m->route.hops, 1);
     assert_string_equal(m->route.root_addr, "127.0.0.1:7");
-    /* With the path, hop by hop. */
-    j = parse("{\"root\": {\"id\": \"" C_HEX "\", \"addr\": \"127.0.0.1:7\"}, \"hops\": 2,"
-              " \"path\": [{\"id\": \"" B_HEX "\", \"addr\": \"127.0.0.1:6\", \"rtt_ms\": 3},"
-              " {\"id\": \"" C_HEX "\", \"addr\": \"127.0.0.1:7\"}]}");
+    /* With the path, hop by hop, from self to the root (the daemon's format: the
+     * key's hash, self marked, rtt_ms null before a first sample). */
+    j = parse("{\"key\": \"" B_HEX "\", \"root\": {\"id\": \"" C_HEX "\", \"addr\": "
+              "\"127.0.0.1:7\"}, \"hops\": 2, \"path\": [{\"id\": \"" A_HEX
+              "\", \"self\": true, \"rtt_ms\": 3}, {\"id\": \"" B_HEX "\", \"addr\": "
+              "\"127.0.0.1:6\", \"rtt_ms\": null}, {\"id\": \"" C_HEX "\", \"addr\": "
+              "\"127.0.0.1:7\", \"rtt_ms\": 0}]}");
     assert_int_equal(gui_model_apply_route(m, &a, "alice", &key, j, 6), 0);
     json_decref(j);
-    assert_int_equal(m->route.n_path, 2);
+    assert_int_equal(m->route.n_path, 3);
+    assert_memory_equal(m->route.key.b, id_of(B_HEX).b, GUI_ID_LEN);
+    assert_string_equal(m->route.path_addr[0], "(self)");
     assert_int_equal(m->route.path_rtt_ms[0], 3);
     assert_int_equal(m->route.path_rtt_ms[1], -1);
-    assert_non_null(gui_model_find(m, &m->route.path[0]));
+    assert_int_equal(m->route.path_rtt_ms[2], 0);
+    assert_non_null(gui_model_find(m, &m->route.path[1]));
     j = parse("{\"hops\": 2}");
     assert_int_equal(gui_model_apply_route(m, &a, "alice", &key, j, 6), -EBADMSG);
     json_decref(j);
