@@ -18,7 +18,9 @@
 
 #include <jansson.h>
 
-#define GUI_CTL_LINE_MAX (8u << 20)
+/* The daemon's cap on one answer (16 MiB, docs/CONTROL.md) plus the envelope: any
+ * answer a daemon sends fits. */
+#define GUI_CTL_LINE_MAX ((16u << 20) + 65536)
 #define GUI_CTL_PENDING 64
 #define GUI_CTL_OUTQ_MAX (256u << 10)
 #define GUI_CTL_ARG_MAX 128

@@ -5,10 +5,11 @@
  * all the state; there is no other mutable global.  Everything runs on the GLib
  * main loop (GTK's thread of control): a gui_ctl per daemon (ctl_client.c) feeds
  * the model (model.c) from answers to a poll round every POLL_MS (status,
- * leafset, routes, peers, records; a new round only once the last one is answered)
- * and from watch events.  No event draws: each marks the app dirty, and a tick
- * callback on the drawing area's frame clock redraws at most once per frame while
- * something changed or still animates, then removes itself.
+ * leafset, routes, peers, and records every RECORDS_EVERY rounds; a new round only
+ * once the last one is answered) and from watch events.  No event draws: each
+ * marks the app dirty, and a tick callback on the drawing area's frame clock
+ * redraws at most once per frame while something changed or still animates, then
+ * removes itself.
  *
  * Nodes the viewer starts (a click near the centre) are p2psipd children with a
  * fresh data directory (mkdtemp under $XDG_RUNTIME_DIR or /tmp) holding their log
@@ -43,6 +44,7 @@
 #include "p2p/dht_id.h"
 
 #define POLL_MS 1000
+#define RECORDS_EVERY 5 /* poll rounds */
 #define SNAPSHOT_WAIT_MS 20000
 #define SNAPSHOT_SIZE 800
 #define STOP_WAIT_MS 8000
@@ -59,6 +61,7 @@ struct gui_source {
     bool have_id;
     struct gui_id id;
     unsigned round_pending; /* answers of the current poll round still due */
+    unsigned rounds;        /* poll rounds since the connection came up */
     bool round_done;        /* one whole round has been answered */
     GPid pid;               /* a p2psipd this viewer started, else 0 */
     char *data_dir;         /* its fresh data directory */
@@ -238,9 +241,15 @@ static void poll_source(struct gui_source *s)
 {
     if (s->ctl == NULL || !gui_ctl_is_up(s->ctl) || s->round_pending > 0)
         return;
-    for (size_t i = 0; i < G_N_ELEMENTS(poll_cmds); i++)
+    for (size_t i = 0; i < G_N_ELEMENTS(poll_cmds); i++) {
+        /* records can be megabytes, and record events keep the keys current:
+         * the whole list only every RECORDS_EVERY rounds. */
+        if (strcmp(poll_cmds[i], "records") == 0 && s->rounds % RECORDS_EVERY != 0)
+            continue;
         if (gui_ctl_request(s->ctl, poll_cmds[i], NULL) == 0)
             s->round_pending++;
+    }
+    s->rounds++;
 }
 
 static gboolean poll_cb(gpointer data)
@@ -364,6 +373,7 @@ static void state_cb(struct gui_ctl *c, bool up, const char *why, void *arg)
     if (up) {
         s->why[0] = '\0';
         s->round_pending = 0;
+        s->rounds = 0;
         poll_source(s); /* status first: events are pinned on the node it names */
         (void)gui_ctl_request(c, "watch", NULL);
     } else {

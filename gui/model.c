@@ -155,7 +155,7 @@ struct gui_node *gui_model_mention(struct gui_model *m, const struct gui_id *id,
 
     if (found) {
         n = &m->nodes[i];
-        if (n->gone && !n->source) { /* back before it faded out: a new life */
+        if (n->gone && !n->source && !n->stopped) { /* back before it faded: a new life */
             n->gone = false;
             n->born_ms = now;
         }
@@ -223,6 +223,7 @@ int gui_model_apply_status(struct gui_model *m, const json_t *status, uint64_t n
     n->connected = true;
     n->source = true;
     n->gone = false;
+    n->stopped = false;
     n->role = gui_role_from_name(json_string_value(json_object_get(status, "role")));
     n->has_super = json_is_object(json_object_get(status, "super")) &&
                    member_id(json_object_get(status, "super"), "id", &sup) == 0;
@@ -609,6 +610,7 @@ void gui_model_source_forget(struct gui_model *m, const struct gui_id *self, uin
     detail_free(n->detail);
     n->detail = NULL;
     n->source = false;
+    n->stopped = true;
     if (n->connected || !n->gone) {
         n->gone = true;
         n->gone_ms = now;
@@ -632,13 +634,17 @@ bool gui_model_tick(struct gui_model *m, uint64_t now)
             n->gone = true; /* nobody names it any more: it left */
             n->gone_ms = now;
         }
-        if (n->gone && !n->source && n->gone_ms + GUI_FADE_MS <= now) {
+        /* Faded, and no longer named by anyone (a node the viewer stopped stays,
+         * invisible, while the ring still names it, so that it does not come back). */
+        if (n->gone && !n->source && n->gone_ms + GUI_FADE_MS <= now &&
+            n->mentioned_ms + GUI_FORGET_MS <= now) {
             if (m->has_selected && memcmp(m->selected.b, n->id.b, GUI_ID_LEN) == 0)
                 m->has_selected = false;
             node_remove(m, i);
             continue;
         }
-        if ((n->gone && !n->source) || n->born_ms + GUI_GROW_MS > now)
+        if ((n->gone && !n->source && n->gone_ms + GUI_FADE_MS > now) ||
+            n->born_ms + GUI_GROW_MS > now)
             busy = true;
     }
     return busy || m->n_arrows > 0;

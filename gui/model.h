@@ -78,6 +78,7 @@ struct gui_node {
     bool connected; /* the viewer talks to this node's daemon */
     bool source;    /* it is (or was) one of the viewer's daemons */
     bool gone;      /* it left: fading out, or a daemon whose connection broke */
+    bool stopped;   /* stopped by the viewer: gone even while others still name it */
     bool has_super;
     struct gui_id super; /* a client's super-node */
     uint64_t born_ms, gone_ms, mentioned_ms;
@@ -174,7 +175,8 @@ int gui_model_apply_event(struct gui_model *m, const struct gui_id *self, const 
                           uint64_t now);
 /* The connection to self's daemon broke (gone) or came back. */
 void gui_model_source_lost(struct gui_model *m, const struct gui_id *self, uint64_t now);
-/* The viewer no longer follows self at all (it was stopped): a heard-of node now. */
+/* The viewer stopped self's daemon and no longer follows it: it fades out at once,
+ * and stays gone (not drawn) while other daemons still name it. */
 void gui_model_source_forget(struct gui_model *m, const struct gui_id *self, uint64_t now);
 
 /* Adds a message arrow (the oldest goes when full). */

@@ -198,10 +198,16 @@ static void test_forget_and_fade(void **state)
     assert_true(n->gone && !n->connected);
     connect_daemon(m, A_HEX, "member", 61000);
     assert_false(gui_model_find(m, &a)->gone);
-    /* Forgotten (stopped by the viewer): fades like any other. */
+    /* Stopped by the viewer: gone at once; still named by the ring, it stays gone
+     * (not revived), and goes once nobody names it. */
     gui_model_source_forget(m, &a, 62000);
     assert_null(gui_model_find(m, &a)->detail);
-    (void)gui_model_tick(m, 62000 + GUI_FADE_MS);
+    assert_true(gui_model_find(m, &a)->gone);
+    assert_non_null(gui_model_mention(m, &a, 63000));
+    assert_true(gui_model_find(m, &a)->gone);
+    assert_false(gui_model_tick(m, 64000)); /* faded: nothing to animate */
+    assert_non_null(gui_model_find(m, &a));
+    (void)gui_model_tick(m, 63000 + GUI_FORGET_MS);
     assert_null(gui_model_find(m, &a));
     assert_int_equal(m->n, 0);
     gui_model_free(m);
