@@ -24,6 +24,11 @@
 #include <gio/gunixsocketaddress.h>
 
 #define READ_CHUNK 65536
+/* Reads and writes run below GTK's redraw priority (G_PRIORITY_HIGH_IDLE + 20): a
+ * daemon streaming events keeps the socket readable nearly all the time, and at the
+ * default priority it would starve the frame clock (seen: 15 frames/s at 1000
+ * events/s).  Below it, each frame is drawn and the reads take the time between. */
+#define IO_PRIORITY (G_PRIORITY_HIGH_IDLE + 30)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
@@ -222,8 +227,7 @@ static void read_done(GObject *src, GAsyncResult *res, gpointer data)
 static void read_more(struct conn *k)
 {
     g_input_stream_read_async(g_io_stream_get_input_stream(G_IO_STREAM(k->sc)), k->rbuf,
-                              sizeof(k->rbuf), G_PRIORITY_DEFAULT, k->cancel, read_done,
-                              conn_ref(k));
+                              sizeof(k->rbuf), IO_PRIORITY, k->cancel, read_done, conn_ref(k));
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -269,7 +273,7 @@ static void write_next(struct conn *k)
     p = g_bytes_get_data(k->writing, &len);
     k->outq_bytes -= len;
     g_output_stream_write_all_async(g_io_stream_get_output_stream(G_IO_STREAM(k->sc)), p, len,
-                                    G_PRIORITY_DEFAULT, k->cancel, write_done, conn_ref(k));
+                                    IO_PRIORITY, k->cancel, write_done, conn_ref(k));
 }
 
 int gui_ctl_request(struct gui_ctl *c, const char *cmd, const char *arg1)
