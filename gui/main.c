@@ -336,6 +336,10 @@ static void answer_cb(struct gui_ctl *c, const char *cmd, const char *arg1, bool
         struct gui_id id;
         rc = gui_model_apply_status(app->model, r, now, &id);
         if (rc == 0) {
+            /* Another daemon on the same socket now (a new data directory): the
+             * old node is no longer ours to show as connected. */
+            if (s->have_id && memcmp(s->id.b, id.b, GUI_ID_LEN) != 0)
+                gui_model_source_forget(app->model, &s->id, now);
             s->id = id;
             s->have_id = true;
         }
