@@ -31,6 +31,7 @@
 #define IO_PRIORITY (G_PRIORITY_HIGH_IDLE + 30)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define BAD_LINES_SHOWN 10
 
 struct pending {
     bool used;
@@ -63,6 +64,7 @@ struct gui_ctl {
     unsigned next_id;
     struct pending pending[GUI_CTL_PENDING];
     unsigned n_pending;
+    unsigned long bad_lines; /* lines that were not JSON objects or answered nothing */
 };
 
 static void ctl_connect(struct gui_ctl *c);
@@ -127,6 +129,16 @@ static void ctl_down(struct gui_ctl *c, const char *why)
 
 /* ---- reading ----------------------------------------------------------------------------- */
 
+/* Says what was wrong with a line: the first BAD_LINES_SHOWN of each client only,
+ * so that a daemon sending garbage cannot flood the terminal. */
+static void bad_line(struct gui_ctl *c, const char *what, const char *detail)
+{
+    c->bad_lines++;
+    if (c->bad_lines <= BAD_LINES_SHOWN)
+        g_warning("%s: %s: %s%s", c->path, what, detail,
+                  c->bad_lines == BAD_LINES_SHOWN ? " (further ones not shown)" : "");
+}
+
 static void handle_line(struct gui_ctl *c, const char *line, size_t len)
 {
     json_error_t err;
@@ -138,7 +150,7 @@ static void handle_line(struct gui_ctl *c, const char *line, size_t len)
         return;
     j = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
     if (!json_is_object(j)) {
-        g_warning("%s: a line that is not a JSON object: %s", c->path, err.text);
+        bad_line(c, "a line that is not a JSON object", err.text);
         json_decref(j);
         return;
     }
@@ -150,7 +162,7 @@ static void handle_line(struct gui_ctl *c, const char *line, size_t len)
     id = json_object_get(j, "id");
     if (!json_is_integer(id)) {
         const char *e = json_string_value(json_object_get(j, "error"));
-        g_warning("%s: an answer to no request: %s", c->path, e ? e : "(no error text)");
+        bad_line(c, "an answer to no request", e ? e : "(no error text)");
         json_decref(j);
         return;
     }

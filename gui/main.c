@@ -386,6 +386,8 @@ static void state_cb(struct gui_ctl *c, bool up, const char *why, void *arg)
         poll_source(s); /* status first: events are pinned on the node it names */
         (void)gui_ctl_request(c, "watch", NULL);
     } else {
+        if (s->why[0] == '\0') /* once per outage, not once per retry */
+            g_printerr("p2psip-gui: %s: %s (retrying)\n", s->path, why ? why : "down");
         snprintf(s->why, sizeof(s->why), "%s", why ? why : "down");
         s->round_pending = 0;
         if (s->have_id)

@@ -238,6 +238,8 @@ int gui_model_apply_status(struct gui_model *m, const json_t *status, uint64_t n
             ? (int)json_integer_value(port)
             : 0;
     text = json_dumps(status, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    if (text != NULL && strlen(text) > GUI_STATUS_TEXT_MAX)
+        memcpy(text + GUI_STATUS_TEXT_MAX - 4, "\n...", 5); /* the panel shows the start */
     if (text != NULL) {
         free(n->detail->status_text);
         n->detail->status_text = text;

@@ -15,7 +15,8 @@
  * GUI_NODES_MAX nodes (a new one beyond that is ignored), GUI_ARROWS_MAX message
  * arrows (the oldest is overwritten), per connected node GUI_LEAF_MAX leaf-set and
  * GUI_ROUTES_MAX routing entries and GUI_KEYS_MAX record keys, GUI_TYPES_MAX
- * message type names, GUI_HOPS_MAX hops of a route.
+ * message type names, GUI_HOPS_MAX hops of a route, GUI_STATUS_TEXT_MAX bytes of a
+ * daemon's status text.
  *
  * Angles: a node's angle is the first 32 bits of its 160-bit ID over 2^32 turns,
  * 0 at the top of the ring, clockwise.  A client is drawn just inside the ring at
@@ -41,10 +42,11 @@
 #define GUI_TYPES_MAX 32
 #define GUI_TYPE_NAME_MAX 24
 #define GUI_HOPS_MAX 64
-#define GUI_FORGET_MS 5000 /* a heard-of node not mentioned for this long has left */
-#define GUI_FADE_MS 1500   /* a node that left fades out (red) over this time */
-#define GUI_GROW_MS 600    /* a new node grows in over this time */
-#define GUI_ARROW_MS 600   /* a message arrow fades out over this time */
+#define GUI_STATUS_TEXT_MAX 65536 /* bytes of a status answer kept for the panel */
+#define GUI_FORGET_MS 5000        /* a heard-of node not mentioned for this long has left */
+#define GUI_FADE_MS 1500          /* a node that left fades out (red) over this time */
+#define GUI_GROW_MS 600           /* a new node grows in over this time */
+#define GUI_ARROW_MS 600          /* a message arrow fades out over this time */
 
 struct gui_id {
     uint8_t b[GUI_ID_LEN];
