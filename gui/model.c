@@ -756,6 +756,8 @@ json_t *gui_model_dump(const struct gui_model *m)
                   coord(m->radius), "arrows", (json_int_t)m->n_arrows, "messages",
                   (json_int_t)m->arrows_total, "events", (json_int_t)m->events, "lost",
                   (json_int_t)m->lost, "nodes", nodes);
+    if (o != NULL)
+        json_object_set_new(o, "refused", json_integer((json_int_t)m->nodes_refused));
     if (o != NULL && m->has_selected) {
         gui_id_to_hex(&m->selected, hex);
         json_object_set_new(o, "selected", json_string(hex));

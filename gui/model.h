@@ -205,9 +205,10 @@ void gui_model_point(const struct gui_model *m, double t, double f, double *x, d
 size_t gui_model_count(const struct gui_model *m, size_t *connected);
 
 /* The model as JSON: {"count", "connected", "width", "height", "center": [x, y],
- * "radius", "arrows" (live), "messages" (arrows ever), "events", "lost", "nodes": [{"id", "role",
- * "connected", "gone", "x", "y", "super"?}], "selected"?, "route"?: {"key", "key_id", "from",
- * "root", "hops", "path": [id...]}}; NULL on ENOMEM. */
+ * "radius", "arrows" (live), "messages" (arrows ever), "events", "lost", "refused"
+ * (nodes beyond the cap), "nodes": [{"id", "role", "connected", "gone", "x", "y",
+ * "super"?}], "selected"?, "route"?: {"key", "key_id", "from", "root", "hops",
+ * "path": [id...]}}; NULL on ENOMEM. */
 json_t *gui_model_dump(const struct gui_model *m);
 
 #endif
