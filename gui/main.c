@@ -934,6 +934,8 @@ int main(int argc, char **argv)
     int status;
 
     g_option_context_add_main_entries(ctx, entries, NULL);
+    /* GTK's own options (--display, ...); no display is opened while parsing. */
+    g_option_context_add_group(ctx, gtk_get_option_group(FALSE));
     if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
         g_printerr("p2psip-gui: %s\n", error->message);
         g_clear_error(&error);
