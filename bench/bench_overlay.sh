@@ -6,7 +6,8 @@
 # python3-opendht DhtRunners, one per issuing node as for p2psipd).  Prints a table
 # (one column per peer), then one JSON object on the last line, and writes every
 # latency sample set as CSV (one sample per line, milliseconds) under bench/results/
-# (BENCH_RESULTS).
+# (BENCH_RESULTS), with the bytes sent per node over time during the churn
+# (overlay_churn_bytes.csv); then bench/plot.sh draws them as PNGs there.
 #
 # Usage: bench/bench_overlay.sh        (as root, or where `unshare -r -n -m` works)
 # Environment: P2P_BUILD_DIR (default ./build; p2psipd built there), BENCH_RESULTS
@@ -112,6 +113,8 @@ IT_PIDS+=("$DRIVER")
 wait "$DRIVER"
 rc=$?
 [ "$rc" -eq 0 ] || it_fail "overlay_load.py exited with status $rc"
+# The PNGs from the CSVs just written; a missing gnuplot costs only the pictures.
+"$HERE/plot.sh" "$RESULTS" >&2 || it_log "bench/plot.sh failed: no PNG (scripts/deps.sh bench)"
 it_log "done in $((SECONDS - t0)) s"
 IT_VERDICT=PASS
 exit 0

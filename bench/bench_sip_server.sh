@@ -28,6 +28,11 @@
 # sipp runs on the same 2 cores; at the top rates sipp itself is often the limit,
 # so "achieved" (completed calls / elapsed seconds) is printed beside each rate.
 #
+# Response times: at the reference rates (BENCH_*_CPU_RATE) sipp records every call's
+# response time (-trace_rtt; REGISTER to its 200, with digest from the first REGISTER
+# to the final 200, INVITE to 200), written as BENCH_RESULTS/sip_TEST_SERVER.csv (one
+# sample per line, ms; default bench/results); bench/plot.sh draws them as CDFs.
+#
 # Output: a table, then one JSON object on the last line.  Never asserts a speed.
 set -u
 IT_TIMEOUT=${BENCH_TIMEOUT:-1200}
@@ -47,6 +52,8 @@ CALL_SECONDS=${BENCH_CALL_SECONDS:-10}
 REG_CPU_RATE=${BENCH_REG_CPU_RATE:-5000}
 AUTH_CPU_RATE=${BENCH_AUTH_CPU_RATE:-2000}
 CALL_CPU_RATE=${BENCH_CALL_CPU_RATE:-500}
+RESULTS=${BENCH_RESULTS:-$IT_SRC/bench/results}
+mkdir -p "$RESULTS" || it_fail "mkdir $RESULTS"
 PORT=5062
 UAS_PORT=5080
 CLK_TCK=$(getconf CLK_TCK)
@@ -130,6 +137,26 @@ run_sipp() {
 
 declare -A R # results: R[server.metric]
 
+# rtt_args COUNT: sipp options that trace the response time of each of COUNT calls.
+# sipp writes the samples in batches of -rtt_freq calls and drops a last partial
+# batch, so the batch size divides COUNT; -timer_resol 1 keeps its scheduling tight.
+rtt_args() {
+    local f
+    for f in 1000 500 200 100 50 10 1; do
+        [ $(($1 % f)) -ne 0 ] || break
+    done
+    echo "-trace_rtt -rtt_freq $f -timer_resol 1"
+}
+
+# save_rtt NAME TEST SERVER: the response times sipp run NAME traced (-trace_rtt:
+# "date_ms;response_time_ms;rtd" lines) as RESULTS/sip_TEST_SERVER.csv, ms per line.
+save_rtt() {
+    local f
+    f=$(ls "$IT_TMP/$1"_*_rtt.csv 2>/dev/null | head -n 1)
+    [ -n "$f" ] || { it_log "no response times traced for $1"; return 0; }
+    awk -F';' '$2 ~ /^[0-9.]+$/ { printf "%.3f\n", $2 }' "$f" >"$RESULTS/sip_$2_$3.csv"
+}
+
 # sustained RATE ACHIEVED: a step counts when no call failed and sipp completed at
 # least 80 % of the target rate (beyond that the server, or sipp, is saturated and
 # the step only measures retransmissions).  The stepping stops at the first step
@@ -150,8 +177,12 @@ reg_steps() {
         local mem0 cpu0 mem1 cpu1
         mem0=$(server_pss_kb)
         cpu0=$(server_ticks)
-        run_sipp "$srv.$kind.$rate" "$scen" "$AORS" "$rate" -key contact_hp 127.0.0.1:5999
+        local rtt=()
+        [ "$rate" != "$cpu_rate" ] || read -ra rtt <<<"$(rtt_args "$AORS")"
+        run_sipp "$srv.$kind.$rate" "$scen" "$AORS" "$rate" -key contact_hp 127.0.0.1:5999 \
+            "${rtt[@]}"
         cpu1=$(server_ticks)
+        [ "$rate" != "$cpu_rate" ] || save_rtt "$srv.$kind.$rate" "$kind" "$srv"
         mem1=$(server_pss_kb)
         it_stop server
         local cpu achieved
@@ -203,8 +234,11 @@ call_steps() {
         [ "$n" -le "$AORS" ] || n=$AORS
         local cpu0 cpu1 cpu achieved
         cpu0=$(server_ticks)
-        run_sipp "$srv.call.$rate" uac.xml "$n" "$rate" -rsa 127.0.0.1:$PORT
+        local rtt=()
+        [ "$rate" != "$CALL_CPU_RATE" ] || read -ra rtt <<<"$(rtt_args "$n")"
+        run_sipp "$srv.call.$rate" uac.xml "$n" "$rate" -rsa 127.0.0.1:$PORT "${rtt[@]}"
         cpu1=$(server_ticks)
+        [ "$rate" != "$CALL_CPU_RATE" ] || save_rtt "$srv.call.$rate" call "$srv"
         cpu=$(awk -v d=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$n" \
             'BEGIN { printf "%.3f", d / hz * 10000 / n }')
         achieved=$(awk -v n="$OK" -v s="$SECS" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
@@ -225,6 +259,9 @@ call_steps() {
 }
 
 for srv in "${servers[@]}"; do
+    # No stale samples of an earlier run: a test that does not reach its reference
+    # rate this time has no file.
+    rm -f "$RESULTS/sip_reg_$srv.csv" "$RESULTS/sip_auth_$srv.csv" "$RESULTS/sip_call_$srv.csv"
     case $srv in
     kamailio | p2psipd)
         # shellcheck disable=SC2086
@@ -283,5 +320,7 @@ for k in $(printf '%s\n' "${!R[@]}" | sort); do
 done
 json+="}"
 echo "$json"
+# The response-time CDFs (bench/plot.sh); a missing gnuplot costs only the picture.
+"$IT_SRC/bench/plot.sh" "$RESULTS" >&2 || it_log "bench/plot.sh failed: no PNG (scripts/deps.sh bench)"
 IT_VERDICT=PASS
 exit 0

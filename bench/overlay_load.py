@@ -40,7 +40,9 @@
 # CSV files) are of operations that succeeded.
 #
 # Output: progress on stderr, the table on stdout, then one JSON object on the last
-# line.  Never asserts a speed.
+# line; the latency samples as CSV files in RESULTS, and overlay_churn_bytes.csv: every
+# 2 s of the churn, the bytes each system's hosts sent on the LAN per node and second
+# (the idle phase's measure, over time).  Never asserts a speed.
 import argparse, asyncio, heapq, json, math, os, random, re, resource, signal, subprocess, sys, time, zlib
 
 try:
@@ -541,6 +543,37 @@ def veth_tx_bytes():
     return out
 
 
+async def veth_tx_bytes_async():
+    """veth_tx_bytes() without blocking the loop (the clients' latencies run on it)."""
+    pr = await asyncio.create_subprocess_exec(
+        "ip", "-s", "-j", "link", "show", "type", "veth", stdout=asyncio.subprocess.PIPE)
+    out, _ = await pr.communicate()
+    if pr.returncode != 0:
+        raise RuntimeError("ip -s -j link show type veth exited with %d" % pr.returncode)
+    return {l["ifname"][5:]: l["stats64"]["rx"]["bytes"] for l in json.loads(out)
+            if l.get("ifname", "").startswith("veth-h")}
+
+
+async def churn_bytes(cluster, a, rows, period=2.0):
+    """Until cancelled: every `period` seconds a row (seconds since start, then for
+    p2psipd and dhtnode the bytes their hosts sent on the LAN per node and second).
+    A replaced node keeps its host, so each host's counter runs on across churn."""
+    hosts = {s: [cluster.host_of(s, i)[0] for i in range(1, a.nodes + 1)]
+             for s in ("p2psipd", "dhtnode")}
+    t0 = tp = time.monotonic()
+    prev = await veth_tx_bytes_async()
+    while True:
+        await asyncio.sleep(period)
+        cur = await veth_tx_bytes_async()
+        t = time.monotonic()
+        row = [round(t - t0, 1)]
+        for s in ("p2psipd", "dhtnode"):
+            d = [cur[h] - prev[h] for h in hosts[s] if h in cur and h in prev]
+            row.append(round(sum(d) / len(d) / (t - tp), 1) if d else None)
+        rows.append(row)
+        prev, tp = cur, t
+
+
 # ---- phases -----------------------------------------------------------------------
 
 async def wait_p2p_members(cluster, idxs, timeout):
@@ -868,9 +901,19 @@ async def main(a):
         # ---- churn: both systems at once ----
         log("churn %gs at a %gs median session, both systems" % (a.churn_s, a.median_s))
         w = CpuWindow(cluster)
-        cgets, cputs, kills = await churn(cluster, {"p2psipd": p2pc, "dhtnode": dhtc}, a,
-                                          a.op_timeout)
+        brows = []
+        sampler = asyncio.create_task(churn_bytes(cluster, a, brows))
+        try:
+            cgets, cputs, kills = await churn(cluster, {"p2psipd": p2pc, "dhtnode": dhtc}, a,
+                                              a.op_timeout)
+        finally:
+            sampler.cancel()
         R["cpu_churn"] = w.end()
+        # Bytes per node over time (bench/plot.sh draws it): one row per 2 s.
+        with open(os.path.join(a.results, "overlay_churn_bytes.csv"), "w") as f:
+            f.write("# t_s,p2psipd_Bps_per_node,dhtnode_Bps_per_node\n")
+            for r in brows:
+                f.write(",".join("" if v is None else str(v) for v in r) + "\n")
         for system in ("p2psipd", "dhtnode"):
             gl, gf, ge = judge(cgets[system], a.op_timeout)
             pl, pf, pe = judge(cputs[system], a.op_timeout)

@@ -2,8 +2,8 @@
  * args.c: p2psipd's command line, and building the effective configuration.
  *
  * Design.  The options are the seed's (-s, -d, -p, -P, -S: SEED.md 3.1) plus
- * --config, --data-dir, --control, --listen, --accounts, --print-config, --help,
- * --version.
+ * --config, --data-dir, --control, --metrics-listen, --listen, --accounts, --trace-pcap,
+ * --print-config, --help, --version.
  * Each option that sets something maps to configuration keys (options[]), so the
  * command line is checked by the same code as the configuration file and simply
  * overrides it.  The parser is our own rather than getopt_long: getopt keeps its
@@ -46,7 +46,9 @@ static const struct opt options[] = {
     {0, "listen", OPT_SET, "sip.listen", NULL, NULL, NULL},
     {0, "data-dir", OPT_SET, "data_dir", NULL, NULL, NULL},
     {0, "control", OPT_SET, "control", NULL, NULL, NULL},
+    {0, "metrics-listen", OPT_SET, "metrics_listen", NULL, NULL, NULL},
     {0, "accounts", OPT_SET, "auth.accounts", NULL, NULL, NULL},
+    {0, "trace-pcap", OPT_SET, "log.trace_pcap", NULL, NULL, NULL},
     {0, "config", OPT_CONFIG, NULL, NULL, NULL, NULL},
     {0, "print-config", OPT_PRINT, NULL, NULL, NULL, NULL},
     {'h', "help", OPT_HELP, NULL, NULL, NULL, NULL},
@@ -252,8 +254,15 @@ void conf_usage(FILE *f, const char *prog, const char *default_data_dir)
             "                         ~/.local/share/p2psip)\n"
             "      --control PATH     control socket for p2psipctl(1), mode 0600\n"
             "                         (default: DIR/control.sock in the data directory)\n"
+            "      --metrics-listen [ADDR:]PORT\n"
+            "                         serve Prometheus metrics over HTTP at /metrics on\n"
+            "                         ADDR:PORT (a bare PORT: 127.0.0.1; default: off)\n"
             "      --accounts FILE    digest accounts file; without one only phones on this\n"
             "                         host may register\n"
+            "      --trace-pcap FILE  write every DHT message sent and received, decrypted,\n"
+            "                         to FILE (pcap, mode 0600; at most log.trace_pcap_max\n"
+            "                         MiB), for Wireshark with the p2psip dissector; a\n"
+            "                         debugging aid: FILE holds overlay traffic in clear\n"
             "      --print-config     print the effective configuration and exit\n"
             "  -h, --help             this text\n"
             "  -V, --version          version\n"

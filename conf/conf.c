@@ -45,6 +45,7 @@ enum key_kind {
     K_REPLY,   /* uint16_t: 403 or 404 */
     K_SERVERS, /* struct conf_p2p servers list */
     K_DIGEST,  /* unsigned: enum conf_digest_alg bits */
+    K_METRICS, /* struct conf_metrics: "", PORT, ADDR:PORT or [ADDR]:PORT */
 };
 
 struct key {
@@ -59,6 +60,7 @@ struct key {
 static const struct key keys[] = {
     {"data_dir", K_PATH, OFF(data_dir), 0, 0},
     {"control", K_PATH, OFF(control), 0, 0},
+    {"metrics_listen", K_METRICS, 0, 0, 0},
     {"sip.port", K_PORT, OFF(sip.port), 1, 65535},
     {"sip.listen", K_LISTEN, 0, 0, 0},
     {"sip.transports", K_TRANSPORTS, OFF(sip.transports), 0, 0},
@@ -81,6 +83,10 @@ static const struct key keys[] = {
     {"log.level", K_LOGLEVEL, OFF(log.level), 0, 0},
     {"log.syslog", K_BOOL, OFF(log.syslog), 0, 0},
     {"log.trace", K_BOOL, OFF(log.trace), 0, 0},
+    {"log.trace_pcap", K_PATH, OFF(log.trace_pcap), 0, 0},
+    {"log.trace_pcap_max", K_U32, OFF(log.trace_pcap_max), 1, 65536},
+    {"log.burst", K_U32, OFF(log.burst), 1, 100000},
+    {"log.rate", K_U32, OFF(log.rate), 1, 100000},
     {"p2p.port", K_PORT, OFF(p2p.port), 0, 65535},
     {"p2p.servers", K_SERVERS, 0, 0, 0},
     {"p2p.server", K_BOOL, OFF(p2p.server), 0, 0},
@@ -132,6 +138,9 @@ void conf_defaults(struct conf *c)
     c->log.level = P2P_LOG_NOTICE;
     c->log.syslog = false;
     c->log.trace = false;
+    c->log.trace_pcap_max = 256;
+    c->log.burst = P2P_LOG_BURST_DEFAULT;
+    c->log.rate = P2P_LOG_RATE_DEFAULT;
     c->p2p.port = CONF_DEFAULT_P2P_PORT;
     c->p2p.server = false;
     c->p2p.multicast = true;
@@ -338,7 +347,7 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
     uint64_t n;
 
     /* Empty means "none" for a path and for the server list; elsewhere it is a mistake. */
-    if (v.len == 0 && k->kind != K_PATH && k->kind != K_SERVERS) {
+    if (v.len == 0 && k->kind != K_PATH && k->kind != K_SERVERS && k->kind != K_METRICS) {
         p2p_errf(why, wlen, "%s: missing value", k->name);
         return -EINVAL;
     }
@@ -401,6 +410,42 @@ static int set_value(struct conf *c, const struct key *k, struct p2p_slice v, ch
         if (v.len > 0)
             memcpy(base + k->off, v.p, v.len);
         base[k->off + v.len] = '\0';
+        return 0;
+    }
+    case K_METRICS: {
+        struct conf_metrics m;
+        struct p2p_slice host = {v.p, 0}, port = v;
+        const char *colon = NULL;
+        memset(&m, 0, sizeof(m));
+        if (v.len == 0) {
+            c->metrics = m; /* off */
+            return 0;
+        }
+        /* The last colon separates the port; an IPv6 address needs its brackets. */
+        for (size_t i = v.len; i > 0 && colon == NULL; i--)
+            if (v.p[i - 1] == ':')
+                colon = v.p + i - 1;
+        if (colon != NULL) {
+            host.len = (size_t)(colon - v.p);
+            port.p = colon + 1;
+            port.len = v.len - host.len - 1;
+        }
+        if (colon == NULL) {
+            m.addr.family = AF_INET;
+            strcpy(m.addr.host, "127.0.0.1"); /* a bare port: this host only */
+        } else if (parse_addr(host, &m.addr) != 0 ||
+                   (m.addr.family == AF_INET6 && host.p[0] != '[')) {
+            p2p_errf(why, wlen, "%s: '%.*s' is not an IPv4 address or [IPv6 address]", k->name,
+                     qlen(host), host.p);
+            return -EINVAL;
+        }
+        if (p2p_slice_to_u64(port, 65535, &n) != 0 || n == 0) {
+            p2p_errf(why, wlen, "%s: '%.*s' is not a port number (1-65535)", k->name, qlen(port),
+                     port.p);
+            return -EINVAL;
+        }
+        m.port = (uint16_t)n;
+        c->metrics = m;
         return 0;
     }
     case K_LISTEN: {
@@ -860,6 +905,12 @@ int conf_format(const struct conf *c, struct p2p_buf *out)
 
     PUT("data_dir =%s%s\n", c->data_dir[0] ? " " : "", c->data_dir);
     PUT("control =%s%s\n", c->control[0] ? " " : "", c->control);
+    if (c->metrics.port == 0)
+        PUT("metrics_listen =\n");
+    else
+        PUT("metrics_listen = %s%s%s:%u\n", c->metrics.addr.family == AF_INET6 ? "[" : "",
+            c->metrics.addr.host, c->metrics.addr.family == AF_INET6 ? "]" : "",
+            (unsigned)c->metrics.port);
     PUT("\n[sip]\nport = %u\nlisten = ", (unsigned)c->sip.port);
     for (size_t i = 0; i < c->sip.listen_count; i++)
         PUT("%s%s", i ? ", " : "", c->sip.listen[i].host);
@@ -903,8 +954,11 @@ int conf_format(const struct conf *c, struct p2p_buf *out)
         }
         PUT("\n");
     }
-    PUT("\n[log]\nlevel = %s\nsyslog = %s\ntrace = %s\n", level_names[c->log.level],
-        onoff(c->log.syslog), onoff(c->log.trace));
+    PUT("\n[log]\nlevel = %s\nsyslog = %s\ntrace = %s\ntrace_pcap =%s%s\ntrace_pcap_max = "
+        "%u\nburst = %u\nrate = %u\n",
+        level_names[c->log.level], onoff(c->log.syslog), onoff(c->log.trace),
+        c->log.trace_pcap[0] ? " " : "", c->log.trace_pcap, (unsigned)c->log.trace_pcap_max,
+        (unsigned)c->log.burst, (unsigned)c->log.rate);
     PUT("\n[p2p]\nport = %u\nserver = %s\n", (unsigned)c->p2p.port, onoff(c->p2p.server));
     PUT("servers =");
     for (size_t i = 0; i < c->p2p.server_count; i++) {

@@ -29,8 +29,9 @@
  *      7 RECORD   156..4252   one record, dht_record.h encoding; repeats (<= 8)
  *      8 STATUS           2   i16: 0 or a negative errno
  *      9 LO              20   range start (inclusive)
- *     10 HI              20   range end (exclusive, clockwise)
- *     11 SUMMARY      0..64   opaque range summary from the store
+ *     10 HI              20   range end (inclusive; the range wraps when LO > HI)
+ *     11 SUMMARY      0..64   range summary: u32 count, 16-byte BLAKE2b digest (20 bytes
+ *                             as node_store.c sends it; the codec takes any 0..64)
  *     12 IDENTS     1 + 49n   u8 count (<= 64), then key 20, value id 20, seq 8,
  *                             flags 1 (bit 0 tombstone)
  *     13 SENDER_KEY      32   Ed25519 key of the writer: BLAKE2b-160(key) must be the

@@ -64,6 +64,22 @@ int dht_record_check(const struct dht_record *rec)
     return 0;
 }
 
+static uint8_t record_flags(const struct dht_record *rec)
+{
+    return (uint8_t)((rec->tombstone ? DHT_RECORD_FLAG_TOMBSTONE : 0) |
+                     (rec->mailbox ? DHT_RECORD_FLAG_MAILBOX : 0));
+}
+
+void dht_mailbox_key(const uint8_t owner[DHT_RECORD_OWNER_LEN], struct dht_id *out)
+{
+    static const char label[] = "p2psip-mailbox";
+    uint8_t buf[sizeof(label) - 1 + DHT_RECORD_OWNER_LEN];
+
+    memcpy(buf, label, sizeof(label) - 1);
+    memcpy(buf + sizeof(label) - 1, owner, DHT_RECORD_OWNER_LEN);
+    dht_id_hash(out, buf, sizeof(buf));
+}
+
 /* The canonical signed string; buf holds SIGN_MAX bytes.  Returns its length. */
 static size_t signed_string(const struct dht_record *rec, uint8_t *buf)
 {
@@ -74,7 +90,7 @@ static size_t signed_string(const struct dht_record *rec, uint8_t *buf)
     p = put_bytes(p, rec->value_id.b, DHT_ID_LEN);
     p = put_u64(p, rec->seq);
     p = put_u64(p, rec->expiry_ms);
-    *p++ = rec->tombstone ? DHT_RECORD_FLAG_TOMBSTONE : 0;
+    *p++ = record_flags(rec);
     p = put_bytes(p, rec->owner, DHT_RECORD_OWNER_LEN);
     *p++ = (uint8_t)(rec->value_len >> 8);
     *p++ = (uint8_t)(rec->value_len & 0xff);
@@ -120,7 +136,8 @@ bool dht_record_equal(const struct dht_record *a, const struct dht_record *b)
 {
     if (!dht_id_eq(&a->key, &b->key) || !dht_id_eq(&a->value_id, &b->value_id))
         return false;
-    if (a->seq != b->seq || a->expiry_ms != b->expiry_ms || a->tombstone != b->tombstone)
+    if (a->seq != b->seq || a->expiry_ms != b->expiry_ms || a->tombstone != b->tombstone ||
+        a->mailbox != b->mailbox)
         return false;
     if (memcmp(a->owner, b->owner, DHT_RECORD_OWNER_LEN) != 0 ||
         memcmp(a->sig, b->sig, DHT_RECORD_SIG_LEN) != 0)
@@ -154,7 +171,7 @@ int dht_record_encode(const struct dht_record *rec, uint8_t *buf, size_t cap)
     if (cap < dht_record_encoded_len(rec))
         return -ENOSPC;
     *p++ = DHT_RECORD_VERSION;
-    *p++ = rec->tombstone ? DHT_RECORD_FLAG_TOMBSTONE : 0;
+    *p++ = record_flags(rec);
     p = put_bytes(p, rec->key.b, DHT_ID_LEN);
     p = put_bytes(p, rec->value_id.b, DHT_ID_LEN);
     p = put_u64(p, rec->seq);
@@ -181,13 +198,14 @@ int dht_record_decode(struct dht_record *out, const uint8_t *buf, size_t len)
         return -EBADMSG;
     if (len < 2)
         return -EAGAIN;
-    if ((buf[1] & ~DHT_RECORD_FLAG_TOMBSTONE) != 0)
+    if ((buf[1] & ~(DHT_RECORD_FLAG_TOMBSTONE | DHT_RECORD_FLAG_MAILBOX)) != 0)
         return -EBADMSG;
     if (len < DHT_RECORD_HEADER_LEN)
         return -EAGAIN;
 
     memset(&r, 0, sizeof(r));
     r.tombstone = (buf[1] & DHT_RECORD_FLAG_TOMBSTONE) != 0;
+    r.mailbox = (buf[1] & DHT_RECORD_FLAG_MAILBOX) != 0;
     p += 2;
     memcpy(r.key.b, p, DHT_ID_LEN);
     p += DHT_ID_LEN;

@@ -32,6 +32,10 @@
 #define DEFAULT_MAX_TTL_MS (24ull * 3600 * 1000)
 #define DEFAULT_MAX_PENDING 4096
 #define DEFAULT_MAX_VALUE_BYTES (32u << 20)
+#define DEFAULT_MAILBOX_VALUES 16
+#define DEFAULT_MAILBOX_PER_WRITER 4
+#define DEFAULT_MAILBOX_BYTES (32u << 10)
+#define DEFAULT_MAILBOX_TTL_MS (7ull * 24 * 3600 * 1000)
 
 /* A listed change: delete row del_rowid (if not 0), then write the pair's entry if
  * it is held and dirty. */
@@ -60,6 +64,10 @@ void dht_store_config_init(struct dht_store_config *cfg)
     cfg->max_ttl_ms = DEFAULT_MAX_TTL_MS;
     cfg->max_pending = DEFAULT_MAX_PENDING;
     cfg->max_value_bytes = DEFAULT_MAX_VALUE_BYTES;
+    cfg->max_mailbox_values = DEFAULT_MAILBOX_VALUES;
+    cfg->max_mailbox_per_writer = DEFAULT_MAILBOX_PER_WRITER;
+    cfg->max_mailbox_bytes = DEFAULT_MAILBOX_BYTES;
+    cfg->max_mailbox_ttl_ms = DEFAULT_MAILBOX_TTL_MS;
 }
 
 static bool present(const struct dht__entry *e, uint64_t now_ms)
@@ -390,6 +398,14 @@ static int store_alloc(struct dht_store **out, const struct dht_store_config *cf
             s->cfg.max_pending = cfg->max_pending;
         if (cfg->max_value_bytes != 0)
             s->cfg.max_value_bytes = cfg->max_value_bytes;
+        if (cfg->max_mailbox_values != 0)
+            s->cfg.max_mailbox_values = cfg->max_mailbox_values;
+        if (cfg->max_mailbox_per_writer != 0)
+            s->cfg.max_mailbox_per_writer = cfg->max_mailbox_per_writer;
+        if (cfg->max_mailbox_bytes != 0)
+            s->cfg.max_mailbox_bytes = cfg->max_mailbox_bytes;
+        if (cfg->max_mailbox_ttl_ms != 0)
+            s->cfg.max_mailbox_ttl_ms = cfg->max_mailbox_ttl_ms;
     }
     if (durable) {
         s->pending = calloc(s->cfg.max_pending, sizeof(*s->pending));
@@ -504,7 +520,8 @@ static bool load_keep(const struct dht__entry *e, void *arg)
     if (p != NULL && dht_id_eq(&p->key, &e->key)) {
         if (dht_id_eq(&p->value_id, &e->value_id))
             return false;
-        if (memcmp(p->owner, e->owner, DHT_RECORD_OWNER_LEN) != 0)
+        if (p->mailbox != e->mailbox ||
+            (!e->mailbox && memcmp(p->owner, e->owner, DHT_RECORD_OWNER_LEN) != 0))
             return false;
         if (c->n_key >= c->s->cfg.max_values_per_key)
             return false;
@@ -641,27 +658,41 @@ int dht_store_put(struct dht_store *s, const struct dht_record *rec, uint64_t no
     if (keep_until <= now_ms)
         return refuse(&s->st.refused_expired, -ETIMEDOUT);
 
-    /* Rule 5: a record may not claim a key for longer than max_ttl_ms. */
-    ttl_limit = now_ms > UINT64_MAX - s->cfg.max_ttl_ms ? UINT64_MAX : now_ms + s->cfg.max_ttl_ms;
+    /* Rule 5: a record may not claim a key for longer than max_ttl_ms (a mailbox
+     * value: max_mailbox_ttl_ms). */
+    uint64_t max_ttl = rec->mailbox ? s->cfg.max_mailbox_ttl_ms : s->cfg.max_ttl_ms;
+    ttl_limit = now_ms > UINT64_MAX - max_ttl ? UINT64_MAX : now_ms + max_ttl;
     if (rec->expiry_ms > ttl_limit)
         return refuse(&s->st.refused_ttl, -ERANGE);
 
-    /* Rule 6: owner claim, over every present record under the key. */
-    for (i = pos; i > 0 && dht_id_eq(&s->idx.v[i - 1]->key, &rec->key); i--) {
-        const struct dht__entry *x = s->idx.v[i - 1];
-        if (!present(x, now_ms))
-            continue;
-        if (memcmp(x->owner, rec->owner, DHT_RECORD_OWNER_LEN) != 0)
-            return refuse(&s->st.refused_owner, -EPERM);
-        n_key++;
-    }
-    for (i = pos; i < s->idx.n && dht_id_eq(&s->idx.v[i]->key, &rec->key); i++) {
+    /* Rule 6: owner claim, over every present record under the key.  A key holds
+     * either plain records, all of one owner, or mailbox values of any writers. */
+    unsigned n_live = 0, n_writer = 0;
+    size_t mb_bytes = 0;
+    size_t first = pos;
+    while (first > 0 && dht_id_eq(&s->idx.v[first - 1]->key, &rec->key))
+        first--;
+    for (i = first; i < s->idx.n && dht_id_eq(&s->idx.v[i]->key, &rec->key); i++) {
         const struct dht__entry *x = s->idx.v[i];
         if (!present(x, now_ms))
             continue;
-        if (memcmp(x->owner, rec->owner, DHT_RECORD_OWNER_LEN) != 0)
+        if ((x->mailbox != 0) != rec->mailbox)
+            return refuse(&s->st.refused_owner, -EPERM);
+        if (!rec->mailbox && memcmp(x->owner, rec->owner, DHT_RECORD_OWNER_LEN) != 0)
             return refuse(&s->st.refused_owner, -EPERM);
         n_key++;
+        if (rec->mailbox && !x->tombstone && x != old) {
+            n_live++;
+            mb_bytes += x->value_len;
+            n_writer += memcmp(x->owner, rec->owner, DHT_RECORD_OWNER_LEN) == 0;
+        }
+    }
+    /* A mailbox value is replaced by its writer, or removed by the mailbox's owner. */
+    if (rec->mailbox && old != NULL && memcmp(old->owner, rec->owner, DHT_RECORD_OWNER_LEN) != 0) {
+        struct dht_id mk;
+        dht_mailbox_key(rec->owner, &mk);
+        if (!rec->tombstone || !dht_id_eq(&mk, &rec->key))
+            return refuse(&s->st.refused_owner, -EPERM);
     }
 
     /* Rule 7: only a newer version replaces. */
@@ -669,7 +700,8 @@ int dht_store_put(struct dht_store *s, const struct dht_record *rec, uint64_t no
         return refuse(&s->st.refused_stale, -ESTALE);
 
     /* Rule 8: caps.  Counts for a value id not present under the key; bytes for
-     * every put (what the stored entry for the pair, if any, frees is deducted). */
+     * every put (what the stored entry for the pair, if any, frees is deducted).
+     * A mailbox also caps its live values, in all and per writer, and their bytes. */
     bool reuse = pos < s->idx.n && dht_id_eq(&s->idx.v[pos]->key, &rec->key) &&
                  dht_id_eq(&s->idx.v[pos]->value_id, &rec->value_id);
     if (old == NULL) {
@@ -678,6 +710,10 @@ int dht_store_put(struct dht_store *s, const struct dht_record *rec, uint64_t no
         if (!reuse && s->idx.n >= s->cfg.max_records)
             return refuse(&s->st.refused_full, -ENOSPC);
     }
+    if (rec->mailbox && !rec->tombstone &&
+        (n_live >= s->cfg.max_mailbox_values || n_writer >= s->cfg.max_mailbox_per_writer ||
+         mb_bytes + rec->value_len > s->cfg.max_mailbox_bytes))
+        return refuse(&s->st.refused_full, -ENOSPC);
     size_t freed = reuse ? s->idx.v[pos]->value_len : 0;
     if (rec->value_len > freed &&
         s->st.value_bytes + (rec->value_len - freed) > s->cfg.max_value_bytes)

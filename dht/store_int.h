@@ -30,6 +30,7 @@ struct dht__entry {
     uint8_t sig[DHT_RECORD_SIG_LEN];
     uint16_t value_len;
     uint8_t tombstone;
+    uint8_t mailbox;
     uint8_t dirty; /* changed since the last flush and listed (sqlite stores only) */
     int64_t rowid; /* sqlite row holding the last flushed version of the pair, 0: none */
     uint8_t value[];

@@ -156,6 +156,7 @@ struct dht__entry *dht__entry_new(const struct dht_record *rec, uint64_t keep_un
     memcpy(e->sig, rec->sig, sizeof(e->sig));
     e->value_len = (uint16_t)rec->value_len;
     e->tombstone = rec->tombstone ? 1 : 0;
+    e->mailbox = rec->mailbox ? 1 : 0;
     e->dirty = 0;
     e->rowid = 0;
     if (rec->value_len > 0)
@@ -172,6 +173,7 @@ void dht__entry_to_record(const struct dht__entry *e, struct dht_record *out)
     memcpy(out->owner, e->owner, sizeof(out->owner));
     memcpy(out->sig, e->sig, sizeof(out->sig));
     out->tombstone = e->tombstone != 0;
+    out->mailbox = e->mailbox != 0;
     out->value = e->value_len > 0 ? e->value : NULL;
     out->value_len = e->value_len;
 }

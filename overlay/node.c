@@ -834,8 +834,9 @@ static void on_data(struct overlay_node *n, const struct ovl_frame_info *fi, con
         overlay__conn_bind(n, conn, c->peer);
     } else if (!overlay_addr_eq(&p->addr, from)) {
         char a[64], b[64];
-        p2p_info(n->log, "overlay: peer moved from %s to %s",
-                 overlay_addr_text(&p->addr, a, sizeof(a)), overlay_addr_text(from, b, sizeof(b)));
+        p2p_info_rl(n->log, &n->peer_log, overlay__now(n), "overlay: peer moved from %s to %s",
+                    overlay_addr_text(&p->addr, a, sizeof(a)),
+                    overlay_addr_text(from, b, sizeof(b)));
         p->addr = *from; /* roaming: the authentic source is where the peer is now */
         c->addr = *from;
     }
@@ -1249,6 +1250,8 @@ int overlay_node_new(struct overlay_node **out, uv_loop_t *loop,
         return -ENOMEM;
     n->loop = loop;
     n->log = log;
+    n->peer_log.name = "overlay peers";
+    n->state_log.name = "overlay state";
     n->cfg = *cfg;
     if (n->cfg.max_peers == 0)
         n->cfg.max_peers = 1024;
@@ -1450,7 +1453,8 @@ void overlay__set_role(struct overlay_node *n, enum overlay_role role)
 {
     if (n->role == role)
         return;
-    p2p_notice(n->log, "overlay: now %s", overlay_role_name(role));
+    p2p_notice_rl(n->log, &n->state_log, overlay__now(n), "overlay: now %s",
+                  overlay_role_name(role));
     n->role = role;
     if (n->ops.role != NULL)
         n->ops.role(n->ops.arg, role);

@@ -153,6 +153,8 @@ struct cand {
 struct overlay_node {
     uv_loop_t *loop;
     struct p2p_log *log;
+    struct p2p_log_limit peer_log;  /* lines peers can cause (log.h) */
+    struct p2p_log_limit state_log; /* role and health changes, which peers drive */
     struct overlay_node_config cfg;
     struct overlay_node_ops ops;
     const struct ovl_identity *me;

@@ -150,10 +150,11 @@ static void set_cut_off(struct overlay_node *n, bool cut)
     if (cut)
         n->t_cut_since = overlay__now(n);
     if (cut)
-        p2p_warn(n->log, "overlay: cut off: no peer has answered for %u ms; retrying",
-                 (unsigned)n->cfg.cutoff_ms);
+        p2p_warn_rl(n->log, &n->state_log, overlay__now(n),
+                    "overlay: cut off: no peer has answered for %u ms; retrying",
+                    (unsigned)n->cfg.cutoff_ms);
     else
-        p2p_notice(n->log, "overlay: connected again");
+        p2p_notice_rl(n->log, &n->state_log, overlay__now(n), "overlay: connected again");
     if (n->ops.health != NULL)
         n->ops.health(n->ops.arg, cut);
 }
@@ -608,8 +609,8 @@ static void on_attach(struct overlay_node *n, struct peer *p)
         char a[64];
         char hex[DHT_ID_HEX_LEN + 1];
         dht_id_to_hex(&p->id, hex);
-        p2p_info(n->log, "overlay: client %.8s attached from %s", hex,
-                 overlay_addr_text(&p->addr, a, sizeof(a)));
+        p2p_info_rl(n->log, &n->peer_log, overlay__now(n), "overlay: client %.8s attached from %s",
+                    hex, overlay_addr_text(&p->addr, a, sizeof(a)));
     }
     p->client = true;
     send_attach_ack(n, p, 0);
@@ -623,8 +624,9 @@ static void become_client(struct overlay_node *n, struct peer *p)
     n->super_since = overlay__now(n);
     n->seek_backoff = 0;
     dht_id_to_hex(&p->id, hex);
-    p2p_notice(n->log, "overlay: attached to super-node %.8s at %s", hex,
-               overlay_addr_text(&p->addr, a, sizeof(a)));
+    p2p_notice_rl(n->log, &n->state_log, overlay__now(n),
+                  "overlay: attached to super-node %.8s at %s", hex,
+                  overlay_addr_text(&p->addr, a, sizeof(a)));
     if (n->advertised.len == 0 || !n->reachable)
         (void)local_addr_toward(n, &p->addr, &n->advertised);
     overlay__set_role(n, OVERLAY_ROLE_CLIENT);
@@ -759,10 +761,12 @@ static void on_probe_result(struct overlay_node *n, struct peer *p, const uint8_
         memcpy(n->advertised.b, b + 2, b[1]);
         n->reachable = true;
         if (overlay_addr_from_dht(&n->advertised, &ss) == 0)
-            p2p_notice(n->log, "overlay: reachable at %s", overlay_addr_text(&ss, a, sizeof(a)));
+            p2p_notice_rl(n->log, &n->state_log, overlay__now(n), "overlay: reachable at %s",
+                          overlay_addr_text(&ss, a, sizeof(a)));
     } else {
         if (!n->reachable)
-            p2p_notice(n->log, "overlay: not reachable from outside (NAT?): staying a client");
+            p2p_notice_rl(n->log, &n->state_log, overlay__now(n),
+                          "overlay: not reachable from outside (NAT?): staying a client");
     }
 }
 
@@ -851,7 +855,8 @@ static void join_done(int status, void *arg)
         return;
     if (status != 0) {
         if (status != -ECANCELED)
-            p2p_warn(n->log, "overlay: join failed: %s", strerror(-status));
+            p2p_warn_rl(n->log, &n->state_log, overlay__now(n), "overlay: join failed: %s",
+                        strerror(-status));
         overlay__dht_discard(n);
         n->t_seek = overlay__now(n) + 2000;
         return;
@@ -860,7 +865,7 @@ static void join_done(int status, void *arg)
         snprintf(a, sizeof(a), "?");
     else
         overlay_addr_text(&ss, a, sizeof(a));
-    p2p_notice(n->log, "overlay: joined the ring as %s", a);
+    p2p_notice_rl(n->log, &n->state_log, overlay__now(n), "overlay: joined the ring as %s", a);
     if (n->role != OVERLAY_ROLE_SUPER) {
         /* A member needs no super-node any more; the channel stays. */
         if (n->super >= 0) {
@@ -1031,7 +1036,8 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
             struct dht_peer via;
             via.id = s->id;
             (void)overlay_addr_to_dht(&s->addr, &via.addr);
-            p2p_notice(n->log, "overlay: promoting: joining the ring through the super-node");
+            p2p_notice_rl(n->log, &n->state_log, overlay__now(n),
+                          "overlay: promoting: joining the ring through the super-node");
             if (join_ring(n, &via) != 0)
                 n->t_seek = now + 2000;
         }
@@ -1057,7 +1063,8 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
             return; /* the health callback closed the node */
         if (n->role == OVERLAY_ROLE_SUPER && now - n->t_cut_since > 4u * n->cfg.cutoff_ms) {
             /* We started the ring and no one is left to rejoin: a ring of one again. */
-            p2p_notice(n->log, "overlay: no peer left; a ring of one again");
+            p2p_notice_rl(n->log, &n->state_log, overlay__now(n),
+                          "overlay: no peer left; a ring of one again");
             n->seek_backoff = 0;
             n->t_seek = now;
             if (join_ring(n, NULL) == 0)

@@ -408,6 +408,7 @@ struct overlay_sip_resolver {
     uv_loop_t *loop;
     struct overlay_sip_resolver_config cfg;
     struct p2p_log *log;
+    struct p2p_log_limit req_log; /* lines requests can cause (log.h) */
     struct p2p_list list;
     size_t live;
     uv_timer_t handle; /* never started: its close makes the close callback asynchronous */
@@ -674,6 +675,7 @@ int overlay_sip_resolver_new(struct overlay_sip_resolver **out, uv_loop_t *loop,
     r->loop = loop;
     r->cfg = *cfg;
     r->log = log;
+    r->req_log.name = "RFC 3263";
     p2p_list_init(&r->list);
     if (r->cfg.max_pending == 0)
         r->cfg.max_pending = OVERLAY_SIP_RESOLVER_DEFAULT_MAX_PENDING;
@@ -748,14 +750,16 @@ int overlay_sip_resolver_resolve(struct overlay_sip_resolver *r, const char *uri
         return -EINVAL;
     if (u.scheme == SIP_URI_SIPS) {
         /* RFC 3263 4.1 would use TLS; we have none, and TCP would void the guarantee. */
-        p2p_info(r->log, "RFC 3263: %s: sips needs TLS, which this node does not have", uri);
+        p2p_info_rl(r->log, &r->req_log, uv_now(r->loop),
+                    "RFC 3263: %s: sips needs TLS, which this node does not have", uri);
         return -EPROTONOSUPPORT;
     }
     transport = uri_transport(&u);
     if (transport == -EPROTONOSUPPORT ||
         (transport >= 0 && !(r->cfg.transports & (1u << transport)))) {
-        p2p_info(r->log, "RFC 3263: %s: transport %.*s not available", uri, (int)u.transport.len,
-                 u.transport.p);
+        p2p_info_rl(r->log, &r->req_log, uv_now(r->loop),
+                    "RFC 3263: %s: transport %.*s not available", uri, (int)u.transport.len,
+                    u.transport.p);
         return -EPROTONOSUPPORT;
     }
     /* RFC 3263 4: maddr, when present, is the target. */

@@ -337,6 +337,7 @@ int overlay_sip_transport_new(struct overlay_sip_transport **out, uv_loop_t *loo
         return -ENOMEM;
     t->loop = loop;
     t->log = log;
+    t->conn_log.name = "sip tcp";
     t->ops = *ops;
     t->arg = arg;
     t->cfg = c;

@@ -12,6 +12,7 @@
 #define P2P_SIP_TRANSPORT_INT_H
 
 #include "p2p/buf.h"
+#include "p2p/log.h"
 #include "p2p/overlay_addr.h"
 #include "p2p/overlay_sip.h"
 #include "p2p/sip_msg.h"
@@ -62,6 +63,7 @@ struct overlay__sip_conn {
 struct overlay_sip_transport {
     uv_loop_t *loop;
     struct p2p_log *log;
+    struct p2p_log_limit conn_log; /* lines peers can cause (log.h) */
     struct overlay_sip_ops ops;
     void *arg;
     struct overlay_sip_config cfg;

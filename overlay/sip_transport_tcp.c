@@ -349,8 +349,8 @@ static void conn_bad_stream(struct overlay__sip_conn *c, int err, const char *wh
         t->ctr.oversized++;
     else
         t->ctr.framing_errors++;
-    p2p_warn(t->log, "sip tcp: closing connection %s: %s",
-             overlay_addr_text(&c->remote, a, sizeof(a)), why ? why : "bad message");
+    p2p_warn_rl(t->log, &t->conn_log, uv_now(t->loop), "sip tcp: closing connection %s: %s",
+                overlay_addr_text(&c->remote, a, sizeof(a)), why ? why : "bad message");
     overlay__sip_conn_close(c);
 }
 
@@ -589,7 +589,8 @@ void overlay__sip_tcp_on_connection(uv_stream_t *server, int status)
     int r;
 
     if (status < 0) {
-        p2p_warn(t->log, "sip tcp: accept on listener %d: %s", l->index, uv_strerror(status));
+        p2p_warn_rl(t->log, &t->conn_log, uv_now(t->loop), "sip tcp: accept on listener %d: %s",
+                    l->index, uv_strerror(status));
         return;
     }
     if (t->closing)
@@ -607,8 +608,8 @@ void overlay__sip_tcp_on_connection(uv_stream_t *server, int status)
         t->handles++;
         (void)uv_accept(server, (uv_stream_t *)tmp);
         uv_close((uv_handle_t *)tmp, overlay__sip_refused_closed_cb);
-        p2p_warn(t->log, "sip tcp: refused a connection: %zu connections open",
-                 t->cfg.max_tcp_conns);
+        p2p_warn_rl(t->log, &t->conn_log, uv_now(t->loop),
+                    "sip tcp: refused a connection: %zu connections open", t->cfg.max_tcp_conns);
         return;
     }
     r = uv_accept(server, (uv_stream_t *)&c->tcp);
@@ -617,7 +618,8 @@ void overlay__sip_tcp_on_connection(uv_stream_t *server, int status)
     if (r == 0)
         r = conn_established(c);
     if (r < 0) {
-        p2p_warn(t->log, "sip tcp: accept on listener %d: %s", l->index, uv_strerror(r));
+        p2p_warn_rl(t->log, &t->conn_log, uv_now(t->loop), "sip tcp: accept on listener %d: %s",
+                    l->index, uv_strerror(r));
         overlay__sip_conn_close(c);
         return;
     }

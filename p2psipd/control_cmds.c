@@ -10,7 +10,8 @@
  *             reloads, the overlay's (node_id, role, peer_count...: overlay_glue.c)
  *             and the SIP counters under "sip"
  *   counters  every counter: the overlay's at the top level, the SIP ones under "sip"
- *             and the control socket's own under "control"
+ *             and the control socket's own under "control" (p2psipd__counters(),
+ *             which the Prometheus exposition in metrics.c reads too)
  *   ping      "pong", for scripts and health checks
  *
  * Adding a command elsewhere in the daemon (the overlay's are in overlay_glue.c):
@@ -103,15 +104,13 @@ static json_t *cmd_status(const json_t *args, const json_t *opts, char *err, siz
     return with_parts(o, p2psipd__overlay_status(d), "sip", sip_counters(d), NULL, NULL);
 }
 
-static json_t *cmd_counters(const json_t *args, const json_t *opts, char *err, size_t errlen,
-                            void *arg)
+json_t *p2psipd__counters(struct p2psipd *d)
 {
-    struct p2psipd *d = arg;
     struct control_stats st;
 
-    if (!no_args("counters", args, opts, err, errlen))
-        return NULL;
-    control_stats(d->control, &st);
+    memset(&st, 0, sizeof(st));
+    if (d->control != NULL)
+        control_stats(d->control, &st);
     return with_parts(
         json_object(), p2psipd__overlay_counters(d), "sip", sip_counters(d), "control",
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "clients",
@@ -120,6 +119,14 @@ static json_t *cmd_counters(const json_t *args, const json_t *opts, char *err, s
                   (json_int_t)st.refused, "requests", (json_int_t)st.requests, "errors",
                   (json_int_t)st.errors, "events", (json_int_t)st.events, "events_dropped",
                   (json_int_t)st.events_dropped));
+}
+
+static json_t *cmd_counters(const json_t *args, const json_t *opts, char *err, size_t errlen,
+                            void *arg)
+{
+    if (!no_args("counters", args, opts, err, errlen))
+        return NULL;
+    return p2psipd__counters(arg);
 }
 
 static json_t *cmd_ping(const json_t *args, const json_t *opts, char *err, size_t errlen, void *arg)

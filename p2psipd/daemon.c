@@ -154,6 +154,10 @@ int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const
     }
     d->started = true;
     rc = p2psipd__control_start(d);
+    /* Metrics next: a listener that cannot bind stops the start before the node
+     * shows itself to the network; nothing is scraped before the loop runs. */
+    if (rc == 0)
+        rc = p2psipd__metrics_start(d);
     if (rc == 0)
         rc = p2psipd__sip_start(d);
     if (rc == 0)
@@ -173,6 +177,7 @@ void p2psipd_stop(struct p2psipd *d)
         return;
     d->stopping = true;
     p2psipd__control_stop(d); /* first: no request reaches a part that is closing */
+    p2psipd__metrics_stop(d); /* and no scrape */
     /* The overlay first: its pending operations complete while the SIP side lives. */
     p2psipd__overlay_stop(d);
     p2psipd__sip_stop(d);
@@ -233,9 +238,16 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
         p2p_warn(d->log, "reload: data_dir needs a restart; keeping %s", cur->data_dir);
     if (strcmp(next->control, cur->control) != 0)
         p2p_warn(d->log, "reload: control needs a restart; keeping %s", cur->control);
+    if (next->metrics.port != cur->metrics.port ||
+        (next->metrics.port != 0 && strcmp(next->metrics.addr.host, cur->metrics.addr.host) != 0))
+        p2p_warn(d->log, "reload: metrics_listen needs a restart; keeping the running value");
     if (next->timers.t1_ms != cur->timers.t1_ms || next->timers.t2_ms != cur->timers.t2_ms ||
         next->timers.t4_ms != cur->timers.t4_ms)
         p2p_warn(d->log, "reload: timers.* need a restart; keeping the running values");
+    if (strcmp(next->log.trace_pcap, cur->log.trace_pcap) != 0 ||
+        next->log.trace_pcap_max != cur->log.trace_pcap_max)
+        p2p_warn(d->log, "reload: log.trace_pcap and log.trace_pcap_max need a restart; "
+                         "keeping the running values");
     if (!same_p2p(&next->p2p, &cur->p2p))
         p2p_warn(d->log, "reload: p2p.* need a restart; keeping the running values");
     /* The registrar's policy and the accounts are applied by p2psipd__sip_reconfigure();
@@ -253,8 +265,11 @@ static void keep_restart_only(struct p2psipd *d, struct conf *next)
     next->sip = cur->sip;
     memcpy(next->data_dir, cur->data_dir, sizeof(next->data_dir));
     memcpy(next->control, cur->control, sizeof(next->control));
+    next->metrics = cur->metrics;
     next->timers = cur->timers;
     next->p2p = cur->p2p;
+    memcpy(next->log.trace_pcap, cur->log.trace_pcap, sizeof(next->log.trace_pcap));
+    next->log.trace_pcap_max = cur->log.trace_pcap_max;
 }
 
 int p2psipd_reload(struct p2psipd *d)
@@ -287,6 +302,8 @@ int p2psipd_reload(struct p2psipd *d)
         p2p_log_init(d->log, ident, next.log.level, next.log.syslog);
     }
     d->log->level = next.log.level;
+    d->log->limit_burst = next.log.burst;
+    d->log->limit_rate = next.log.rate;
 
     d->conf = next;
     d->reloads++;

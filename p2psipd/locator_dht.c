@@ -26,6 +26,7 @@
 
 #include "control.h"
 #include "locator_local.h"
+#include "mailbox.h"
 #include "p2p/clock.h"
 #include "p2p/dht_record.h"
 #include "p2p/list.h"
@@ -51,9 +52,10 @@ struct ldop {
     sip_locator_lookup_cb lookup_cb;
     sip_locator_publish_cb publish_cb;
     void *arg;
-    bool cancelled; /* its user went away: complete silently */
-    bool in_dht;    /* waiting for the overlay (cancellable there) */
-    bool tombstone; /* publish, refresh: the record put removes the AoR's bindings here */
+    bool cancelled;  /* its user went away: complete silently */
+    bool in_dht;     /* waiting for the overlay (cancellable there) */
+    bool tombstone;  /* publish, refresh: the record put removes the AoR's bindings here */
+    uint64_t dht_ns; /* uv_hrtime() when the DHT get or put went out (metrics) */
     /* lookup: the local answer, kept while the DHT is asked */
     int local_status;
     size_t nlocal;
@@ -76,6 +78,7 @@ struct locator_dht {
     uint64_t next_round, t_rate;
     double tokens;
     struct locator_dht_stats st;
+    struct mailbox *mb; /* offline MESSAGEs */
 };
 
 /* ---- value, key, node names ------------------------------------------------------- */
@@ -347,6 +350,7 @@ static void dht_got(int status, const struct dht_record *recs, size_t nrec, void
         lookup_finish(o, -ECANCELED, NULL, 0);
         return;
     }
+    p2psipd__observe(d, P2PSIPD_LAT_GET_LOOKUP, o->dht_ns);
     out = calloc(SIP_LOOKUP_MAX, sizeof(*out));
     if (out == NULL) {
         lookup_finish(o, o->local_status, o->local, o->nlocal);
@@ -432,6 +436,7 @@ static void local_looked_up(int status, const struct sip_binding *bs, size_t n, 
         return;
     }
     locator_dht_key(o->aor, &key);
+    o->dht_ns = uv_hrtime();
     rc = overlay_node_get(overlay_of(o->loc), &key, dht_got, o);
     if (rc == 0)
         o->in_dht = true;
@@ -473,9 +478,29 @@ static void publish_finish(struct ldop *o, int status)
         cb(status, arg);
 }
 
+/* The AoR's record is stored: its owner record follows, and a phone that just
+ * registered gets what its mailbox holds. */
+static void aor_stored(struct locator_dht *loc, const char *aor, bool online)
+{
+    uint8_t sk[crypto_sign_SECRETKEYBYTES], pk[crypto_sign_PUBLICKEYBYTES];
+
+    aor_secret(loc, aor, sk);
+    if (crypto_sign_ed25519_sk_to_pk(pk, sk) == 0)
+        mailbox_aor_stored(loc->mb, aor, pk, sk, online);
+    sodium_memzero(sk, sizeof(sk));
+}
+
 static void local_published(int status, void *arg)
 {
-    publish_finish(arg, status);
+    struct ldop *o = arg;
+    struct locator_dht *loc = o->loc;
+    char aor[SIP_AOR_MAX];
+    bool online = !o->tombstone;
+
+    snprintf(aor, sizeof(aor), "%s", o->aor);
+    publish_finish(o, status); /* the REGISTER's 200 first, then its messages */
+    if (status == 0)
+        aor_stored(loc, aor, online);
 }
 
 /* `watch`: the AoR's record at this node is in the DHT (or its tombstone is). */
@@ -504,6 +529,10 @@ static void dht_put_done(int status, unsigned acks, void *arg)
     struct dht_node *ring = ov != NULL ? overlay_node_dht(ov) : NULL;
     int rc;
 
+    if (status != -ECANCELED)
+        p2psipd__observe(loc->d,
+                         o->kind == LD_REFRESH ? P2PSIPD_LAT_PUT_REFRESH : P2PSIPD_LAT_PUT_REGISTER,
+                         o->dht_ns);
     if (status == 0 && acks == 0 && ring != NULL && overlay_node_role(ov) == OVERLAY_ROLE_MEMBER &&
         dht_node_route(ring)->n_preds + dht_node_route(ring)->n_succs == 0) {
         /* A member with no leaf left (cut off, before the verdict) stored it on
@@ -515,12 +544,15 @@ static void dht_put_done(int status, unsigned acks, void *arg)
         binding_event(loc, o);
     if (status == -EPERM) {
         loc->st.put_refused++; /* another key owns this AoR */
-        p2p_warn(loc->d->log, "DHT: the binding of %s is owned by another key: refused", o->aor);
+        p2p_warn_rl(loc->d->log, &loc->d->overlay_log, uv_now(loc->d->loop),
+                    "DHT: the binding of %s is owned by another key: refused", o->aor);
     }
     if (o->kind == LD_REFRESH) {
         loc->refreshing--;
         if (status != 0)
             loc->st.put_errors++;
+        else if (o->tombstone)
+            aor_stored(loc, o->aor, false); /* gone offline: its owner record stays findable */
         op_free(o);
         return;
     }
@@ -554,6 +586,7 @@ static int put_aor(struct locator_dht *loc, struct ldop *o)
         return rc;
     loc->st.puts++;
     o->tombstone = rec.tombstone;
+    o->dht_ns = uv_hrtime();
     return overlay_node_put(overlay_of(loc), &rec, dht_put_done, o);
 }
 
@@ -600,12 +633,22 @@ static void op_cancel(void *ctx, void *arg)
             o->cancelled = true; /* the local locator still owes its answer */
         }
     }
+    mailbox_cancel(loc->mb, arg);
+}
+
+static int op_keep(void *ctx, const char *aor, const char *raw, size_t len,
+                   sip_locator_publish_cb cb, void *arg)
+{
+    struct locator_dht *loc = ctx;
+
+    return mailbox_keep(loc->mb, aor, raw, len, cb, arg);
 }
 
 static const struct sip_locator_ops ops = {
     .lookup = op_lookup,
     .publish = op_publish,
     .cancel = op_cancel,
+    .keep = op_keep,
 };
 
 struct sip_locator locator_dht_get(struct locator_dht *loc)
@@ -701,6 +744,11 @@ int locator_dht_new(struct locator_dht **out, struct p2psipd *d)
         free(loc);
         return -ENOMEM;
     }
+    if (mailbox_new(&loc->mb, d) != 0) {
+        free(loc->queue);
+        free(loc);
+        return -ENOMEM;
+    }
     loc->d = d;
     p2p_list_init(&loc->ops);
     *out = loc;
@@ -722,6 +770,7 @@ void locator_dht_free(struct locator_dht *loc)
         else
             op_free(o);
     }
+    mailbox_free(loc->mb);
     free(loc->queue);
     free(loc);
 }
@@ -729,4 +778,5 @@ void locator_dht_free(struct locator_dht *loc)
 void locator_dht_stats(const struct locator_dht *loc, struct locator_dht_stats *out)
 {
     *out = loc->st;
+    mailbox_stats(loc->mb, &out->mailbox);
 }

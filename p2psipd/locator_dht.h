@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mailbox.h"
 #include "p2p/dht_id.h"
 #include "p2p/sip_locator.h"
 
@@ -98,6 +99,7 @@ void locator_dht_free(struct locator_dht *loc);
 struct locator_dht_stats {
     uint64_t lookups, lookups_remote, remote_targets;
     uint64_t puts, put_errors, put_refused, republished;
+    struct mailbox_stats mailbox; /* offline MESSAGEs */
 };
 void locator_dht_stats(const struct locator_dht *loc, struct locator_dht_stats *out);
 

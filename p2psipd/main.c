@@ -88,6 +88,8 @@ int main(int argc, char **argv)
         return 1;
     }
     p2p_log_init(&log, prog, conf.log.level, conf.log.syslog);
+    log.limit_burst = conf.log.burst;
+    log.limit_rate = conf.log.rate;
     rc = uv_loop_init(&loop);
     if (rc != 0) {
         p2p_err(&log, "uv_loop_init: %s", uv_strerror(rc));

@@ -1,7 +1,8 @@
 /*
  * overlay_glue.c: the daemon's overlay side: identity, the DHT store, the overlay
- * node, health -> registrar, saved peers, the -d trace of P2P messages, and the
- * control commands that show and use the overlay (docs/CONTROL.md).
+ * node, health -> registrar, saved peers, the -d trace of P2P messages and the
+ * --trace-pcap file (trace_pcap.h), and the control commands that show and use the
+ * overlay (docs/CONTROL.md).
  *
  * Design.  p2psipd__overlay_start() loads (or creates) the node's identity from the
  * daemon's sqlite file, attaches the DHT store to the same connection (the locator
@@ -35,6 +36,7 @@
 #include "locator_dht.h"
 #include "locator_local.h"
 #include "node_db.h"
+#include "trace_pcap.h"
 #include "p2p/clock.h"
 #include "p2p/dht_msg.h"
 #include "p2p/dht_store.h"
@@ -95,7 +97,8 @@ static void on_unreachable(void *arg, const struct dht_id *id)
     char hex[DHT_ID_HEX_LEN + 1];
 
     dht_id_to_hex(id, hex);
-    p2p_info(d->log, "overlay: node %.8s stopped answering", hex);
+    p2p_info_rl(d->log, &d->overlay_log, uv_now(d->loop), "overlay: node %.8s stopped answering",
+                hex);
     p2psipd__sip_node_gone(d, id);
 }
 
@@ -111,6 +114,7 @@ static void on_observe(void *arg, enum dht_obs_event ev, const struct dht_peer *
     unsigned type = len > 1 ? buf[1] : 0;
     json_t *o;
 
+    trace_pcap_record(d->pcap, ev, peer, buf, len, reason);
     if (!trace && !watched)
         return;
     m = malloc(sizeof(*m));
@@ -278,6 +282,7 @@ static void on_save_timer(uv_timer_t *h)
     pings_sweep(d, false);
     if (d->ldht != NULL)
         locator_dht_tick(d->ldht, now);
+    (void)trace_pcap_flush(d->pcap); /* an error is logged once and ends the trace */
     if (now - d->peers_saved_ms >= SAVE_PEERS_MS) {
         d->peers_saved_ms = now;
         save_peers(d);
@@ -346,6 +351,27 @@ static void resolve_bootstrap(struct p2psipd *d, struct overlay_node_config *cfg
     }
 }
 
+/* --trace-pcap: the file is opened before the node sends anything. */
+static int open_trace(struct p2psipd *d)
+{
+    const char *path = d->conf.log.trace_pcap;
+    int rc;
+
+    if (path[0] == '\0')
+        return 0;
+    rc = trace_pcap_open(&d->pcap, path, (uint64_t)d->conf.log.trace_pcap_max << 20,
+                         &d->identity.id, d->log);
+    if (rc != 0) {
+        p2p_err(d->log, "trace-pcap: %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    p2p_warn(d->log,
+             "trace-pcap: writing every DHT message, decrypted, to %s (at most %u MiB): "
+             "the file holds the overlay's traffic in clear; a debugging aid only",
+             path, (unsigned)d->conf.log.trace_pcap_max);
+    return 0;
+}
+
 int p2psipd__overlay_start(struct p2psipd *d)
 {
     struct overlay_node_config cfg;
@@ -362,6 +388,9 @@ int p2psipd__overlay_start(struct p2psipd *d)
     }
     dht_id_to_hex(&d->identity.id, hex);
     p2p_notice(d->log, "node ID %s (%s)", hex, created ? "new identity" : "from the database");
+    rc = open_trace(d);
+    if (rc != 0)
+        return rc;
 
     dht_store_config_init(&scfg);
     rc = dht_store_attach(&d->store, &scfg, bindings_db_sqlite(d->db), p2p_wall_ms());
@@ -370,6 +399,7 @@ int p2psipd__overlay_start(struct p2psipd *d)
         return rc;
     }
     locator_local_set_store(d->locator, d->store);
+    d->overlay_log.name = "overlay";
 
     overlay_node_config_init(&cfg);
     cfg.identity = &d->identity;
@@ -441,6 +471,11 @@ void p2psipd__overlay_stop(struct p2psipd *d)
 
 void p2psipd__overlay_free(struct p2psipd *d)
 {
+    if (d->pcap != NULL) {
+        if (trace_pcap_close(d->pcap) != 0)
+            p2p_warn(d->log, "trace-pcap: %s is incomplete", d->conf.log.trace_pcap);
+        d->pcap = NULL;
+    }
     if (d->store != NULL) {
         if (dht_store_flush(d->store) != 0)
             p2p_warn(d->log, "DHT store: the last changes could not be written");
@@ -548,6 +583,14 @@ static const struct counter_field dht_fields[] = {
     FIELD(dht_counters, removed),           FIELD(dht_counters, records_refused),
     FIELD(dht_counters, records_stored),
 };
+
+static const struct counter_field mailbox_fields[] = {
+    FIELD(mailbox_stats, kept),         FIELD(mailbox_stats, keep_failed),
+    FIELD(mailbox_stats, keep_unknown), FIELD(mailbox_stats, found),
+    FIELD(mailbox_stats, delivered),    FIELD(mailbox_stats, undelivered),
+    FIELD(mailbox_stats, unopened),     FIELD(mailbox_stats, cleared),
+    FIELD(mailbox_stats, owner_puts),   FIELD(mailbox_stats, owner_put_errors),
+};
 #undef FIELD
 
 /* An object of each field of stats named in f[0..n); NULL when out of memory. */
@@ -591,6 +634,11 @@ json_t *p2psipd__overlay_counters(struct p2psipd *d)
         json_object_set_new(o, "dht", COUNTERS(c, dht_fields));
     }
     json_object_set_new(o, "types", types);
+    if (d->ldht != NULL) {
+        struct locator_dht_stats ls;
+        locator_dht_stats(d->ldht, &ls);
+        json_object_set_new(o, "mailbox", COUNTERS(&ls.mailbox, mailbox_fields));
+    }
     return o;
 }
 
@@ -716,11 +764,11 @@ static json_t *record_json(const struct dht_record *r, uint64_t now)
     dht_id_to_hex(&r->key, key);
     dht_id_to_hex(&r->value_id, vid);
     sodium_bin2hex(owner, sizeof(owner), r->owner, sizeof(r->owner));
-    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:b, s:I, s:o}", "key", key, "value_id", vid, "seq",
-                     (json_int_t)r->seq, "expires_in_s",
+    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:b, s:b, s:I, s:o}", "key", key, "value_id", vid,
+                     "seq", (json_int_t)r->seq, "expires_in_s",
                      (json_int_t)(r->expiry_ms > now ? (r->expiry_ms - now) / 1000 : 0), "owner",
-                     owner, "tombstone", r->tombstone, "value_len", (json_int_t)r->value_len,
-                     "value", r->tombstone ? json_null() : value_json(r));
+                     owner, "tombstone", r->tombstone, "mailbox", r->mailbox, "value_len",
+                     (json_int_t)r->value_len, "value", r->tombstone ? json_null() : value_json(r));
 }
 
 struct visit_ctx {
@@ -761,7 +809,8 @@ static json_t *cmd_records(const json_t *args, const json_t *opts, char *err, si
 struct ctl_op {
     struct control_req *req;
     struct dht_id key;
-    struct p2psipd *d; /* route: for the hops' addresses */
+    struct p2psipd *d; /* route: for the hops' addresses; put, get: the metrics */
+    uint64_t sent_ns;  /* uv_hrtime() when the put or get went out (metrics) */
 };
 
 /* A pending control operation for req, or NULL with the error already replied. */
@@ -781,6 +830,8 @@ static void ctl_put_done(int status, unsigned acks, void *arg)
 {
     struct ctl_op *o = arg;
 
+    if (status != -ECANCELED)
+        p2psipd__observe(o->d, P2PSIPD_LAT_PUT_CONTROL, o->sent_ns);
     if (status != 0)
         control_reply_error(o->req, "put failed: %s", strerror(-status));
     else
@@ -794,6 +845,8 @@ static void ctl_get_done(int status, const struct dht_record *recs, size_t n, vo
     uint64_t now = p2p_wall_ms();
     json_t *a;
 
+    if (status != -ECANCELED)
+        p2psipd__observe(o->d, P2PSIPD_LAT_GET_CONTROL, o->sent_ns);
     if (status != 0) {
         control_reply_error(o->req, "get failed: %s", strerror(-status));
         free(o);
@@ -936,6 +989,8 @@ static void cmd_put(struct control_req *req, const json_t *args, const json_t *o
     o = ctl_op_new(req);
     if (o == NULL)
         return;
+    o->d = d;
+    o->sent_ns = uv_hrtime();
     rc = d->overlay ? overlay_node_put(d->overlay, &rec, ctl_put_done, o) : -ENOTCONN;
     if (rc != 0) {
         control_reply_error(req, "put failed: %s", strerror(-rc));
@@ -973,6 +1028,7 @@ static void cmd_get_async(struct control_req *req, const json_t *args, const jso
         return;
     dht_id_hash(&o->key, key, strlen(key));
     o->d = d;
+    o->sent_ns = uv_hrtime();
     if (d->overlay == NULL)
         rc = -ENOTCONN;
     else if (lookup) {

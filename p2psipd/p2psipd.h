@@ -22,6 +22,7 @@
 
 #include "p2p/conf.h"
 #include "p2p/log.h"
+#include "p2p/metrics.h"
 #include "p2p/dht_id.h"
 #include "p2p/overlay_secure.h"
 #include "p2p/sip_tsx.h"
@@ -35,6 +36,7 @@ struct locator_local;
 struct overlay_media;
 struct overlay_node;
 struct p2p_buf;
+struct p2psipd_metrics;
 struct overlay_sip_resolver;
 struct overlay_sip_transport;
 struct sip_accounts;
@@ -42,6 +44,8 @@ struct sip_digest;
 struct sip_msg;
 struct sip_proxy;
 struct sip_registrar;
+struct trace_pcap;
+struct sip_via;
 
 /* SIP counters (the control socket will show them). */
 struct p2psipd_sip_stats {
@@ -50,6 +54,18 @@ struct p2psipd_sip_stats {
     uint64_t send_errors; /* sends the transport refused or reported failed */
     uint64_t restored, expired_on_load;
     uint64_t pipe_rx, pipe_tx; /* of which over the overlay, from or to other nodes */
+};
+
+/* What a latency histogram times (metrics.c names them). */
+enum p2psipd_lat {
+    P2PSIPD_LAT_PUT_REGISTER, /* DHT put of a REGISTER's bindings, to its completion */
+    P2PSIPD_LAT_PUT_REFRESH,  /* DHT put re-publishing an AoR */
+    P2PSIPD_LAT_PUT_CONTROL,  /* p2psipctl put / remove */
+    P2PSIPD_LAT_GET_LOOKUP,   /* DHT get of a proxy lookup */
+    P2PSIPD_LAT_GET_CONTROL,  /* p2psipctl get */
+    P2PSIPD_LAT_REGISTER,     /* REGISTER from a phone in -> its final response out */
+    P2PSIPD_LAT_CALL_SETUP,   /* INVITE from a phone in -> its first 18x or 2xx out */
+    P2PSIPD_LAT_COUNT
 };
 
 /* Another node as a SIP "connection" (sip_pipes.c). */
@@ -94,11 +110,22 @@ struct p2psipd {
     struct control *control;
     uint64_t start_ms; /* uv_now() at start, for the uptime */
 
+    /* Metrics (metrics.c): the histograms live here, so that an observation never
+     * depends on what was started; the SIP timing table and the HTTP listener in
+     * *metrics, NULL when not started. */
+    struct p2p_hist lat[P2PSIPD_LAT_COUNT];
+    struct p2psipd_metrics *metrics;
+
+    /* Rate limits of the log lines peers can cause (p2p_logf_limited). */
+    struct p2p_log_limit sip_log;     /* SIP messages refused, sends failed */
+    struct p2p_log_limit overlay_log; /* nodes gone, AoRs owned by another key */
+
     /* The overlay side (overlay_glue.c). */
     struct ovl_identity identity; /* the node's key pair, from the database */
     struct dht_store *store;      /* DHT records, on the database's connection */
     struct overlay_node *overlay; /* sockets, channels, the DHT node */
     struct overlay_media *media;  /* media anchoring: RTP relayed over pipes */
+    struct trace_pcap *pcap;      /* --trace-pcap, NULL when off */
     uv_timer_t save_timer;        /* every 500 ms: ends pipe pings; saves the peers every 30 s */
     bool overlay_started;
     uint64_t peers_saved_ms;
@@ -162,6 +189,30 @@ void p2psipd__sip_free(struct p2psipd *d);
  */
 int p2psipd__control_start(struct p2psipd *d);
 void p2psipd__control_stop(struct p2psipd *d);
+
+/* Every counter of the "counters" command (control_cmds.c), a new reference or NULL. */
+json_t *p2psipd__counters(struct p2psipd *d);
+
+/*
+ * Metrics, metrics.c: the Prometheus exposition of the counters and latency
+ * histograms, as the control command "metrics" and, when metrics_listen is set, over
+ * HTTP.  p2psipd__metrics_start() (after the control socket, before the SIP and
+ * overlay sides: it reads their state only when asked) creates the SIP timing table,
+ * registers the command and opens the listener; -errno after logging why (the port
+ * is taken).  p2psipd__metrics_stop() closes the listener; idempotent.
+ */
+int p2psipd__metrics_start(struct p2psipd *d);
+void p2psipd__metrics_stop(struct p2psipd *d);
+/* Appends the exposition text to out; 0 or the p2p_buf error. */
+int p2psipd__metrics_text(struct p2psipd *d, struct p2p_buf *out);
+/* Counts one duration in histogram which: from start_ns (uv_hrtime()) to now. */
+void p2psipd__observe(struct p2psipd *d, enum p2psipd_lat which, uint64_t start_ns);
+/* A request from a phone (the SIP transport) has arrived: REGISTER and INVITE are
+ * timed until p2psipd__sip_timing_response() sees their answer leave (msg is the
+ * response, via its top Via).  now_ns is uv_hrtime() (a test's fake clock). */
+void p2psipd__sip_timing_request(struct p2psipd *d, const struct sip_msg *msg, uint64_t now_ns);
+void p2psipd__sip_timing_response(struct p2psipd *d, const struct sip_msg *msg,
+                                  const struct sip_via *via, uint64_t now_ns);
 
 /*
  * Overlay side, overlay_glue.c.  p2psipd__overlay_start() loads the identity, attaches

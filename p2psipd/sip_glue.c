@@ -79,12 +79,14 @@ static void on_message(void *arg, const struct overlay_sip_source *src, const ch
     int rc;
 
     /* The proxy parses again (it owns the rules for what a bad message gets). */
-    (void)msg;
-    (void)parse_err;
     if (d->stopping)
         return;
     d->sip_stats.rx++;
     trace(d, "recv", src->proto, &src->remote, &src->local, buf, len);
+    /* From a phone (other nodes come over pipes): REGISTER and INVITE are timed from
+     * here, before the proxy can answer. */
+    if (msg != NULL && parse_err == 0)
+        p2psipd__sip_timing_request(d, msg, uv_hrtime());
     memset(&dest, 0, sizeof(dest));
     dest.transport = src->proto == OVERLAY_SIP_TCP ? SIP_TSX_TCP : SIP_TSX_UDP;
     dest.addr = src->remote;
@@ -93,8 +95,8 @@ static void on_message(void *arg, const struct overlay_sip_source *src, const ch
     if (rc != 0) {
         /* RFC 3261 16.3: answered 400 when answerable, else dropped; counted here. */
         d->sip_stats.bad_dropped++;
-        p2p_info(d->log, "SIP message from %s not taken: %s", proto_name(src->proto),
-                 strerror(-rc));
+        p2p_info_rl(d->log, &d->sip_log, uv_now(d->loop), "SIP message from %s not taken: %s",
+                    proto_name(src->proto), strerror(-rc));
     }
 }
 
@@ -104,8 +106,9 @@ static void on_send_error(void *arg, const struct overlay_sip_dest *dest, int er
     char a[INET6_ADDRSTRLEN + 16];
 
     d->sip_stats.send_errors++;
-    p2p_info(d->log, "SIP %s to %s failed: %s", proto_name(dest->proto),
-             overlay_addr_text(&dest->addr, a, sizeof(a)), uv_strerror(err));
+    p2p_info_rl(d->log, &d->sip_log, uv_now(d->loop), "SIP %s to %s failed: %s",
+                proto_name(dest->proto), overlay_addr_text(&dest->addr, a, sizeof(a)),
+                uv_strerror(err));
 }
 
 /* Parses the top Via of a message we are about to send (a response's routing). */
@@ -186,6 +189,9 @@ static int sip_send_raw(struct p2psipd *d, const char *bytes, size_t len,
             src.conn_id = dest->conn_id;
             src.remote = dest->addr;
             rc = overlay_sip_send_response(d->transport, &src, &via, bytes, len);
+            /* To a phone (pipes were handled above): may end a timed request. */
+            if (rc == 0)
+                p2psipd__sip_timing_response(d, d->scratch, &via, uv_hrtime());
         }
     } else if (dest->conn_id != 0) {
         rc = overlay_sip_send_conn(d->transport, dest->conn_id, bytes, len);
@@ -210,7 +216,8 @@ static void registrar_expired(const struct sip_binding *b, void *arg)
 {
     struct p2psipd *d = arg;
 
-    p2p_info(d->log, "binding expired: %s -> %s", b->aor, b->contact);
+    p2p_info_rl(d->log, &d->sip_log, uv_now(d->loop), "binding expired: %s -> %s", b->aor,
+                b->contact);
     locator_local_expired(d->locator, b);
     locator_dht_changed(d->ldht, b->aor); /* the DHT record follows */
 }
@@ -509,6 +516,7 @@ int p2psipd__sip_start(struct p2psipd *d)
     int rc;
 
     d->timer_due = UINT64_MAX;
+    d->sip_log.name = "SIP";
     d->scratch = malloc(sizeof(*d->scratch));
     if (d->scratch == NULL)
         return -ENOMEM;
@@ -628,6 +636,13 @@ void p2psipd__sip_stop(struct p2psipd *d)
                    (unsigned long long)s.lookups, (unsigned long long)s.lookups_remote,
                    (unsigned long long)s.puts, (unsigned long long)s.put_errors,
                    (unsigned long long)s.put_refused, (unsigned long long)s.republished);
+        p2p_notice(d->log,
+                   "offline MESSAGEs: %llu kept (%llu for unknown users, %llu failed), %llu "
+                   "delivered, %llu left for a later REGISTER",
+                   (unsigned long long)s.mailbox.kept, (unsigned long long)s.mailbox.keep_unknown,
+                   (unsigned long long)s.mailbox.keep_failed,
+                   (unsigned long long)s.mailbox.delivered,
+                   (unsigned long long)s.mailbox.undelivered);
     }
     locator_dht_free(d->ldht);
     d->ldht = NULL;

@@ -133,7 +133,8 @@ void p2psipd__sip_node_gone(struct p2psipd *d, const struct dht_id *id)
         size_t n = sip_proxy_dest_failed(d->proxy, PIPE_CONN_BIT | (uint64_t)e->gen << 16 | i,
                                          -EHOSTUNREACH, now);
         if (n > 0)
-            p2p_info(d->log, "SIP: %zu transactions to a node that is gone failed at once", n);
+            p2p_info_rl(d->log, &d->overlay_log, now,
+                        "SIP: %zu transactions to a node that is gone failed at once", n);
     }
 }
 

@@ -49,7 +49,7 @@
 #define MSG_CAP 65536u   /* any message we build */
 #define LOOP_HASH_LEN 16 /* hex digits of the loop-detection hash */
 
-enum arg_kind { ARG_REQ = 1, ARG_BRANCH, ARG_REGISTER, ARG_KEEPALIVE };
+enum arg_kind { ARG_REQ = 1, ARG_BRANCH, ARG_REGISTER, ARG_KEEPALIVE, ARG_DELIVER };
 
 struct proxy_req;
 
@@ -103,7 +103,8 @@ struct proxy_req {
     size_t best_len;
     struct p2p_buf auth; /* challenge lines of the 401/407 not chosen, 16.7 step 7 */
     size_t req_len;
-    char *raw; /* the request as forwarded onward (strict-route fix applied) */
+    char *raw;      /* the request as forwarded onward (strict-route fix applied) */
+    char *keep_aor; /* a phone's MESSAGE: its AoR, for the locator's keep */
 };
 
 /* One keep-alive OPTIONS to a registered UDP contact (client transaction arg). */
@@ -112,6 +113,17 @@ struct proxy_ka {
     struct p2p_list link; /* in p->kas */
     char aor[SIP_AOR_MAX];
     char contact[SIP_CONTACT_MAX];
+};
+
+/* A request the daemon makes (sip_proxy_deliver_message): one client transaction per
+ * binding, each with this as its arg. */
+struct proxy_dlv {
+    enum arg_kind kind;      /* ARG_DELIVER */
+    struct p2p_list link;    /* in p->dlvs */
+    unsigned legs;           /* client transactions not terminated yet */
+    unsigned best;           /* best final status so far (2xx first), 0 none */
+    sip_proxy_deliver_cb cb; /* NULL once cancelled */
+    void *arg;
 };
 
 struct sip_proxy {
@@ -124,7 +136,8 @@ struct sip_proxy {
     char to_tag[SIP_BRANCH_LEN + 1];
     struct p2p_list reqs;
     size_t nreqs;
-    struct p2p_list kas; /* keep-alive OPTIONS in flight */
+    struct p2p_list kas;  /* keep-alive OPTIONS in flight */
+    struct p2p_list dlvs; /* deliveries in flight */
     uint64_t next_keepalive;
 };
 
@@ -387,6 +400,7 @@ static void req_release(struct proxy_req *r)
     free(r->targets);
     free(r->best);
     free(r->raw);
+    free(r->keep_aor);
     p2p_buf_free(&r->auth);
     free(r);
 }
@@ -847,6 +861,43 @@ static void on_branch_response(struct proxy_branch *b, const struct sip_msg *msg
 
 /* ---- request processing ---- */
 
+/* The locator kept a MESSAGE for an offline AoR (or could not). */
+static void keep_done(int status, void *arg)
+{
+    struct proxy_req *r = arg;
+
+    clock_now(r->p);
+    r->lookup_pending = false;
+    if (r->final_sent || !r->server || status == -ECANCELED) {
+        req_release(r);
+        return;
+    }
+    if (status == 0)
+        req_respond(r, 202, "Accepted - kept for the user", NULL);
+    else if (status == -ENOENT)
+        req_respond(r, 404, NULL, NULL);
+    else if (status == -EMSGSIZE)
+        req_respond(r, 513, NULL, NULL);
+    else
+        req_respond(r, 480, NULL, NULL);
+    req_release(r);
+}
+
+/* No phone to send r to: a phone's MESSAGE may be kept for its AoR (sip_locator.h). */
+static bool try_keep(struct proxy_req *r)
+{
+    const struct sip_locator *loc = &r->p->cfg.locator;
+
+    if (r->keep_aor == NULL || loc->ops->keep == NULL)
+        return false;
+    r->lookup_pending = true;
+    if (loc->ops->keep(loc->ctx, r->keep_aor, r->raw, r->req_len, keep_done, r) != 0) {
+        r->lookup_pending = false;
+        return false;
+    }
+    return true;
+}
+
 static void lookup_done(int status, const struct sip_binding *bs, size_t n, void *arg)
 {
     struct proxy_req *r = arg;
@@ -857,7 +908,9 @@ static void lookup_done(int status, const struct sip_binding *bs, size_t n, void
         req_release(r);
         return;
     }
-    if (status == -ENOENT) {
+    if ((status == -ENOENT || (status == 0 && n == 0)) && try_keep(r)) {
+        ; /* keep_done answers */
+    } else if (status == -ENOENT) {
         req_respond(r, 404, NULL, NULL); /* 16.5: unknown AoR */
     } else if (status < 0) {
         req_respond(r, 480, "Temporarily Unavailable - location service failed", NULL);
@@ -1189,6 +1242,8 @@ static void handle_request(struct sip_proxy *p, struct sip_tsx *t, const struct 
             req_respond(r, 404, NULL, NULL);
             goto out;
         }
+        if (p->cfg.locator.ops->keep != NULL && !src->overlay && method_is(msg, "MESSAGE"))
+            r->keep_aor = strdup(aor); /* NULL: not kept, answered as before */
         r->lookup_pending = true;
         rc = p->cfg.locator.ops->lookup(p->cfg.locator.ctx, aor, lookup_done, r);
         if (rc != 0) {
@@ -1224,6 +1279,29 @@ static void ka_free(struct proxy_ka *ka)
     free(ka);
 }
 
+/* Where a request for registered binding b goes: its path when that is how the phone
+ * is reached (prefer_path), else its contact, numeric only.  0 or -EINVAL. */
+static int binding_dest(const struct sip_binding *b, struct sip_tsx_dest *dest)
+{
+    struct sip_uri u;
+
+    if (prefer_path(&b->path, b->contact))
+        return sip_proxy_numeric_dest(p2p_slice_cstr(b->path.host), b->path.port,
+                                      p2p_slice_cstr(b->path.transport), b->path.conn_id, dest) == 0
+                   ? 0
+                   : -EINVAL;
+    if (sip_uri_parse(p2p_slice_cstr(b->contact), &u) != 0 ||
+        sip_proxy_numeric_dest(u.maddr.p ? u.maddr : u.host, u.port,
+                               u.transport.p ? u.transport : P2P_SLICE_LIT("udp"), 0, dest) != 0)
+        return -EINVAL;
+    return 0;
+}
+
+static const char *dest_transport(const struct sip_tsx_dest *d)
+{
+    return d->transport == SIP_TSX_UDP ? "UDP" : d->transport == SIP_TSX_TLS ? "TLS" : "TCP";
+}
+
 static void ka_send(const struct sip_binding *b, void *arg)
 {
     struct sip_proxy *p = arg;
@@ -1234,23 +1312,13 @@ static void ka_send(const struct sip_binding *b, void *arg)
     struct p2p_buf out;
     char branch[SIP_BRANCH_LEN + 1], tag[SIP_BRANCH_LEN + 1];
     int rc;
-    struct sip_uri u;
 
     /* UDP bindings only (a TCP phone's connection is its keep-alive), at the
      * address requests for it go to */
     if (!p2p_slice_caseeq_cstr(p2p_slice_cstr(b->path.transport), "UDP") || !b->path.host[0])
         return;
-    if (prefer_path(&b->path, b->contact)) {
-        if (sip_proxy_numeric_dest(p2p_slice_cstr(b->path.host), b->path.port, P2P_SLICE_LIT("udp"),
-                                   0, &dest) != 0)
-            return;
-    } else if (sip_uri_parse(p2p_slice_cstr(b->contact), &u) != 0 ||
-               sip_proxy_numeric_dest(u.maddr.p ? u.maddr : u.host, u.port,
-                                      u.transport.p ? u.transport : P2P_SLICE_LIT("udp"), 0,
-                                      &dest) != 0 ||
-               dest.transport != SIP_TSX_UDP) {
+    if (binding_dest(b, &dest) != 0 || dest.transport != SIP_TSX_UDP)
         return;
-    }
     if (sip_branch_new(branch, sizeof(branch)) < 0 || sip_branch_new(tag, sizeof(tag)) < 0)
         return;
     ka = calloc(1, sizeof(*ka));
@@ -1286,6 +1354,106 @@ static void ka_failed(struct sip_proxy *p, struct proxy_ka *ka)
 {
     if (p->cfg.keepalive_remove && p->reg)
         (void)sip_registrar_remove(p->reg, ka->aor, ka->contact);
+}
+
+/* ---- requests the daemon makes: a stored MESSAGE handed to this node's phones ---- */
+
+static void dlv_leg_done(struct sip_proxy *p, struct proxy_dlv *d)
+{
+    (void)p;
+    if (d->legs > 0)
+        d->legs--;
+    if (d->legs > 0)
+        return;
+    p2p_list_remove(&d->link);
+    if (d->cb != NULL)
+        d->cb(d->best != 0 ? (int)d->best : 408, d->arg);
+    free(d);
+}
+
+static void dlv_status(struct proxy_dlv *d, unsigned status)
+{
+    bool ok = status >= 200 && status < 300, best_ok = d->best >= 200 && d->best < 300;
+
+    if (d->best == 0 || (ok && !best_ok) || (!ok && !best_ok && status < d->best))
+        d->best = status;
+}
+
+int sip_proxy_deliver_message(struct sip_proxy *p, const char *aor, const char *from,
+                              const char *content_type, const uint8_t *body, size_t len,
+                              sip_proxy_deliver_cb cb, void *arg, uint64_t now_ms)
+{
+    struct sip_binding *bs;
+    struct proxy_dlv *d;
+    int n;
+
+    p->now = now_ms;
+    if (!p->reg || cb == NULL)
+        return -EINVAL;
+    if (len > MSG_CAP / 2)
+        return -EMSGSIZE;
+    bs = calloc(SIP_LOOKUP_MAX, sizeof(*bs));
+    d = calloc(1, sizeof(*d));
+    if (bs == NULL || d == NULL) {
+        free(bs);
+        free(d);
+        return -ENOMEM;
+    }
+    d->kind = ARG_DELIVER;
+    d->cb = cb;
+    d->arg = arg;
+    n = sip_registrar_lookup(p->reg, aor, now_ms, bs, SIP_LOOKUP_MAX);
+    for (int i = 0; i < n; i++) {
+        const struct sip_self_addr *me = &p->cfg.self->addrs[0];
+        struct sip_tsx_dest dest;
+        struct sip_tsx *t;
+        struct p2p_buf out;
+        char branch[SIP_BRANCH_LEN + 1], tag[SIP_BRANCH_LEN + 1];
+        int rc;
+
+        if (binding_dest(&bs[i], &dest) != 0 || sip_branch_new(branch, sizeof(branch)) < 0 ||
+            sip_branch_new(tag, sizeof(tag)) < 0)
+            continue;
+        p2p_buf_init(&out, MSG_CAP);
+        rc = p2p_buf_printf(&out,
+                            "MESSAGE %s SIP/2.0\r\n"
+                            "Via: SIP/2.0/%s %s:%u;branch=%s;rport\r\n"
+                            "Max-Forwards: 70\r\n"
+                            "From: %s;tag=%s\r\n"
+                            "To: <%s>\r\n"
+                            "Call-ID: %s\r\n"
+                            "CSeq: 1 MESSAGE\r\n"
+                            "Content-Type: %s\r\n"
+                            "Content-Length: %zu\r\n\r\n",
+                            bs[i].contact, dest_transport(&dest), me->host, me->port, branch, from,
+                            tag + 7, aor, branch + 7, content_type, len);
+        if (rc == 0)
+            rc = p2p_buf_append(&out, body, len);
+        if (rc == 0)
+            rc = sip_tsx_client_new(p->tsx, &t, out.data, out.len, &dest, d, p->now);
+        p2p_buf_free(&out);
+        if (rc == 0)
+            d->legs++;
+    }
+    free(bs);
+    if (d->legs == 0) {
+        free(d);
+        return n > 0 ? -EHOSTUNREACH : -ENOENT;
+    }
+    p2p_list_push_front(&p->dlvs, &d->link);
+    return 0;
+}
+
+void sip_proxy_deliver_cancel(struct sip_proxy *p, void *arg)
+{
+    struct p2p_list *it;
+
+    P2P_LIST_FOREACH(it, &p->dlvs)
+    {
+        struct proxy_dlv *d = P2P_LIST_ENTRY(it, struct proxy_dlv, link);
+        if (d->arg == arg)
+            d->cb = NULL;
+    }
 }
 
 /* ---- transaction layer callbacks ---- */
@@ -1352,6 +1520,10 @@ static void on_response(struct sip_tsx *t, const struct sip_msg *msg, struct p2p
         forward_2xx_stateless(arg, msg); /* its request context is gone */
         return;
     }
+    if (k && *k == ARG_DELIVER && msg->status >= 200) {
+        dlv_status((struct proxy_dlv *)k, msg->status);
+        return;
+    }
     if (k && *k == ARG_BRANCH) {
         struct proxy_req *r = ((struct proxy_branch *)k)->req;
         on_branch_response((struct proxy_branch *)k, msg, raw);
@@ -1412,6 +1584,8 @@ static void on_terminated(struct sip_tsx *t, void *arg)
     }
     if (*k == ARG_KEEPALIVE) {
         ka_free((struct proxy_ka *)k);
+    } else if (*k == ARG_DELIVER) {
+        dlv_leg_done(p, (struct proxy_dlv *)k); /* no final response: 408 */
     } else if (*k == ARG_REQ) {
         struct proxy_req *r = (struct proxy_req *)k;
         r->server = NULL;
@@ -1471,6 +1645,7 @@ int sip_proxy_new(struct sip_proxy **out, const struct sip_proxy_config *cfg)
     p->register_tag = ARG_REGISTER;
     p2p_list_init(&p->reqs);
     p2p_list_init(&p->kas);
+    p2p_list_init(&p->dlvs);
     memset(&ops, 0, sizeof(ops));
     ops.send = proxy_send;
     ops.on_request = on_request;
@@ -1504,6 +1679,13 @@ void sip_proxy_free(struct sip_proxy *p)
     sip_tsx_layer_free(p->tsx);
     while (!p2p_list_empty(&p->kas))
         ka_free(P2P_LIST_ENTRY(p->kas.next, struct proxy_ka, link));
+    while (!p2p_list_empty(&p->dlvs)) {
+        struct proxy_dlv *d = P2P_LIST_ENTRY(p->dlvs.next, struct proxy_dlv, link);
+        p2p_list_remove(&d->link);
+        if (d->cb != NULL)
+            d->cb(-ECANCELED, d->arg);
+        free(d);
+    }
     while (!p2p_list_empty(&p->reqs)) {
         struct proxy_req *r = P2P_LIST_ENTRY(p->reqs.next, struct proxy_req, link);
         r->server = NULL;

@@ -9,8 +9,9 @@
  * sent as a number, --NAME with no value as true), and the answer's result is printed
  * either as the raw JSON (--json) or in a generic readable form: an object as aligned
  * "key: value" lines (nested objects flattened to a.b), an array of objects as a
- * table with one column per key, scalars as themselves.  Nothing here knows what a
- * command returns, so a command the daemon gains needs no change here.  "watch"
+ * table with one column per key, a string raw (the "metrics" text), other scalars as
+ * themselves.  Nothing here knows what a command returns, so a command the daemon
+ * gains needs no change here.  "watch"
  * prints the event lines as they come until interrupted or until the daemon stops.
  * The socket path is found the way p2psipd finds it (conf_build's rules, from the
  * same p2p_conf code): --control, else the control key of --config, else
@@ -87,6 +88,7 @@ static void usage(FILE *f, const char *default_path)
             "  peers                    the nodes we have a secure channel with\n"
             "  records                  the DHT records this node stores\n"
             "  counters                 every counter: overlay, DHT, SIP, control\n"
+            "  metrics                  counters and latency histograms, Prometheus text\n"
             "  put KEY VALUE [--ttl S]  store a signed record under KEY\n"
             "  get KEY                  the live values under KEY\n"
             "  remove KEY               remove our value under KEY\n"
@@ -619,6 +621,12 @@ static void print_result(FILE *f, const json_t *r)
             fprintf(f, "%s\n", t != NULL ? t : "?");
             free(t);
         }
+    } else if (json_is_string(r)) {
+        /* Raw, as it is (a text such as "metrics" ends in its own newline). */
+        size_t n = json_string_length(r);
+        fwrite(json_string_value(r), 1, n, f);
+        if (n == 0 || json_string_value(r)[n - 1] != '\n')
+            fputc('\n', f);
     } else {
         char *t = scalar_text(r);
         fprintf(f, "%s\n", t != NULL ? t : "?");

@@ -91,7 +91,7 @@ static int publish(void *ctx, const struct sip_binding_change *c, size_t n,
     return l.ops->publish(l.ctx, c, n, cb, arg);
 }
 
-static const struct sip_locator_ops ops = {lookup, publish, NULL};
+static const struct sip_locator_ops ops = {.lookup = lookup, .publish = publish};
 
 static void complete_lookups(struct state *s, uint8_t how)
 {

@@ -63,6 +63,12 @@ struct fixture {
     sip_locator_lookup_cb lk_cb;
     void *lk_arg;
     char lk_aor[SIP_AOR_MAX];
+    /* test locator's keep (offline MESSAGE): off unless keep_on; one pending */
+    bool keep_on;
+    sip_locator_publish_cb kp_cb;
+    void *kp_arg;
+    char kp_aor[SIP_AOR_MAX];
+    size_t kp_len;
     uint16_t fail_port; /* sends to this port fail with -ECONNREFUSED (0: none) */
     /* fx_proxy_new(..., true): the real registrar and local locator (else NULL) */
     struct sip_registrar *reg;
@@ -110,7 +116,23 @@ static int fake_publish(void *ctx, const struct sip_binding_change *c, size_t n,
     return -ENOSYS;
 }
 
-static const struct sip_locator_ops fake_ops = {fake_lookup, fake_publish, NULL};
+static int fake_keep(void *ctx, const char *aor, const char *raw, size_t len,
+                     sip_locator_publish_cb cb, void *arg)
+{
+    struct fixture *f = ctx;
+    (void)raw;
+    if (!f->keep_on)
+        return -ENOSYS;
+    assert_null(f->kp_cb);
+    f->kp_cb = cb;
+    f->kp_arg = arg;
+    f->kp_len = len;
+    snprintf(f->kp_aor, sizeof(f->kp_aor), "%s", aor);
+    return 0;
+}
+
+static const struct sip_locator_ops fake_ops = {
+    .lookup = fake_lookup, .publish = fake_publish, .keep = fake_keep};
 
 /* Zeroes f, makes the proxy's self 10.0.0.1:5062 in domain example.org and fills
  * cfg with the defaults, the recording send callback and the fake locator.  The

@@ -1,12 +1,15 @@
 /*
- * test_base.c: slices, bounded buffers and log-level parsing.
+ * test_base.c: slices, bounded buffers, log-level parsing and the log rate limiter
+ * (on a fake clock: every time is an argument, nothing waits or reads a real clock).
  */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -91,6 +94,101 @@ static void test_log_levels(void **state)
     assert_false(p2p_log_enabled(NULL, P2P_LOG_ERR));
 }
 
+static void test_log_limit_bucket(void **state)
+{
+    struct p2p_log_limit l = {.name = "t"};
+    uint64_t announce = 99;
+    unsigned passed = 0;
+
+    (void)state;
+    /* Burst 3 at once, then 2 lines a second. */
+    for (int i = 0; i < 3; i++) {
+        assert_true(p2p_log_limit_take(&l, 3, 2, 1000, &announce));
+        assert_int_equal(announce, 0);
+    }
+    assert_false(p2p_log_limit_take(&l, 3, 2, 1000, &announce));
+    assert_false(p2p_log_limit_take(&l, 3, 2, 1000, &announce));
+    /* 499 ms at 2/s is 0.998 of a line: not yet. */
+    assert_false(p2p_log_limit_take(&l, 3, 2, 1499, &announce));
+    /* 500 ms: one line, which is told of the 3 dropped before it. */
+    assert_true(p2p_log_limit_take(&l, 3, 2, 1500, &announce));
+    assert_int_equal(announce, 3);
+    assert_false(p2p_log_limit_take(&l, 3, 2, 1500, &announce));
+    /* A clock that goes back refills nothing. */
+    assert_false(p2p_log_limit_take(&l, 3, 2, 100, &announce));
+    /* A long silence refills to the burst, no more. */
+    for (int i = 0; i < 3; i++)
+        assert_true(p2p_log_limit_take(&l, 3, 2, 1000000000, &announce));
+    assert_int_equal(announce, 0);
+    assert_false(p2p_log_limit_take(&l, 3, 2, 1000000000, &announce));
+
+    /* A flood of one attempt per ms for 10 s: burst + rate * 10 s lines, exactly. */
+    memset(&l, 0, sizeof(l));
+    for (uint64_t t = 0; t < 10000; t++)
+        passed += p2p_log_limit_take(&l, 3, 2, 5000 + t, &announce);
+    assert_int_equal(passed, 3 + 2 * 10 - 1); /* the last refill lands at t = 10000 */
+}
+
+/* The lines written to stderr while fn runs. */
+static size_t stderr_lines(void (*fn)(struct p2p_log *, struct p2p_log_limit *),
+                           struct p2p_log *log, struct p2p_log_limit *l, char *text, size_t size)
+{
+    FILE *tmp = tmpfile();
+    int saved = dup(2);
+    size_t n, lines = 0;
+
+    assert_non_null(tmp);
+    assert_true(saved >= 0);
+    fflush(stderr);
+    assert_true(dup2(fileno(tmp), 2) >= 0);
+    fn(log, l);
+    fflush(stderr);
+    assert_true(dup2(saved, 2) >= 0);
+    close(saved);
+    rewind(tmp);
+    n = fread(text, 1, size - 1, tmp);
+    text[n] = '\0';
+    fclose(tmp);
+    for (size_t i = 0; i < n; i++)
+        lines += text[i] == '\n';
+    return lines;
+}
+
+static void flood(struct p2p_log *log, struct p2p_log_limit *l)
+{
+    /* 1000 lines at t = 0, then one more 2 s later. */
+    for (int i = 0; i < 1000; i++)
+        p2p_info_rl(log, l, 0, "garbage %d", i);
+    p2p_info_rl(log, l, 2000, "garbage again");
+    /* Below the level: neither written nor counted. */
+    p2p_debug(log, "not shown");
+    p2p_logf_limited(log, l, 2000, P2P_LOG_DEBUG, "not counted");
+}
+
+static void test_log_limited(void **state)
+{
+    struct p2p_log log;
+    struct p2p_log_limit l = {.name = "sip"};
+    char text[8192];
+
+    (void)state;
+    p2p_log_init(&log, "t", P2P_LOG_INFO, false);
+    assert_int_equal(log.limit_burst, P2P_LOG_BURST_DEFAULT);
+    assert_int_equal(log.limit_rate, P2P_LOG_RATE_DEFAULT);
+    log.limit_burst = 5;
+    log.limit_rate = 1;
+    /* 5 at once; 2 s later a token again: the message, after the suppressed line. */
+    assert_int_equal(stderr_lines(flood, &log, &l, text, sizeof(text)), 5 + 2);
+    assert_non_null(strstr(text, "garbage 4\n"));
+    assert_null(strstr(text, "garbage 5\n"));
+    assert_non_null(strstr(text, "info: sip: 995 messages suppressed\n"));
+    assert_non_null(strstr(text, "garbage again\n"));
+    assert_null(strstr(text, "not"));
+    assert_int_equal(l.suppressed, 0);
+    /* No log: nothing, no crash. */
+    p2p_logf_limited(NULL, &l, 0, P2P_LOG_ERR, "x");
+}
+
 struct item {
     int v;
     struct p2p_list link;
@@ -161,7 +259,8 @@ int main(void)
         cmocka_unit_test(test_slice_compare), cmocka_unit_test(test_slice_numbers),
         cmocka_unit_test(test_hex_and_errf),  cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_log_levels),    cmocka_unit_test(test_list),
-        cmocka_unit_test(test_wall_clock),
+        cmocka_unit_test(test_wall_clock),    cmocka_unit_test(test_log_limit_bucket),
+        cmocka_unit_test(test_log_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -129,6 +129,8 @@ static void test_sections_dotted_and_comments(void **state)
                           "[log]\n"
                           "level = info\n"
                           "trace = On\n"
+                          "trace_pcap = /var/tmp/node.pcap\n"
+                          "trace_pcap_max = 16\n"
                           "[p2p]\n"
                           "port = 4000\n"
                           "servers = node1.example.org:4000, 10.1.2.3:4001,[::1]:4002\n"
@@ -157,6 +159,8 @@ static void test_sections_dotted_and_comments(void **state)
     assert_int_equal(c.auth.algorithms, CONF_DIGEST_MD5_SESS);
     assert_int_equal(c.log.level, P2P_LOG_INFO);
     assert_true(c.log.trace);
+    assert_string_equal(c.log.trace_pcap, "/var/tmp/node.pcap");
+    assert_int_equal(c.log.trace_pcap_max, 16);
     assert_int_equal(c.p2p.port, 4000);
     assert_int_equal(c.p2p.server_count, 3);
     assert_string_equal(c.p2p.servers[0].host, "node1.example.org");
@@ -198,6 +202,7 @@ static void test_bad_lines(void **state)
         {"[sip]\nport = 1\n# x\nport = 2\n",
          "t.conf:4: duplicate key 'sip.port' (first set on line 2)"},
         {"sip.port =\n", "t.conf:1: sip.port: missing value"},
+        {"log.trace_pcap_max = 0\n", "t.conf:1: log.trace_pcap_max: 0 is out of range (1-65536)"},
         {"sip.port = 0\n", "t.conf:1: sip.port: '0' is not a port number (1-65535)"},
         {"sip.port = 65536\n", "t.conf:1: sip.port: '65536' is not a port number (1-65535)"},
         {"sip.port = 50x\n", "t.conf:1: sip.port: '50x' is not a port number (1-65535)"},
@@ -387,7 +392,8 @@ static void test_args(void **state)
     assert_int_equal(parse(&a, err, "-sd", "-p", "5070", "-P4000", "--servers",
                            "10.0.0.1:4000,[2001:db8::7]:4001,boot.example.org:4002",
                            "--listen=::1,127.0.0.1", "--data-dir", "/tmp/d", "--config",
-                           "/etc/p.conf", "--accounts=/etc/acc", NULL),
+                           "/etc/p.conf", "--accounts=/etc/acc", "--trace-pcap", "/tmp/t.pcap",
+                           NULL),
                      0);
     assert_string_equal(a.config_path, "/etc/p.conf");
     assert_false(a.help);
@@ -412,6 +418,8 @@ static void test_args(void **state)
     assert_string_equal(c.sip.listen[1].host, "127.0.0.1");
     assert_string_equal(c.data_dir, "/tmp/d");
     assert_string_equal(c.auth.accounts, "/etc/acc");
+    assert_string_equal(c.log.trace_pcap, "/tmp/t.pcap");
+    assert_int_equal(c.log.trace_pcap_max, 256); /* MiB, the default cap */
 
     assert_int_equal(parse(&a, err, "--help", NULL), 0);
     assert_true(a.help);
@@ -563,6 +571,54 @@ static void test_control(void **state)
     assert_string_equal(c.control, "/tmp/c.sock");
 }
 
+static void test_metrics_listen(void **state)
+{
+    struct conf_args a;
+    struct conf c;
+    char err[CONF_ERR_MAX];
+    char *text;
+    (void)state;
+
+    conf_defaults(&c);
+    assert_int_equal(c.metrics.port, 0); /* off by default */
+    assert_int_equal(c.log.burst, P2P_LOG_BURST_DEFAULT);
+    assert_int_equal(c.log.rate, P2P_LOG_RATE_DEFAULT);
+    /* A bare port is loopback. */
+    assert_int_equal(load(&c, "metrics_listen = 9100\n", err), 0);
+    assert_int_equal(c.metrics.port, 9100);
+    assert_string_equal(c.metrics.addr.host, "127.0.0.1");
+    assert_int_equal(load(&c, "metrics_listen = 0.0.0.0:9101\n", err), 0);
+    assert_int_equal(c.metrics.port, 9101);
+    assert_string_equal(c.metrics.addr.host, "0.0.0.0");
+    assert_int_equal(load(&c, "metrics_listen = [::1]:9102\n", err), 0);
+    assert_int_equal(c.metrics.addr.family, AF_INET6);
+    text = format(&c);
+    assert_non_null(strstr(text, "\nmetrics_listen = [::1]:9102\n"));
+    free(text);
+    assert_int_equal(load(&c, "metrics_listen =\n", err), 0);
+    assert_int_equal(c.metrics.port, 0);
+    text = format(&c);
+    assert_non_null(strstr(text, "\nmetrics_listen =\n"));
+    free(text);
+    /* Names, unbracketed IPv6, port 0 and junk are refused, and change nothing. */
+    assert_int_equal(load(&c, "metrics_listen = localhost:9100\n", err), -EINVAL);
+    assert_non_null(strstr(err, "metrics_listen: 'localhost' is not an IPv4 address"));
+    assert_int_equal(load(&c, "metrics_listen = ::1:9100\n", err), -EINVAL);
+    assert_int_equal(load(&c, "metrics_listen = 127.0.0.1:0\n", err), -EINVAL);
+    assert_non_null(strstr(err, "metrics_listen: '0' is not a port number (1-65535)"));
+    assert_int_equal(load(&c, "metrics_listen = 9100x\n", err), -EINVAL);
+    assert_int_equal(c.metrics.port, 0);
+    assert_int_equal(load(&c, "[log]\nburst = 0\n", err), -EINVAL);
+    assert_int_equal(load(&c, "[log]\nburst = 5\nrate = 1\n", err), 0);
+    assert_int_equal(c.log.burst, 5);
+    assert_int_equal(c.log.rate, 1);
+    /* The command line. */
+    assert_int_equal(parse(&a, err, "--data-dir", "/tmp/d", "--metrics-listen", "9200", NULL), 0);
+    assert_int_equal(conf_build(&c, &a, err, sizeof(err)), 0);
+    assert_int_equal(c.metrics.port, 9200);
+    assert_string_equal(c.metrics.addr.host, "127.0.0.1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -577,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_args_errors),
         cmocka_unit_test(test_build_precedence),
         cmocka_unit_test(test_control),
+        cmocka_unit_test(test_metrics_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -244,8 +244,24 @@ static void test_decode_rejects_malformed(void **state)
     assert_int_equal(dht_record_decode(&d, bad, (size_t)n), -EBADMSG);
 
     memcpy(bad, buf, (size_t)n);
-    bad[1] = 0x02; /* unknown flag bit */
+    bad[1] = 0x04; /* unknown flag bit */
     assert_int_equal(dht_record_decode(&d, bad, (size_t)n), -EBADMSG);
+
+    /* The mailbox bit decodes, and is part of what is signed. */
+    memcpy(bad, buf, (size_t)n);
+    bad[1] = DHT_RECORD_FLAG_MAILBOX;
+    assert_int_equal(dht_record_decode(&d, bad, (size_t)n), n);
+    assert_true(d.mailbox);
+    assert_false(d.tombstone);
+    assert_int_equal(dht_record_verify(&d), -EBADMSG);
+    r.mailbox = true;
+    assert_int_equal(dht_record_sign(&r, kp.sk), 0);
+    assert_int_equal(dht_record_encode(&r, bad, sizeof(bad)), n);
+    assert_int_equal(bad[1], DHT_RECORD_FLAG_MAILBOX);
+    assert_int_equal(dht_record_decode(&d, bad, (size_t)n), n);
+    assert_true(dht_record_equal(&d, &r));
+    assert_int_equal(dht_record_verify(&d), 0);
+    r.mailbox = false;
 
     memcpy(bad, buf, (size_t)n);
     bad[1] = DHT_RECORD_FLAG_TOMBSTONE; /* tombstone with a value */

@@ -832,6 +832,145 @@ static struct dht_id key_n(unsigned i)
     return k;
 }
 
+/* A mailbox value (dht_record.h): rec_make's record with the flag, signed again. */
+static struct dht_record mb_make(const struct keypair *kp, struct dht_id key, uint8_t vid,
+                                 uint64_t seq, uint64_t expiry, const char *value)
+{
+    struct dht_record r = rec_make(kp, key, vid, seq, expiry, value);
+    r.mailbox = true;
+    assert_int_equal(dht_record_sign(&r, kp->sk), 0);
+    return r;
+}
+
+/* Mailboxes: many writers, each may replace only its own value, the mailbox's owner
+ * removes any; caps per writer, in all and in bytes; a week's TTL; no mixing with
+ * plain records; the flag is signed; and it all survives a reopen. */
+static void test_mailbox(void **state)
+{
+    struct keypair bob, w[5];
+    struct dht_id mk, other = id_top(0x42, 1);
+    struct dht_record r, out[32], f;
+    struct dht_store *s;
+    struct dht_store_stats st;
+    char path[128];
+    size_t n;
+
+    (void)state;
+    keypair_from(&bob, 0xb0);
+    for (unsigned i = 0; i < 5; i++)
+        keypair_from(&w[i], (uint8_t)(0xc0 + i));
+    dht_mailbox_key(bob.pk, &mk);
+    db_path(path, sizeof(path), "mailbox.db");
+    assert_int_equal(dht_store_open(&s, NULL, path, T0), 0);
+
+    /* Two writers drop a message each. */
+    struct dht_record a1 = mb_make(&alice, mk, 1, 1, T0 + 10 * MIN, "hello from alice");
+    struct dht_record m1 = mb_make(&mallory, mk, 2, 1, T0 + 10 * MIN, "hello from mallory");
+    assert_int_equal(dht_store_put(s, &a1, T0), 0);
+    assert_int_equal(dht_store_put(s, &m1, T0), 0);
+    assert_int_equal(n_live(s, mk, T0), 2);
+    /* The flag is signed: cleared, the signature fails. */
+    r = a1;
+    r.mailbox = false;
+    r.value_id = id_top(0, 9);
+    assert_int_equal(dht_record_verify(&r), -EBADMSG);
+    /* No plain record under a mailbox key, no mailbox value under a plain key. */
+    r = rec_make(&alice, mk, 3, 1, T0 + MIN, "plain");
+    assert_int_equal(dht_store_put(s, &r, T0), -EPERM);
+    r = rec_make(&alice, other, 1, 1, T0 + MIN, "plain");
+    assert_int_equal(dht_store_put(s, &r, T0), 0);
+    r = mb_make(&mallory, other, 2, 1, T0 + MIN, "drop");
+    assert_int_equal(dht_store_put(s, &r, T0), -EPERM);
+    /* Mallory can neither overwrite nor remove alice's value; alice can replace it. */
+    r = mb_make(&mallory, mk, 1, 2, T0 + 10 * MIN, "forged");
+    assert_int_equal(dht_store_put(s, &r, T0), -EPERM);
+    r = mb_make(&mallory, mk, 1, 2, T0 + 10 * MIN, NULL);
+    assert_int_equal(dht_store_put(s, &r, T0), -EPERM);
+    struct dht_record a2 = mb_make(&alice, mk, 1, 2, T0 + 10 * MIN, "hello again");
+    assert_int_equal(dht_store_put(s, &a2, T0), 0);
+    /* Bob, the mailbox's owner, removes mallory's value. */
+    struct dht_record gone = mb_make(&bob, mk, 2, 2, T0 + 10 * MIN, NULL);
+    assert_int_equal(dht_store_put(s, &gone, T0), 0);
+    assert_int_equal(dht_store_find(s, &mk, &m1.value_id, T0, &f), 0);
+    assert_true(f.tombstone);
+    assert_int_equal(n_live(s, mk, T0), 1);
+    /* ...but a tombstone signed by bob under somebody else's mailbox is refused. */
+    struct dht_id wk;
+    dht_mailbox_key(w[0].pk, &wk);
+    r = mb_make(&w[1], wk, 1, 1, T0 + MIN, "to w0");
+    assert_int_equal(dht_store_put(s, &r, T0), 0);
+    r = mb_make(&bob, wk, 1, 2, T0 + MIN, NULL);
+    assert_int_equal(dht_store_put(s, &r, T0), -EPERM);
+
+    /* Caps: 4 live values per writer... */
+    for (uint8_t v = 10; v < 13; v++) {
+        r = mb_make(&alice, mk, v, 1, T0 + MIN, "more");
+        assert_int_equal(dht_store_put(s, &r, T0), 0);
+    }
+    r = mb_make(&alice, mk, 13, 1, T0 + MIN, "one too many");
+    assert_int_equal(dht_store_put(s, &r, T0), -ENOSPC);
+    /* ...16 in all (alice's 4 + 4 writers x 3 = 16)... */
+    for (unsigned i = 0; i < 4; i++)
+        for (uint8_t v = 0; v < 3; v++) {
+            r = mb_make(&w[i], mk, (uint8_t)(20 + 10 * i + v), 1, T0 + MIN, "x");
+            assert_int_equal(dht_store_put(s, &r, T0), 0);
+        }
+    r = mb_make(&w[4], mk, 90, 1, T0 + MIN, "full");
+    assert_int_equal(dht_store_put(s, &r, T0), -ENOSPC);
+    /* ...and the owner's removal makes room. */
+    r = mb_make(&bob, mk, 20, 2, T0 + MIN, NULL);
+    assert_int_equal(dht_store_put(s, &r, T0), 0);
+    r = mb_make(&w[4], mk, 90, 1, T0 + MIN, "now it fits");
+    assert_int_equal(dht_store_put(s, &r, T0), 0);
+    /* A week is the TTL cap of a mailbox value; a plain record's stays a day. */
+    r = mb_make(&w[4], wk, 91, 1, T0 + 7 * 24 * 60 * MIN, "a week");
+    assert_int_equal(dht_store_put(s, &r, T0), 0);
+    r = mb_make(&w[4], wk, 92, 1, T0 + 7 * 24 * 60 * MIN + MIN, "longer");
+    assert_int_equal(dht_store_put(s, &r, T0), -ERANGE);
+    r = rec_make(&alice, other, 2, 1, T0 + 2 * 24 * 60 * MIN, "two days");
+    assert_int_equal(dht_store_put(s, &r, T0), -ERANGE);
+    assert_int_equal(dht_store_get(s, &mk, T0, out, 32, &n), 0);
+    assert_int_equal(n, 16);
+
+    /* Reopened: every writer's values are back, and the rules still hold. */
+    assert_int_equal(dht_store_flush(s), 0);
+    dht_store_free(s);
+    assert_int_equal(dht_store_open(&s, NULL, path, T0 + 1), 0);
+    dht_store_get_stats(s, &st);
+    assert_int_equal(st.load_skipped, 0);
+    assert_int_equal(dht_store_get(s, &mk, T0 + 1, out, 32, &n), 0);
+    assert_int_equal(n, 16);
+    r = mb_make(&mallory, mk, 1, 3, T0 + 10 * MIN, NULL);
+    assert_int_equal(dht_store_put(s, &r, T0 + 1), -EPERM);
+    dht_store_free(s);
+}
+
+/* A byte cap: 32 KiB of live values per mailbox. */
+static void test_mailbox_bytes(void **state)
+{
+    static char big[DHT_RECORD_VALUE_MAX + 1];
+    struct keypair bob, w[9];
+    struct dht_id mk;
+    struct dht_record r;
+    struct dht_store *s = mem_store(0, 0);
+    unsigned stored = 0;
+
+    (void)state;
+    memset(big, 'm', DHT_RECORD_VALUE_MAX);
+    keypair_from(&bob, 0xb0);
+    dht_mailbox_key(bob.pk, &mk);
+    for (unsigned i = 0; i < 9; i++) {
+        keypair_from(&w[i], (uint8_t)(0xd0 + i));
+        r = mb_make(&w[i], mk, (uint8_t)i, 1, T0 + MIN, big);
+        if (dht_store_put(s, &r, T0) == 0)
+            stored++;
+        else
+            assert_int_equal(dht_store_put(s, &r, T0), -ENOSPC);
+    }
+    assert_int_equal(stored, (32u << 10) / DHT_RECORD_VALUE_MAX);
+    dht_store_free(s);
+}
+
 static void test_sqlite_reopen(void **state)
 {
     (void)state;
@@ -1420,6 +1559,8 @@ int main(void)
         cmocka_unit_test(test_summaries_canonical),
         cmocka_unit_test(test_subrange_small_and_full),
         cmocka_unit_test(test_sqlite_reopen),
+        cmocka_unit_test(test_mailbox),
+        cmocka_unit_test(test_mailbox_bytes),
         cmocka_unit_test(test_sqlite_group_commit),
         cmocka_unit_test(test_sqlite_replace_and_resync),
         cmocka_unit_test(test_sqlite_kill9_loses_only_unflushed),

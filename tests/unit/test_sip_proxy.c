@@ -341,6 +341,137 @@ static void register_bob(struct fixture *f, unsigned cseq, const char *expires)
     assert_int_equal(count_sent(f, NULL, 200, 6001), before + 1);
 }
 
+static const char *message_bob = "MESSAGE sip:bob@example.org SIP/2.0\r\n"
+                                 "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-msg1;rport\r\n"
+                                 "Max-Forwards: 70\r\n"
+                                 "From: <sip:alice@example.org>;tag=a1\r\n"
+                                 "To: <sip:bob@example.org>\r\n"
+                                 "Call-ID: msg-1\r\n"
+                                 "CSeq: 1 MESSAGE\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "Content-Length: 5\r\n\r\nhello";
+
+/* A phone's MESSAGE to an AoR with no live binding goes to the locator's keep:
+ * 202 when kept, 404/513/480 as keep says; an INVITE is never kept. */
+static void test_message_kept_offline(void **state)
+{
+    static struct fixture f;
+    static const struct {
+        int lk_status, kp_status;
+        unsigned want;
+    } cases[] = {
+        {-ENOENT, 0, 202},   {0, 0, 202},          {-ENOENT, -ENOENT, 404},
+        {0, -EMSGSIZE, 513}, {0, -ETIMEDOUT, 480},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+        f.keep_on = true;
+        f.lk_status = cases[i].lk_status;
+        feed(&f, "127.0.0.1", 5070, message_bob);
+        lookup_complete(&f);
+        assert_non_null(f.kp_cb);
+        assert_string_equal(f.kp_aor, "sip:bob@example.org");
+        assert_int_equal(f.kp_len, strlen(message_bob));
+        assert_int_equal(count_sent(&f, NULL, 0, 5070), 0); /* nothing until kept */
+        f.kp_cb(cases[i].kp_status, f.kp_arg);
+        f.kp_cb = NULL;
+        assert_int_equal(count_sent(&f, NULL, cases[i].want, 5070), 1);
+        fx_stop(&f);
+    }
+    /* An INVITE is not kept; nor is a MESSAGE when the locator cannot keep it. */
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    f.keep_on = true;
+    f.lk_status = -ENOENT;
+    feed(&f, "127.0.0.1", 5070, invite_bob);
+    lookup_complete(&f);
+    assert_null(f.kp_cb);
+    assert_int_equal(count_sent(&f, NULL, 404, 5070), 1);
+    fx_stop(&f);
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    f.lk_status = -ENOENT;
+    feed(&f, "127.0.0.1", 5070, message_bob);
+    lookup_complete(&f);
+    assert_int_equal(count_sent(&f, NULL, 404, 5070), 1);
+    fx_stop(&f);
+    /* A MESSAGE with live targets is forwarded, not kept. */
+    fx_start(&f, SIP_PROXY_FOREIGN_404, false);
+    f.keep_on = true;
+    feed(&f, "127.0.0.1", 5070, message_bob);
+    add_binding(&f, "sip:bob@127.0.0.1:6001", 1000);
+    lookup_complete(&f);
+    assert_null(f.kp_cb);
+    assert_true(find_sent(&f, 0, "MESSAGE", 0, 6001) >= 0);
+    fx_stop(&f);
+}
+
+struct dlv_result {
+    int status;
+    unsigned calls;
+};
+
+static void on_delivered(int status, void *arg)
+{
+    struct dlv_result *d = arg;
+    d->status = status;
+    d->calls++;
+}
+
+/* sip_proxy_deliver_message: a MESSAGE to each binding of the AoR, the best final
+ * status back; 408 when no phone answers; -ENOENT without a binding. */
+static void test_deliver_message(void **state)
+{
+    static struct fixture f;
+    struct dlv_result d = {0};
+    int k;
+    (void)state;
+
+    fx_start(&f, SIP_PROXY_FOREIGN_404, true);
+    assert_int_equal(sip_proxy_deliver_message(f.proxy, "sip:bob@example.org",
+                                               "<sip:alice@example.org>", "text/plain",
+                                               (const uint8_t *)"hi", 2, on_delivered, &d, f.now),
+                     -ENOENT);
+    register_bob(&f, 1, "60");
+    assert_int_equal(sip_proxy_deliver_message(
+                         f.proxy, "sip:bob@example.org", "\"Alice\" <sip:alice@example.org>",
+                         "text/plain", (const uint8_t *)"hello bob", 9, on_delivered, &d, f.now),
+                     0);
+    k = find_sent(&f, 0, "MESSAGE", 0, 6001);
+    assert_true(k >= 0);
+    assert_true(p2p_slice_eq(f.sent[k].m.ruri, P2P_SLICE_LIT("sip:bob@127.0.0.1:6001")));
+    assert_true(has(&f.sent[k], "From: \"Alice\" <sip:alice@example.org>;tag="));
+    assert_true(has(&f.sent[k], "To: <sip:bob@example.org>\r\n"));
+    assert_true(has(&f.sent[k], "Content-Type: text/plain\r\n"));
+    assert_true(has(&f.sent[k], "\r\n\r\nhello bob"));
+    assert_int_equal(d.calls, 0);
+    answer(&f, k, 200, "b1");
+    advance(&f, f.now + 10000); /* Timer K ends the transaction */
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.status, 200);
+
+    /* No answer: 408 once the transaction times out. */
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(sip_proxy_deliver_message(
+                         f.proxy, "sip:bob@example.org", "<sip:alice@example.org>", "text/plain",
+                         (const uint8_t *)"again", 5, on_delivered, &d, f.now),
+                     0);
+    advance(&f, f.now + 40000);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.status, 408);
+
+    /* Cancelled: its callback never runs; freed with the proxy. */
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(sip_proxy_deliver_message(f.proxy, "sip:bob@example.org",
+                                               "<sip:alice@example.org>", "text/plain",
+                                               (const uint8_t *)"late", 4, on_delivered, &d, f.now),
+                     0);
+    sip_proxy_deliver_cancel(f.proxy, &d);
+    advance(&f, f.now + 40000);
+    assert_int_equal(d.calls, 0);
+    fx_stop(&f);
+}
+
 /*
  * Issue 3, through the real registrar and local locator: a never-registered AoR
  * gets 404; an AoR whose binding was removed (Expires: 0) or expired gets 480
@@ -958,6 +1089,8 @@ int main(void)
         cmocka_unit_test(test_q_groups_sequential),
         cmocka_unit_test(test_all_timeout_408),
         cmocka_unit_test(test_unknown_and_unavailable),
+        cmocka_unit_test(test_message_kept_offline),
+        cmocka_unit_test(test_deliver_message),
         cmocka_unit_test(test_known_aor_480_unknown_404),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_loop_482),

@@ -83,7 +83,7 @@ static int fake_publish(void *ctx, const struct sip_binding_change *ch, size_t n
     return 0;
 }
 
-static const struct sip_locator_ops fake_ops = {fake_lookup, fake_publish, NULL};
+static const struct sip_locator_ops fake_ops = {.lookup = fake_lookup, .publish = fake_publish};
 
 static void fx_start(struct fixture *f, const char *accounts, bool fake)
 {

@@ -115,6 +115,18 @@ struct conf_logcfg {
     enum p2p_log_level level;
     bool syslog; /* log to syslog (LOG_DAEMON) instead of stderr */
     bool trace;  /* trace every SIP message in and out (at debug level) */
+    /* --trace-pcap: every DHT message sent and received, decrypted, into this pcap
+     * file (p2psipd/trace_pcap.h); "" = none.  A debugging aid, never a default. */
+    char trace_pcap[CONF_PATH_MAX];
+    uint32_t trace_pcap_max; /* MiB; the file stops growing at this size */
+    uint32_t burst;          /* lines a peer can cause: at once, per category */
+    uint32_t rate;           /* and then per second, per category */
+};
+
+/* The Prometheus HTTP listener (metrics_listen); port 0 = off. */
+struct conf_metrics {
+    struct conf_addr addr; /* numeric; 127.0.0.1 when only a port was given */
+    uint16_t port;
 };
 
 /* Default P2P port (UDP for DHT messages, TCP for large messages and pipes) and the
@@ -146,6 +158,7 @@ struct conf {
     char data_dir[CONF_PATH_MAX]; /* "" until conf_resolve() chooses the default */
     char control[CONF_PATH_MAX];  /* control socket; "" until conf_build() chooses
                                      data_dir/control.sock */
+    struct conf_metrics metrics;  /* metrics_listen */
     struct conf_p2p p2p;
 };
 

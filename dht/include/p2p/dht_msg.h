@@ -64,8 +64,8 @@ enum dht_msg_type {
     DHT_MSG_GET = 12,         /* routed: KEY */
     DHT_MSG_GET_REPLY = 13,   /* root or replica -> origin: STATUS, RECORDs */
     DHT_MSG_REPLICATE = 14,   /* RECORDs to store; the ACK carries the STATUS */
-    DHT_MSG_SYNC = 15,        /* anti-entropy: LO, HI, SUMMARY, COUNT */
-    DHT_MSG_SYNC_REPLY = 16,  /* IDENTS the responder holds in [LO, HI) */
+    DHT_MSG_SYNC = 15,        /* anti-entropy: LO, HI, SUMMARY */
+    DHT_MSG_SYNC_REPLY = 16,  /* IDENTS the responder holds in [LO, HI] */
     DHT_MSG_FETCH = 17,       /* IDENTS wanted; answered by REPLICATE */
     DHT_MSG_TYPE_MAX = 17,
 };

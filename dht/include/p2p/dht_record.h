@@ -21,14 +21,15 @@
  * every field but the last has a fixed length, so no two records share it:
  *
  *     "p2psip-record-v1" (16 bytes, no NUL) || key (20) || value_id (20)
- *     || seq (8, big-endian) || expiry_ms (8, big-endian) || flags (1: bit 0 tombstone)
+ *     || seq (8, big-endian) || expiry_ms (8, big-endian)
+ *     || flags (1: bit 0 tombstone, bit 1 mailbox)
  *     || owner public key (32) || value_len (2, big-endian) || value
  *
  * Encoding (version 1), used on the wire and in sqlite; integers big-endian:
  *
  *     offset  size  field
  *          0     1  version = 1
- *          1     1  flags: bit 0 = tombstone; other bits must be 0
+ *          1     1  flags: bit 0 = tombstone, bit 1 = mailbox; other bits must be 0
  *          2    20  key
  *         22    20  value id
  *         42     8  seq
@@ -37,6 +38,14 @@
  *         90    64  signature
  *        154     2  value_len (<= DHT_RECORD_VALUE_MAX; 0 for a tombstone)
  *        156     n  value
+ *
+ * Mailbox records (flag bit 1): a drop box that anyone may write to and only its
+ * owner may empty.  The key of the mailbox of the Ed25519 key P is
+ * dht_mailbox_key(P) = BLAKE2b-160("p2psip-mailbox" || P).  Under such a key many
+ * writers may each store values (signed by their own keys; the store caps how many
+ * per writer and in all), and a value may be replaced by its writer or removed by a
+ * tombstone signed by P itself.  Nothing else about them differs; what goes into the
+ * value (for p2psip, a message sealed to P) is the writer's business.
  *
  * Invariants of a well-formed record (dht_record_check): value_len <=
  * DHT_RECORD_VALUE_MAX, value != NULL when value_len > 0, and a tombstone carries no
@@ -59,6 +68,7 @@
 #define DHT_RECORD_HEADER_LEN 156 /* encoded size of everything but the value */
 #define DHT_RECORD_ENCODED_MAX (DHT_RECORD_HEADER_LEN + DHT_RECORD_VALUE_MAX)
 #define DHT_RECORD_FLAG_TOMBSTONE 0x01
+#define DHT_RECORD_FLAG_MAILBOX 0x02
 
 struct dht_record {
     struct dht_id key;
@@ -68,6 +78,7 @@ struct dht_record {
     uint8_t owner[DHT_RECORD_OWNER_LEN];
     uint8_t sig[DHT_RECORD_SIG_LEN];
     bool tombstone;
+    bool mailbox; /* a value in a mailbox (see above) */
     /* Not owned: points into the caller's buffer (decode) or the store's memory
      * (get/find: valid until the next call that modifies that store). */
     const uint8_t *value;
@@ -101,6 +112,10 @@ int dht_record_sign(struct dht_record *rec, const uint8_t sk[DHT_RECORD_SECRET_L
 int dht_record_verify(const struct dht_record *rec);
 
 /* True when a and b are the same signed record: every field and the value bytes. */
+/* The key of the mailbox of Ed25519 public key `owner`: BLAKE2b-160 of
+ * "p2psip-mailbox" || owner. */
+void dht_mailbox_key(const uint8_t owner[DHT_RECORD_OWNER_LEN], struct dht_id *out);
+
 bool dht_record_equal(const struct dht_record *a, const struct dht_record *b);
 
 /* The identity (key, value id, seq, tombstone) of rec. */

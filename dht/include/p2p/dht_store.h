@@ -24,14 +24,20 @@
  *   3. Signature does not verify                             -> -EBADMSG
  *   4. A put with expiry_ms <= now; a tombstone whose expiry and the replaced
  *      record's keep-until are both <= now                   -> -ETIMEDOUT
- *   5. expiry_ms > now + max_ttl_ms (would claim a key for too long) -> -ERANGE
+ *   5. expiry_ms > now + max_ttl_ms (would claim a key for too long; a mailbox
+ *      value: max_mailbox_ttl_ms)                            -> -ERANGE
  *   6. Key claimed by another owner: any present record (value or tombstone) under
- *      the key has a different owner key                     -> -EPERM
+ *      the key has a different owner key, or is of the other kind (plain or
+ *      mailbox).  Under a mailbox key (dht_record.h) writers may differ, but a
+ *      present value is replaced only by its writer, or removed by a tombstone
+ *      signed by the mailbox's owner                         -> -EPERM
  *   7. Same (key, value id) present with seq >= the new seq (an older or conflicting
  *      version; a put older than a tombstone included)       -> -ESTALE
  *   8. New value id and the key already has max_values_per_key present records,
  *      or the store holds max_records records, or the value bytes held would
- *      exceed max_value_bytes                                -> -ENOSPC
+ *      exceed max_value_bytes; a mailbox value when the key holds
+ *      max_mailbox_values live values, or the writer max_mailbox_per_writer, or
+ *      their bytes would exceed max_mailbox_bytes            -> -ENOSPC
  *   9. Otherwise the record is stored (0): a higher seq replaces the stored version,
  *      a tombstone replaces a value and is kept until the keep-until above.
  *
@@ -73,6 +79,11 @@ struct dht_store_config {
     uint64_t max_ttl_ms;         /* expiry at most now + this; default 24 h */
     size_t max_pending;          /* sqlite: unflushed changes before auto-flush; 4096 */
     size_t max_value_bytes;      /* sum of value lengths held; default 32 MiB */
+    /* Mailbox keys (dht_record.h): live values per key (16), per writer per key (4),
+     * value bytes per key (32 KiB), and expiry at most now + 7 days. */
+    unsigned max_mailbox_values, max_mailbox_per_writer;
+    size_t max_mailbox_bytes;
+    uint64_t max_mailbox_ttl_ms;
 };
 
 /* Fills cfg with the defaults above. */

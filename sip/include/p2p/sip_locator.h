@@ -104,6 +104,14 @@ struct sip_locator_ops {
      * callbacks never run (a request ended by CANCEL while its lookup, a DHT get,
      * was still under way).  May be NULL: the proxy then waits for the callback. */
     void (*cancel)(void *ctx, void *arg);
+    /* Optional: keeps a phone's MESSAGE to an AoR that has no live binding, for the
+     * AoR's phone to get when it registers (offline messages).  raw is the request
+     * as received, valid during the call only.  cb(0): kept, the proxy answers 202;
+     * -ENOENT: no one to keep it for (404); -EMSGSIZE: too large to keep (513);
+     * another -errno: 480.  0 or -errno (then no callback, and the proxy answers as
+     * without it); cancel(arg) drops it as it drops a lookup. */
+    int (*keep)(void *ctx, const char *aor, const char *raw, size_t len, sip_locator_publish_cb cb,
+                void *arg);
 };
 
 struct sip_locator {

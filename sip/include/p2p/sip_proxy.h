@@ -159,6 +159,22 @@ size_t sip_proxy_dest_failed(struct sip_proxy *p, uint64_t conn_id, int err, uin
 /* Requests in progress (server transactions the proxy is answering). */
 size_t sip_proxy_requests(const struct sip_proxy *p);
 
+/*
+ * A MESSAGE the daemon hands to the phones registered here for aor (a message kept
+ * for them while they were offline): one client transaction per binding, From
+ * `from` (a name-addr, a tag is added), To aor, with the given Content-Type and
+ * body.  cb(status, arg) runs once, later: the best final status (a 2xx if any phone
+ * took it; 408 when none answered), or -ECANCELED from sip_proxy_free.  Returns 0,
+ * -ENOENT (no binding here), -EHOSTUNREACH (no binding reachable), -EMSGSIZE,
+ * -EINVAL, -ENOMEM (then no callback).
+ */
+typedef void (*sip_proxy_deliver_cb)(int status, void *arg);
+int sip_proxy_deliver_message(struct sip_proxy *p, const char *aor, const char *from,
+                              const char *content_type, const uint8_t *body, size_t len,
+                              sip_proxy_deliver_cb cb, void *arg, uint64_t now_ms);
+/* The caller of deliveries with this arg goes away: their callbacks never run. */
+void sip_proxy_deliver_cancel(struct sip_proxy *p, void *arg);
+
 /* The transaction layer (counters, status). */
 struct sip_tsx_layer *sip_proxy_tsx(struct sip_proxy *p);
 

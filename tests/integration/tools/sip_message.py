@@ -1,0 +1,58 @@
+# sip_message.py: one MESSAGE over UDP and its final status code, for the overlay
+# integration tests (a phone on a node's own host).
+#
+#   sip_message.py HOST PORT FROM_AOR TO_AOR BODY
+#
+# Sends MESSAGE TO_AOR (Request-URI and To) from FROM_AOR with a text/plain BODY,
+# retransmits it with RFC 3261 timer E (500 ms doubling, 4 s cap) for at most 8 s,
+# ignores provisional answers, and prints the final response's status line
+# ("202 Accepted - kept for the user"); exit 0 when a final response came, 1 when
+# none did within 8 s.
+import os, select, socket, sys, time
+
+
+def main():
+    host, port, frm, to, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    lport = s.getsockname()[1]
+    branch = "z9hG4bK" + os.urandom(8).hex()
+    b = body.encode()
+    msg = ("MESSAGE %s SIP/2.0\r\n"
+           "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=%s;rport\r\n"
+           "Max-Forwards: 70\r\n"
+           "From: <%s>;tag=%s\r\n"
+           "To: <%s>\r\n"
+           "Call-ID: %s@127.0.0.1\r\n"
+           "CSeq: 1 MESSAGE\r\n"
+           "Content-Type: text/plain\r\n"
+           "Content-Length: %d\r\n\r\n") % (to, lport, branch, frm, os.urandom(4).hex(), to,
+                                           os.urandom(8).hex(), len(b))
+    data_out = msg.encode() + b
+    start = time.monotonic()
+    deadline = start + 8.0
+    interval = 0.5
+    next_send = start
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            print("no final response", flush=True)
+            return 1
+        if now >= next_send:
+            s.sendto(data_out, (host, port))
+            next_send = now + interval
+            interval = min(interval * 2, 4.0)
+        r, _, _ = select.select([s], [], [], max(0.0, min(next_send, deadline) - now))
+        if not r:
+            continue
+        data, _ = s.recvfrom(65535)
+        line = data.split(b"\r\n", 1)[0].decode(errors="replace")
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or parts[0] != "SIP/2.0" or branch.encode() not in data:
+            continue
+        if int(parts[1]) >= 200:
+            print(" ".join(parts[1:]), flush=True)
+            return 0
+
+
+sys.exit(main())
