@@ -123,6 +123,14 @@ static json_t *app_dump(struct gui_app *app)
         (void)gtk_widget_translate_coordinates(app->area, app->window, (int)app->model->cx,
                                                (int)app->model->cy, &wx, &wy);
         json_object_set_new(o, "center_window", json_pack("[i, i]", wx, wy));
+        /* The Stop button: whether it is enabled, and its centre in the window. */
+        (void)gtk_widget_translate_coordinates(
+            app->stop_button, app->window, gtk_widget_get_allocated_width(app->stop_button) / 2,
+            gtk_widget_get_allocated_height(app->stop_button) / 2, &wx, &wy);
+        json_object_set_new(o, "stop_button",
+                            json_pack("{s:b, s:[i, i]}", "enabled",
+                                      gtk_widget_get_sensitive(app->stop_button), "center", wx,
+                                      wy));
     }
     srcs = json_array();
     for (guint i = 0; i < app->sources->len; i++) {

@@ -6,21 +6,27 @@
 # Three p2psipd on 127.0.0.1 (a -s super-node and two joiners with -S; private
 # data directories, fixed ports in this test's own network namespace) form a ring
 # (each a ring member with two leaf-set entries).  Xvfb starts on a free display
-# (-displayfd) and the viewer with --control for each daemon.  Its model, asked for
-# with SIGUSR1 (written to --model-file), must show the three nodes, connected.  A
-# click (xdotool) at the ring's centre in the window starts a fourth node: the model
-# must then have four connected nodes, one of them a daemon the viewer started,
-# whose control socket answers `p2psipctl status` with a node_id that is in the
-# model.  A click on a node's dot selects it, and a key typed into the lookup box
-# is routed from that node: the model's route has the root (and the path, where the
-# daemon reports one) `p2psipctl route` gives.  The daemons' message events are drawn
-# as arrows.  The viewer's --snapshot against the four sockets must draw a PNG that is
-# not blank, with as many node dots (counted by tools/png_dots.py) as the control
-# API has daemons (4), each at its model position.  A daemon stopped is shown as
-# gone (not connected); started again, it is connected again.  SIGTERM to the viewer alone
-# (not its process group) must stop it with status 0 after it stopped the node it
-# started (that PID gone, its data directory removed); the three daemons then stop
-# with status 0.
+# (-displayfd) and the viewer with --control for each daemon.  Then:
+#  - its model, asked for with SIGUSR1 (written to --model-file), shows the three
+#    nodes, connected;
+#  - a click (xdotool) at the ring's centre starts a fourth node: the model has four
+#    connected nodes, one a daemon the viewer started, whose control socket answers
+#    `p2psipctl status` with a node_id that is in the model and the child's pid;
+#  - a click on n1's dot selects it (its Stop button disabled: not a node the viewer
+#    started), and a key typed into the lookup box is routed from n1: the model's
+#    route has the root (and the path, where the daemon reports one) that
+#    `p2psipctl route` gives; the daemons' message events are drawn as arrows;
+#  - the viewer's --snapshot against the four sockets draws a PNG that is not blank,
+#    with as many node dots (tools/png_dots.py) as the control API has daemons (4),
+#    each at its model position;
+#  - the started node, selected, has Stop enabled; a click on Stop stops it (the
+#    viewer reaps it and removes its data directory); another click at the centre
+#    starts another node;
+#  - a daemon stopped is shown as gone (not connected); started again, it is
+#    connected again;
+#  - SIGTERM to the viewer alone (not its process group) stops it with status 0
+#    after it stopped the node it started (that PID gone, its data directory
+#    removed); the three daemons then stop with status 0.
 #
 # Fails when any of those does not happen within its bound.
 set -u
@@ -112,31 +118,49 @@ it_wait_until 30 "the viewer's model to show the 3 connected daemons" model_has 
 cx=$(json_eval "$model" "r['center_window'][0]")
 cy=$(json_eval "$model" "r['center_window'][1]")
 it_log "window $wid, ring centre at ($cx, $cy)"
-DISPLAY=$disp it_run 10 xdotool mousemove --window "$wid" "$cx" "$cy" click 1 ||
-    it_fail "xdotool could not click"
-it_wait_until 30 "the model to have a 4th connected node that the viewer started" model_has \
-    "r['connected'] == 4 and any(s['started'] and s['connected'] and s.get('node_id') for s in r['sources'])"
-new_sock=$(json_eval "$model" "[s['path'] for s in r['sources'] if s['started']][0]")
-child_pid=$(json_eval "$model" "[s['pid'] for s in r['sources'] if s['started']][0]")
-case $new_sock in "$run"/p2psip-gui.*/control.sock) ;; *) it_fail "the new node's socket $new_sock is not under $run" ;; esac
-out=$(it_run 10 "$ctl" --control "$new_sock" --json status) || it_fail "the new node's socket does not answer status"
-printf '%s\n' "$out" >"$IT_TMP/new.status"
-new_id=$(json_eval "$IT_TMP/new.status" "r['node_id']")
-[ "$(json_eval "$IT_TMP/new.status" "r['pid']")" = "$child_pid" ] ||
-    it_fail "the new node's status pid is not the viewer's child $child_pid"
-model_has "'$new_id' in [n['id'] for n in r['nodes'] if n['connected']]" ||
-    it_fail "the new node $new_id is not a connected node of the model"
-it_log "the viewer started ${new_id:0:8} (pid $child_pid, $new_sock)"
+
+# start_by_click: clicks the centre; waits for a new connected daemon the viewer
+# started; checks its socket answers status with its node_id and the viewer's
+# child's pid; sets new_sock, child_pid, new_id.
+start_by_click() {
+    local before
+    before=$(json_eval "$model" "sorted(s['path'] for s in r['sources'] if s['started'])")
+    DISPLAY=$disp it_run 10 xdotool mousemove --window "$wid" "$cx" "$cy" click 1 ||
+        it_fail "xdotool could not click"
+    it_wait_until 30 "the model to have a new connected node that the viewer started" model_has \
+        "r['connected'] == 4 and any(s['started'] and s['connected'] and s.get('node_id') and s['path'] not in $before for s in r['sources'])"
+    new_sock=$(json_eval "$model" "[s['path'] for s in r['sources'] if s['started'] and s['path'] not in $before][0]")
+    child_pid=$(json_eval "$model" "[s['pid'] for s in r['sources'] if s['path'] == '$new_sock'][0]")
+    case $new_sock in "$run"/p2psip-gui.*/control.sock) ;; *) it_fail "the new node's socket $new_sock is not under $run" ;; esac
+    out=$(it_run 10 "$ctl" --control "$new_sock" --json status) || it_fail "the new node's socket does not answer status"
+    printf '%s\n' "$out" >"$IT_TMP/new.status"
+    new_id=$(json_eval "$IT_TMP/new.status" "r['node_id']")
+    [ "$(json_eval "$IT_TMP/new.status" "r['pid']")" = "$child_pid" ] ||
+        it_fail "the new node's status pid is not the viewer's child $child_pid"
+    model_has "'$new_id' in [n['id'] for n in r['nodes'] if n['connected']]" ||
+        it_fail "the new node $new_id is not a connected node of the model"
+    it_log "the viewer started ${new_id:0:8} (pid $child_pid, $new_sock)"
+}
+
+# click_node ID: clicks the node's dot and waits until the model has it selected.
+click_node() {
+    local x y
+    model_has True || it_fail "no model"
+    x=$(json_eval "$model" "int(round(r['center_window'][0] + [n['x'] for n in r['nodes'] if n['id'] == '$1'][0] - r['center'][0]))")
+    y=$(json_eval "$model" "int(round(r['center_window'][1] + [n['y'] for n in r['nodes'] if n['id'] == '$1'][0] - r['center'][1]))")
+    DISPLAY=$disp it_run 10 xdotool mousemove --window "$wid" "$x" "$y" click 1 ||
+        it_fail "xdotool could not click"
+    it_wait_until 10 "the model to select ${1:0:8} after a click on its dot at ($x, $y)" model_has \
+        "r.get('selected') == '$1'"
+}
+
+start_by_click
+first_pid=$child_pid first_sock=$new_sock first_id=$new_id
 
 # 4. A click on n1's dot selects it; a key typed into the lookup box (it has the
 # keyboard focus) is routed by n1, and the model shows the route n1 itself reports.
-model_has True || it_fail "no model"
-sx=$(json_eval "$model" "int(round(r['center_window'][0] + [n['x'] for n in r['nodes'] if n['id'] == '${ids[n1]}'][0] - r['center'][0]))")
-sy=$(json_eval "$model" "int(round(r['center_window'][1] + [n['y'] for n in r['nodes'] if n['id'] == '${ids[n1]}'][0] - r['center'][1]))")
-DISPLAY=$disp it_run 10 xdotool mousemove --window "$wid" "$sx" "$sy" click 1 ||
-    it_fail "xdotool could not click"
-it_wait_until 10 "the model to select n1 after a click on its dot at ($sx, $sy)" model_has \
-    "r.get('selected') == '${ids[n1]}'"
+click_node "${ids[n1]}"
+model_has "not r['stop_button']['enabled']" || it_fail "Stop is enabled for n1, a daemon the viewer did not start"
 DISPLAY=$disp it_run 10 xdotool type --delay 20 alice || it_fail "xdotool could not type"
 DISPLAY=$disp it_run 10 xdotool key Return || it_fail "xdotool could not press Return"
 it_wait_until 15 "the model to show the route of 'alice' from n1" model_has \
@@ -170,12 +194,28 @@ done
     it_fail "the snapshot's model has $(json_eval "$IT_TMP/snap.json" "r['connected']") connected nodes, the control API $api_count"
 dots=$("$py" "$dots_py" "$IT_TMP/snap.png" "$IT_TMP/snap.json") || it_fail "snapshot check: $dots"
 it_log "snapshot: $dots, control API: $api_count daemons"
-[[ $dots == "dots=$api_count "* ]] || case $dots in
-    *" nodes=$api_count") it_log "(dots overlap on the ring: counted as clusters)" ;;
-    *) it_fail "snapshot: $dots, want $api_count nodes" ;;
-    esac
+# Every node the snapshot knows is one of the daemons; each is a dot of its own
+# unless dots touch (png_dots.py then checked the count against the clusters).
+[[ $dots == *" nodes=$api_count" ]] || it_fail "snapshot: $dots, want $api_count nodes"
+[[ $dots == "dots=$api_count "* ]] || it_log "(dots overlap on the ring: counted as clusters)"
 
-# 6. A daemon that goes away is shown as gone; started again (same data directory,
+# 6. The node the viewer started, selected: Stop is enabled, and a click on it stops
+# that node (the viewer reaps it and removes its data directory); another click at
+# the centre starts another.
+click_node "$first_id"
+it_wait_until 10 "Stop to be enabled for a node the viewer started" model_has "r['stop_button']['enabled']"
+bx=$(json_eval "$model" "r['stop_button']['center'][0]")
+by=$(json_eval "$model" "r['stop_button']['center'][1]")
+DISPLAY=$disp it_run 10 xdotool mousemove --window "$wid" "$bx" "$by" click 1 ||
+    it_fail "xdotool could not click"
+it_wait_until 20 "the viewer to stop and reap its node (pid $first_pid)" sh -c "! kill -0 $first_pid 2>/dev/null"
+it_wait_until 10 "the model to drop the stopped node's daemon" model_has \
+    "not any(s['started'] for s in r['sources']) and '$first_id' not in [n['id'] for n in r['nodes'] if n['connected']]"
+[ ! -e "$(dirname "$first_sock")" ] || it_fail "the stopped node's data directory $(dirname "$first_sock") is left"
+it_log "Stop stopped ${first_id:0:8} (pid $first_pid)"
+start_by_click
+
+# 7. A daemon that goes away is shown as gone; started again (same data directory,
 # same ID) the viewer reconnects by itself.
 it_server_stop n3
 it_wait_until 15 "the model to show n3 gone" model_has \
@@ -186,7 +226,7 @@ it_wait_until 30 "the viewer to reconnect to n3" model_has \
     "[(n['connected'], n['gone']) for n in r['nodes'] if n['id'] == '${ids[n3]}'] == [(True, False)]"
 it_log "n3 stopped: shown gone; restarted: connected again"
 
-# 7. SIGTERM to the viewer alone: it stops its node, then exits 0.
+# 8. SIGTERM to the viewer alone: it stops its node, then exits 0.
 kill -TERM "$gui_pid" || it_fail "cannot signal the viewer"
 it_wait_until 20 "the viewer to exit" sh -c "! kill -0 $gui_pid 2>/dev/null || [ \"\$(awk '{print \$3}' /proc/$gui_pid/stat)\" = Z ]"
 it_stop gui
@@ -197,4 +237,4 @@ it_stop gui
 it_stop xvfb
 it_server_stop n3b
 for i in 2 1; do it_server_stop "n$i"; done
-it_pass "3-node ring shown, click started node ${new_id:0:8} (in the model, answers status), select + lookup, snapshot $dots, gone + reconnect, viewer stopped it on SIGTERM"
+it_pass "3-node ring shown, click started node ${first_id:0:8} (in the model, answers status), select + lookup, Stop button, another node ${new_id:0:8}, snapshot $dots, gone + reconnect, viewer stopped it on SIGTERM"
