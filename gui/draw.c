@@ -347,11 +347,9 @@ static void draw_legend(cairo_t *cr, struct gui_model *m)
     cairo_restore(cr);
 }
 
-void gui_draw(cairo_t *cr, struct gui_model *m, double width, double height, uint64_t now)
+/* What depends on the size only: background, ring, centre hint. */
+static void draw_background(cairo_t *cr, const struct gui_model *m)
 {
-    const struct gui_node *sel = m->has_selected ? gui_model_find(m, &m->selected) : NULL;
-
-    gui_model_layout(m, width, height);
     set_hex(cr, 0xffffff, 1);
     cairo_paint(cr);
     /* The ring. */
@@ -371,6 +369,42 @@ void gui_draw(cairo_t *cr, struct gui_model *m, double width, double height, uin
     cairo_move_to(cr, m->cx, m->cy - 8);
     cairo_line_to(cr, m->cx, m->cy + 8);
     cairo_stroke(cr);
+}
+
+void gui_draw_cache_clear(struct gui_draw_cache *c)
+{
+    if (c->background != NULL)
+        cairo_surface_destroy(c->background);
+    c->background = NULL;
+}
+
+void gui_draw(cairo_t *cr, struct gui_model *m, double width, double height, uint64_t now,
+              struct gui_draw_cache *cache)
+{
+    const struct gui_node *sel = m->has_selected ? gui_model_find(m, &m->selected) : NULL;
+
+    gui_model_layout(m, width, height);
+    if (cache == NULL) {
+        draw_background(cr, m);
+    } else {
+        if (cache->background == NULL || cache->width != (int)width ||
+            cache->height != (int)height) {
+            cairo_t *bcr;
+            gui_draw_cache_clear(cache);
+            cache->background =
+                cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)width, (int)height);
+            cache->width = (int)width;
+            cache->height = (int)height;
+            bcr = cairo_create(cache->background);
+            draw_background(bcr, m);
+            cairo_destroy(bcr);
+        }
+        cairo_save(cr);
+        cairo_set_source_surface(cr, cache->background, 0, 0);
+        cairo_set_operator(cr, CAIRO_OPERATOR_SOURCE);
+        cairo_paint(cr);
+        cairo_restore(cr);
+    }
     if (sel != NULL && sel->detail != NULL)
         draw_selected(cr, m, sel);
     draw_route(cr, m);
@@ -388,7 +422,7 @@ int gui_draw_png(struct gui_model *m, int width, int height, uint64_t now, const
 
     if (st == CAIRO_STATUS_SUCCESS) {
         cr = cairo_create(s);
-        gui_draw(cr, m, width, height, now + GUI_GROW_MS);
+        gui_draw(cr, m, width, height, now + GUI_GROW_MS, NULL);
         st = cairo_status(cr);
         cairo_destroy(cr);
     }

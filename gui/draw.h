@@ -18,10 +18,22 @@
 #define GUI_FILL_UNKNOWN 0xa8a8a8
 #define GUI_DOT_R 9.0
 
+/* What a window keeps between frames: the parts of the picture that change only
+ * with its size (background, ring, centre hint), drawn once. */
+struct gui_draw_cache {
+    cairo_surface_t *background; /* NULL: none yet */
+    int width, height;
+};
+
 /* Lays the model out for width x height (gui_model_layout) and draws it at time now
  * (ms, the clock of the model's events): ring, the selected node's links and keys,
- * the last route, message arrows, nodes, labels and a legend. */
-void gui_draw(cairo_t *cr, struct gui_model *m, double width, double height, uint64_t now);
+ * the last route, message arrows, nodes, labels and a legend.  cache may be NULL
+ * (everything drawn); else its background is made when missing or of another size
+ * and reused. */
+void gui_draw(cairo_t *cr, struct gui_model *m, double width, double height, uint64_t now,
+              struct gui_draw_cache *cache);
+/* Frees the cache's surfaces (the struct itself is the caller's). */
+void gui_draw_cache_clear(struct gui_draw_cache *c);
 
 /* Draws the model (as gui_draw, with every node fully grown) into a width x height
  * PNG file. 0, or -EIO with cairo's reason in err. */

@@ -82,11 +82,12 @@ struct gui_app {
     uint64_t frames;        /* drawn on screen */
     uint64_t draw_us;       /* time spent in them */
     cairo_surface_t *frame; /* the drawing area's picture, drawn client-side */
+    struct gui_draw_cache draw_cache;
     GMainLoop *loop;
     guint poll_timer, snapshot_timer, quit_timer;
     guint tick_id;
     GtkWidget *window, *area, *title, *status_view, *stop_button, *entry, *route_label;
-    char *shown_status, *shown_route;
+    char *shown_title, *shown_status, *shown_route;
 };
 
 static uint64_t now_ms(void)
@@ -730,7 +731,12 @@ static void update_panel(struct gui_app *app)
                : s != NULL && s->why[0] != '\0'                    ? s->why
                                                                    : "(not connected)";
     }
-    gtk_label_set_text(GTK_LABEL(app->title), title);
+    if (app->shown_title == NULL || strcmp(app->shown_title, title) != 0) {
+        /* Only when it changed: a label's text costs a Pango layout of the panel. */
+        g_free(app->shown_title);
+        app->shown_title = g_strdup(title);
+        gtk_label_set_text(GTK_LABEL(app->title), title);
+    }
     if (app->shown_status == NULL || strcmp(app->shown_status, text) != 0) {
         g_free(app->shown_status);
         app->shown_status = g_strdup(text);
@@ -775,7 +781,7 @@ static gboolean draw_cb(GtkWidget *w, cairo_t *cr, gpointer data)
         app->frame = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
     }
     icr = cairo_create(app->frame);
-    gui_draw(icr, app->model, width, height, now_ms());
+    gui_draw(icr, app->model, width, height, now_ms(), &app->draw_cache);
     cairo_destroy(icr);
     cairo_set_source_surface(cr, app->frame, 0, 0);
     cairo_paint(cr);
@@ -1007,6 +1013,8 @@ int main(int argc, char **argv)
     gui_model_free(app.model);
     if (app.frame != NULL)
         cairo_surface_destroy(app.frame);
+    gui_draw_cache_clear(&app.draw_cache);
+    g_free(app.shown_title);
     g_free(app.shown_status);
     g_free(app.shown_route);
     g_free(app.p2psipd);
