@@ -108,6 +108,11 @@ static void app_changed(struct gui_app *app)
 
 /* ---- the model as JSON (SIGUSR1, --dump-model) -------------------------------------------- */
 
+/* gui_model_dump()'s object (laid out for the drawing area's size on screen), plus
+ * "sources": [{"path", "connected", "started", "node_id"?, "pid"?}], "frames" and
+ * "draw_us" (frames drawn on screen, time spent drawing them) and, with a window,
+ * "center_window": the ring's centre and "stop_button": {"enabled", "center"} in
+ * window coordinates, for a test that clicks there. */
 static json_t *app_dump(struct gui_app *app)
 {
     json_t *o, *srcs;
