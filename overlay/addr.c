@@ -9,22 +9,30 @@
 #include <stdio.h>
 #include <string.h>
 
-bool overlay_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+bool overlay_addr_same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
     if (a->ss_family != b->ss_family)
         return false;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
     return false;
+}
+
+bool overlay_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (!overlay_addr_same_host(a, b))
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_port ==
+               ((const struct sockaddr_in *)b)->sin_port;
+    return ((const struct sockaddr_in6 *)a)->sin6_port ==
+               ((const struct sockaddr_in6 *)b)->sin6_port &&
+           ((const struct sockaddr_in6 *)a)->sin6_scope_id ==
+               ((const struct sockaddr_in6 *)b)->sin6_scope_id;
 }
 
 void overlay_addr_copy(struct sockaddr_storage *dst, const struct sockaddr *src)

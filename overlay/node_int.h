@@ -84,7 +84,8 @@ struct qmsg {
 struct peer {
     bool used;
     bool id_known;
-    bool client; /* attached to us */
+    bool client;       /* attached to us */
+    bool attach_asked; /* we sent it an ATTACH not answered yet */
     struct dht_id id;
     uint8_t ed_pk[32];
     struct sockaddr_storage addr;
@@ -182,6 +183,7 @@ struct overlay_node {
     enum overlay_role role;
     bool cut_off;
     uint64_t t_start, t_cut_check, t_addr_check, t_cut_since;
+    bool ever_joined;       /* a join completed since the node started */
     uint8_t addr_print[16]; /* digest of the host's interface addresses */
     bool addr_print_set;
     uint8_t addr_tell; /* keep-alive rounds still due after an address change */

@@ -17,7 +17,9 @@
  * Health.  A member is cut off when dht_node_cut_off says so (no leaf answered for
  * cutoff_ms); it then rejoins through its candidates (the leaf set it had, saved
  * peers, bootstrap list) with a fresh DHT node, every 1-8 s with backoff.  A node
- * that started the ring (-s) and finds no one to rejoin becomes a ring of one again.
+ * that started the ring (-s) and finds no one to rejoin becomes a ring of one again;
+ * restarted with saved peers, it first tries to rejoin through them for cutoff_ms,
+ * so that a bootstrap node's restart does not split the overlay into two rings.
  * A client is cut off when its super-node has been silent for cutoff_ms, and seeks.
  *
  * Our own users' requests are struct op slots (node_int.h): run by our DHT node (the
@@ -376,7 +378,7 @@ int overlay__proxy_request(struct overlay_node *n, struct op *o, const struct dh
     return rc == -ENOBUFS ? 0 : rc; /* queued or not, the deadline ends it */
 }
 
-static void on_proxy_reply(struct overlay_node *n, const uint8_t *b, size_t len)
+static void on_proxy_reply(struct overlay_node *n, struct peer *p, const uint8_t *b, size_t len)
 {
     struct dht_record recs[DHT_MSG_RECORDS_MAX];
     struct dht_peer root;
@@ -386,7 +388,9 @@ static void on_proxy_reply(struct overlay_node *n, const uint8_t *b, size_t len)
     uint32_t count;
     size_t k, nrec = 0;
 
-    if (len < 11) {
+    /* Only our super-node answers our proxied requests: another peer must not be able
+     * to say a put reached its quorum. */
+    if (len < 11 || n->super < 0 || overlay__peer_slot(n, p) != n->super) {
         n->st.dropped_inner++;
         return;
     }
@@ -644,10 +648,11 @@ static void on_attach_ack(struct overlay_node *n, struct peer *p, const uint8_t 
 {
     int16_t status;
 
-    if (len < 2) {
-        n->st.dropped_inner++;
+    if (len < 2 || !p->attach_asked) {
+        n->st.dropped_inner++; /* an answer to nothing we asked: nobody makes us its client */
         return;
     }
+    p->attach_asked = false;
     status = (int16_t)overlay__get16(b);
     if (status == 0) {
         if (n->role == OVERLAY_ROLE_SEEKING)
@@ -669,6 +674,17 @@ static void on_attach_ack(struct overlay_node *n, struct peer *p, const uint8_t 
     }
 }
 
+static void send_probe_result(struct overlay_node *n, struct peer *p, bool ok,
+                              const struct dht_addr *a)
+{
+    uint8_t b[2 + DHT_ADDR_MAX];
+
+    b[0] = ok ? 1 : 0;
+    b[1] = a->len;
+    memcpy(b + 2, a->b, a->len);
+    (void)overlay__send_inner(n, p, IN_PROBE_RESULT, b, 2u + a->len);
+}
+
 static void on_probe_req(struct overlay_node *n, struct peer *p, const uint8_t *b, size_t len)
 {
     struct sockaddr_storage to;
@@ -684,6 +700,14 @@ static void on_probe_req(struct overlay_node *n, struct peer *p, const uint8_t *
     memcpy(a.b, b + 1, a.len);
     if (overlay_addr_from_dht(&a, &to) != 0) {
         n->st.dropped_inner++;
+        return;
+    }
+    if (!overlay_addr_same_host(&to, &p->addr)) {
+        /* Only the address the client's own packets come from: a probe elsewhere would
+         * make us send to any host it names.  A client behind NAT asks for its private
+         * address, which could not be reached anyway: not reachable. */
+        n->st.probes_refused++;
+        send_probe_result(n, p, false, &a);
         return;
     }
     for (unsigned i = 0; i < NODE_PROBES_MAX; i++) {
@@ -704,17 +728,6 @@ static void on_probe_req(struct overlay_node *n, struct peer *p, const uint8_t *
     flen = overlay__disc_frame(n, DISC_FLAG_PROBE, n->probes[slot].nonce, frame);
     if (flen > 0 && overlay__send_raw(n, &to, frame, (size_t)flen, true) == 0)
         n->st.probes_sent++;
-}
-
-static void send_probe_result(struct overlay_node *n, struct peer *p, bool ok,
-                              const struct dht_addr *a)
-{
-    uint8_t b[2 + DHT_ADDR_MAX];
-
-    b[0] = ok ? 1 : 0;
-    b[1] = a->len;
-    memcpy(b + 2, a->b, a->len);
-    (void)overlay__send_inner(n, p, IN_PROBE_RESULT, b, 2u + a->len);
 }
 
 static void on_probe_seen(struct overlay_node *n, struct peer *p, const uint8_t *b, size_t len)
@@ -793,7 +806,7 @@ void overlay__on_inner_ctl(struct overlay_node *n, struct peer *p, uint8_t kind,
         on_proxy_req(n, p, body, len);
         break;
     case IN_PROXY_REPLY:
-        on_proxy_reply(n, body, len);
+        on_proxy_reply(n, p, body, len);
         break;
     case IN_KEEPALIVE:
         if (len >= 1 && (body[0] & 1)) {
@@ -866,6 +879,7 @@ static void join_done(int status, void *arg)
     else
         overlay_addr_text(&ss, a, sizeof(a));
     p2p_notice_rl(n->log, &n->state_log, overlay__now(n), "overlay: joined the ring as %s", a);
+    n->ever_joined = true;
     if (n->role != OVERLAY_ROLE_SUPER) {
         /* A member needs no super-node any more; the channel stays. */
         if (n->super >= 0) {
@@ -910,6 +924,13 @@ void overlay__roles_start(struct overlay_node *n)
         first_interface_addr(n, &n->advertised);
         n->reachable = true;
         overlay__set_role(n, OVERLAY_ROLE_SUPER);
+        if (n->cfg.n_saved > 0) {
+            /* Restarted: the ring we started may live on without us.  Rejoin it
+             * through the peers we saved (the tick's seek); only when none answers
+             * within cutoff_ms is there no ring left, and we start one again. */
+            n->t_seek = overlay__now(n);
+            return;
+        }
         if (join_ring(n, NULL) != 0)
             p2p_err(n->log, "overlay: cannot start the ring");
         return;
@@ -946,8 +967,10 @@ static void seek(struct overlay_node *n, uint64_t now, bool rejoin)
         p = overlay__peer_get(n, &c->peer.id, &ss); /* a zero id: found by address */
         if (p != NULL && overlay__peer_up(n, p) && now - p->last_recv > n->cfg.cutoff_ms)
             overlay__peer_reset(n, p); /* silent that long: maybe restarted; handshake anew */
-        if (p != NULL)
+        if (p != NULL) {
+            p->attach_asked = true;
             (void)overlay__send_inner(n, p, IN_ATTACH, NULL, 0);
+        }
     }
     n->seek_backoff = n->seek_backoff == 0 ? 1000 : n->seek_backoff * 2;
     if (n->seek_backoff > seek_backoff_max(n))
@@ -1045,6 +1068,15 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
     }
     case OVERLAY_ROLE_MEMBER:
     case OVERLAY_ROLE_SUPER:
+        if (n->role == OVERLAY_ROLE_SUPER && !n->ever_joined && n->dht == NULL && !n->joining &&
+            now - n->t_start >= n->cfg.cutoff_ms) {
+            /* -s, restarted, and none of its saved peers took it back: a new ring. */
+            p2p_notice_rl(n->log, &n->state_log, overlay__now(n),
+                          "overlay: none of the saved peers answered; starting a new ring");
+            if (join_ring(n, NULL) != 0)
+                p2p_err(n->log, "overlay: cannot start the ring");
+            break;
+        }
         if (n->dht == NULL || n->joining) {
             if (n->dht == NULL)
                 seek(n, now, true);

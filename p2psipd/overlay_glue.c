@@ -558,6 +558,7 @@ static const struct counter_field node_fields[] = {
     FIELD(overlay_node_stats, discover_recv),
     FIELD(overlay_node_stats, probes_sent),
     FIELD(overlay_node_stats, probes_ok),
+    FIELD(overlay_node_stats, probes_refused),
     FIELD(overlay_node_stats, proxied_for_clients),
     FIELD(overlay_node_stats, relayed),
     FIELD(overlay_node_stats, pipe_sent),

@@ -17,6 +17,9 @@
 
 #include "p2p/dht_msg.h"
 
+/* Family and address equal, whatever the ports (and scope ids). */
+bool overlay_addr_same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
 /* Family, port and address equal (and, for IPv6, the scope id). */
 bool overlay_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 

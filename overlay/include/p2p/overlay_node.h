@@ -137,6 +137,7 @@ struct overlay_node_stats {
     uint64_t send_errors;
     uint64_t discover_sent, discover_recv;
     uint64_t probes_sent, probes_ok;
+    uint64_t probes_refused; /* a client asked us to probe an address that is not its own */
     uint64_t proxied_for_clients, relayed;
     uint64_t pipe_sent, pipe_recv;
     uint64_t tcp_frames_in, tcp_frames_out, tcp_accepted, tcp_connect_failed;

@@ -7,6 +7,15 @@
  *
  *   p2p_rogue ADDR PORT SECRET_FILE|- VICTIM_ID [ROUNDS]
  *   p2p_rogue flood ADDR PORT SECRET_FILE|- N
+ *   p2p_rogue ctl ADDR PORT SECRET_FILE|- PROBE_ADDR PROBE_PORT
+ *
+ * ctl: over a genuine channel, the role messages a node must not take from anyone:
+ * an ATTACH_ACK (status 0) it never asked for, then a PROXY_REPLY from a peer that is
+ * not its super-node; then it attaches for real (ATTACH, and waits for the answer)
+ * and asks for a reachability probe of PROBE_ADDR:PROBE_PORT, another host.  It
+ * prints "up", "attach_ack", "proxy_reply", "attached STATUS", "probe_req", and
+ * "alive" once a KEEPALIVE is answered after all of it; exit 0, 1 when the channel
+ * or the last KEEPALIVE failed.
  *
  * flood: N valid HS1 frames (right PSK, a fresh ephemeral key and session index
  * each), from one socket, as fast as it can, never finishing a handshake; it reads
@@ -54,6 +63,10 @@
 #include "p2p/overlay_secure.h"
 
 #define IN_DHT 1
+#define IN_ATTACH 3
+#define IN_ATTACH_ACK 4
+#define IN_PROBE_REQ 5
+#define IN_PROXY_REPLY 9
 #define IN_KEEPALIVE 10
 #define SENT_MAX 256
 #define TRIES 6 /* sends of HS1 or KEEPALIVE, 2 s apart, before giving up */
@@ -286,6 +299,91 @@ static int flood(int argc, char **argv)
     return 0;
 }
 
+/* Waits up to 2 s (6 tries of ATTACH) for the victim's ATTACH_ACK; its status or -1. */
+static int attach(void)
+{
+    uint8_t buf[OVL_FRAME_MAX], pt[OVL_FRAME_MAX], flags = 0;
+    struct ovl_frame_info fi;
+
+    for (int t = 0; t < TRIES; t++) {
+        if (send_inner(IN_ATTACH, &flags, 1, false) != 0)
+            return -1;
+        for (;;) {
+            ssize_t n = recv_one(buf, sizeof(buf), 2000);
+            int pl;
+            if (n <= 0)
+                break;
+            if (ovl_frame_peek(buf, (size_t)n, &fi) != 0 || fi.type != OVL_T_DATA)
+                continue;
+            pl = ovl_open(&sess, buf, (size_t)n, pt, sizeof(pt));
+            if (pl >= 3 && pt[0] == IN_ATTACH_ACK)
+                return (int16_t)(pt[1] << 8 | pt[2]);
+        }
+    }
+    return -1;
+}
+
+static int ctl_mode(int argc, char **argv)
+{
+    struct ovl_identity me;
+    struct sockaddr_in local, probe;
+    socklen_t ll = sizeof(local);
+    uint8_t psk[OVL_KEY_LEN], b[64];
+    int st;
+
+    if (argc != 7) {
+        fprintf(stderr, "usage: p2p_rogue ctl ADDR PORT SECRET_FILE|- PROBE_ADDR PROBE_PORT\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    memset(&probe, 0, sizeof(probe));
+    if (sodium_init() < 0 || ovl_identity_generate(&me) != 0 || read_psk(argv[4], psk) != 0 ||
+        inet_pton(AF_INET, argv[5], &probe.sin_addr) != 1) {
+        fprintf(stderr, "p2p_rogue: bad secret file or probe address\n");
+        return 2;
+    }
+    probe.sin_port = htons((uint16_t)atoi(argv[6]));
+    if (open_peer(argv[2], argv[3]) != 0 || getsockname(sock, (struct sockaddr *)&local, &ll) != 0)
+        return 2;
+    if (handshake(&me, psk, ntohs(local.sin_port)) != 0 || keepalive_answered() != 0) {
+        printf("no channel\n");
+        return 1;
+    }
+    printf("up\n");
+    /* An ATTACH_ACK nobody asked for: "you are my client now". */
+    b[0] = 0;
+    b[1] = 0;
+    if (send_inner(IN_ATTACH_ACK, b, 2, false) != 0)
+        return 2;
+    printf("attach_ack\n");
+    /* A PROXY_REPLY from a peer that is not the victim's super-node: request id 1,
+     * status 0, 4 acks, no records ("your put reached its quorum"). */
+    memset(b, 0, 11);
+    b[3] = 1;
+    b[9] = 4;
+    if (send_inner(IN_PROXY_REPLY, b, 11, false) != 0)
+        return 2;
+    printf("proxy_reply\n");
+    st = attach();
+    printf("attached %d\n", st);
+    /* A probe of another host's address: a dht_addr of IPv4 (4 address bytes, 2 port). */
+    b[0] = 6;
+    memcpy(b + 1, &probe.sin_addr, 4);
+    memcpy(b + 5, &probe.sin_port, 2);
+    if (send_inner(IN_PROBE_REQ, b, 7, false) != 0)
+        return 2;
+    printf("probe_req\n");
+    if (keepalive_answered() != 0) {
+        printf("no answer at the end\n");
+        return 1;
+    }
+    printf("alive\n");
+    ovl_session_wipe(&sess);
+    ovl_identity_wipe(&me);
+    close(sock);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct ovl_identity me;
@@ -301,6 +399,8 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "flood") == 0)
         return flood(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+        return ctl_mode(argc, argv);
     if (argc < 5 || rounds == 0 || rounds > 50) {
         fprintf(stderr, "usage: p2p_rogue ADDR PORT SECRET_FILE|- VICTIM_ID [ROUNDS 1..50]\n");
         return 2;
