@@ -581,21 +581,53 @@ static unsigned client_count(const struct overlay_node *n)
     return k;
 }
 
+#define ATTACH_ACK_PEERS 4 /* other members a new client learns, for its failover */
+
+static size_t put_peer(uint8_t *b, const struct dht_peer *p)
+{
+    memcpy(b, p->id.b, DHT_ID_LEN);
+    b[DHT_ID_LEN] = p->addr.len;
+    memcpy(b + DHT_ID_LEN + 1, p->addr.b, p->addr.len);
+    return DHT_ID_LEN + 1 + p->addr.len;
+}
+
 static void send_attach_ack(struct overlay_node *n, struct peer *p, int status)
 {
-    uint8_t b[2 + DHT_ID_LEN + 1 + DHT_ADDR_MAX];
+    uint8_t b[2 + 1 + ATTACH_ACK_PEERS * (DHT_ID_LEN + 1 + DHT_ADDR_MAX)];
     size_t k = 2;
-    struct dht_peer sp;
+    struct dht_peer sp, leaves[2 * DHT_LEAF_HALF_MAX];
 
     overlay__put16(b, (uint16_t)(int16_t)status);
     /* Not a member: point the seeker at our own super-node, if we have one. */
-    if (status == -EAGAIN && overlay_node_super(n, &sp) == 0) {
-        memcpy(b + k, sp.id.b, DHT_ID_LEN);
-        b[k + DHT_ID_LEN] = sp.addr.len;
-        memcpy(b + k + DHT_ID_LEN + 1, sp.addr.b, sp.addr.len);
-        k += DHT_ID_LEN + 1 + sp.addr.len;
+    if (status == -EAGAIN && overlay_node_super(n, &sp) == 0)
+        k += put_peer(b + k, &sp);
+    /* Accepted: a few other members, so that a client that knew only us can attach
+     * to another one when we die (it sits in no leaf set and learns no others). */
+    if (status == 0 && n->dht != NULL) {
+        size_t nl = dht_route_leafset(dht_node_route(n->dht), leaves, 2 * DHT_LEAF_HALF_MAX);
+        size_t cnt = nl < ATTACH_ACK_PEERS ? nl : ATTACH_ACK_PEERS;
+        b[k++] = (uint8_t)cnt;
+        for (size_t i = 0; i < cnt; i++)
+            k += put_peer(b + k, &leaves[i]);
     }
     (void)overlay__send_inner(n, p, IN_ATTACH_ACK, b, k);
+}
+
+/* Reads one peer (id, address) at b[*k..len); false when it does not fit. */
+static bool get_peer(const uint8_t *b, size_t len, size_t *k, struct dht_peer *out)
+{
+    size_t alen;
+
+    if (len < *k + DHT_ID_LEN + 1)
+        return false;
+    alen = b[*k + DHT_ID_LEN];
+    if (alen > DHT_ADDR_MAX || len < *k + DHT_ID_LEN + 1 + alen)
+        return false;
+    memcpy(out->id.b, b + *k, DHT_ID_LEN);
+    out->addr.len = (uint8_t)alen;
+    memcpy(out->addr.b, b + *k + DHT_ID_LEN + 1, alen);
+    *k += DHT_ID_LEN + 1 + alen;
+    return true;
 }
 
 static void on_attach(struct overlay_node *n, struct peer *p)
@@ -655,6 +687,12 @@ static void on_attach_ack(struct overlay_node *n, struct peer *p, const uint8_t 
     p->attach_asked = false;
     status = (int16_t)overlay__get16(b);
     if (status == 0) {
+        size_t k = 3;
+        struct dht_peer other;
+        /* Other members: candidates should this super-node die. */
+        for (unsigned i = 0;
+             len > 2 && i < b[2] && i < ATTACH_ACK_PEERS && get_peer(b, len, &k, &other); i++)
+            overlay__cand_add(n, &other, false);
         if (n->role == OVERLAY_ROLE_SEEKING)
             become_client(n, p);
         else if (overlay__peer_slot(n, p) != n->super)
@@ -662,15 +700,11 @@ static void on_attach_ack(struct overlay_node *n, struct peer *p, const uint8_t 
             (void)overlay__send_inner(n, p, IN_DETACH, NULL, 0);
         return;
     }
-    if (status == -EAGAIN && len >= 2 + DHT_ID_LEN + 1) {
+    if (status == -EAGAIN) {
         struct dht_peer other;
-        size_t alen = b[2 + DHT_ID_LEN];
-        if (alen <= DHT_ADDR_MAX && len >= 2 + DHT_ID_LEN + 1 + alen) {
-            memcpy(other.id.b, b + 2, DHT_ID_LEN);
-            other.addr.len = (uint8_t)alen;
-            memcpy(other.addr.b, b + 2 + DHT_ID_LEN + 1, alen);
+        size_t k = 2;
+        if (get_peer(b, len, &k, &other))
             overlay__cand_add(n, &other, true);
-        }
     }
 }
 

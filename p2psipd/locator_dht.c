@@ -52,10 +52,11 @@ struct ldop {
     sip_locator_lookup_cb lookup_cb;
     sip_locator_publish_cb publish_cb;
     void *arg;
-    bool cancelled;  /* its user went away: complete silently */
-    bool in_dht;     /* waiting for the overlay (cancellable there) */
-    bool tombstone;  /* publish, refresh: the record put removes the AoR's bindings here */
-    uint64_t dht_ns; /* uv_hrtime() when the DHT get or put went out (metrics) */
+    bool cancelled;   /* its user went away: complete silently */
+    bool in_dht;      /* waiting for the overlay (cancellable there) */
+    bool tombstone;   /* publish, refresh: the record put removes the AoR's bindings here */
+    bool owner_asked; /* lookup: nothing found; the AoR's owner record was asked for */
+    uint64_t dht_ns;  /* uv_hrtime() when the DHT get or put went out (metrics) */
     /* lookup: the local answer, kept while the DHT is asked */
     int local_status;
     size_t nlocal;
@@ -337,6 +338,23 @@ static void lookup_finish(struct ldop *o, int status, const struct sip_binding *
     free(keep);
 }
 
+/* No binding anywhere: an AoR whose owner record lives (mailbox.h) is a known user
+ * who is not reachable now (480, RFC 3261 21.4.18), not an unknown one (404).  So a
+ * call in the seconds after every replica of a binding died says "try again". */
+static void owner_got(int status, const struct dht_record *recs, size_t nrec, void *arg)
+{
+    struct ldop *o = arg;
+    bool known = false;
+
+    if (status == -ECANCELED) {
+        lookup_finish(o, -ECANCELED, NULL, 0);
+        return;
+    }
+    for (size_t i = 0; status == 0 && i < nrec; i++)
+        known |= !recs[i].tombstone;
+    lookup_finish(o, known ? 0 : -ENOENT, NULL, 0);
+}
+
 static void dht_got(int status, const struct dht_record *recs, size_t nrec, void *arg)
 {
     struct ldop *o = arg;
@@ -400,6 +418,13 @@ static void dht_got(int status, const struct dht_record *recs, size_t nrec, void
         lookup_finish(o, 0, out, n);
     } else if (stale > 0 && o->nlocal == 0) {
         lookup_finish(o, 0, NULL, 0); /* known, but its only node is gone: 480 */
+    } else if (o->local_status == -ENOENT && (status == 0 || status == -ENOENT) &&
+               !o->owner_asked && overlay_of(loc) != NULL) {
+        struct dht_id key;
+        o->owner_asked = true;
+        mailbox_owner_key(o->aor, &key);
+        if (overlay_node_get(overlay_of(loc), &key, owner_got, o) != 0)
+            lookup_finish(o, -ENOENT, NULL, 0);
     } else if (o->local_status == 0 || status == 0 || status == -ENOENT) {
         lookup_finish(o, o->local_status, o->local, o->nlocal);
     } else {

@@ -8,8 +8,10 @@
 # start.  n1 (-s) on h1, n2 on h2 (a member), n3 on h3 and n4 on h4 given -S
 # h1:7560, promote_after 2 s.  For each of n3 and n4:
 #   - it becomes a client with a super-node (status "super", n1 or n2) and stays one:
-#     a monitor polls its role every 0.5 s until the super-nodes have sent at least
-#     two more probes for each (first probe plus two 20 s retries), and it never says
+#     a monitor polls its role every 0.5 s until the super-nodes have answered at
+#     least two more probe requests for each (first request plus two 20 s retries;
+#     the client's advertised address is not the one its packets come from, so the
+#     super-node refuses to probe it: probes_refused), and it never says
 #     member, never isolated; no probe succeeded (probes_ok), it is in no leaf set,
 #     and has no leaf set of its own;
 #   - put on it, get on n2, and the reverse, return the values;
@@ -32,7 +34,10 @@ ovl_hosts_nat h3
 ovl_hosts_nat h4 --symmetric
 ovl_ring_start --multicast n1 n2
 ovl_wait n2 25 "role member" "f('role') == 'member' and f('leaf_count') >= 1"
-probes_total() { echo $(($(ovl_counter n1 probes_sent) + $(ovl_counter n2 probes_sent))); }
+probes_total() { # probe requests answered: sent, or refused (not the client's own address)
+    echo $(($(ovl_counter n1 probes_sent) + $(ovl_counter n2 probes_sent) +
+        $(ovl_counter n1 probes_refused) + $(ovl_counter n2 probes_refused)))
+}
 probes0=$(probes_total)
 ok0=$(($(ovl_counter n1 probes_ok) + $(ovl_counter n2 probes_ok)))
 ovl_node_start h3 n3 --boot "$(host_ip h1):7560"
@@ -102,7 +107,7 @@ it_log "pipe datagram n3 -> n4 (both behind NATs) relayed by ${SUPER[n4]}: $pong
 
 # Still clients after two more probe rounds each (NODE_PROBE_RETRY_MS 20 s).
 probes_at_least() { [ "$(probes_total)" -ge "$1" ]; }
-it_wait_until 60 "two probe retries for each client (probes_sent of n1 + n2 >= $((probes0 + 6)))" \
+it_wait_until 60 "two probe retries for each client (probe requests of n1 + n2 >= $((probes0 + 6)))" \
     probes_at_least $((probes0 + 6))
 for c in "${CLIENTS[@]}"; do
     ovl_wait "$c" 2 "role client" "f('role') == 'client' and f('super') is not None and f('isolated') is False"

@@ -12,7 +12,8 @@
 #     text appears in no node's database, nor in any record `records` shows: sealed;
 #   - A's node, which has no key of bob's, delivers nothing and keeps nothing for
 #     itself (its mailbox counters say found 0);
-#   - a MESSAGE to a user nobody ever registered gets 404, not 202;
+#   - a MESSAGE to a user nobody ever registered gets 404, not 202; an OPTIONS to bob
+#     gets 480 (a known user, offline: his owner record lives) and to nobody 404;
 #   - bob's phone (sipp, uas_message.xml) registers on C: it gets the MESSAGE from
 #     alice with the text, answers 200, and C's node then removes the value (a
 #     tombstone signed by bob's key): no live mailbox value is left anywhere, and
@@ -99,6 +100,15 @@ it_log "$held node(s) hold the sealed value; the text is in no record or databas
 # Nobody ever registered: nothing to keep it for.
 got=$(message h1 "sip:nobody@$IT_DOMAIN") || it_fail "MESSAGE to nobody: no final response ($got)"
 [ "${got%% *}" = 404 ] || it_fail "MESSAGE to a user nobody registered: got '$got', want 404"
+# Another method is not kept: a known user who is offline is 480 (his owner record
+# lives), an unknown one 404.
+options() {
+    host_run h1 15 "$OVL_PY" "$OVL_TOOLS/sip_message.py" 127.0.0.1 5062 "sip:alice@$IT_DOMAIN" "$1" "" OPTIONS
+}
+got=$(options "$BOB") || it_fail "OPTIONS to bob: no final response ($got)"
+[ "${got%% *}" = 480 ] || it_fail "OPTIONS to offline bob: got '$got', want 480 (known, not reachable)"
+got=$(options "sip:nobody@$IT_DOMAIN") || it_fail "OPTIONS to nobody: no final response ($got)"
+[ "${got%% *}" = 404 ] || it_fail "OPTIONS to a user nobody registered: got '$got', want 404"
 
 # bob registers on C: his phone gets the message, and the value goes.
 ovl_sipp_bg h3 uas_bob uas_message.xml -i 127.0.0.1 -p 5080 -t u1 -m 1 -trace_counts
