@@ -35,8 +35,9 @@ void gui_draw(cairo_t *cr, struct gui_model *m, double width, double height, uin
 /* Frees the cache's surfaces (the struct itself is the caller's). */
 void gui_draw_cache_clear(struct gui_draw_cache *c);
 
-/* Draws the model (as gui_draw, with every node fully grown) into a width x height
- * PNG file. 0, or -EIO with cairo's reason in err. */
+/* Draws the model into a width x height PNG file, as gui_draw would GUI_GROW_MS
+ * later: every node fully grown, message arrows (short-lived) gone, so a snapshot
+ * shows the ring itself.  0, or -EIO with cairo's reason in err. */
 int gui_draw_png(struct gui_model *m, int width, int height, uint64_t now, const char *path,
                  char *err, size_t errlen);
 
