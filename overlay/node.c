@@ -597,6 +597,11 @@ int overlay__dht_create(struct overlay_node *n)
         ops.event = dht_event;
     ops.arg = n;
     cfg.cutoff_ms = n->cfg.cutoff_ms;
+    /* A live leaf must be heard well within the cutoff, or a healthy node calls itself
+     * cut off: a short cutoff (the configuration allows 2 s) pings leaves sooner.  The
+     * default (cutoff 8 s) keeps the 5 s period, and its traffic. */
+    if (cfg.leaf_ping_ms + 2000 > cfg.cutoff_ms)
+        cfg.leaf_ping_ms = cfg.cutoff_ms > 3000 ? cfg.cutoff_ms - 2000 : 1000;
     cfg.seed ^= (uint64_t)randombytes_random() << 32 | randombytes_random();
     rc = dht_node_new(&n->dht, n->me->ed_pk, &n->advertised, &cfg, n->cfg.store, &ops,
                       overlay__now(n));
@@ -725,7 +730,11 @@ static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const 
         }
         return overlay__send_inner(n, p, IN_PIPE, body, len);
     }
-    if (n->dht == NULL || !dht_node_joined(n->dht))
+    /* Not a known peer: find its address by a lookup of its ID (a member is its own
+     * root).  A client asks through its super-node: that is how a phone behind one
+     * NAT reaches the super-node of a phone behind another, which relays to it. */
+    if ((n->dht == NULL || !dht_node_joined(n->dht)) &&
+        !(n->role == OVERLAY_ROLE_CLIENT && n->super >= 0))
         return -EHOSTUNREACH;
     for (unsigned i = 0; i < NODE_PIPE_WAIT_MAX; i++) {
         if (!n->pipe_wait[i].used && w == NULL)
@@ -737,9 +746,8 @@ static int pipe_forward(struct overlay_node *n, const struct dht_id *hop, const 
         n->st.dropped_full++;
         return -ENOBUFS;
     }
-    if (!asked && dht_node_lookup(n->dht, hop, pipe_lookup_done, n, overlay__now(n)) != 0)
+    if (!asked && overlay_node_lookup(n, hop, pipe_lookup_done, n) != 0)
         return -EHOSTUNREACH;
-    overlay__dht_rearm(n);
     w->body = malloc(len);
     if (w->body == NULL)
         return -ENOMEM;
