@@ -9,9 +9,9 @@ build=(build-essential cmake pkg-config libuv1-dev libsodium-dev libsqlite3-dev 
 # dpkg-dev (dpkg-shlibdeps), file, systemd (systemd-analyze), man-db, strace: the
 # Debian package test (tests/integration/test_package.sh).  tshark (test_wireshark.sh):
 # noninteractive, wireshark-common's setuid question takes its default (no); the tests
-# run dumpcap as root.
+# run dumpcap as root.  xvfb, xdotool: the ring viewer's tests (test_gui*.sh).
 test=(clang libclang-rt-14-dev clang-format iproute2 procps python3 sip-tester baresip nftables
-      linphone-cli xvfb dpkg-dev file systemd man-db strace tshark)
+      linphone-cli xvfb xdotool dpkg-dev file systemd man-db strace tshark)
 # gnuplot-nox: bench/plot.sh draws the benchmarks' CSVs.
 bench=(libosip2-dev kamailio kamailio-sqlite-modules dhtnode python3-opendht time gnuplot-nox)
 
