@@ -1486,10 +1486,13 @@ int overlay_node_pipe_send(struct overlay_node *n, const struct dht_id *to,
     if (dht_id_eq(to, &n->me->id))
         return -EINVAL;
     p = overlay__peer_find(n, to);
-    if (p == NULL || (!overlay__peer_up(n, p) && p->opening < 0)) {
-        if (via != NULL && !dht_id_eq(via, &n->me->id))
-            hop = via; /* its super-node relays to it */
-        else if (n->dht == NULL && n->super >= 0)
+    if (via != NULL && !dht_id_eq(via, &n->me->id) && (p == NULL || !p->client)) {
+        /* A client of another super-node: through that super-node, even when we hold a
+         * channel of the client's (it may have tried us as its super-node): the path
+         * through its NAT stays open only toward the super-node it keeps alive. */
+        hop = via;
+    } else if (p == NULL || (!overlay__peer_up(n, p) && p->opening < 0)) {
+        if (n->dht == NULL && n->super >= 0)
             hop = &n->peers[n->super].id; /* a client sends everything through its super */
     }
     body = malloc(len + 42);

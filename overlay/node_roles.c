@@ -18,7 +18,7 @@
  * cutoff_ms); it then rejoins through its candidates (the leaf set it had, saved
  * peers, bootstrap list) with a fresh DHT node, every 1-8 s with backoff.  A node
  * that started the ring (-s) and finds no one to rejoin becomes a ring of one again;
- * restarted with saved peers, it first tries to rejoin through them for cutoff_ms,
+ * restarted with saved peers, it first tries to rejoin through them for 3 cutoff_ms,
  * so that a bootstrap node's restart does not split the overlay into two rings.
  * A client is cut off when its super-node has been silent for cutoff_ms, and seeks.
  *
@@ -960,8 +960,8 @@ void overlay__roles_start(struct overlay_node *n)
         overlay__set_role(n, OVERLAY_ROLE_SUPER);
         if (n->cfg.n_saved > 0) {
             /* Restarted: the ring we started may live on without us.  Rejoin it
-             * through the peers we saved (the tick's seek); only when none answers
-             * within cutoff_ms is there no ring left, and we start one again. */
+             * through the peers we saved (the tick's seek); only when none took us
+             * back within 3 cutoff_ms is there no ring left, and we start one again. */
             n->t_seek = overlay__now(n);
             return;
         }
@@ -1103,8 +1103,9 @@ void overlay__roles_tick(struct overlay_node *n, uint64_t now)
     case OVERLAY_ROLE_MEMBER:
     case OVERLAY_ROLE_SUPER:
         if (n->role == OVERLAY_ROLE_SUPER && !n->ever_joined && n->dht == NULL && !n->joining &&
-            now - n->t_start >= n->cfg.cutoff_ms) {
-            /* -s, restarted, and none of its saved peers took it back: a new ring. */
+            now - n->t_start >= 3u * n->cfg.cutoff_ms) {
+            /* -s, restarted, and none of its saved peers took it back within a few join
+             * attempts (each may take join_timeout_ms): a new ring. */
             p2p_notice_rl(n->log, &n->state_log, overlay__now(n),
                           "overlay: none of the saved peers answered; starting a new ring");
             if (join_ring(n, NULL) != 0)

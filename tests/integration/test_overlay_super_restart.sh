@@ -35,7 +35,7 @@ done
 it_log "x1 stopped; x2 and x3 repaired their leaf sets without it"
 
 ovl_node_start h1 x1 --server --no-multicast
-ovl_wait x1 30 "x1 to rejoin with x2 and x3 as leaves" \
+ovl_wait x1 45 "x1 to rejoin with x2 and x3 as leaves" \
     "f('role') == 'super-node' and f('leaf_count') == 2"
 [ "$(ovl_node_id x1)" = "$X1" ] || it_fail "x1 came back with another node ID"
 for n in x2 x3; do
