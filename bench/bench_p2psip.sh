@@ -28,24 +28,28 @@
 #               BENCH_CALL_RATE.  p2psipd: the caller phone is on node n1_1 (host h1),
 #               the callee phone on node nH_1 (the last host): the caller's node finds
 #               every AoR in the DHT and sends the INVITE over the overlay (the UAS
-#               checks that it crossed two nodes).  INVITE to 180 at the caller: p50,
-#               p99, samples in p2psip_call_setup_{p2psipd,kamailio}.csv.
+#               checks that it crossed two nodes).  INVITE to 180 at the caller (to
+#               the 200 when it overtook the 180): p50, p99, samples in
+#               p2psip_call_setup_{p2psipd,kamailio}.csv.
 #   CPU/call    utime+stime (/proc/PID/stat) over the call step, summed over the
 #               caller's and the callee's nodes, per call; kamailio: all its processes
 #               (one proxy).  Beside it, the whole ring's CPU over the step, and each
 #               side's idle CPU over BENCH_IDLE_SECONDS just before (at a low call rate
 #               the idle timers weigh in, for kamailio most).
 #   flood       BENCH_FLOOD REGISTERs of new AoRs at BENCH_FLOOD_RATE through one node
-#               (n<H/2>_2): failed REGISTERs and the achieved rate (sipp's completed
-#               calls / elapsed seconds); the same against kamailio.
+#               (n<H/2>_2): failed REGISTERs (how many were answered 503), the
+#               achieved rate (sipp's completed calls / elapsed seconds) and that
+#               node's own count of puts started and failed; the same against kamailio.
 #   CPU per REGISTER on one node is bench_sip_server.sh's figure, not repeated here.
 # Response times: sipp 3.6.1 reads its clock from CLOCK_MONOTONIC_COARSE (4 ms steps
 # here, whatever -timer_resol says); the sipp phones here run with
 # bench/sipp_fine_clock.c preloaded (CLOCK_MONOTONIC: microseconds), the servers
 # never.  The timer starts when sipp sends the request (start_rtd) and stops when it
 # reads the response (rtd), so the figures include both phones' sipp loops.
-# kamailio runs first, alone, in this script's namespace (127.0.0.1:5062); then the
-# ring is grown and measured.
+# Order: the ring is grown first; then kamailio starts in this script's namespace
+# (127.0.0.1:5062, its phones beside it) and each step runs against kamailio and at
+# once against the ring, so both see the same load of the machine (the idle ring
+# included: BENCH_IDLE_SECONDS measures it).
 #
 # Output: a table, then one JSON object on the last line.  Never asserts a speed;
 # exits 1 only when the set-up fails (the ring does not form, a phone cannot start).
@@ -86,17 +90,20 @@ chmod 755 "$IT_TMP/bin/sipp"
 export PATH=$IT_TMP/bin:$PATH
 
 # The scenarios, derived from the integration tests' own (the same messages), with
-# one response-time timer each: REGISTER sent to its 200; INVITE sent to the 180
-# (which becomes mandatory: both callees send it).
+# one response-time timer each, started when the request is sent: REGISTER to its
+# 200; INVITE to the 180, or to the 200 when that comes first (kamailio's two
+# workers may forward the callee's 180 and 200, sent back to back, out of order;
+# the 180 stays optional as in uac.xml, and -trace_counts tells how many calls
+# got their 180 first).
 sed -e '0,/<send retrans="500">/s//<send retrans="500" start_rtd="true">/' \
     "$IT_SIPP_DIR/register.xml" >"$IT_TMP/bench_register.xml"
 sed -e '0,/<send retrans="500">/s//<send retrans="500" start_rtd="true">/' \
-    -e 's|<recv response="180" optional="true" />|<recv response="180" rtd="true" />|' \
-    -e 's|<recv response="200" rtd="true" rrs="true"|<recv response="200" rrs="true"|' \
+    -e 's|<recv response="180" optional="true" />|<recv response="180" optional="true" rtd="true" />|' \
     "$IT_SIPP_DIR/uac.xml" >"$IT_TMP/bench_uac.xml"
 grep -q 'start_rtd="true"' "$IT_TMP/bench_register.xml" &&
-    [ "$(grep -c 'start_rtd="true"\|response="180" rtd="true"' "$IT_TMP/bench_uac.xml")" = 2 ] &&
-    [ "$(grep -c 'rtd="true"' "$IT_TMP/bench_uac.xml")" = 2 ] ||
+    grep -q 'start_rtd="true"' "$IT_TMP/bench_uac.xml" &&
+    grep -q '<recv response="180" optional="true" rtd="true" />' "$IT_TMP/bench_uac.xml" &&
+    grep -q '<recv response="200" rtd="true"' "$IT_TMP/bench_uac.xml" ||
     it_fail "cannot derive the bench scenarios from register.xml and uac.xml"
 
 users=$IT_TMP/users.csv
@@ -120,12 +127,11 @@ kam_pids() {
 }
 
 # sipp_args COUNT RATE: the load and response-time options of one sipp run.  sipp
-# writes the samples in batches of -rtt_freq and drops a last partial batch, so the
-# batch divides COUNT.
+# writes the samples in batches of -rtt_freq and drops a last partial batch (a failed
+# call makes one), so every sample is written at once: a line per call, at these
+# rates a negligible cost.
 sipp_args() {
-    local f
-    for f in 100 50 10 1; do [ $(($1 % f)) -ne 0 ] || break; done
-    echo "-m $1 -r $2 -l $(($2 * 4 > 20 ? $2 * 4 : 20)) -trace_rtt -rtt_freq $f -timer_resol 1"
+    echo "-m $1 -r $2 -l $(($2 * 4 > 20 ? $2 * 4 : 20)) -trace_rtt -rtt_freq 1 -timer_resol 1"
 }
 
 # sipp_result NAME COUNT T0 T1: OK, FAILED and RATE (achieved, /s) of one sipp run.
@@ -166,6 +172,25 @@ cpu_per_call() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.3f"
 # cpu_pct D_TICKS SECONDS: % of one core.
 cpu_pct() { awk -v d="$1" -v hz="$CLK_TCK" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? d / hz * 100 / s : 0) }'; }
 
+# node_metrics NODE: the node's Prometheus text (p2psipctl metrics) into
+# $IT_TMP/NODE.metrics.  hist_le NODE METRIC LABELS Q: the upper bound (ms) of the
+# bucket of the node's histogram METRIC (the series whose labels contain LABELS)
+# that holds its quantile Q: the daemon's own view, from the request in to the
+# answer out, in powers of two from 0.25 ms (p2p/metrics.h).
+node_metrics() {
+    "$IT_BUILD/p2psipd/p2psipctl" --data-dir "${OVL_DIR[$1]}" metrics >"$IT_TMP/$1.metrics" 2>&1 ||
+        it_log "$1: p2psipctl metrics failed"
+}
+hist_le() {
+    awk -v m="$2" -v lab="$3" -v q="$4" '
+        index($0, m "_bucket{") == 1 && index($0, lab) {
+            match($0, /le="[^"]*"/); le[n] = substr($0, RSTART + 4, RLENGTH - 5); cum[n++] = $NF }
+        index($0, m "_count") == 1 && index($0, lab) { count = $NF }
+        END { for (i = 0; i < n; i++) if (count > 0 && cum[i] >= q * count) {
+                  if (le[i] == "+Inf") print "inf"; else printf "%g", le[i] * 1000; exit } }' \
+        "$IT_TMP/$1.metrics" 2>/dev/null
+}
+
 rows=()
 row() {
     rows+=("$(printf '%-9s %-10s %s' "$1" "$2" "$3")")
@@ -173,75 +198,141 @@ row() {
 }
 
 # ---------------------------------------------------------------------------------
-# kamailio: one proxy, the phones on this namespace's loopback.
+# The two systems, side by side.  Per system: where its phones run (HOST: a host of
+# the LAN, or "" for this namespace's loopback), the proxy address they use, the
+# callee's scenario, and which processes its CPU is taken from.
+
+declare -A REG_HOST REG_TO CALL_HOST CALL_TO UAS_HOST UAS_SCEN FLOOD_HOST FLOOD_TO
+
+# phone H NAME TIMEOUT SCENARIO [SIPP ARGS...] / phone_bg H NAME SCENARIO [ARGS...]:
+# a sipp phone in host H, or on this namespace's loopback when H is "".
+phone() {
+    local h=$1
+    shift
+    if [ -z "$h" ]; then it_sipp "$@"; else ovl_sipp "$h" "$@"; fi
+}
+phone_bg() {
+    local h=$1
+    shift
+    if [ -z "$h" ]; then it_sipp_bg "$@"; else ovl_sipp_bg "$h" "$@"; fi
+}
+udp_bound() { if [ -z "$1" ]; then it__udp_bound "$2"; else ovl_udp_bound "$1" "$2"; fi; }
+
+# cpu_pids SYS: the processes whose CPU counts for SYS's calls: kamailio's process
+# group; p2psipd's caller and callee nodes.
+cpu_pids() {
+    case $1 in
+    kamailio) ps -e -o pid=,pgid= | awk -v g="$(it_pid kam)" '$2 == g { print $1 }' ;;
+    p2psipd) printf '%s\n' "$(it_pid "$caller")" "$(it_pid "$callee")" ;;
+    esac
+}
+
+# measure_register SYS: BENCH_CALLS REGISTERs of the callees' AoRs, from the callee
+# phone's own address (as a phone registers itself), traced.
+measure_register() {
+    local s=$1 t0 t1
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2046
+    phone "${REG_HOST[$s]}" "$s.reg" $((CALLS / REG_RATE + 60)) "$IT_TMP/bench_register.xml" \
+        -i 127.0.0.1 -p "$UAS_PORT" -t u1 -inf "$users" -key domain "$IT_DOMAIN" \
+        -key contact_hp "127.0.0.1:$UAS_PORT" -key expires 3600 \
+        $(sipp_args "$CALLS" "$REG_RATE") "${REG_TO[$s]}"
+    t1=$(date +%s.%N)
+    sipp_result "$s.reg" "$CALLS" "$t0" "$t1"
+    save_rtt "$s.reg" "$RESULTS/p2psip_register_$s.csv" "$s.register"
+    R[$s.register.failed]=$FAILED
+    local own=""
+    if [ "$s" = p2psipd ]; then
+        node_metrics "$callee"
+        R[$s.register.node_p99_le]=$(hist_le "$callee" p2psip_sip_register_duration_seconds "" 0.99)
+        R[$s.register.put_p99_le]=$(hist_le "$callee" p2psip_dht_put_duration_seconds 'origin="register"' 0.99)
+        own=" (at $callee: REGISTER p99 <= ${R[$s.register.node_p99_le]:-?} ms, its put p99 <= ${R[$s.register.put_p99_le]:-?} ms)"
+    fi
+    row "$s" register "$CALLS at $REG_RATE/s to ${REG_TO[$s]}${REG_HOST[$s]:+ in ${REG_HOST[$s]}}: $OK ok, $FAILED failed, p50 ${R[$s.register.p50]:--} ms, p99 ${R[$s.register.p99]:--} ms$own"
+}
+
+# start_callee SYS: the callee phone, for BENCH_CALLS calls.
+start_callee() {
+    phone_bg "${UAS_HOST[$1]}" "$1.uas" "${UAS_SCEN[$1]}" -i 127.0.0.1 -p "$UAS_PORT" -t u1 \
+        -default_behaviors -bye -m "$CALLS"
+    it_wait_until 10 "$1's callee phone" udp_bound "${UAS_HOST[$1]}" "$UAS_PORT"
+}
+
+# measure_calls SYS: BENCH_CALLS calls, INVITE-180 traced, CPU over the step.
+measure_calls() {
+    local s=$1 t0 t1 c0 c1 r0 r1 pids
+    mapfile -t pids < <(cpu_pids "$s")
+    c0=$(ticks "${pids[@]}")
+    r0=$(ticks "${ring[@]}")
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2046
+    phone "${CALL_HOST[$s]}" "$s.call" $((CALLS / CALL_RATE + 90)) "$IT_TMP/bench_uac.xml" \
+        -i 127.0.0.1 -p 5071 -t u1 -inf "$users" -key domain "$IT_DOMAIN" \
+        $(sipp_args "$CALLS" "$CALL_RATE") -trace_counts -rsa "${CALL_TO[$s]}" "${CALL_TO[$s]}"
+    t1=$(date +%s.%N)
+    c1=$(ticks "${pids[@]}")
+    r1=$(ticks "${ring[@]}")
+    sipp_result "$s.call" "$CALLS" "$t0" "$t1"
+    save_rtt "$s.call" "$RESULTS/p2psip_call_setup_$s.csv" "$s.call"
+    R[$s.call.failed]=$FAILED
+    R[$s.call.got_180_first]=$(it_sipp_count "$s.call" 180)
+    R[$s.call.rate]=$RATE
+    R[$s.call.cpu_ms]=$(cpu_per_call $((c1 - c0)) "$OK")
+    local extra=""
+    if [ "$s" = p2psipd ]; then
+        R[$s.call.ring_cpu_ms]=$(cpu_per_call $((r1 - r0)) "$OK")
+        node_metrics "$caller"
+        R[$s.call.node_p99_le]=$(hist_le "$caller" p2psip_sip_call_setup_duration_seconds "" 0.99)
+        R[$s.call.get_p99_le]=$(hist_le "$caller" p2psip_dht_get_duration_seconds 'origin="lookup"' 0.99)
+        extra=", ${R[$s.call.ring_cpu_ms]} ms/call on all $NODES nodes; at $caller: INVITE to 18x p99 <= ${R[$s.call.node_p99_le]:-?} ms, its DHT get p99 <= ${R[$s.call.get_p99_le]:-?} ms"
+    fi
+    # The callee phone ends after its last call; one whose call failed at the caller
+    # waits for an ACK that never comes, so it gets 10 s, then SIGTERM (status 143).
+    local i
+    for ((i = 0; i < 200; i++)); do it_alive "$s.uas" || break; sleep 0.05; done
+    it_stop "$s.uas"
+    R[$s.call.callee_status]=${IT_EXIT_OF[$s.uas]}
+    row "$s" call "$CALLS at $CALL_RATE/s ($RATE/s) to ${CALL_TO[$s]}${CALL_HOST[$s]:+ in ${CALL_HOST[$s]}}: $OK ok, $FAILED failed (callee phone exit ${IT_EXIT_OF[$s.uas]}), ${R[$s.call.got_180_first]:-?} got the 180 first; INVITE-180 p50 ${R[$s.call.p50]:--} ms, p99 ${R[$s.call.p99]:--} ms; CPU ${R[$s.call.cpu_ms]} ms/call$extra"
+}
+
+# measure_flood SYS: BENCH_FLOOD REGISTERs of new AoRs at BENCH_FLOOD_RATE; failures
+# by kind (503 answers, other answers, no answer).
+measure_flood() {
+    local s=$1 t0 t1 secs
+    t0=$(date +%s.%N)
+    phone "${FLOOD_HOST[$s]}" "$s.flood" $((FLOOD / FLOOD_RATE + 60)) register.xml -i 127.0.0.1 \
+        -p 5072 -t u1 -inf "$flood_users" -key domain "$IT_DOMAIN" \
+        -key contact_hp 127.0.0.1:5999 -key expires 3600 -m "$FLOOD" -r "$FLOOD_RATE" \
+        -l "$FLOOD" -max_recv_loops 2000 "${FLOOD_TO[$s]}"
+    t1=$(date +%s.%N)
+    sipp_result "$s.flood" "$FLOOD" "$t0" "$t1"
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    R[$s.flood.failed]=$FAILED
+    R[$s.flood.rate]=$RATE
+    R[$s.flood.seconds]=$secs
+    R[$s.flood.answered_503]=$(cat "$IT_TMP/$s.flood.err.log" 2>/dev/null | grep -c "received .SIP/2.0 503")
+    row "$s" flood "$FLOOD at $FLOOD_RATE/s to ${FLOOD_TO[$s]}${FLOOD_HOST[$s]:+ in ${FLOOD_HOST[$s]}}: $OK ok, $FAILED failed (${R[$s.flood.answered_503]} answered 503), achieved $RATE/s over $secs s"
+}
 
 rm -f "$RESULTS"/p2psip_{register,call_setup}_{p2psipd,kamailio}.csv
-P2P_IT_SERVER=kamailio it_server_start kam "$KAM_PORT" --data-dir "$IT_TMP/kam.data"
-n=0 prev=-1
-for ((i = 0; i < 40 && n != prev; i++)); do # its workers fork after the bind
-    prev=$n
-    sleep 0.1
-    n=$(kam_pids | wc -l)
-done
 
-t0=$(date +%s.%N)
-# shellcheck disable=SC2046
-it_sipp kam_reg $((CALLS / REG_RATE + 60)) "$IT_TMP/bench_register.xml" -i 127.0.0.1 \
-    -p "$UAS_PORT" -t u1 -inf "$users" -key domain "$IT_DOMAIN" \
-    -key contact_hp "127.0.0.1:$UAS_PORT" -key expires 3600 $(sipp_args "$CALLS" "$REG_RATE") \
-    "127.0.0.1:$KAM_PORT"
-t1=$(date +%s.%N)
-sipp_result kam_reg "$CALLS" "$t0" "$t1"
-save_rtt kam_reg "$RESULTS/p2psip_register_kamailio.csv" kamailio.register
-R[kamailio.register.failed]=$FAILED
-row kamailio register "$CALLS at $REG_RATE/s: $OK ok, $FAILED failed, p50 ${R[kamailio.register.p50]:--} ms, p99 ${R[kamailio.register.p99]:--} ms"
+# kamailio: one proxy on this namespace's loopback, its phones beside it.
+REG_HOST[kamailio]="" REG_TO[kamailio]=127.0.0.1:$KAM_PORT
+CALL_HOST[kamailio]="" CALL_TO[kamailio]=127.0.0.1:$KAM_PORT
+UAS_HOST[kamailio]="" UAS_SCEN[kamailio]=uas.xml
+FLOOD_HOST[kamailio]="" FLOOD_TO[kamailio]=127.0.0.1:$KAM_PORT
 
-it_sipp_bg kam_uas uas.xml -i 127.0.0.1 -p "$UAS_PORT" -t u1 -default_behaviors -bye \
-    -m "$CALLS"
-it_wait_udp "$UAS_PORT"
-mapfile -t kp < <(kam_pids)
-c0=$(ticks "${kp[@]}")
-sleep "$IDLE"
-c1=$(ticks "${kp[@]}")
-R[kamailio.idle_cpu_pct]=$(cpu_pct $((c1 - c0)) "$IDLE")
-
-t0=$(date +%s.%N)
-# shellcheck disable=SC2046
-it_sipp kam_call $((CALLS / CALL_RATE + 90)) "$IT_TMP/bench_uac.xml" -i 127.0.0.1 -p 5071 -t u1 \
-    -inf "$users" -key domain "$IT_DOMAIN" $(sipp_args "$CALLS" "$CALL_RATE") \
-    -rsa "127.0.0.1:$KAM_PORT" "127.0.0.1:$KAM_PORT"
-t1=$(date +%s.%N)
-c2=$(ticks "${kp[@]}")
-sipp_result kam_call "$CALLS" "$t0" "$t1"
-save_rtt kam_call "$RESULTS/p2psip_call_setup_kamailio.csv" kamailio.call
-R[kamailio.call.failed]=$FAILED
-R[kamailio.call.rate]=$RATE
-R[kamailio.call.cpu_ms]=$(cpu_per_call $((c2 - c1)) "$OK")
-it_wait_until 30 "kamailio's callee phone to end" eval '! it_alive kam_uas'
-it_stop kam_uas
-row kamailio call "$CALLS at $CALL_RATE/s ($RATE/s): $OK ok, $FAILED failed; INVITE-180 p50 ${R[kamailio.call.p50]:--} ms, p99 ${R[kamailio.call.p99]:--} ms; CPU ${R[kamailio.call.cpu_ms]} ms/call (idle ${R[kamailio.idle_cpu_pct]} % of a core)"
-
-t0=$(date +%s.%N)
-it_sipp kam_flood $((FLOOD / FLOOD_RATE + 60)) register.xml -i 127.0.0.1 -p 5072 -t u1 \
-    -inf "$flood_users" -key domain "$IT_DOMAIN" -key contact_hp 127.0.0.1:5999 \
-    -key expires 3600 -m "$FLOOD" -r "$FLOOD_RATE" -l "$FLOOD" -max_recv_loops 2000 \
-    "127.0.0.1:$KAM_PORT"
-t1=$(date +%s.%N)
-sipp_result kam_flood "$FLOOD" "$t0" "$t1"
-R[kamailio.flood.failed]=$FAILED
-R[kamailio.flood.rate]=$RATE
-row kamailio flood "$FLOOD at $FLOOD_RATE/s: $OK ok, $FAILED failed, achieved $RATE/s"
-it_stop kam
-
-# ---------------------------------------------------------------------------------
-# p2psipd: the ring.
-
+# p2psipd: the ring.  The callee phone registers with and is called through the
+# second node of the last host; the caller phone uses the second node of h1; the
+# flood goes to the third node of the middle host.
 caller=n1_1
 callee=n${HOSTS_N}_1
 flooded=n$(((HOSTS_N + 1) / 2))_2
-caller_h=h1
-callee_h=h$HOSTS_N
-flooded_h=h$(((HOSTS_N + 1) / 2))
+REG_HOST[p2psipd]=h$HOSTS_N REG_TO[p2psipd]=127.0.0.1:5101
+CALL_HOST[p2psipd]=h1 CALL_TO[p2psipd]=127.0.0.1:5101
+UAS_HOST[p2psipd]=h$HOSTS_N UAS_SCEN[p2psipd]=uas_overlay.xml
+FLOOD_HOST[p2psipd]=h$(((HOSTS_N + 1) / 2)) FLOOD_TO[p2psipd]=127.0.0.1:5102
+
 printf '[sip]\ndomain = %s\n' "$IT_DOMAIN" >"$IT_TMP/phones.conf"
 t_ring=$SECONDS
 ovl_hosts_create "$HOSTS_N" --no-multicast
@@ -249,65 +340,54 @@ ovl_ring_grow "$HOSTS_N" "$PER_HOST" --conf "$IT_TMP/phones.conf"
 R[p2psipd.ring_seconds]=$((SECONDS - t_ring))
 it_log "all $NODES daemons are members after ${R[p2psipd.ring_seconds]} s"
 mapfile -t ring < <(while read -r name _; do it_pid "$name"; done <"$IT_TMP/all.nodes")
-ends=("$(it_pid "$caller")" "$(it_pid "$callee")")
 
-t0=$(date +%s.%N)
-# shellcheck disable=SC2046
-ovl_sipp "$callee_h" p2p_reg $((CALLS / REG_RATE + 60)) "$IT_TMP/bench_register.xml" \
-    -i 127.0.0.1 -p "$UAS_PORT" -t u1 -inf "$users" -key domain "$IT_DOMAIN" \
-    -key contact_hp "127.0.0.1:$UAS_PORT" -key expires 3600 $(sipp_args "$CALLS" "$REG_RATE") \
-    127.0.0.1:5101
-t1=$(date +%s.%N)
-sipp_result p2p_reg "$CALLS" "$t0" "$t1"
-save_rtt p2p_reg "$RESULTS/p2psip_register_p2psipd.csv" p2psipd.register
-R[p2psipd.register.failed]=$FAILED
-row p2psipd register "$CALLS at $REG_RATE/s through $callee: $OK ok, $FAILED failed, p50 ${R[p2psipd.register.p50]:--} ms, p99 ${R[p2psipd.register.p99]:--} ms"
+P2P_IT_SERVER=kamailio it_server_start kam "$KAM_PORT" --data-dir "$IT_TMP/kam.data"
+n=0 prev=-1
+for ((i = 0; i < 40 && n != prev; i++)); do # its workers fork after the bind
+    prev=$n
+    sleep 0.1
+    n=$(cpu_pids kamailio | wc -l)
+done
 
-ovl_sipp_bg "$callee_h" p2p_uas uas_overlay.xml -i 127.0.0.1 -p "$UAS_PORT" -t u1 \
-    -default_behaviors -bye -m "$CALLS"
-it_wait_until 10 "the callee phone" ovl_udp_bound "$callee_h" "$UAS_PORT"
-e0=$(ticks "${ends[@]}")
-r0=$(ticks "${ring[@]}")
+# Each step: kamailio, then p2psipd at once, under the same load of the machine.
+measure_register kamailio
+measure_register p2psipd
+start_callee kamailio
+start_callee p2psipd
+# Idle CPU of each side, both phones waiting, over one window.
+mapfile -t kp < <(cpu_pids kamailio)
+mapfile -t ep < <(cpu_pids p2psipd)
+k0=$(ticks "${kp[@]}") e0=$(ticks "${ep[@]}") r0=$(ticks "${ring[@]}")
 sleep "$IDLE"
-e1=$(ticks "${ends[@]}")
-r1=$(ticks "${ring[@]}")
+k1=$(ticks "${kp[@]}") e1=$(ticks "${ep[@]}") r1=$(ticks "${ring[@]}")
+R[kamailio.idle_cpu_pct]=$(cpu_pct $((k1 - k0)) "$IDLE")
 R[p2psipd.idle_cpu_pct]=$(cpu_pct $((e1 - e0)) "$IDLE")
 R[p2psipd.ring_idle_cpu_pct]=$(cpu_pct $((r1 - r0)) "$IDLE")
+row idle cpu "over ${IDLE} s, % of one core: kamailio ${R[kamailio.idle_cpu_pct]}, p2psipd $caller+$callee ${R[p2psipd.idle_cpu_pct]}, all $NODES nodes ${R[p2psipd.ring_idle_cpu_pct]}"
+measure_calls kamailio
+measure_calls p2psipd
+measure_flood kamailio
+measure_flood p2psipd
+it_stop kam
 
-t0=$(date +%s.%N)
-# shellcheck disable=SC2046
-ovl_sipp "$caller_h" p2p_call $((CALLS / CALL_RATE + 90)) "$IT_TMP/bench_uac.xml" -i 127.0.0.1 \
-    -p 5071 -t u1 -inf "$users" -key domain "$IT_DOMAIN" $(sipp_args "$CALLS" "$CALL_RATE") \
-    -rsa 127.0.0.1:5101 127.0.0.1:5101
-t1=$(date +%s.%N)
-e2=$(ticks "${ends[@]}")
-r2=$(ticks "${ring[@]}")
-sipp_result p2p_call "$CALLS" "$t0" "$t1"
-save_rtt p2p_call "$RESULTS/p2psip_call_setup_p2psipd.csv" p2psipd.call
-R[p2psipd.call.failed]=$FAILED
-R[p2psipd.call.rate]=$RATE
-R[p2psipd.call.cpu_ms]=$(cpu_per_call $((e2 - e1)) "$OK")
-R[p2psipd.call.ring_cpu_ms]=$(cpu_per_call $((r2 - r1)) "$OK")
-call_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-R[p2psipd.call.ring_cpu_pct]=$(cpu_pct $((r2 - r1)) "$call_secs")
-it_wait_until 30 "the callee phone to end" eval '! it_alive p2p_uas'
-it_stop p2p_uas
-row p2psipd call "$CALLS at $CALL_RATE/s ($RATE/s), $caller -> $callee: $OK ok, $FAILED failed; INVITE-180 p50 ${R[p2psipd.call.p50]:--} ms, p99 ${R[p2psipd.call.p99]:--} ms; CPU ${R[p2psipd.call.cpu_ms]} ms/call on the two nodes (idle ${R[p2psipd.idle_cpu_pct]} % of a core), ${R[p2psipd.call.ring_cpu_ms]} ms/call on all $NODES (idle ${R[p2psipd.ring_idle_cpu_pct]} %)"
+node_metrics "$flooded"
+R[p2psipd.flood.put_p50_le]=$(hist_le "$flooded" p2psip_dht_put_duration_seconds 'origin="register"' 0.5)
+R[p2psipd.flood.put_p99_le]=$(hist_le "$flooded" p2psip_dht_put_duration_seconds 'origin="register"' 0.99)
+row p2psipd flood "at $flooded: DHT put p50 <= ${R[p2psipd.flood.put_p50_le]:-?} ms, p99 <= ${R[p2psipd.flood.put_p99_le]:-?} ms"
+# The flooded node's own account of its puts (logged when it stops): puts started
+# and failed after they started; a REGISTER refused before its put started (503 at
+# once) is in neither.
+it_stop "$flooded"
+line_puts=$(grep -o 'DHT bindings: .*' "$IT_TMP/$flooded.log" | tail -n 1)
+R[p2psipd.flood.node_puts]=$(sed -n 's/.* lookups ([0-9]* found other nodes. bindings), \([0-9]*\) puts.*/\1/p' <<<"$line_puts")
+R[p2psipd.flood.node_puts_failed]=$(sed -n 's/.* puts (\([0-9]*\) failed.*/\1/p' <<<"$line_puts")
+row p2psipd flood "$flooded: ${line_puts:-no DHT summary in its log}"
 
-t0=$(date +%s.%N)
-ovl_sipp "$flooded_h" p2p_flood $((FLOOD / FLOOD_RATE + 60)) register.xml -i 127.0.0.1 \
-    -p 5072 -t u1 -inf "$flood_users" -key domain "$IT_DOMAIN" -key contact_hp 127.0.0.1:5999 \
-    -key expires 3600 -m "$FLOOD" -r "$FLOOD_RATE" -l "$FLOOD" -max_recv_loops 2000 \
-    127.0.0.1:5102
-t1=$(date +%s.%N)
-sipp_result p2p_flood "$FLOOD" "$t0" "$t1"
-R[p2psipd.flood.failed]=$FAILED
-R[p2psipd.flood.rate]=$RATE
-row p2psipd flood "$FLOOD at $FLOOD_RATE/s through $flooded: $OK ok, $FAILED failed, achieved $RATE/s"
-
-# Every daemon still runs.
+# Every other daemon still runs.
 dead=0
-while read -r name _; do it_alive "$name" || dead=$((dead + 1)); done <"$IT_TMP/all.nodes"
+while read -r name _; do
+    [ "$name" = "$flooded" ] || it_alive "$name" || dead=$((dead + 1))
+done <"$IT_TMP/all.nodes"
 R[p2psipd.nodes_exited]=$dead
 
 # ---------------------------------------------------------------------------------
