@@ -310,7 +310,10 @@ measure_flood() {
     R[$s.flood.failed]=$FAILED
     R[$s.flood.rate]=$RATE
     R[$s.flood.seconds]=$secs
-    R[$s.flood.answered_503]=$(cat "$IT_TMP/$s.flood.err.log" 2>/dev/null | grep -c "received .SIP/2.0 503")
+    # REGISTERs answered 503: distinct Call-IDs (a retransmission answered again is
+    # logged again, as a "Dead call").
+    R[$s.flood.answered_503]=$(cat "$IT_TMP/$s.flood.err.log" 2>/dev/null |
+        sed -n "s/.*\(Call-Id '\|Dead call \)\([^' ]*\).*received 'SIP\/2.0 503.*/\2/p" | sort -u | wc -l)
     row "$s" flood "$FLOOD at $FLOOD_RATE/s to ${FLOOD_TO[$s]}${FLOOD_HOST[$s]:+ in ${FLOOD_HOST[$s]}}: $OK ok, $FAILED failed (${R[$s.flood.answered_503]} answered 503), achieved $RATE/s over $secs s"
 }
 
@@ -423,7 +426,9 @@ json="{\"bench\":\"p2psip\",\"nodes\":$NODES,\"hosts\":$HOSTS_N,\"calls\":$CALLS
 json+=",\"call_rate\":$CALL_RATE,\"reg_rate\":$REG_RATE,\"flood\":$FLOOD,\"flood_rate\":$FLOOD_RATE"
 json+=",\"cores\":$(nproc),\"loadavg\":\"$load\",\"kamailio_children\":$IT_KAMAILIO_CHILDREN"
 for k in $(printf '%s\n' "${!R[@]}" | sort); do
-    json+=",\"$k\":${R[$k]:-null}"
+    v=${R[$k]:-null}
+    [[ $v =~ ^-?[0-9]+(\.[0-9]+)?$ ]] || [ "$v" = null ] || v="\"$v\"" # "inf": a string
+    json+=",\"$k\":$v"
 done
 json+=",\"cpu_per_call_ratio\":$(ratio "${R[p2psipd.call.cpu_ms]}" "${R[kamailio.call.cpu_ms]}")}"
 echo "$json"
