@@ -3,11 +3,11 @@
 # bench_p2psip.sh: p2psipd as a whole system, N nodes (default 100: 10 hosts of 10)
 # on a private LAN of network namespaces, against kamailio 5.6 as one registrar +
 # stateful proxy, with the very same sipp phones (tests/integration/sipp/) and the
-# same counts and rates, one after the other in one run.  docs/BENCHMARKS.md says more.
+# same counts and rates, step by step in one run.  docs/BENCHMARKS.md says more.
 #
 # Usage: bench/bench_p2psip.sh
 # Environment (defaults are the figures of issue 9):
-#   P2P_BUILD_DIR (./build)      where p2psipd is built
+#   P2P_BUILD_DIR (./build)      where p2psipd and p2psipctl are built
 #   BENCH_HOSTS (10), BENCH_PER_HOST (10)   the ring: HOSTS x PER_HOST nodes (>= 2 x 3)
 #   BENCH_CALLS (1000), BENCH_CALL_RATE (50)  calls (one distinct AoR each) and calls/s
 #   BENCH_REG_RATE (200)         REGISTERs/s of the AoRs the calls go to (their
@@ -35,11 +35,15 @@
 #               caller's and the callee's nodes, per call; kamailio: all its processes
 #               (one proxy).  Beside it, the whole ring's CPU over the step, and each
 #               side's idle CPU over BENCH_IDLE_SECONDS just before (at a low call rate
-#               the idle timers weigh in, for kamailio most).
+#               the idle timers weigh in).
 #   flood       BENCH_FLOOD REGISTERs of new AoRs at BENCH_FLOOD_RATE through one node
-#               (n<H/2>_2): failed REGISTERs (how many were answered 503), the
+#               (n<(H+1)/2>_2, n5_2 by default): failed REGISTERs (how many were answered 503), the
 #               achieved rate (sipp's completed calls / elapsed seconds) and that
 #               node's own count of puts started and failed; the same against kamailio.
+#   own view    the nodes' own latency histograms (p2psipctl metrics; buckets in
+#               powers of two from 0.25 ms): INVITE in to 18x out and DHT get at the
+#               caller's node, REGISTER in to 200 out and its put at the registrar
+#               node, puts at the flooded node; printed as the bucket holding p99.
 #   CPU per REGISTER on one node is bench_sip_server.sh's figure, not repeated here.
 # Response times: sipp 3.6.1 reads its clock from CLOCK_MONOTONIC_COARSE (4 ms steps
 # here, whatever -timer_resol says); the sipp phones here run with
@@ -119,11 +123,6 @@ ticks() {
     for p in "$@"; do [ -r "/proc/$p/stat" ] && f+=("/proc/$p/stat"); done
     [ ${#f[@]} -gt 0 ] || { echo 0; return; }
     awk '{ s += $14 + $15 } END { print s + 0 }' "${f[@]}" 2>/dev/null
-}
-
-# kam_pids: kamailio's processes (its process group: it_start runs it under setsid).
-kam_pids() {
-    ps -e -o pid=,pgid= | awk -v g="$(it_pid kam)" '$2 == g { print $1 }'
 }
 
 # sipp_args COUNT RATE: the load and response-time options of one sipp run.  sipp
