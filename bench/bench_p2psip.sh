@@ -166,6 +166,10 @@ save_rtt() {
         { p = $1 } END { printf "%.3f", m + 0 }')
 }
 
+# busy_ticks: the whole machine's busy time (/proc/stat: user, nice, system, irq,
+# softirq, steal), in clock ticks summed over the cores.
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
 # cpu_per_call D_TICKS CALLS: milliseconds of CPU per call.
 cpu_per_call() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.3f", (n > 0 ? d / hz * 1000 / n : 0) }'; }
 # cpu_pct D_TICKS SECONDS: % of one core.
@@ -259,10 +263,11 @@ start_callee() {
 
 # measure_calls SYS: BENCH_CALLS calls, INVITE-180 traced, CPU over the step.
 measure_calls() {
-    local s=$1 t0 t1 c0 c1 r0 r1 pids
+    local s=$1 t0 t1 c0 c1 r0 r1 m0 m1 pids
     mapfile -t pids < <(cpu_pids "$s")
     c0=$(ticks "${pids[@]}")
     r0=$(ticks "${ring[@]}")
+    m0=$(busy_ticks)
     t0=$(date +%s.%N)
     # shellcheck disable=SC2046
     phone "${CALL_HOST[$s]}" "$s.call" $((CALLS / CALL_RATE + 90)) "$IT_TMP/bench_uac.xml" \
@@ -271,7 +276,9 @@ measure_calls() {
     t1=$(date +%s.%N)
     c1=$(ticks "${pids[@]}")
     r1=$(ticks "${ring[@]}")
+    m1=$(busy_ticks)
     sipp_result "$s.call" "$CALLS" "$t0" "$t1"
+    R[$s.call.machine_busy_pct]=$(cpu_pct $((m1 - m0)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
     save_rtt "$s.call" "$RESULTS/p2psip_call_setup_$s.csv" "$s.call"
     R[$s.call.failed]=$FAILED
     R[$s.call.got_180_first]=$(it_sipp_count "$s.call" 180)
@@ -291,21 +298,35 @@ measure_calls() {
     for ((i = 0; i < 200; i++)); do it_alive "$s.uas" || break; sleep 0.05; done
     it_stop "$s.uas"
     R[$s.call.callee_status]=${IT_EXIT_OF[$s.uas]}
-    row "$s" call "$CALLS at $CALL_RATE/s ($RATE/s) to ${CALL_TO[$s]}${CALL_HOST[$s]:+ in ${CALL_HOST[$s]}}: $OK ok, $FAILED failed (callee phone exit ${IT_EXIT_OF[$s.uas]}), ${R[$s.call.got_180_first]:-?} got the 180 first; INVITE-180 p50 ${R[$s.call.p50]:--} ms, p99 ${R[$s.call.p99]:--} ms; CPU ${R[$s.call.cpu_ms]} ms/call$extra"
+    row "$s" call "$CALLS at $CALL_RATE/s ($RATE/s) to ${CALL_TO[$s]}${CALL_HOST[$s]:+ in ${CALL_HOST[$s]}}: $OK ok, $FAILED failed (callee phone exit ${IT_EXIT_OF[$s.uas]}), ${R[$s.call.got_180_first]:-?} got the 180 first; INVITE-180 p50 ${R[$s.call.p50]:--} ms, p99 ${R[$s.call.p99]:--} ms; CPU ${R[$s.call.cpu_ms]} ms/call$extra; the machine ${R[$s.call.machine_busy_pct]} % of a core busy"
 }
 
 # measure_flood SYS: BENCH_FLOOD REGISTERs of new AoRs at BENCH_FLOOD_RATE; failures
 # by kind (503 answers, other answers, no answer).
 measure_flood() {
-    local s=$1 t0 t1 secs
+    local s=$1 t0 t1 secs r0 r1 f0 f1 m0 m1 fp
+    fp=$(if [ "$s" = p2psipd ]; then it_pid "$flooded"; else cpu_pids kamailio; fi)
+    # shellcheck disable=SC2086 # fp: a list of pids
+    f0=$(ticks $fp)
+    r0=$(ticks "${ring[@]}")
+    m0=$(busy_ticks)
     t0=$(date +%s.%N)
     phone "${FLOOD_HOST[$s]}" "$s.flood" $((FLOOD / FLOOD_RATE + 60)) register.xml -i 127.0.0.1 \
         -p 5072 -t u1 -inf "$flood_users" -key domain "$IT_DOMAIN" \
         -key contact_hp 127.0.0.1:5999 -key expires 3600 -m "$FLOOD" -r "$FLOOD_RATE" \
         -l "$FLOOD" -max_recv_loops 2000 "${FLOOD_TO[$s]}"
     t1=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    f1=$(ticks $fp)
+    r1=$(ticks "${ring[@]}")
+    m1=$(busy_ticks)
     sipp_result "$s.flood" "$FLOOD" "$t0" "$t1"
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    # CPU over the sipp run, % of one core: the server (the flooded node), the whole
+    # ring, the whole machine (2 cores: 200 %).
+    R[$s.flood.server_cpu_pct]=$(cpu_pct $((f1 - f0)) "$secs")
+    R[$s.flood.machine_busy_pct]=$(cpu_pct $((m1 - m0)) "$secs")
+    [ "$s" != p2psipd ] || R[$s.flood.ring_cpu_pct]=$(cpu_pct $((r1 - r0)) "$secs")
     R[$s.flood.failed]=$FAILED
     R[$s.flood.rate]=$RATE
     R[$s.flood.seconds]=$secs
@@ -313,7 +334,7 @@ measure_flood() {
     # logged again, as a "Dead call").
     R[$s.flood.answered_503]=$(cat "$IT_TMP/$s.flood.err.log" 2>/dev/null |
         sed -n "s/.*\(Call-Id '\|Dead call \)\([^' ]*\).*received 'SIP\/2.0 503.*/\2/p" | sort -u | wc -l)
-    row "$s" flood "$FLOOD at $FLOOD_RATE/s to ${FLOOD_TO[$s]}${FLOOD_HOST[$s]:+ in ${FLOOD_HOST[$s]}}: $OK ok, $FAILED failed (${R[$s.flood.answered_503]} answered 503), achieved $RATE/s over $secs s"
+    row "$s" flood "$FLOOD at $FLOOD_RATE/s to ${FLOOD_TO[$s]}${FLOOD_HOST[$s]:+ in ${FLOOD_HOST[$s]}}: $OK ok, $FAILED failed (${R[$s.flood.answered_503]} answered 503), achieved $RATE/s over $secs s; CPU % of a core: server ${R[$s.flood.server_cpu_pct]}${R[$s.flood.ring_cpu_pct]:+, ring ${R[$s.flood.ring_cpu_pct]}}, machine ${R[$s.flood.machine_busy_pct]}"
 }
 
 rm -f "$RESULTS"/p2psip_{register,call_setup}_{p2psipd,kamailio}.csv
