@@ -39,7 +39,8 @@
 #   flood       BENCH_FLOOD REGISTERs of new AoRs at BENCH_FLOOD_RATE through one node
 #               (n<(H+1)/2>_2, n5_2 by default): failed REGISTERs (how many were answered 503), the
 #               achieved rate (sipp's completed calls / elapsed seconds) and that
-#               node's own count of puts started and failed; the same against kamailio.
+#               node's own count of puts attempted (those refused at once included)
+#               and failed after starting; the same against kamailio.
 #   own view    the nodes' own latency histograms (p2psipctl metrics; buckets in
 #               powers of two from 0.25 ms): INVITE in to 18x out and DHT get at the
 #               caller's node, REGISTER in to 200 out and its put at the registrar
@@ -397,9 +398,9 @@ node_metrics "$flooded"
 R[p2psipd.flood.put_p50_le]=$(hist_le "$flooded" p2psip_dht_put_duration_seconds 'origin="register"' 0.5)
 R[p2psipd.flood.put_p99_le]=$(hist_le "$flooded" p2psip_dht_put_duration_seconds 'origin="register"' 0.99)
 row p2psipd flood "at $flooded: DHT put p50 <= ${R[p2psipd.flood.put_p50_le]:-?} ms, p99 <= ${R[p2psipd.flood.put_p99_le]:-?} ms"
-# The flooded node's own account of its puts (logged when it stops): puts started
-# and failed after they started; a REGISTER refused before its put started (503 at
-# once) is in neither.
+# The flooded node's own account of its puts (logged when it stops): puts attempted
+# (a put refused at once, answered 503 at once, counts too) and puts that failed
+# after they started.
 it_stop "$flooded"
 line_puts=$(grep -o 'DHT bindings: .*' "$IT_TMP/$flooded.log" | tail -n 1)
 R[p2psipd.flood.node_puts]=$(sed -n 's/.* lookups ([0-9]* found other nodes. bindings), \([0-9]*\) puts.*/\1/p' <<<"$line_puts")

@@ -38,7 +38,7 @@ ROWS = [
      "kamailio.flood.answered_503", 0, ""),
     ("flood: achieved REGISTER/s", "p2psipd.flood.rate", "kamailio.flood.rate", 0, ""),
     ("flood: sipp run (s)", "p2psipd.flood.seconds", "kamailio.flood.seconds", 1, ""),
-    ("flood: flooded node's puts started", "p2psipd.flood.node_puts", None, 0, ""),
+    ("flood: flooded node's puts attempted", "p2psipd.flood.node_puts", None, 0, ""),
     ("flood: of which failed after starting", "p2psipd.flood.node_puts_failed", None, 0, ""),
     ("flood: flooded node's put p50 bucket (ms)", "p2psipd.flood.put_p50_le", None, 0, ""),
     ("flood: flooded node's put p99 bucket (ms)", "p2psipd.flood.put_p99_le", None, 0, ""),
