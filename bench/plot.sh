@@ -17,9 +17,15 @@
 #   sip_cdf.png              bench_sip_server.sh: response-time CDFs of p2psipd
 #                            beside kamailio at the reference rates: REGISTER, REGISTER
 #                            with digest, INVITE to 200 (sip_{reg,auth,call}_SERVER.csv).
-# The overlay CDFs have a logarithmic x axis (the tails are what the benchmark
-# compares); the SIP ones a linear one from 0, since sipp's response times come in
-# steps of its coarse clock (4 ms here) and most are 0.
+#   p2psip_cdf.png           bench_p2psip.sh: response-time CDFs of a p2psipd ring
+#                            beside kamailio as one proxy: INVITE to 180 across the
+#                            ring, REGISTER to 200 after the quorum put
+#                            (p2psip_{call_setup,register}_{p2psipd,kamailio}.csv).
+# Every figure is drawn by cdf_png (one panel per CSV pair) but the bytes over time.
+# The overlay and p2psip CDFs have a logarithmic x axis (the tails are what the
+# benchmarks compare); the sip_cdf ones a linear one from 0, since
+# bench_sip_server.sh's sipp reads a coarse clock (4 ms steps here) and most samples
+# are 0 (bench_p2psip.sh preloads bench/sipp_fine_clock.c into sipp: microseconds).
 # Prints the PNGs it wrote; exits 1 when gnuplot is missing or fails, 0 otherwise
 # (also when there was nothing to draw).
 set -euo pipefail
@@ -61,26 +67,39 @@ set ylabel "fraction of operations at or below"
 set xlabel "latency (ms)"'
 wrote=()
 
-# 1. The overlay: four panels.
-panels=(get put churn_get churn_put)
-titles=("get, no churn" "put, no churn" "get under churn" "put under churn")
-script="$common
-set output 'overlay_cdf.png'
-set multiplot layout 2,2 title 'bench\\_overlay.sh: latency CDF, p2psipd beside dhtnode'"
-any=0
-for i in "${!panels[@]}"; do
-    c=$(cdf_curves "overlay_${panels[i]}" lines p2psipd dhtnode)
-    [ -n "$c" ] || continue
-    any=1
-    script+="
-set title '${titles[i]}'
+# cdf_png PNG LAYOUT SETTINGS TITLE STYLE "SYSTEM..." PANEL PANEL_TITLE [PANEL PANEL_TITLE...]:
+# one figure PNG of CDF panels (gnuplot multiplot LAYOUT, "rows,columns"), one panel per
+# PANEL with samples (cdf_curves PANEL STYLE SYSTEM...), SETTINGS (gnuplot commands)
+# after $common.  Draws nothing when no panel has samples; fails when gnuplot does.
+cdf_png() {
+    local png=$1 layout=$2 settings=$3 title=$4 style=$5 systems=$6 c any=0 script
+    shift 6
+    script="$common
+set output '$png'
+$settings
+set multiplot layout $layout title '$title'"
+    while [ $# -ge 2 ]; do
+        # shellcheck disable=SC2086 # systems: a list of words
+        c=$(cdf_curves "$1" "$style" $systems)
+        if [ -n "$c" ]; then
+            any=1
+            script+="
+set title '$2'
 plot $c"
-done
-if [ "$any" = 1 ]; then
+        fi
+        shift 2
+    done
+    [ "$any" = 1 ] || return 0
     gnuplot <<<"$script
-unset multiplot" || { echo "plot.sh: gnuplot failed on overlay_cdf.png" >&2; exit 1; }
-    wrote+=(overlay_cdf.png)
-fi
+unset multiplot" || { echo "plot.sh: gnuplot failed on $png" >&2; exit 1; }
+    wrote+=("$png")
+}
+
+# 1. The overlay: four panels.
+cdf_png overlay_cdf.png 2,2 "" 'bench\_overlay.sh: latency CDF, p2psipd beside dhtnode' \
+    lines "p2psipd dhtnode" \
+    overlay_get "get, no churn" overlay_put "put, no churn" \
+    overlay_churn_get "get under churn" overlay_churn_put "put under churn"
 
 # 2. Bytes per node over time under churn.
 if [ -s overlay_churn_bytes.csv ]; then
@@ -101,29 +120,22 @@ EOF
 fi
 
 # 3. The SIP server: one panel per test that has samples.
-tests=(reg auth call)
-stitles=("REGISTER to 200" "REGISTER, 401, REGISTER with digest, to 200" "INVITE to 200, through the proxy")
-script="$common
-set output 'sip_cdf.png'
-set terminal pngcairo size 1500,500 font 'DejaVu Sans,10'
+cdf_png sip_cdf.png 1,3 "set terminal pngcairo size 1500,500 font 'DejaVu Sans,10'
 unset logscale x
 set xrange [0:*]
-set xlabel 'response time (ms; sipp measures in steps of its clock)'
-set multiplot layout 1,3 title 'bench\\_sip\\_server.sh: response-time CDF at the reference rates, p2psipd beside kamailio'"
-any=0
-for i in "${!tests[@]}"; do
-    c=$(cdf_curves "sip_${tests[i]}" steps p2psipd kamailio kamailio-sqlite)
-    [ -n "$c" ] || continue
-    any=1
-    script+="
-set title '${stitles[i]}'
-plot $c"
-done
-if [ "$any" = 1 ]; then
-    gnuplot <<<"$script
-unset multiplot" || { echo "plot.sh: gnuplot failed on sip_cdf.png" >&2; exit 1; }
-    wrote+=(sip_cdf.png)
-fi
+set xlabel 'response time (ms; sipp measures in steps of its clock)'" \
+    'bench\_sip\_server.sh: response-time CDF at the reference rates, p2psipd beside kamailio' \
+    steps "p2psipd kamailio kamailio-sqlite" \
+    sip_reg "REGISTER to 200" sip_auth "REGISTER, 401, REGISTER with digest, to 200" \
+    sip_call "INVITE to 200, through the proxy"
+
+# 4. The whole system: calls across the ring, REGISTER with its quorum put.
+cdf_png p2psip_cdf.png 1,2 "set terminal pngcairo size 1300,550 font 'DejaVu Sans,10'
+set xlabel 'response time at the phone (ms; sipp with bench/sipp\\_fine\\_clock.c)'" \
+    'bench\_p2psip.sh: response-time CDF, p2psipd ring beside kamailio as one proxy' \
+    lines "p2psipd kamailio" \
+    p2psip_call_setup "call setup, INVITE to 180 at the caller" \
+    p2psip_register "REGISTER to 200 (p2psipd: after the quorum put)"
 
 if [ ${#wrote[@]} -eq 0 ]; then
     echo "plot.sh: no benchmark CSV in $dir, nothing drawn"
