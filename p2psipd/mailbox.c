@@ -58,12 +58,38 @@ struct mbop {
     uint64_t seq, expiry_ms;
 };
 
+/* The background work a REGISTER brings (the owner record, the mailbox fetch) must
+ * not take the overlay's operation slots from the REGISTERs themselves: at most
+ * MB_BG_INFLIGHT at once and MB_BG_PER_S a second (a burst of as many); what finds no
+ * room is skipped and counted: the next REGISTER of the AoR does it. */
+#define MB_BG_INFLIGHT 16
+#define MB_BG_PER_S 20.0
+
 struct mailbox {
     struct p2psipd *d;
     struct p2p_list ops;
-    size_t nops;
+    size_t nops, nbg;
+    double tokens;
+    uint64_t t_tokens;
     struct mailbox_stats st;
 };
+
+/* Takes one background slot now, or says there is none. */
+static bool bg_take(struct mailbox *mb)
+{
+    uint64_t now = uv_now(mb->d->loop);
+
+    mb->tokens += (double)(now - mb->t_tokens) * MB_BG_PER_S / 1000.0;
+    if (mb->tokens > MB_BG_PER_S)
+        mb->tokens = MB_BG_PER_S;
+    mb->t_tokens = now;
+    if (mb->tokens < 1.0 || mb->nbg >= MB_BG_INFLIGHT) {
+        mb->st.skipped++;
+        return false;
+    }
+    mb->tokens -= 1.0;
+    return true;
+}
 
 /* ---- ops ------------------------------------------------------------------------------ */
 
@@ -81,6 +107,7 @@ static struct mbop *op_new(struct mailbox *mb, enum mb_kind kind, const char *ao
     snprintf(o->aor, sizeof(o->aor), "%s", aor);
     p2p_list_push_front(&mb->ops, &o->link);
     mb->nops++;
+    mb->nbg += kind == MB_OWNER || kind == MB_FETCH;
     return o;
 }
 
@@ -96,6 +123,7 @@ static void op_free(struct mbop *o)
     }
     p2p_list_remove(&o->link);
     o->mb->nops--;
+    o->mb->nbg -= o->kind == MB_OWNER || o->kind == MB_FETCH;
     free(o->plain);
     sodium_memzero(o->sk, sizeof(o->sk));
     free(o);
@@ -544,8 +572,9 @@ void mailbox_aor_stored(struct mailbox *mb, const char *aor, const uint8_t pk[32
 
     if (d->overlay == NULL)
         return;
-    owner_put(mb, aor, sk);
-    if (!online)
+    if (bg_take(mb))
+        owner_put(mb, aor, sk);
+    if (!online || !bg_take(mb))
         return;
     o = op_new(mb, MB_FETCH, aor);
     if (o == NULL)
@@ -570,6 +599,8 @@ int mailbox_new(struct mailbox **out, struct p2psipd *d)
         return -ENOMEM;
     mb->d = d;
     p2p_list_init(&mb->ops);
+    mb->tokens = MB_BG_PER_S;
+    mb->t_tokens = uv_now(d->loop);
     *out = mb;
     return 0;
 }

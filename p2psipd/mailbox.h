@@ -85,6 +85,7 @@ struct mailbox_stats {
     uint64_t kept, keep_failed, keep_unknown;                  /* sender side */
     uint64_t found, delivered, undelivered, unopened, cleared; /* recipient side */
     uint64_t owner_puts, owner_put_errors;
+    uint64_t skipped; /* owner puts and fetches left out: no room for background work */
 };
 void mailbox_stats(const struct mailbox *mb, struct mailbox_stats *out);
 

@@ -591,6 +591,7 @@ static const struct counter_field mailbox_fields[] = {
     FIELD(mailbox_stats, delivered),    FIELD(mailbox_stats, undelivered),
     FIELD(mailbox_stats, unopened),     FIELD(mailbox_stats, cleared),
     FIELD(mailbox_stats, owner_puts),   FIELD(mailbox_stats, owner_put_errors),
+    FIELD(mailbox_stats, skipped),
 };
 #undef FIELD
 
