@@ -75,7 +75,8 @@ gboolean gui__poll_cb(gpointer data);
 struct gui_source *gui__source_add(struct gui_app *app, const char *path);
 /* Disconnects, and removes the data directory of a node this viewer started. */
 void gui__source_free(struct gui_source *s);
-/* Stops a node this viewer started (SIGTERM by PID; its child watch cleans up). */
+/* Stops a node: one this viewer started by SIGTERM to its PID (its child watch
+ * cleans up), any other through its control socket's `stop`. */
 void gui__source_stop(struct gui_source *s);
 /* How many nodes this viewer started still run (not yet reaped). */
 unsigned gui__children_running(struct gui_app *app);

@@ -312,7 +312,9 @@ static void update_panel(struct gui_app *app)
         gtk_text_buffer_set_text(gtk_text_view_get_buffer(GTK_TEXT_VIEW(app->status_view)), text,
                                  -1);
     }
-    gtk_widget_set_sensitive(app->stop_button, s != NULL && s->pid != 0 && !s->stopping);
+    gtk_widget_set_sensitive(app->stop_button,
+                             s != NULL && !s->stopping &&
+                                 (s->pid != 0 || (s->ctl != NULL && gui_ctl_is_up(s->ctl))));
 }
 
 static gboolean tick_cb(GtkWidget *w, GdkFrameClock *clock, gpointer data)
@@ -456,7 +458,9 @@ static void build_window(struct gui_app *app)
     gtk_widget_set_vexpand(scroll, TRUE);
     gtk_box_pack_start(GTK_BOX(panel), scroll, TRUE, TRUE, 0);
     app->stop_button = gtk_button_new_with_label("Stop this node");
-    gtk_widget_set_tooltip_text(app->stop_button, "Only nodes this viewer started can be stopped");
+    gtk_widget_set_tooltip_text(app->stop_button,
+                                "A node this viewer started: SIGTERM; any other: its control "
+                                "socket's stop");
     g_signal_connect(app->stop_button, "clicked", G_CALLBACK(stop_clicked), app);
     gtk_box_pack_start(GTK_BOX(panel), app->stop_button, FALSE, FALSE, 0);
     app->entry = gtk_entry_new();

@@ -279,11 +279,18 @@ static void child_exited(GPid pid, gint status, gpointer data)
         g_main_loop_quit(app->loop);
 }
 
-/* Stops a node this viewer started: SIGTERM by PID; the child watch cleans up. */
+/* Stops a node: one this viewer started by SIGTERM to its PID (the child watch
+ * cleans up); any other through its control socket's `stop` (the socket is its
+ * owner's only), after which it shows as gone until it comes back. */
 void gui__source_stop(struct gui_source *s)
 {
-    if (s->pid == 0 || s->stopping)
+    if (s->stopping)
         return;
+    if (s->pid == 0) {
+        if (s->ctl != NULL && gui_ctl_is_up(s->ctl))
+            (void)gui_ctl_request(s->ctl, "stop", NULL);
+        return;
+    }
     s->stopping = true;
     if (kill(s->pid, SIGTERM) != 0)
         g_printerr("p2psip-gui: kill %d: %s\n", (int)s->pid, g_strerror(errno));

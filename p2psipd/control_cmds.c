@@ -13,6 +13,7 @@
  *             and the control socket's own under "control" (p2psipd__counters(),
  *             which the Prometheus exposition in metrics.c reads too)
  *   ping      "pong", for scripts and health checks
+ *   stop      stops the daemon as SIGTERM does, on the next loop turn (the answer first)
  *
  * Adding a command elsewhere in the daemon (the overlay's are in overlay_glue.c):
  *   static json_t *cmd_x(const json_t *args, const json_t *opts, char *err,
@@ -137,6 +138,16 @@ static json_t *cmd_ping(const json_t *args, const json_t *opts, char *err, size_
     return json_string("pong");
 }
 
+static json_t *cmd_stop(const json_t *args, const json_t *opts, char *err, size_t errlen, void *arg)
+{
+    struct p2psipd *d = arg;
+
+    if (!no_args("stop", args, opts, err, errlen))
+        return NULL;
+    p2psipd__stop_soon(d);
+    return json_pack("{s:b}", "stopping", true);
+}
+
 int p2psipd__control_start(struct p2psipd *d)
 {
     char err[CONTROL_ERR_MAX + CONF_PATH_MAX];
@@ -154,6 +165,10 @@ int p2psipd__control_start(struct p2psipd *d)
         rc = control_register(d->control, "counters", "every counter, by part", cmd_counters, d);
     if (rc == 0)
         rc = control_register(d->control, "ping", "answers pong", cmd_ping, d);
+    if (rc == 0)
+        rc = control_register(d->control, "stop",
+                              "stops the daemon, as SIGTERM does (the socket is owner-only)",
+                              cmd_stop, d);
     if (rc != 0) {
         /* Only a programming error gets here (a name taken twice). */
         p2p_err(d->log, "control socket: cannot register the node's commands: %s", strerror(-rc));

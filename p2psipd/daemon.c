@@ -152,6 +152,14 @@ int p2psipd_start(struct p2psipd *d, uv_loop_t *loop, struct p2p_log *log, const
             return rc;
         }
     }
+    rc = uv_timer_init(loop, &d->stop_timer);
+    if (rc != 0) {
+        p2p_err(log, "cannot create a timer: %s", uv_strerror(rc));
+        while (started-- > 0)
+            uv_close((uv_handle_t *)sigs[started], NULL);
+        return rc;
+    }
+    d->stop_timer.data = d;
     d->started = true;
     rc = p2psipd__control_start(d);
     /* Metrics next: a listener that cannot bind stops the start before the node
@@ -184,6 +192,21 @@ void p2psipd_stop(struct p2psipd *d)
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    uv_close((uv_handle_t *)&d->stop_timer, NULL);
+}
+
+static void stop_requested(uv_timer_t *t)
+{
+    struct p2psipd *d = t->data;
+
+    p2p_notice(d->log, "control socket: stop requested: stopping");
+    p2psipd_stop(d);
+}
+
+void p2psipd__stop_soon(struct p2psipd *d)
+{
+    if (d->started && !d->stopping)
+        (void)uv_timer_start(&d->stop_timer, stop_requested, 0, 0);
 }
 
 static bool same_listen(const struct conf_sip *a, const struct conf_sip *b)

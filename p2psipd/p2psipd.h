@@ -85,6 +85,7 @@ struct p2psipd {
     struct bindings_db *db; /* owned */
     int lock_fd;            /* data directory lock (fcntl), -1 when not held */
     uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t stop_timer; /* the control socket's `stop`: the stop runs on the next turn */
     bool started, stopping;
     uint64_t reloads; /* successful SIGHUP reloads */
 
@@ -162,6 +163,10 @@ void p2psipd_stop(struct p2psipd *d);
  * changes nothing.  Returns 0 or -EINVAL.
  */
 int p2psipd_reload(struct p2psipd *d);
+
+/* Stops the daemon on the next loop turn, as SIGTERM would (the control socket's
+ * `stop`: its answer goes out first). */
+void p2psipd__stop_soon(struct p2psipd *d);
 
 /* Releases what p2psipd_start acquired (database, lock); call after uv_run returns. */
 void p2psipd_free(struct p2psipd *d);

@@ -12,8 +12,8 @@
 #  - a click (xdotool) at the ring's centre starts a fourth node: the model has four
 #    connected nodes, one a daemon the viewer started, whose control socket answers
 #    `p2psipctl status` with a node_id that is in the model and the child's pid;
-#  - a click on n1's dot selects it (its Stop button disabled: not a node the viewer
-#    started), and a key typed into the lookup box is routed from n1: the model's
+#  - a click on n1's dot selects it (its Stop button enabled: a daemon the viewer did
+#    not start is stopped through its control socket), and a key typed into the lookup box is routed from n1: the model's
 #    route has the root (and the path, where the daemon reports one) that
 #    `p2psipctl route` gives; the daemons' message events are drawn as arrows;
 #  - the viewer's --snapshot against the four sockets draws a PNG that is not blank,
@@ -22,8 +22,9 @@
 #  - the started node, selected, has Stop enabled; a click on Stop stops it (the
 #    viewer reaps it and removes its data directory); another click at the centre
 #    starts another node;
-#  - a daemon stopped is shown as gone (not connected); started again, it is
-#    connected again;
+#  - Stop on n3 (not started by the viewer) stops it through its control socket: it
+#    exits 0 and is shown as gone (not connected); started again, it is connected
+#    again;
 #  - SIGTERM to the viewer alone (not its process group) stops it with status 0
 #    after it stopped the node it started (that PID gone, its data directory
 #    removed); the three daemons then stop with status 0.
@@ -160,7 +161,8 @@ first_pid=$child_pid first_sock=$new_sock first_id=$new_id
 # 4. A click on n1's dot selects it; a key typed into the lookup box (it has the
 # keyboard focus) is routed by n1, and the model shows the route n1 itself reports.
 click_node "${ids[n1]}"
-model_has "not r['stop_button']['enabled']" || it_fail "Stop is enabled for n1, a daemon the viewer did not start"
+it_wait_until 10 "Stop to be enabled for n1 (stopped through its control socket)" model_has \
+    "r['stop_button']['enabled']"
 DISPLAY=$disp it_run 10 xdotool type --delay 20 alice || it_fail "xdotool could not type"
 DISPLAY=$disp it_run 10 xdotool key Return || it_fail "xdotool could not press Return"
 it_wait_until 15 "the model to show the route of 'alice' from n1" model_has \
@@ -215,9 +217,19 @@ it_wait_until 10 "the model to drop the stopped node's daemon" model_has \
 it_log "Stop stopped ${first_id:0:8} (pid $first_pid)"
 start_by_click
 
-# 7. A daemon that goes away is shown as gone; started again (same data directory,
-# same ID) the viewer reconnects by itself.
-it_server_stop n3
+# 7. Stop on a daemon the viewer did not start: it is stopped through its control
+# socket (`stop`) and exits 0, and is shown as gone; started again (same data
+# directory, same ID) the viewer reconnects by itself.
+click_node "${ids[n3]}"
+it_wait_until 10 "Stop to be enabled for n3" model_has "r['stop_button']['enabled']"
+bx=$(json_eval "$model" "r['stop_button']['center'][0]")
+by=$(json_eval "$model" "r['stop_button']['center'][1]")
+DISPLAY=$disp it_run 10 xdotool mousemove --window "$wid" "$bx" "$by" click 1 ||
+    it_fail "xdotool could not click"
+it_wait_until 20 "n3 to stop on the viewer's Stop" eval '! it_alive n3'
+it_stop n3
+[ "${IT_EXIT_OF[n3]}" -eq 0 ] || it_fail "n3 exit status ${IT_EXIT_OF[n3]} after the viewer's stop"
+grep -q "control socket: stop requested" "$IT_TMP/n3.log" || it_fail "n3 was not stopped by its control socket"
 it_wait_until 15 "the model to show n3 gone" model_has \
     "[(n['connected'], n['gone']) for n in r['nodes'] if n['id'] == '${ids[n3]}'] == [(False, True)]"
 it_start n3b "$bin" -p 5103 -P 7603 --config "$IT_TMP/n3.d/p2p.conf" --data-dir "$IT_TMP/n3.d" \
