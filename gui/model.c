@@ -14,46 +14,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "p2p/dht_id.h"
+
 #define GUI_PI 3.14159265358979323846
 
 /* ---- IDs ------------------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
+/* The same 20 bytes as a dht_id: dht/id.c's hex codec. */
 int gui_id_from_hex(struct gui_id *out, const char *hex)
 {
-    struct gui_id id;
+    struct dht_id id;
 
-    if (hex == NULL || strlen(hex) != GUI_ID_HEX_LEN)
+    if (hex == NULL || strlen(hex) != GUI_ID_HEX_LEN ||
+        dht_id_from_hex(&id, hex, GUI_ID_HEX_LEN) != 0)
         return -EINVAL;
-    for (unsigned i = 0; i < GUI_ID_LEN; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -EINVAL;
-        id.b[i] = (uint8_t)(hi << 4 | lo);
-    }
-    *out = id;
+    memcpy(out->b, id.b, GUI_ID_LEN);
     return 0;
 }
 
 void gui_id_to_hex(const struct gui_id *id, char *buf)
 {
-    static const char digits[] = "0123456789abcdef";
+    struct dht_id d;
 
-    for (unsigned i = 0; i < GUI_ID_LEN; i++) {
-        buf[2 * i] = digits[id->b[i] >> 4];
-        buf[2 * i + 1] = digits[id->b[i] & 0x0f];
-    }
-    buf[GUI_ID_HEX_LEN] = '\0';
+    memcpy(d.b, id->b, GUI_ID_LEN);
+    dht_id_to_hex(&d, buf);
 }
 
 double gui_id_turn(const struct gui_id *id)
