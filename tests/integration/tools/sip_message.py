@@ -8,15 +8,15 @@
 # ignores provisional answers, and prints the final response's status line
 # ("202 Accepted - kept for the user"); exit 0 when a final response came, 1 when
 # none did within 8 s.
-import os, select, socket, sys, time
+import os, sys
+
+from sip_udp import bound_socket, final_status
 
 
 def main():
     host, port, frm, to, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
     method = sys.argv[6] if len(sys.argv) > 6 else "MESSAGE"
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    lport = s.getsockname()[1]
+    s, lport = bound_socket()
     branch = "z9hG4bK" + os.urandom(8).hex()
     b = body.encode()
     msg = ("%s %s SIP/2.0\r\n"
@@ -30,30 +30,11 @@ def main():
            "Content-Length: %d\r\n\r\n") % (method, to, lport, branch, frm, os.urandom(4).hex(), to,
                                            os.urandom(8).hex(), method, len(b))
     data_out = msg.encode() + b
-    start = time.monotonic()
-    deadline = start + 8.0
-    interval = 0.5
-    next_send = start
-    while True:
-        now = time.monotonic()
-        if now >= deadline:
-            print("no final response", flush=True)
-            return 1
-        if now >= next_send:
-            s.sendto(data_out, (host, port))
-            next_send = now + interval
-            interval = min(interval * 2, 4.0)
-        r, _, _ = select.select([s], [], [], max(0.0, min(next_send, deadline) - now))
-        if not r:
-            continue
-        data, _ = s.recvfrom(65535)
-        line = data.split(b"\r\n", 1)[0].decode(errors="replace")
-        parts = line.split(" ", 2)
-        if len(parts) < 2 or parts[0] != "SIP/2.0" or branch.encode() not in data:
-            continue
-        if int(parts[1]) >= 200:
-            print(" ".join(parts[1:]), flush=True)
-            return 0
-
+    got = final_status(s, host, port, data_out, branch)
+    if got is None:
+        print("no final response", flush=True)
+        return 1
+    print(got, flush=True)
+    return 0
 
 sys.exit(main())

@@ -8,16 +8,16 @@
 # 8 s, ignores provisional answers, and prints the final response's status line
 # ("200 OK", "503 Cut off from the overlay"); exit 0 when a final response came,
 # 1 when none did within 8 s.
-import os, random, select, socket, sys, time
+import os, random, sys
+
+from sip_udp import bound_socket, final_status
 
 
 def main():
     host, port, user = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     domain = sys.argv[4] if len(sys.argv) > 4 else "p2p.test"
     expires = int(sys.argv[5]) if len(sys.argv) > 5 else 300
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    lport = s.getsockname()[1]
+    s, lport = bound_socket()
     branch = "z9hG4bK" + os.urandom(8).hex()
     tag = os.urandom(4).hex()
     callid = os.urandom(8).hex() + "@127.0.0.1"
@@ -32,31 +32,11 @@ def main():
            "Expires: %d\r\n"
            "Content-Length: 0\r\n\r\n") % (domain, lport, branch, user, domain, tag, user, domain,
                                            callid, random.randint(1, 100000), user, lport, expires)
-    start = time.monotonic()
-    deadline = start + 8.0
-    interval = 0.5
-    next_send = start
-    while True:
-        now = time.monotonic()
-        if now >= deadline:
-            print("no final response", flush=True)
-            return 1
-        if now >= next_send:
-            s.sendto(msg.encode(), (host, port))
-            next_send = now + interval
-            interval = min(interval * 2, 4.0)
-        r, _, _ = select.select([s], [], [], max(0.0, min(next_send, deadline) - now))
-        if not r:
-            continue
-        data, _ = s.recvfrom(65535)
-        line = data.split(b"\r\n", 1)[0].decode(errors="replace")
-        parts = line.split(" ", 2)
-        if len(parts) < 2 or parts[0] != "SIP/2.0" or branch.encode() not in data:
-            continue
-        code = int(parts[1])
-        if code >= 200:
-            print(" ".join(parts[1:]), flush=True)
-            return 0
-
+    got = final_status(s, host, port, msg.encode(), branch)
+    if got is None:
+        print("no final response", flush=True)
+        return 1
+    print(got, flush=True)
+    return 0
 
 sys.exit(main())
